@@ -1,0 +1,55 @@
+# One venv per checkout; every target sets up what it needs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PROTO_SRC := $(shell find protos/taskgrove -name '*.proto')
+
+.PHONY: install run test lint typecheck proto proto-check buf bench check clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,postgres]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Set up and start the server on embedded SQLite (127.0.0.1:50051).
+run: $(STAMP)
+	$(BIN)/taskgrove serve
+
+## Set up and run the whole test suite.
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+proto: $(STAMP)
+	rm -f client/taskgrove/v1/*_pb2*.py client/taskgrove/v1/*_pb2*.pyi
+	$(BIN)/python -m grpc_tools.protoc -I protos \
+		--plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy \
+		--plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc \
+		--python_out=client --grpc_python_out=client \
+		--mypy_out=client --mypy_grpc_out=client \
+		$(PROTO_SRC)
+
+proto-check: proto
+	git diff --exit-code -- client/taskgrove/v1
+	test -z "$$(git status --porcelain -- client/taskgrove/v1)"
+
+buf: $(STAMP)
+	cd protos && ../$(BIN)/buf lint && ../$(BIN)/buf format -d --exit-code
+
+lint: $(STAMP)
+	$(BIN)/ruff check client server tests bench
+	$(BIN)/ruff format --check client server tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy client server
+
+check: proto-check buf lint typecheck
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

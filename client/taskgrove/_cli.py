@@ -1,0 +1,47 @@
+"""The `taskgrove` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+
+def _serve(args: argparse.Namespace) -> int:
+    # The server is imported only here: SDK users never load it.
+    from taskgrove_server.app import serve
+    from taskgrove_server.config import ServerConfig
+
+    config = ServerConfig.from_env()
+    if args.address:
+        config.address = args.address
+    if args.db:
+        config.db_url = args.db
+    if args.max_concurrency:
+        config.max_concurrency = args.max_concurrency
+    logging.basicConfig(level=os.environ.get("TASKGROVE_LOG_LEVEL", "INFO"))
+    asyncio.run(serve(config))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="taskgrove", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the server (embedded SQLite by default)")
+    serve.add_argument("--address", help="host:port (env TASKGROVE_ADDRESS; 127.0.0.1:50051)")
+    serve.add_argument("--db", help="database URL (env TASKGROVE_DB; SQLite file by default)")
+    serve.add_argument("--max-concurrency", type=int, help="executor attempts at once")
+    serve.set_defaults(handler=_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.handler(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""The async client: one method per RPC, SDK models in and out, typed exceptions."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import grpc
+
+from taskgrove import _json, statuses
+from taskgrove.errors import from_rpc_error
+from taskgrove.models import Executor, Task
+from taskgrove.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+ADDRESS_ENV = "TASKGROVE_ADDRESS"
+
+T = TypeVar("T")
+
+
+def resolve_address(address: str | None) -> str:
+    """The address argument, else $TASKGROVE_ADDRESS, else 127.0.0.1:50051."""
+    return address or os.environ.get(ADDRESS_ENV) or DEFAULT_ADDRESS
+
+
+def _seconds(value: float | timedelta | None) -> timedelta | None:
+    if value is None or isinstance(value, timedelta):
+        return value
+    return timedelta(seconds=value)
+
+
+def task_message(
+    *,
+    name: str,
+    id: str = "",
+    user_id: str = "",
+    parent_id: str | None = None,
+    executor: str | None = None,
+    priority: int | None = None,
+    dependencies: Iterable[Mapping[str, Any] | str] = (),
+    inputs: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None,
+    max_attempts: int = 0,
+    retry_backoff: float | timedelta | None = None,
+    timeout: float | timedelta | None = None,
+) -> task_pb2.Task:
+    """A `Task` message for creation. Dependencies are ids or {"id", "required"} dicts."""
+    message = task_pb2.Task(
+        id=id,
+        name=name,
+        user_id=user_id,
+        parent_id=parent_id or "",
+        executor=executor or "",
+        inputs=_json.to_struct(dict(inputs or {})),
+        params=_json.to_struct(dict(params or {})),
+        max_attempts=max_attempts,
+    )
+    if priority is not None:
+        message.priority = priority
+    for dep in dependencies:
+        if isinstance(dep, str):
+            message.dependencies.add(id=dep)
+        else:
+            entry = message.dependencies.add(id=str(dep["id"]))
+            if "required" in dep:
+                entry.required = bool(dep["required"])
+    if (backoff := _seconds(retry_backoff)) is not None:
+        message.retry_backoff.FromTimedelta(backoff)
+    if (limit := _seconds(timeout)) is not None:
+        message.timeout.FromTimedelta(limit)
+    return message
+
+
+class AsyncClient:
+    """Connects lazily; use as `async with AsyncClient(...) as client:` or call `close()`."""
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        options: Sequence[tuple[str, Any]] = (),
+        timeout: float | None = 60.0,
+    ) -> None:
+        self.address = resolve_address(address)
+        self._options = [
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            ("grpc.keepalive_time_ms", 30_000),
+            *options,
+        ]
+        self._timeout = timeout
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: task_service_pb2_grpc.TaskServiceStub | None = None
+
+    @property
+    def stub(self) -> task_service_pb2_grpc.TaskServiceStub:
+        """The raw generated stub, for what the friendly methods do not cover."""
+        if self._stub is None:
+            self._channel = grpc.aio.insecure_channel(self.address, options=self._options)
+            self._stub = task_service_pb2_grpc.TaskServiceStub(self._channel)
+        return self._stub
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+            self._stub = None
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def _call(self, call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error) from None
+
+    # ------------------------------------------------------------------ RPCs
+
+    async def create_task(self, *, name: str, **fields: Any) -> Task:
+        """Create one task (not run until executed). See `task_message` for the fields."""
+        request = task_service_pb2.CreateTaskRequest(task=task_message(name=name, **fields))
+        return Task.from_proto(await self._call(self.stub.CreateTask(request, timeout=self._timeout)))
+
+    async def create_task_tree(
+        self, tasks: Sequence[Mapping[str, Any] | task_pb2.Task], *, execute: bool = False
+    ) -> dict[str, Task]:
+        """Create a tree atomically. Each task has a client-local `id` that `parent_id` and
+        dependencies of the others may use. Returns the created tasks by local id."""
+        messages = [t if isinstance(t, task_pb2.Task) else task_message(**t) for t in tasks]
+        request = task_service_pb2.CreateTaskTreeRequest(tasks=messages, execute=execute)
+        reply = await self._call(self.stub.CreateTaskTree(request, timeout=self._timeout))
+        return {
+            message.id or f"tasks[{index}]": Task.from_proto(created)
+            for index, (message, created) in enumerate(zip(messages, reply.tasks, strict=True))
+        }
+
+    async def get_task(self, task_id: str) -> Task:
+        request = task_service_pb2.GetTaskRequest(id=task_id)
+        return Task.from_proto(await self._call(self.stub.GetTask(request, timeout=self._timeout)))
+
+    async def get_task_tree(self, task_id: str, *, max_depth: int = 0) -> list[Task]:
+        """The task and its descendants, parents before children."""
+        request = task_service_pb2.GetTaskTreeRequest(id=task_id, max_depth=max_depth)
+        reply = await self._call(self.stub.GetTaskTree(request, timeout=self._timeout))
+        return [Task.from_proto(task) for task in reply.tasks]
+
+    async def list_tasks_page(
+        self,
+        *,
+        statuses_: Sequence[str] = (),
+        parent_id: str = "",
+        roots_only: bool = False,
+        user_id: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> tuple[list[Task], str]:
+        """One page of tasks and the next page's token ("" on the last page)."""
+        request = task_service_pb2.ListTasksRequest(
+            statuses=[statuses.to_proto(status) for status in statuses_],
+            parent_id=parent_id,
+            roots_only=roots_only,
+            user_id=user_id,
+            page_size=page_size,
+            page_token=page_token,
+        )
+        reply = await self._call(self.stub.ListTasks(request, timeout=self._timeout))
+        return [Task.from_proto(task) for task in reply.tasks], reply.next_page_token
+
+    async def list_tasks(self, **filters: Any) -> AsyncIterator[Task]:
+        """Every matching task, oldest first, fetching pages as needed."""
+        token = ""
+        while True:
+            page, token = await self.list_tasks_page(page_token=token, **filters)
+            for task in page:
+                yield task
+            if not token:
+                return
+
+    async def execute_task(self, task_id: str) -> Task:
+        """Start the task and its whole subtree; returns the task as it is now."""
+        request = task_service_pb2.ExecuteTaskRequest(id=task_id)
+        reply = await self._call(self.stub.ExecuteTask(request, timeout=self._timeout))
+        return Task.from_proto(reply.task)
+
+    async def list_executors(self) -> list[Executor]:
+        request = task_service_pb2.ListExecutorsRequest()
+        reply = await self._call(self.stub.ListExecutors(request, timeout=self._timeout))
+        return [
+            Executor(e.id, e.description, _json.from_struct(e.input_schema)) for e in reply.executors
+        ]
+
+    # ------------------------------------------------------------------ helpers
+
+    async def wait(self, task_id: str, *, timeout: float | None = None) -> Task:
+        """Wait until the task (for a group: its whole subtree) has finished."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.01
+        while True:
+            task = await self.get_task(task_id)
+            if task.is_finished:
+                return task
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"task {task_id} still {task.status} after {timeout}s")
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.25)

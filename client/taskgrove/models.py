@@ -1,0 +1,112 @@
+"""SDK-side task model: plain Python values instead of protobuf messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf import timestamp_pb2
+
+from taskgrove import _json, statuses
+from taskgrove.v1 import task_pb2
+
+
+@dataclass(frozen=True, slots=True)
+class TaskError:
+    reason: str
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Executor:
+    id: str
+    description: str
+    input_schema: dict[str, Any]
+
+
+def _time(message: task_pb2.Task, name: str) -> datetime | None:
+    if not message.HasField(name):  # type: ignore[arg-type]
+        return None
+    stamp: timestamp_pb2.Timestamp = getattr(message, name)
+    return stamp.ToDatetime(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """A task as the server last reported it. `status` is one of the strings in
+    `taskgrove.statuses`; `parent_id` is None for a root; `executor` None for a group."""
+
+    id: str
+    name: str
+    user_id: str
+    status: str
+    parent_id: str | None = None
+    root_id: str = ""
+    executor: str | None = None
+    priority: int = 2
+    dependencies: list[dict[str, Any]] = field(default_factory=list)
+    inputs: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    result: Any = None
+    error: TaskError | None = None
+    progress: float = 0.0
+    progress_message: str = ""
+    attempt: int = 0
+    max_attempts: int = 1
+    timeout_seconds: float | None = None
+    original_task_id: str | None = None
+    has_children: bool = False
+    execution_requested: bool = False
+    etag: str = ""
+    create_time: datetime | None = None
+    start_time: datetime | None = None
+    update_time: datetime | None = None
+    end_time: datetime | None = None
+
+    @property
+    def is_group(self) -> bool:
+        return self.executor is None
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in statuses.TERMINAL
+
+    @classmethod
+    def from_proto(cls, message: task_pb2.Task) -> Task:
+        error = None
+        if message.HasField("error"):
+            error = TaskError(
+                message.error.reason, message.error.message, _json.from_struct(message.error.details)
+            )
+        return cls(
+            id=message.id,
+            name=message.name,
+            user_id=message.user_id,
+            status=statuses.from_proto(message.status),
+            parent_id=message.parent_id or None,
+            root_id=message.root_id,
+            executor=message.executor or None,
+            priority=message.priority,
+            dependencies=[{"id": d.id, "required": d.required} for d in message.dependencies],
+            inputs=_json.from_struct(message.inputs),
+            params=_json.from_struct(message.params),
+            result=_json.from_value(message.result) if message.HasField("result") else None,
+            error=error,
+            progress=message.progress,
+            progress_message=message.progress_message,
+            attempt=message.attempt,
+            max_attempts=message.max_attempts,
+            timeout_seconds=message.timeout.ToTimedelta().total_seconds()
+            if message.HasField("timeout")
+            else None,
+            original_task_id=message.original_task_id or None,
+            has_children=message.has_children,
+            execution_requested=message.execution_requested,
+            etag=message.etag,
+            create_time=_time(message, "create_time"),
+            start_time=_time(message, "start_time"),
+            update_time=_time(message, "update_time"),
+            end_time=_time(message, "end_time"),
+        )

@@ -1,0 +1,1 @@
+"""The gRPC layer: servicers, conversions and the mapping of domain errors to status."""

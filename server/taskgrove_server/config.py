@@ -1,0 +1,42 @@
+"""Server configuration, from flags or TASKGROVE_* environment variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+
+
+def default_db_url() -> str:
+    """An SQLite file under the user's data directory, created on first start."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return f"sqlite+aiosqlite:///{Path(base) / 'taskgrove' / 'taskgrove.db'}"
+
+
+@dataclass(slots=True)
+class ServerConfig:
+    address: str = DEFAULT_ADDRESS
+    """host:port to listen on; port 0 picks a free port."""
+    db_url: str = field(default_factory=default_db_url)
+    """SQLAlchemy async URL: sqlite+aiosqlite:///PATH or postgresql+asyncpg://..."""
+    max_concurrency: int = 256
+    """Executor attempts running at once, across the whole server."""
+    executor_limits: dict[str, int] = field(default_factory=dict)
+    """Optional per-executor concurrency limits."""
+    grace_seconds: float = 10.0
+    """On shutdown, how long in-flight calls may take to finish."""
+    max_tree_size: int = 200_000
+    """Most tasks one CreateTaskTree may create."""
+    max_message_bytes: int = 64 * 1024 * 1024
+    """Largest gRPC message accepted or sent."""
+
+    @classmethod
+    def from_env(cls) -> ServerConfig:
+        config = cls()
+        config.address = os.environ.get("TASKGROVE_ADDRESS", config.address)
+        config.db_url = os.environ.get("TASKGROVE_DB", config.db_url)
+        if value := os.environ.get("TASKGROVE_MAX_CONCURRENCY"):
+            config.max_concurrency = int(value)
+        return config

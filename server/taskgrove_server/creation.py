@@ -1,0 +1,149 @@
+"""Creating tasks: look up what a request refers to, validate it whole, then store it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import RowMapping
+
+from taskgrove import statuses
+from taskgrove_server.engine import Engine
+from taskgrove_server.engine.node import now_us
+from taskgrove_server.executors import ExecutorRegistry
+from taskgrove_server.ids import new_id
+from taskgrove_server.storage.repository import TaskRepository
+from taskgrove_server.validation import (
+    ExistingTask,
+    TaskSpec,
+    ValidatedTree,
+    validate_new_tasks,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    ids: dict[str, str]
+    """Request ref -> server id."""
+    root_id: str
+    top_id: str
+
+
+def _existing(row: RowMapping, children: Sequence[str] = ()) -> ExistingTask:
+    return ExistingTask(
+        id=row["id"],
+        root_id=row["root_id"],
+        user_id=row["user_id"],
+        is_group=row["executor"] is None,
+        dependencies=tuple(dep["id"] for dep in row["dependencies"]),
+        children=tuple(children),
+    )
+
+
+class TaskCreator:
+    def __init__(
+        self, repository: TaskRepository, engine: Engine, registry: ExecutorRegistry
+    ) -> None:
+        self._repository = repository
+        self._engine = engine
+        self._registry = registry
+
+    async def create(self, specs: Sequence[TaskSpec]) -> Created:
+        """Validate `specs` as one tree and store it atomically (raises TaskgroveError)."""
+        existing = await self._load_referenced(specs)
+        tree = validate_new_tasks(specs, existing, self._registry)
+        rows, ids = self._rows(tree)
+        parent = tree.attach_parent
+        await self._engine.create(rows, parent.id if parent else None)
+        top = tree.tasks[0].spec.ref
+        return Created(ids=ids, root_id=rows[0]["root_id"], top_id=ids[top])
+
+    async def _load_referenced(self, specs: Sequence[TaskSpec]) -> dict[str, ExistingTask]:
+        """Stored tasks the request names, plus what a waits-for cycle could pass through.
+
+        A cycle through stored tasks must come back into the new tasks, which is only
+        possible through the parent they are attached under and its ancestors (groups wait
+        for their subtree). So the walk runs only when the tree is attached under a parent
+        and depends on stored tasks.
+        """
+        local = {spec.ref for spec in specs}
+        parents = {s.parent for s in specs if s.parent is not None and s.parent not in local}
+        deps = {dep for s in specs for dep, _ in s.dependencies if dep not in local}
+        rows = await self._repository.get_many(parents | deps)
+        existing = {task_id: _existing(row) for task_id, row in rows.items()}
+        attach = [task_id for task_id in parents if task_id in rows]
+        if not attach or not deps:
+            return existing
+        # Ancestors of the attach point, each with its child on the chain.
+        chain = [attach[0], *await self._repository.ancestors(attach[0])]
+        chain_rows = await self._repository.get_many(chain)
+        for child, ancestor in zip(chain, chain[1:], strict=False):
+            if ancestor in chain_rows:
+                existing[ancestor] = _existing(chain_rows[ancestor], [child])
+        # Everything reachable from the stored dependencies, with full children.
+        frontier = {dep for dep in deps if dep in rows}
+        expanded: set[str] = set()
+        while frontier:
+            expanded |= frontier
+            found = await self._repository.get_many(frontier)
+            children = await self._repository.children_of(found)
+            frontier = set()
+            for task_id, row in found.items():
+                task = _existing(row, children.get(task_id, []))
+                if task_id in existing and existing[task_id].children:
+                    # Keep the chain child too (it may be a new task's parent).
+                    merged = tuple(dict.fromkeys(task.children + existing[task_id].children))
+                    task = ExistingTask(
+                        task.id, task.root_id, task.user_id, task.is_group,
+                        task.dependencies, merged,
+                    )
+                existing[task_id] = task
+                frontier |= set(task.dependencies) | set(task.children)
+            frontier -= expanded
+        return existing
+
+    def _rows(self, tree: ValidatedTree) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        ids = {task.spec.ref: new_id() for task in tree.tasks}
+        parent = tree.attach_parent
+        root_id = parent.root_id if parent else ids[tree.tasks[0].spec.ref]
+        with_children = {t.spec.parent for t in tree.tasks if t.parent_is_local}
+        now = now_us()
+        rows = []
+        for task in tree.tasks:
+            spec = task.spec
+            rows.append(
+                {
+                    "id": ids[spec.ref],
+                    "parent_id": ids.get(spec.parent, spec.parent) if spec.parent else None,
+                    "root_id": root_id,
+                    "user_id": task.owner,
+                    "name": spec.name,
+                    "executor": task.executor,
+                    "priority": task.priority,
+                    "dependencies": [
+                        {"id": ids.get(dep, dep), "required": required}
+                        for dep, required in spec.dependencies
+                    ],
+                    "inputs": spec.inputs,
+                    "params": spec.params,
+                    "status": statuses.PENDING,
+                    "execution_requested": False,
+                    "result": None,
+                    "error": None,
+                    "progress": 0.0,
+                    "progress_message": "",
+                    "attempt": 0,
+                    "max_attempts": spec.max_attempts or 1,
+                    "retry_backoff_ms": spec.retry_backoff_ms or 1000,
+                    "timeout_ms": spec.timeout_ms,
+                    "original_task_id": None,
+                    "has_children": spec.ref in with_children,
+                    "created_us": now,
+                    "started_us": None,
+                    "updated_us": now,
+                    "ended_us": None,
+                    "version": 1,
+                }
+            )
+        return rows, ids

@@ -1,0 +1,501 @@
+"""The execution engine.
+
+The engine keeps every tree with executing tasks in memory (`Node`s), decides every state
+change there, single-threaded on the event loop, and queues each change on the `Writer`.
+Effects that others can observe happen only after the change is committed: an executor
+starts once its claim (pending -> in_progress) is durable.
+
+Cost per task is independent of the tree's size: dependents are found through an index
+(dependency id -> waiting nodes), ready tasks wait in a heap ordered by (priority, creation),
+and a status change updates the counters of the task's ancestors only (O(depth)).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import random
+from collections import defaultdict, deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import RowMapping
+
+from taskgrove import statuses
+from taskgrove.aggregation import StatusCounts, derived_status
+from taskgrove_server.engine.attempt import AttemptOutcome, failure, run_attempt
+from taskgrove_server.engine.node import Node, now_us
+from taskgrove_server.engine.readiness import Outcome, dependency_outcome
+from taskgrove_server.executors import ExecutionContext, ExecutorRegistry
+from taskgrove_server.storage.repository import TaskRepository
+from taskgrove_server.storage.statements import mark_has_children
+from taskgrove_server.storage.writer import Writer
+
+log = logging.getLogger(__name__)
+
+_MAX_BACKOFF_S = 300.0
+_PROGRESS_WRITE_INTERVAL_US = 100_000
+
+
+@dataclass(slots=True)
+class _Tree:
+    root: Node
+    active: int = 0
+    """Executable tasks requested to run that have not finished."""
+    nodes: list[Node] = field(default_factory=list)
+
+
+class Engine:
+    def __init__(
+        self,
+        repository: TaskRepository,
+        writer: Writer,
+        registry: ExecutorRegistry,
+        *,
+        max_concurrency: int = 256,
+        executor_limits: dict[str, int] | None = None,
+    ) -> None:
+        self._repository = repository
+        self._writer = writer
+        self._registry = registry
+        self._limit = max_concurrency
+        self._executor_limits = dict(executor_limits or {})
+        self._nodes: dict[str, Node] = {}
+        self._trees: dict[str, _Tree] = {}
+        self._loading: dict[str, asyncio.Future[None]] = {}
+        self._adopt_later: dict[str, list[RowMapping]] = defaultdict(list)
+        self._dependents: dict[str, list[Node]] = defaultdict(list)
+        self._ready: list[tuple[int, int, Node]] = []
+        self._held: dict[str, list[tuple[int, int, Node]]] = defaultdict(list)
+        self._running = 0
+        self._running_by_executor: dict[str, int] = defaultdict(int)
+        self._attempts: dict[str, asyncio.Task[None]] = {}
+        self._finished: deque[Node] = deque()
+        self._touched_trees: set[str] = set()
+        self._closing = False
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Resume every tree that was executing when the server last stopped."""
+        for root_id in await self._repository.active_roots():
+            await self._ensure_loaded(root_id, recovering=True)
+        self._settle()
+
+    async def close(self) -> None:
+        """Interrupt running attempts and give them back (pending) for the next start."""
+        self._closing = True
+        tasks = list(self._attempts.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # ----------------------------------------------------------------- queries
+
+    @property
+    def running(self) -> int:
+        return self._running
+
+    def loaded_status(self, task_id: str) -> str | None:
+        node = self._nodes.get(task_id)
+        return node.status if node else None
+
+    # ----------------------------------------------------------------- commands
+
+    async def create(self, rows: list[dict[str, Any]], existing_parent: str | None) -> None:
+        """Store new tasks (durably) and take them into a loaded tree."""
+        self._writer.insert_tasks(rows)
+        if existing_parent is not None:
+            self._writer.execute(mark_has_children(existing_parent))
+        await self._writer.flush()
+        root_id = rows[0]["root_id"]
+        if root_id not in self._loading and root_id not in self._trees:
+            return
+        # The tree runs now: read the rows back (with their `seq`) to link them in.
+        stored = await self._repository.get_many(row["id"] for row in rows)
+        ordered = sorted(stored.values(), key=lambda row: row["seq"])
+        if root_id in self._loading:
+            self._adopt_later[root_id].extend(ordered)
+        elif root_id in self._trees:
+            self._adopt(self._trees[root_id], ordered)
+            self._settle()
+
+    async def execute(self, task_id: str, root_id: str) -> int:
+        """Request execution of a task's subtree; returns how many tasks it scheduled."""
+        await self._ensure_loaded(root_id)
+        top = self._nodes[task_id]
+        to_arm: list[Node] = []
+        for node in top.subtree():
+            if node.execution_requested:
+                continue
+            node.execution_requested = True
+            self._persist(node, node.status)
+            if not node.is_group and node.status == statuses.PENDING:
+                self._trees[node.root_id].active += 1
+                to_arm.append(node)
+        external = await self._external_statuses(to_arm)
+        for node in to_arm:
+            self._arm(node, external)
+        for node in reversed(list(top.subtree())):
+            if node.is_group:
+                self._refresh_group(node)
+        self._touched_trees.add(root_id)
+        self._settle()
+        await self._writer.flush()
+        return len(to_arm)
+
+    # ----------------------------------------------------------------- loading
+
+    async def _ensure_loaded(self, root_id: str, *, recovering: bool = False) -> None:
+        while root_id in self._loading:
+            await asyncio.shield(self._loading[root_id])
+        if root_id in self._trees:
+            return
+        future = asyncio.get_running_loop().create_future()
+        self._loading[root_id] = future
+        try:
+            rows = await self._repository.tree(root_id)
+            tree = self._build_tree(rows)
+            self._trees[root_id] = tree
+            late = self._adopt_later.pop(root_id, [])
+            self._adopt(tree, late)
+            to_arm = []
+            for node in tree.nodes:
+                if node.is_group or not node.execution_requested:
+                    continue
+                if node.status in statuses.TERMINAL:
+                    continue
+                tree.active += 1
+                if node.status == statuses.IN_PROGRESS and recovering:
+                    self._recover(node)
+                if node.status == statuses.PENDING:
+                    to_arm.append(node)
+            external = await self._external_statuses(to_arm)
+            for node in to_arm:
+                self._arm(node, external)
+            self._touched_trees.add(root_id)
+        finally:
+            del self._loading[root_id]
+            future.set_result(None)
+
+    def _build_tree(self, rows: Sequence[RowMapping]) -> _Tree:
+        nodes = [Node.from_row(row) for row in rows]
+        root = next(node for node in nodes if node.parent_id is None)
+        tree = _Tree(root=root)
+        self._link(tree, nodes)
+        return tree
+
+    def _link(self, tree: _Tree, nodes: list[Node]) -> None:
+        """Attach nodes (parents before children) to a tree and count them into groups."""
+        for node in nodes:
+            self._nodes[node.id] = node
+            tree.nodes.append(node)
+            if node.is_group:
+                node.counts = StatusCounts()
+            if node.parent_id is not None:
+                node.parent = self._nodes[node.parent_id]
+                node.parent.children.append(node)
+            if not node.is_group:
+                for ancestor in node.ancestors():
+                    if ancestor.counts is not None:
+                        ancestor.counts.add(node.status)
+
+    def _adopt(self, tree: _Tree, rows: Sequence[RowMapping]) -> None:
+        """Tasks created under a loaded tree: they join it (creation never runs them)."""
+        fresh = [Node.from_row(row) for row in rows if row["id"] not in self._nodes]
+        if not fresh:
+            return
+        self._link(tree, fresh)
+        for node in fresh:
+            for ancestor in node.ancestors():
+                if ancestor.is_group:
+                    self._refresh_group(ancestor)
+
+    def _recover(self, node: Node) -> None:
+        """An attempt that was running when the server died: retry it or abandon it."""
+        if node.attempt < node.max_attempts:
+            node.status = statuses.PENDING
+            self._persist(node, statuses.IN_PROGRESS)
+            self._adjust_ancestors(node, statuses.IN_PROGRESS)
+        else:
+            self._finish(
+                node,
+                statuses.FAILED,
+                error=failure("ABANDONED", "the server stopped while the task ran"),
+                expected=statuses.IN_PROGRESS,
+            )
+
+    def _unload(self, tree: _Tree) -> None:
+        for node in tree.nodes:
+            self._nodes.pop(node.id, None)
+        del self._trees[tree.root.id]
+
+    async def _external_statuses(self, nodes: Iterable[Node]) -> dict[str, str]:
+        """Statuses of dependencies that live in trees the engine has not loaded."""
+        wanted = {dep for node in nodes for dep in node.dependencies if dep not in self._nodes}
+        if not wanted:
+            return {}
+        rows = await self._repository.get_many(wanted)
+        return {task_id: row["status"] for task_id, row in rows.items()}
+
+    # ----------------------------------------------------------------- readiness
+
+    def _arm(self, node: Node, external: dict[str, str]) -> None:
+        """Count the unfinished dependencies of a pending task; queue it when there are none."""
+        if node.status != statuses.PENDING:
+            return
+        node.unmet = 0
+        for dep_id, required in node.dependencies.items():
+            dep = self._nodes.get(dep_id)
+            status = dep.status if dep is not None else external.get(dep_id)
+            outcome = dependency_outcome(status, required=required)
+            if outcome is Outcome.WAIT:
+                node.unmet += 1
+                self._dependents[dep_id].append(node)
+            elif outcome is not Outcome.SATISFIED:
+                self._fail_on_dependency(node, dep_id, status, outcome)
+                return
+        if node.unmet == 0 and node.retry_at_us is None:
+            self._push_ready(node)
+
+    def _fail_on_dependency(
+        self, node: Node, dep_id: str, dep_status: str | None, outcome: Outcome
+    ) -> None:
+        if outcome is Outcome.CANCEL:
+            self._finish(
+                node,
+                statuses.CANCELLED,
+                error=failure(
+                    "DEPENDENCY_CANCELLED",
+                    f"required dependency {dep_id} was cancelled",
+                    dependency_id=dep_id,
+                ),
+            )
+        else:
+            reason = "DEPENDENCY_FAILED" if dep_status is not None else "DEPENDENCY_MISSING"
+            self._finish(
+                node,
+                statuses.FAILED,
+                error=failure(
+                    reason, f"required dependency {dep_id} {dep_status or 'is missing'}",
+                    dependency_id=dep_id,
+                ),
+            )
+
+    def _push_ready(self, node: Node) -> None:
+        heapq.heappush(self._ready, (node.priority, node.seq, node))
+
+    def _notify_dependents(self, finished: Node) -> None:
+        for dependent in self._dependents.pop(finished.id, ()):
+            if dependent.status != statuses.PENDING or not dependent.execution_requested:
+                continue
+            required = dependent.dependencies.get(finished.id, True)
+            outcome = dependency_outcome(finished.status, required=required)
+            if outcome is Outcome.SATISFIED:
+                dependent.unmet -= 1
+                if dependent.unmet == 0 and dependent.retry_at_us is None:
+                    self._push_ready(dependent)
+            elif outcome is not Outcome.WAIT:
+                self._fail_on_dependency(dependent, finished.id, finished.status, outcome)
+
+    # ----------------------------------------------------------------- state changes
+
+    def _persist(self, node: Node, expected: str) -> None:
+        self._writer.update_state(node.state_row(expected))
+
+    def _set_status(self, node: Node, status: str, *, expected: str | None = None) -> None:
+        old = node.status
+        node.status = status
+        now = now_us()
+        if status == statuses.IN_PROGRESS and node.started_us is None:
+            node.started_us = now
+        if status in statuses.TERMINAL:
+            node.ended_us = now
+            self._finished.append(node)
+            if not node.is_group and node.execution_requested:
+                self._trees[node.root_id].active -= 1
+                self._touched_trees.add(node.root_id)
+        self._persist(node, expected or old)
+        if not node.is_group:
+            self._adjust_ancestors(node, old)
+
+    def _finish(
+        self,
+        node: Node,
+        status: str,
+        *,
+        result: Any = None,
+        error: dict[str, Any] | None = None,
+        expected: str | None = None,
+    ) -> None:
+        node.result = result
+        node.error = error
+        if status == statuses.COMPLETED:
+            node.progress = 1.0
+        self._set_status(node, status, expected=expected)
+
+    def _adjust_ancestors(self, node: Node, old_status: str) -> None:
+        for ancestor in node.ancestors():
+            if ancestor.counts is not None:
+                ancestor.counts.add(old_status, -1)
+                ancestor.counts.add(node.status)
+                self._refresh_group(ancestor)
+
+    def _refresh_group(self, group: Node) -> None:
+        assert group.counts is not None
+        status = derived_status(group.counts, execution_requested=group.execution_requested)
+        if status == group.status:
+            return
+        if status in statuses.TERMINAL:
+            group.progress = 1.0 if status == statuses.COMPLETED else group.progress
+        else:
+            group.ended_us = None
+        self._set_status(group, status)
+
+    def _settle(self) -> None:
+        """Propagate finished tasks to their dependents, start what is ready, unload trees."""
+        while self._finished:
+            self._notify_dependents(self._finished.popleft())
+        self._pump()
+        for root_id in self._touched_trees:
+            tree = self._trees.get(root_id)
+            if tree is not None and tree.active == 0 and root_id not in self._loading:
+                self._unload(tree)
+        self._touched_trees.clear()
+
+    # ----------------------------------------------------------------- dispatch
+
+    def _pump(self) -> None:
+        while self._ready and self._running < self._limit and not self._closing:
+            entry = heapq.heappop(self._ready)
+            node = entry[2]
+            if node.status != statuses.PENDING or node.unmet or node.retry_at_us is not None:
+                continue  # stale entry
+            assert node.executor is not None
+            limit = self._executor_limits.get(node.executor)
+            if limit is not None and self._running_by_executor[node.executor] >= limit:
+                self._held[node.executor].append(entry)
+                continue
+            node.attempt += 1
+            node.error = None
+            node.progress = 0.0
+            node.progress_message = ""
+            self._set_status(node, statuses.IN_PROGRESS)
+            self._running += 1
+            self._running_by_executor[node.executor] += 1
+            attempt = node.attempt
+            self._writer.after_commit(lambda node=node, attempt=attempt: self._launch(node, attempt))
+
+    def _launch(self, node: Node, attempt: int) -> None:
+        if self._closing:
+            self._release(node)
+            self._give_back(node, attempt)
+            return
+        task = asyncio.create_task(self._run(node, attempt), name=f"task-{node.id}")
+        self._attempts[node.id] = task
+
+    def _release(self, node: Node) -> None:
+        assert node.executor is not None
+        self._running -= 1
+        self._running_by_executor[node.executor] -= 1
+        held = self._held.get(node.executor)
+        if held:
+            for entry in held:
+                heapq.heappush(self._ready, entry)
+            held.clear()
+
+    async def _run(self, node: Node, attempt: int) -> None:
+        assert node.executor is not None
+        executor = self._registry.get(node.executor)
+        try:
+            if executor is None:
+                outcome = AttemptOutcome(
+                    statuses.FAILED,
+                    error=failure(
+                        "UNKNOWN_EXECUTOR", f"executor {node.executor!r} is not registered"
+                    ),
+                )
+            else:
+                context = ExecutionContext(
+                    task_id=node.id,
+                    root_id=node.root_id,
+                    name=node.name,
+                    user_id=node.user_id,
+                    attempt=attempt,
+                    inputs=node.inputs,
+                    params=node.params,
+                    dependency_results=await self._dependency_results(node),
+                    report_progress=lambda fraction, message="": self._report_progress(
+                        node, attempt, fraction, message
+                    ),
+                )
+                timeout = node.timeout_ms / 1000 if node.timeout_ms else None
+                outcome = await run_attempt(executor, context, timeout)
+        except asyncio.CancelledError:
+            if self._closing:
+                self._give_back(node, attempt)
+            raise
+        finally:
+            self._attempts.pop(node.id, None)
+            self._release(node)
+        self._on_attempt_done(node, attempt, outcome)
+
+    async def _dependency_results(self, node: Node) -> dict[str, Any]:
+        results: dict[str, Any] = {}
+        missing = []
+        for dep_id in node.dependencies:
+            dep = self._nodes.get(dep_id)
+            if dep is None:
+                missing.append(dep_id)
+            elif dep.status == statuses.COMPLETED and not dep.is_group:
+                results[dep_id] = dep.result
+        if missing:
+            for dep_id, row in (await self._repository.get_many(missing)).items():
+                if row["status"] == statuses.COMPLETED and row["executor"] is not None:
+                    results[dep_id] = row["result"]
+        return results
+
+    def _on_attempt_done(self, node: Node, attempt: int, outcome: AttemptOutcome) -> None:
+        if node.status != statuses.IN_PROGRESS or node.attempt != attempt:
+            self._settle()
+            return  # the task moved on (e.g. cancelled) while the attempt ran
+        if outcome.status == statuses.FAILED and node.attempt < node.max_attempts:
+            node.error = outcome.error
+            delay = _backoff_seconds(node.retry_backoff_ms, node.attempt)
+            node.retry_at_us = now_us() + int(delay * 1_000_000)
+            self._set_status(node, statuses.PENDING)
+            asyncio.get_running_loop().call_later(delay, self._retry_due, node)
+        else:
+            self._finish(node, outcome.status, result=outcome.result, error=outcome.error)
+        self._settle()
+
+    def _retry_due(self, node: Node) -> None:
+        node.retry_at_us = None
+        if node.status == statuses.PENDING and node.execution_requested and not node.unmet:
+            self._push_ready(node)
+            self._settle()
+
+    def _give_back(self, node: Node, attempt: int) -> None:
+        """Shutdown interrupted this attempt: it does not count, the task runs again later."""
+        if node.status == statuses.IN_PROGRESS and node.attempt == attempt:
+            node.attempt -= 1
+            self._set_status(node, statuses.PENDING)
+
+    def _report_progress(self, node: Node, attempt: int, fraction: float, message: str) -> None:
+        if node.status != statuses.IN_PROGRESS or node.attempt != attempt:
+            return
+        node.progress = min(1.0, max(0.0, float(fraction)))
+        node.progress_message = str(message)
+        now = now_us()
+        # Rate-limited: the latest value is always in memory; the store sees it every 100 ms.
+        if now - node.progress_written_us >= _PROGRESS_WRITE_INTERVAL_US:
+            node.progress_written_us = now
+            self._persist(node, statuses.IN_PROGRESS)
+
+
+def _backoff_seconds(base_ms: int, attempt: int) -> float:
+    """Exponential backoff with full jitter on the upper half."""
+    ceiling = min(_MAX_BACKOFF_S, (base_ms / 1000) * 2 ** (attempt - 1))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)

@@ -1,0 +1,116 @@
+"""The engine's in-memory view of one task of a loaded tree."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import RowMapping
+
+from taskgrove.aggregation import StatusCounts
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass(slots=True, eq=False)
+class Node:
+    id: str
+    seq: int
+    parent_id: str | None
+    root_id: str
+    user_id: str
+    name: str
+    executor: str | None
+    priority: int
+    dependencies: dict[str, bool]
+    """Dependency id -> required."""
+    inputs: dict[str, Any]
+    params: dict[str, Any]
+    status: str
+    execution_requested: bool
+    attempt: int
+    max_attempts: int
+    retry_backoff_ms: int
+    timeout_ms: int | None
+    result: Any
+    error: dict[str, Any] | None
+    progress: float
+    progress_message: str
+    started_us: int | None
+    ended_us: int | None
+    parent: Node | None = None
+    children: list[Node] = field(default_factory=list)
+    counts: StatusCounts | None = None
+    """For groups: statuses of the executable tasks below."""
+    unmet: int = 0
+    """Dependencies not yet finished (pending executable tasks only)."""
+    retry_at_us: int | None = None
+    """While waiting out a retry backoff: when the next attempt may start."""
+    progress_written_us: int = 0
+
+    @property
+    def is_group(self) -> bool:
+        return self.executor is None
+
+    @classmethod
+    def from_row(cls, row: RowMapping) -> Node:
+        return cls(
+            id=row["id"],
+            seq=row["seq"],
+            parent_id=row["parent_id"],
+            root_id=row["root_id"],
+            user_id=row["user_id"],
+            name=row["name"],
+            executor=row["executor"],
+            priority=row["priority"],
+            dependencies={d["id"]: bool(d.get("required", True)) for d in row["dependencies"]},
+            inputs=row["inputs"],
+            params=row["params"],
+            status=row["status"],
+            execution_requested=row["execution_requested"],
+            attempt=row["attempt"],
+            max_attempts=row["max_attempts"],
+            retry_backoff_ms=row["retry_backoff_ms"],
+            timeout_ms=row["timeout_ms"],
+            result=row["result"],
+            error=row["error"],
+            progress=row["progress"],
+            progress_message=row["progress_message"],
+            started_us=row["started_us"],
+            ended_us=row["ended_us"],
+        )
+
+    def ancestors(self) -> Iterator[Node]:
+        node = self.parent
+        while node is not None:
+            yield node
+            node = node.parent
+
+    def subtree(self) -> Iterator[Node]:
+        """This node and every descendant, parents first."""
+        stack = [self]
+        while stack:
+            node = stack.pop()
+            yield node
+            stack.extend(reversed(node.children))
+
+    def state_row(self, expected_status: str) -> dict[str, Any]:
+        """The guarded update that persists this node's mutable state."""
+        return {
+            "b_id": self.id,
+            "b_expected": expected_status,
+            "status": self.status,
+            "execution_requested": self.execution_requested,
+            "attempt": self.attempt,
+            "result": self.result,
+            "error": self.error,
+            "progress": self.progress,
+            "progress_message": self.progress_message,
+            "started_us": self.started_us,
+            "ended_us": self.ended_us,
+            "updated_us": now_us(),
+        }

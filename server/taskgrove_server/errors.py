@@ -1,0 +1,58 @@
+"""Domain errors: raised anywhere below the API layer, mapped to gRPC status in one place."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Code(enum.Enum):
+    """The canonical gRPC codes the domain uses (mapped in api/error_mapping.py)."""
+
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    NOT_FOUND = "NOT_FOUND"
+    FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    ABORTED = "ABORTED"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    UNAVAILABLE = "UNAVAILABLE"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    """One invalid field of a request, e.g. `tasks[2].dependencies[0].id`."""
+
+    field: str
+    description: str
+    reason: str
+
+
+@dataclass(slots=True)
+class TaskgroveError(Exception):
+    """A request that cannot be served, with a stable UPPER_SNAKE reason."""
+
+    code: Code
+    reason: str
+    message: str
+    violations: list[FieldViolation] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.message}"
+
+
+def invalid(violations: list[FieldViolation]) -> TaskgroveError:
+    """INVALID_ARGUMENT carrying every violation; the reason is that of the first."""
+    first = violations[0]
+    message = "; ".join(f"{v.field}: {v.description}" for v in violations)
+    return TaskgroveError(Code.INVALID_ARGUMENT, first.reason, message, list(violations))
+
+
+def not_found(reason: str, what: str, ident: str, field_name: str = "id") -> TaskgroveError:
+    return TaskgroveError(
+        Code.NOT_FOUND,
+        reason,
+        f"{what} {ident!r} not found",
+        [FieldViolation(field_name, f"{what} {ident!r} not found", reason)],
+        {"id": ident},
+    )

@@ -1,0 +1,68 @@
+"""Executor registry: built-ins, entry points and server configuration."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from importlib.metadata import entry_points
+from typing import Any
+
+import jsonschema
+
+from taskgrove_server.executors.base import Executor
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "taskgrove.executors"
+
+
+class ExecutorRegistry:
+    def __init__(self, executors: Iterable[Executor] = ()) -> None:
+        self._executors: dict[str, Executor] = {}
+        self._validators: dict[str, jsonschema.protocols.Validator] = {}
+        for executor in executors:
+            self.register(executor)
+
+    @classmethod
+    def default(cls, *, load_entry_points: bool = True) -> ExecutorRegistry:
+        """The built-in executors plus those installed under the entry point group."""
+        from taskgrove_server.executors.builtin import BUILTIN_EXECUTORS
+
+        registry = cls(BUILTIN_EXECUTORS)
+        if load_entry_points:
+            registry.load_entry_points()
+        return registry
+
+    def register(self, executor: Executor) -> None:
+        if executor.id in self._executors:
+            raise ValueError(f"executor {executor.id!r} is registered twice")
+        validator_class = jsonschema.validators.validator_for(executor.input_schema)
+        validator_class.check_schema(executor.input_schema)
+        self._executors[executor.id] = executor
+        self._validators[executor.id] = validator_class(executor.input_schema)
+
+    def load_entry_points(self) -> None:
+        for point in entry_points(group=ENTRY_POINT_GROUP):
+            loaded = point.load()
+            executor = loaded() if callable(loaded) and not isinstance(loaded, Executor) else loaded
+            if not isinstance(executor, Executor):
+                log.error("entry point %s is not a taskgrove Executor; ignored", point.name)
+                continue
+            self.register(executor)
+
+    def get(self, executor_id: str) -> Executor | None:
+        return self._executors.get(executor_id)
+
+    def __contains__(self, executor_id: object) -> bool:
+        return executor_id in self._executors
+
+    def __iter__(self) -> Any:
+        return iter(sorted(self._executors.values(), key=lambda e: e.id))
+
+    def input_errors(self, executor_id: str, inputs: Mapping[str, Any]) -> list[str]:
+        """Messages of every schema violation of `inputs` (empty when valid)."""
+        validator = self._validators[executor_id]
+        return [
+            f"{'/'.join(str(p) for p in error.absolute_path) or '(root)'}: {error.message}"
+            for error in sorted(validator.iter_errors(inputs), key=lambda e: [str(p) for p in e.path])
+        ]

@@ -1,0 +1,1 @@
+"""Persistence: schema, migrations, reads (repository) and grouped writes (writer)."""

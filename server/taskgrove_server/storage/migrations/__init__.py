@@ -1,0 +1,55 @@
+"""Versioned schema migrations, applied in order at server start.
+
+Each migration module has `VERSION`, `NAME` and `upgrade(connection)`; it spells out its own
+DDL so that later changes to `schema.py` never rewrite history.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import time
+from types import ModuleType
+
+from sqlalchemy import Connection, inspect, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from taskgrove_server.storage.schema import schema_migrations
+
+
+def _migrations() -> list[ModuleType]:
+    modules = [
+        importlib.import_module(f"{__name__}.{info.name}")
+        for info in pkgutil.iter_modules(__path__)
+        if info.name.startswith("m")
+    ]
+    return sorted(modules, key=lambda module: int(module.VERSION))
+
+
+def latest_version() -> int:
+    return max(int(m.VERSION) for m in _migrations())
+
+
+def _apply(connection: Connection) -> list[int]:
+    if not inspect(connection).has_table("schema_migrations"):
+        schema_migrations.create(connection)
+    done = set(connection.execute(select(schema_migrations.c.version)).scalars())
+    applied = []
+    for module in _migrations():
+        version = int(module.VERSION)
+        if version in done:
+            continue
+        module.upgrade(connection)
+        connection.execute(
+            schema_migrations.insert().values(
+                version=version, name=module.NAME, applied_us=time.time_ns() // 1000
+            )
+        )
+        applied.append(version)
+    return applied
+
+
+async def migrate(engine: AsyncEngine) -> list[int]:
+    """Apply every missing migration in one transaction; returns the versions applied."""
+    async with engine.begin() as connection:
+        return await connection.run_sync(_apply)

@@ -1,0 +1,70 @@
+"""The current schema, as SQLAlchemy Core tables (migrations create and evolve it)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY.
+_SeqType = BigInteger().with_variant(Integer(), "sqlite")
+
+tasks = Table(
+    "tasks",
+    metadata,
+    # Insertion order: the tie-breaker after priority, and the ListTasks page key.
+    Column("seq", _SeqType, primary_key=True, autoincrement=True),
+    Column("id", String(36), nullable=False, unique=True),
+    Column("parent_id", String(36), nullable=True),
+    Column("root_id", String(36), nullable=False),
+    Column("user_id", String(255), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("executor", String(255), nullable=True),  # NULL: a group
+    Column("priority", Integer, nullable=False),
+    Column("dependencies", JSON, nullable=False),  # [{"id": ..., "required": bool}]
+    Column("inputs", JSON, nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("execution_requested", Boolean, nullable=False),
+    Column("result", JSON, nullable=True),
+    Column("error", JSON, nullable=True),  # {"reason", "message", "details"}
+    Column("progress", Float, nullable=False),
+    Column("progress_message", Text, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("max_attempts", Integer, nullable=False),
+    Column("retry_backoff_ms", Integer, nullable=False),
+    Column("timeout_ms", Integer, nullable=True),
+    Column("original_task_id", String(36), nullable=True),
+    Column("has_children", Boolean, nullable=False),
+    # Microseconds since the epoch (UTC): portable and cheap to compare.
+    Column("created_us", BigInteger, nullable=False),
+    Column("started_us", BigInteger, nullable=True),
+    Column("updated_us", BigInteger, nullable=False),
+    Column("ended_us", BigInteger, nullable=True),
+    Column("version", Integer, nullable=False),
+    Index("ix_tasks_parent", "parent_id", "seq"),
+    Index("ix_tasks_root", "root_id", "seq"),
+    Index("ix_tasks_user", "user_id", "seq"),
+    # Finds executing trees to resume at start.
+    Index("ix_tasks_active", "execution_requested", "status"),
+)
+
+schema_migrations = Table(
+    "schema_migrations",
+    metadata,
+    Column("version", Integer, primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("applied_us", BigInteger, nullable=False),
+)

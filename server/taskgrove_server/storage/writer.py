@@ -1,0 +1,147 @@
+"""Group commit: every write of the server goes through one writer, which commits
+whatever is pending in one transaction as soon as it is free.
+
+Callers queue rows and statements, then either await `flush()` (an RPC that must answer
+only after its change is durable) or register an `after_commit` callback (the engine
+starts an executor only once its claim is committed). Callbacks run in commit order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import bindparam
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from taskgrove_server.storage.schema import tasks
+
+log = logging.getLogger(__name__)
+
+Statement = Callable[[AsyncConnection], Awaitable[None]]
+
+# One statement shape for every state change, so a batch is a single executemany.
+# The status guard makes a transition apply only from the state the engine saw.
+_UPDATE_STATE = (
+    tasks.update()
+    .where(tasks.c.id == bindparam("b_id"), tasks.c.status == bindparam("b_expected"))
+    .values(
+        status=bindparam("status"),
+        execution_requested=bindparam("execution_requested"),
+        attempt=bindparam("attempt"),
+        result=bindparam("result"),
+        error=bindparam("error"),
+        progress=bindparam("progress"),
+        progress_message=bindparam("progress_message"),
+        started_us=bindparam("started_us"),
+        ended_us=bindparam("ended_us"),
+        updated_us=bindparam("updated_us"),
+        version=tasks.c.version + 1,
+    )
+)
+
+
+
+@dataclass(slots=True)
+class _Batch:
+    inserts: list[dict[str, Any]] = field(default_factory=list)
+    statements: list[Statement] = field(default_factory=list)
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    callbacks: list[Callable[[], None]] = field(default_factory=list)
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
+
+    def has_work(self) -> bool:
+        return bool(self.inserts or self.statements or self.updates or self.waiters)
+
+
+class Writer:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._batch = _Batch()
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self.commits = 0
+        """Transactions committed so far (for benchmarks and tests)."""
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="taskgrove-writer")
+
+    async def close(self) -> None:
+        """Commit what is pending, then stop."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+
+    def insert_tasks(self, rows: list[dict[str, Any]]) -> None:
+        self._batch.inserts.extend(rows)
+        self._wake.set()
+
+    def execute(self, statement: Statement) -> None:
+        """Queue an arbitrary statement; it runs after the batch's inserts."""
+        self._batch.statements.append(statement)
+        self._wake.set()
+
+    def update_state(self, row: dict[str, Any]) -> None:
+        """Queue a guarded state update (keys: see `_UPDATE_STATE`)."""
+        self._batch.updates.append(row)
+        self._wake.set()
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once everything queued so far is committed."""
+        self._batch.callbacks.append(callback)
+        self._wake.set()
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far is committed (raises if the commit failed)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._batch.waiters.append(waiter)
+        self._wake.set()
+        await waiter
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._batch = self._batch, _Batch()
+            if batch.has_work() or batch.callbacks:
+                await self._commit(batch)
+            if self._closing and not self._batch.has_work() and not self._batch.callbacks:
+                return
+
+    async def _commit(self, batch: _Batch) -> None:
+        try:
+            async with self._engine.begin() as conn:
+                if batch.inserts:
+                    await conn.execute(tasks.insert(), batch.inserts)
+                for statement in batch.statements:
+                    await statement(conn)
+                if batch.updates:
+                    result = await conn.execute(_UPDATE_STATE, batch.updates)
+                    if result.rowcount != len(batch.updates):
+                        # Single writer: this means the engine's view is wrong. Log loudly;
+                        # the guard has kept the stored state valid.
+                        log.error(
+                            "guarded update applied to %s of %s rows",
+                            result.rowcount,
+                            len(batch.updates),
+                        )
+            self.commits += 1
+        except Exception as exc:
+            log.exception("write batch failed")
+            for waiter in batch.waiters:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            return
+        for waiter in batch.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        for callback in batch.callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("after-commit callback failed")
