@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from taskgrove import AsyncClient
 from taskgrove_server.app import TaskgroveServer
 from taskgrove_server.config import ServerConfig
@@ -56,8 +55,16 @@ class ServerProcess:
     def start(self, port: int = 0) -> str:
         env = {**os.environ, "TASKGROVE_LOG_LEVEL": "WARNING", **(self.extra_env or {})}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "taskgrove._cli", "serve",
-             "--address", f"127.0.0.1:{port}", "--db", self.db_url],
+            [
+                sys.executable,
+                "-m",
+                "taskgrove._cli",
+                "serve",
+                "--address",
+                f"127.0.0.1:{port}",
+                "--db",
+                self.db_url,
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

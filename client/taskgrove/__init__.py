@@ -1,6 +1,6 @@
 """taskgrove SDK: create, run and inspect task trees on a taskgrove server.
 
-    from taskgrove import TaskManager, TaskTreeNode, create_session
+from taskgrove import TaskManager, TaskTreeNode, create_session
 """
 
 from __future__ import annotations

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -127,7 +126,9 @@ class AsyncClient:
     async def create_task(self, *, name: str, **fields: Any) -> Task:
         """Create one task (not run until executed). See `task_message` for the fields."""
         request = task_service_pb2.CreateTaskRequest(task=task_message(name=name, **fields))
-        return Task.from_proto(await self._call(self.stub.CreateTask(request, timeout=self._timeout)))
+        return Task.from_proto(
+            await self._call(self.stub.CreateTask(request, timeout=self._timeout))
+        )
 
     async def create_task_tree(
         self, tasks: Sequence[Mapping[str, Any] | task_pb2.Task], *, execute: bool = False
@@ -194,20 +195,19 @@ class AsyncClient:
         request = task_service_pb2.ListExecutorsRequest()
         reply = await self._call(self.stub.ListExecutors(request, timeout=self._timeout))
         return [
-            Executor(e.id, e.description, _json.from_struct(e.input_schema)) for e in reply.executors
+            Executor(e.id, e.description, _json.from_struct(e.input_schema))
+            for e in reply.executors
         ]
 
     # ------------------------------------------------------------------ helpers
 
-    async def wait(self, task_id: str, *, timeout: float | None = None) -> Task:
-        """Wait until the task (for a group: its whole subtree) has finished."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+    async def wait(self, task_id: str) -> Task:
+        """Wait until the task (for a group: its whole subtree) has finished. Bound it with
+        `asyncio.timeout(...)`."""
         delay = 0.01
         while True:
             task = await self.get_task(task_id)
             if task.is_finished:
                 return task
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"task {task_id} still {task.status} after {timeout}s")
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.25)

@@ -93,12 +93,12 @@ _BY_CODE: dict[grpc.StatusCode, type[TaskgroveError]] = {
 
 def from_rpc_error(error: grpc.aio.AioRpcError | grpc.RpcError) -> TaskgroveError:
     """The typed exception for a failed call, with the details the server attached."""
-    code: grpc.StatusCode = error.code()  # type: ignore[attr-defined]
-    message: str = error.details() or code.name  # type: ignore[attr-defined]
+    code: grpc.StatusCode = error.code()
+    message: str = error.details() or code.name
     reason = ""
     metadata: dict[str, str] = {}
     violations: list[FieldViolation] = []
-    for key, value in error.trailing_metadata() or ():  # type: ignore[attr-defined]
+    for key, value in error.trailing_metadata() or ():
         if key != STATUS_DETAILS_KEY:
             continue
         status = status_pb2.Status.FromString(value)

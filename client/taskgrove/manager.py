@@ -51,14 +51,12 @@ class TaskManager:
         self.client = session.client
         self.task_repository = TaskRepository(self.client)
 
-    async def distribute_task_tree(
-        self, root: TaskTreeNode, *, timeout: float | None = None
-    ) -> TaskTreeNode:
+    async def distribute_task_tree(self, root: TaskTreeNode) -> TaskTreeNode:
         """Execute the root's task with its whole subtree on the server and wait until it
         has finished; then refresh every node (and add children the server knows of that
         the local tree lacks, since the server's tree is the truth)."""
         await self.client.execute_task(root.task.id)
-        await self.client.wait(root.task.id, timeout=timeout)
+        await self.client.wait(root.task.id)
         await self.refresh(root)
         return root
 

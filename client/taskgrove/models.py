@@ -78,7 +78,9 @@ class Task:
         error = None
         if message.HasField("error"):
             error = TaskError(
-                message.error.reason, message.error.message, _json.from_struct(message.error.details)
+                message.error.reason,
+                message.error.message,
+                _json.from_struct(message.error.details),
             )
         return cls(
             id=message.id,

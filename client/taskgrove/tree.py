@@ -51,4 +51,5 @@ class TaskTreeNode:
         return mean_progress((task.status, task.progress) for task in tasks)
 
     def __repr__(self) -> str:
-        return f"TaskTreeNode({self.task.name!r}, status={self.task.status!r}, children={len(self.children)})"
+        task = self.task
+        return f"TaskTreeNode({task.name!r}, {task.status!r}, children={len(self.children)})"

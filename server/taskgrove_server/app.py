@@ -9,8 +9,8 @@ import signal
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-
 from taskgrove.v1 import task_service_pb2, task_service_pb2_grpc
+
 from taskgrove_server.api.task_service import TaskService
 from taskgrove_server.config import ServerConfig
 from taskgrove_server.engine import Engine

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import RowMapping
-
 from taskgrove import statuses
+
 from taskgrove_server.engine import Engine
 from taskgrove_server.engine.node import now_us
 from taskgrove_server.executors import ExecutorRegistry
@@ -78,7 +79,7 @@ class TaskCreator:
         # Ancestors of the attach point, each with its child on the chain.
         chain = [attach[0], *await self._repository.ancestors(attach[0])]
         chain_rows = await self._repository.get_many(chain)
-        for child, ancestor in zip(chain, chain[1:], strict=False):
+        for child, ancestor in itertools.pairwise(chain):
             if ancestor in chain_rows:
                 existing[ancestor] = _existing(chain_rows[ancestor], [child])
         # Everything reachable from the stored dependencies, with full children.
@@ -95,8 +96,12 @@ class TaskCreator:
                     # Keep the chain child too (it may be a new task's parent).
                     merged = tuple(dict.fromkeys(task.children + existing[task_id].children))
                     task = ExistingTask(
-                        task.id, task.root_id, task.user_id, task.is_group,
-                        task.dependencies, merged,
+                        task.id,
+                        task.root_id,
+                        task.user_id,
+                        task.is_group,
+                        task.dependencies,
+                        merged,
                     )
                 existing[task_id] = task
                 frontier |= set(task.dependencies) | set(task.children)

@@ -104,7 +104,9 @@ def validate_new_tasks(
     # An unknown parent is NOT_FOUND, before anything else: the request names a missing task.
     for spec in tops:
         if spec.parent is not None and spec.parent not in existing:
-            raise not_found("PARENT_NOT_FOUND", "parent task", spec.parent, f"{spec.field}.parent_id")
+            raise not_found(
+                "PARENT_NOT_FOUND", "parent task", spec.parent, f"{spec.field}.parent_id"
+            )
     if len(tops) != 1:
         detail = ", ".join(spec.field for spec in tops) or "none (parent links form a cycle)"
         raise invalid(
@@ -122,7 +124,9 @@ def validate_new_tasks(
     owner = top.user_id or (attach_parent.user_id if attach_parent else "") or DEFAULT_OWNER
     if attach_parent is not None and attach_parent.user_id != owner:
         # Another owner's tasks are invisible, not forbidden.
-        raise not_found("PARENT_NOT_FOUND", "parent task", attach_parent.id, f"{top.field}.parent_id")
+        raise not_found(
+            "PARENT_NOT_FOUND", "parent task", attach_parent.id, f"{top.field}.parent_id"
+        )
 
     ordered = _parents_first(specs, top)
     if len(ordered) != len(specs):
@@ -133,7 +137,11 @@ def validate_new_tasks(
         executor = resolve_executor(spec, registry)
         task_owner = spec.user_id or owner
         if task_owner != owner:
-            violate(f"{spec.field}.user_id", "OWNER_MISMATCH", f"every task of a tree belongs to {owner!r}")
+            violate(
+                f"{spec.field}.user_id",
+                "OWNER_MISMATCH",
+                f"every task of a tree belongs to {owner!r}",
+            )
         if not spec.name.strip():
             violate(f"{spec.field}.name", "NAME_REQUIRED", "name must not be empty")
         elif len(spec.name) > MAX_NAME_LENGTH:
@@ -272,7 +280,7 @@ def find_cycle(
             state = color.get(nxt, white)
             if state == grey:
                 path = [v for v, _ in stack]
-                path = path[path.index(nxt) :] + [nxt]
+                path = [*path[path.index(nxt) :], nxt]
                 return _collapse(path)
             if state == white:
                 color[nxt] = grey

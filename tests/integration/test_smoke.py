@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+
 from taskgrove import AsyncClient, statuses
 
 
@@ -8,12 +10,17 @@ async def test_tree_runs_to_completion(client: AsyncClient) -> None:
         [
             {"id": "root", "name": "root_task", "user_id": "u"},
             {"id": "a", "name": "sleep_executor", "parent_id": "root", "inputs": {"seconds": 0}},
-            {"id": "b", "name": "aggregate_results_executor", "parent_id": "root",
-             "dependencies": [{"id": "a"}]},
+            {
+                "id": "b",
+                "name": "aggregate_results_executor",
+                "parent_id": "root",
+                "dependencies": [{"id": "a"}],
+            },
         ],
         execute=True,
     )
-    root = await client.wait(tasks["root"].id, timeout=10)
+    async with asyncio.timeout(10):
+        root = await client.wait(tasks["root"].id)
     assert root.status == statuses.COMPLETED
     b = await client.get_task(tasks["b"].id)
     assert b.result["results"] == {tasks["a"].id: {"slept_seconds": 0, "result": None}}

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+
 from google.protobuf import duration_pb2, timestamp_pb2
 from sqlalchemy import RowMapping
-
 from taskgrove import _json, statuses
 from taskgrove.v1 import task_pb2
+
 from taskgrove_server.validation import TaskSpec
 
 

@@ -51,7 +51,7 @@ def to_status(error: TaskgroveError) -> tuple[grpc.StatusCode, status_pb2.Status
     return code, status
 
 
-async def abort(context: grpc.aio.ServicerContext[Any, Any], error: TaskgroveError) -> NoReturn:
+async def abort(context: Any, error: TaskgroveError) -> NoReturn:
     code, status = to_status(error)
     await context.abort(
         code,
@@ -61,7 +61,7 @@ async def abort(context: grpc.aio.ServicerContext[Any, Any], error: TaskgroveErr
     raise AssertionError("unreachable: abort raises")  # pragma: no cover
 
 
-async def abort_internal(context: grpc.aio.ServicerContext[Any, Any], message: str) -> NoReturn:
+async def abort_internal(context: Any, message: str) -> NoReturn:
     status = status_pb2.Status(code=code_pb2.INTERNAL, message=message)
     info = any_pb2.Any()
     info.Pack(error_details_pb2.ErrorInfo(reason="INTERNAL", domain=DOMAIN))
@@ -77,14 +77,14 @@ async def abort_internal(context: grpc.aio.ServicerContext[Any, Any], message: s
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 Self = TypeVar("Self")
-Handler = Callable[[Self, Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[Resp]]
+Handler = Callable[[Self, Req, Any], Awaitable[Resp]]
 
 
 def maps_errors(handler: Handler[Self, Req, Resp]) -> Handler[Self, Req, Resp]:
     """Turn TaskgroveError into its status, and any other exception into INTERNAL."""
 
     @functools.wraps(handler)
-    async def wrapper(self: Self, request: Req, context: grpc.aio.ServicerContext[Any, Any]) -> Resp:
+    async def wrapper(self: Self, request: Req, context: Any) -> Resp:
         try:
             return await handler(self, request, context)
         except TaskgroveError as error:

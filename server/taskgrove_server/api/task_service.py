@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import grpc
-
 from taskgrove import _json, statuses
 from taskgrove.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
+
 from taskgrove_server.api import page_token
 from taskgrove_server.api.convert import spec_from_proto, subtree_progress, task_to_proto
 from taskgrove_server.api.error_mapping import maps_errors
@@ -17,7 +16,7 @@ from taskgrove_server.errors import FieldViolation, invalid, not_found
 from taskgrove_server.executors import ExecutorRegistry
 from taskgrove_server.storage.repository import ListFilter, TaskRepository
 
-Context = grpc.aio.ServicerContext[Any, Any]
+Context = Any  # grpc.aio.ServicerContext (grpc ships no type stubs)
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
@@ -84,7 +83,11 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         rows = await self._repository.get_many(created.ids.values())
         return task_service_pb2.CreateTaskTreeResponse(
             tasks=[task_to_proto(rows[created.ids[spec.ref]]) for spec in specs],
-            task_ids={task.id: created.ids[spec.ref] for task, spec in zip(request.tasks, specs, strict=True) if task.id},
+            task_ids={
+                task.id: created.ids[spec.ref]
+                for task, spec in zip(request.tasks, specs, strict=True)
+                if task.id
+            },
         )
 
     @maps_errors
@@ -121,7 +124,11 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
             wanted = [statuses.from_proto(value) for value in request.statuses]
         except KeyError:
             raise invalid(
-                [FieldViolation("statuses", "TASK_STATUS_UNSPECIFIED is not a status", "INVALID_STATUS")]
+                [
+                    FieldViolation(
+                        "statuses", "TASK_STATUS_UNSPECIFIED is not a status", "INVALID_STATUS"
+                    )
+                ]
             ) from None
         filters: dict[str, object] = {
             "statuses": sorted(wanted),
@@ -131,7 +138,7 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         }
         after = page_token.decode(request.page_token, filters)
         size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        rows = await self._repository.list(
+        rows = await self._repository.list_tasks(
             ListFilter(
                 statuses=wanted,
                 parent_id=request.parent_id or None,
@@ -176,5 +183,3 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
                 for executor in self._registry
             ]
         )
-
-

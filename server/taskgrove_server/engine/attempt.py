@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from taskgrove import statuses
+
 from taskgrove_server.executors.base import ExecutionContext, Executor, ExecutorError
 
 

@@ -13,6 +13,7 @@ and a status change updates the counters of the task's ancestors only (O(depth))
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import logging
 import random
@@ -22,9 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import RowMapping
-
 from taskgrove import statuses
 from taskgrove.aggregation import StatusCounts, derived_status
+
 from taskgrove_server.engine.attempt import AttemptOutcome, failure, run_attempt
 from taskgrove_server.engine.node import Node, now_us
 from taskgrove_server.engine.readiness import Outcome, dependency_outcome
@@ -279,7 +280,8 @@ class Engine:
                 node,
                 statuses.FAILED,
                 error=failure(
-                    reason, f"required dependency {dep_id} {dep_status or 'is missing'}",
+                    reason,
+                    f"required dependency {dep_id} {dep_status or 'is missing'}",
                     dependency_id=dep_id,
                 ),
             )
@@ -385,8 +387,7 @@ class Engine:
             self._set_status(node, statuses.IN_PROGRESS)
             self._running += 1
             self._running_by_executor[node.executor] += 1
-            attempt = node.attempt
-            self._writer.after_commit(lambda node=node, attempt=attempt: self._launch(node, attempt))
+            self._writer.after_commit(functools.partial(self._launch, node, node.attempt))
 
     def _launch(self, node: Node, attempt: int) -> None:
         if self._closing:
@@ -427,9 +428,7 @@ class Engine:
                     inputs=node.inputs,
                     params=node.params,
                     dependency_results=await self._dependency_results(node),
-                    report_progress=lambda fraction, message="": self._report_progress(
-                        node, attempt, fraction, message
-                    ),
+                    report_progress=functools.partial(self._report_progress, node, attempt),
                 )
                 timeout = node.timeout_ms / 1000 if node.timeout_ms else None
                 outcome = await run_attempt(executor, context, timeout)
@@ -483,7 +482,9 @@ class Engine:
             node.attempt -= 1
             self._set_status(node, statuses.PENDING)
 
-    def _report_progress(self, node: Node, attempt: int, fraction: float, message: str) -> None:
+    def _report_progress(
+        self, node: Node, attempt: int, fraction: float, message: str = ""
+    ) -> None:
         if node.status != statuses.IN_PROGRESS or node.attempt != attempt:
             return
         node.progress = min(1.0, max(0.0, float(fraction)))
@@ -497,5 +498,5 @@ class Engine:
 
 def _backoff_seconds(base_ms: int, attempt: int) -> float:
     """Exponential backoff with full jitter on the upper half."""
-    ceiling = min(_MAX_BACKOFF_S, (base_ms / 1000) * 2 ** (attempt - 1))
+    ceiling = min(_MAX_BACKOFF_S, (base_ms / 1000) * 2.0 ** (attempt - 1))
     return ceiling / 2 + random.uniform(0, ceiling / 2)

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import RowMapping
-
 from taskgrove.aggregation import StatusCounts
 
 

@@ -37,9 +37,9 @@ class ExecutorRegistry:
         if executor.id in self._executors:
             raise ValueError(f"executor {executor.id!r} is registered twice")
         validator_class = jsonschema.validators.validator_for(executor.input_schema)
-        validator_class.check_schema(executor.input_schema)
+        validator_class.check_schema(dict(executor.input_schema))
         self._executors[executor.id] = executor
-        self._validators[executor.id] = validator_class(executor.input_schema)
+        self._validators[executor.id] = validator_class(dict(executor.input_schema))
 
     def load_entry_points(self) -> None:
         for point in entry_points(group=ENTRY_POINT_GROUP):
@@ -64,5 +64,7 @@ class ExecutorRegistry:
         validator = self._validators[executor_id]
         return [
             f"{'/'.join(str(p) for p in error.absolute_path) or '(root)'}: {error.message}"
-            for error in sorted(validator.iter_errors(inputs), key=lambda e: [str(p) for p in e.path])
+            for error in sorted(
+                validator.iter_errors(inputs), key=lambda e: [str(p) for p in e.path]
+            )
         ]

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import RowMapping, and_, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncEngine
-
 from taskgrove import statuses
+
 from taskgrove_server.storage.schema import tasks
 
 # SQLite limits bound parameters per statement; stay well below it.
@@ -91,7 +91,7 @@ class TaskRepository:
             query = select(tasks).where(tasks.c.root_id == root_id).order_by(tasks.c.seq)
             return list((await conn.execute(query)).mappings())
 
-    async def list(self, flt: ListFilter) -> list[RowMapping]:
+    async def list_tasks(self, flt: ListFilter) -> list[RowMapping]:
         conditions = [tasks.c.seq > flt.after_seq]
         if flt.statuses:
             conditions.append(tasks.c.status.in_(list(flt.statuses)))

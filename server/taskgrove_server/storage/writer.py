@@ -44,7 +44,6 @@ _UPDATE_STATE = (
 )
 
 
-
 @dataclass(slots=True)
 class _Batch:
     inserts: list[dict[str, Any]] = field(default_factory=list)

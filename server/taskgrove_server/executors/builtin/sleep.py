@@ -16,7 +16,9 @@ async def _run(context: ExecutionContext) -> Any:
         step = seconds / _PROGRESS_STEPS
         for index in range(_PROGRESS_STEPS):
             await asyncio.sleep(step)
-            context.report_progress((index + 1) / _PROGRESS_STEPS, f"slept {step * (index + 1):.2f}s")
+            context.report_progress(
+                (index + 1) / _PROGRESS_STEPS, f"slept {step * (index + 1):.2f}s"
+            )
     if context.inputs.get("fail", False):
         raise ExecutorError(str(context.inputs.get("message", "failed on request")))
     return {"slept_seconds": seconds, "result": context.inputs.get("result")}

@@ -36,12 +36,21 @@ def cpu_info() -> dict[str, Any]:
 
 def memory_info() -> dict[str, Any]:
     memory = psutil.virtual_memory()
-    return {"total_bytes": memory.total, "available_bytes": memory.available, "used_bytes": memory.used}
+    return {
+        "total_bytes": memory.total,
+        "available_bytes": memory.available,
+        "used_bytes": memory.used,
+    }
 
 
 def disk_info() -> dict[str, Any]:
     disk = psutil.disk_usage("/")
-    return {"path": "/", "total_bytes": disk.total, "used_bytes": disk.used, "free_bytes": disk.free}
+    return {
+        "path": "/",
+        "total_bytes": disk.total,
+        "used_bytes": disk.used,
+        "free_bytes": disk.free,
+    }
 
 
 def _collect(resource: str) -> dict[str, Any]:
