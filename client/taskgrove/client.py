@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
+import random
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -12,13 +13,17 @@ import grpc
 
 from taskgrove import _json, statuses
 from taskgrove.errors import from_rpc_error
-from taskgrove.models import Executor, Task
+from taskgrove.models import Executor, Snapshot, Task, TaskEvent
 from taskgrove.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 ADDRESS_ENV = "TASKGROVE_ADDRESS"
 
 T = TypeVar("T")
+
+# Codes after which a watch resumes where it stopped (server restarting or moving on,
+# or this watcher cut off as too slow).
+_RESUMABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
 
 
 def resolve_address(address: str | None) -> str:
@@ -198,6 +203,62 @@ class AsyncClient:
             Executor(e.id, e.description, _json.from_struct(e.input_schema))
             for e in reply.executors
         ]
+
+    async def watch(
+        self,
+        *,
+        root_id: str = "",
+        task_id: str = "",
+        user_id: str = "",
+        after_sequence: int = 0,
+        include_snapshot: bool = False,
+        heartbeat_interval: float | None = None,
+        max_backoff: float = 5.0,
+        max_reconnects: int | None = None,
+    ) -> AsyncGenerator[TaskEvent | Snapshot, None]:
+        """Events of a tree, a task or an owner, in order, each exactly once.
+
+        Replays history after `after_sequence`, then follows live. On UNAVAILABLE or
+        RESOURCE_EXHAUSTED (server restart, watcher too slow) it reconnects with jittered
+        exponential backoff and resumes after the last sequence seen. With
+        `include_snapshot`, the first item is a `Snapshot` of the current tasks.
+        """
+        last = after_sequence
+        need_snapshot = include_snapshot
+        failures = 0
+        while True:
+            request = task_service_pb2.WatchEventsRequest(
+                root_id=root_id,
+                task_id=task_id,
+                user_id=user_id,
+                after_sequence=last,
+                include_snapshot=need_snapshot,
+            )
+            if heartbeat_interval is not None:
+                request.heartbeat_interval.FromTimedelta(timedelta(seconds=heartbeat_interval))
+            try:
+                async for response in self.stub.WatchEvents(request):
+                    failures = 0
+                    if need_snapshot:
+                        need_snapshot = False
+                        last = response.sequence
+                        yield Snapshot([Task.from_proto(t) for t in response.snapshot], last)
+                        continue
+                    for message in response.events:
+                        if message.sequence > last:
+                            last = message.sequence
+                            yield TaskEvent.from_proto(message)
+                    # Everything matching up to here was sent: a safe resume point.
+                    last = max(last, response.sequence)
+                return
+            except grpc.aio.AioRpcError as error:
+                if error.code() not in _RESUMABLE:
+                    raise from_rpc_error(error) from None
+                failures += 1
+                if max_reconnects is not None and failures > max_reconnects:
+                    raise from_rpc_error(error) from None
+                ceiling = min(max_backoff, 0.05 * 2 ** min(failures, 10))
+                await asyncio.sleep(random.uniform(ceiling / 2, ceiling))
 
     # ------------------------------------------------------------------ helpers
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
+from taskgrove import statuses
 from taskgrove.client import AsyncClient
-from taskgrove.models import Task
+from taskgrove.models import Snapshot, Task, TaskEvent
 from taskgrove.tree import TaskTreeNode
 
 
@@ -51,12 +54,44 @@ class TaskManager:
         self.client = session.client
         self.task_repository = TaskRepository(self.client)
 
-    async def distribute_task_tree(self, root: TaskTreeNode) -> TaskTreeNode:
-        """Execute the root's task with its whole subtree on the server and wait until it
-        has finished; then refresh every node (and add children the server knows of that
-        the local tree lacks, since the server's tree is the truth)."""
-        await self.client.execute_task(root.task.id)
-        await self.client.wait(root.task.id)
+    async def distribute_task_tree(
+        self, root: TaskTreeNode, *, on_event: Callable[[TaskEvent], None] | None = None
+    ) -> TaskTreeNode:
+        """Execute the root's task with its whole subtree on the server and wait, on the
+        event stream, until every task of the subtree has finished. Nodes are updated as
+        events arrive (`on_event` sees each one); at the end every node is refreshed and
+        children the server knows of but the local tree lacks are added (the server's
+        tree is the truth)."""
+        top_id = root.task.id
+        tree_root = root.task.root_id or (await self.client.get_task(top_id)).root_id
+        nodes = {node.task.id: node for node in root.walk()}
+        tracker: _SubtreeTracker | None = None
+        stream = self.client.watch(root_id=tree_root, include_snapshot=True)
+        try:
+            async for item in stream:
+                if isinstance(item, Snapshot):
+                    tracker = _SubtreeTracker(top_id, item.tasks)
+                    # Executing after the snapshot: no event of this run can be missed.
+                    await self.client.execute_task(top_id)
+                else:
+                    assert tracker is not None
+                    tracker.apply(item)
+                    node = nodes.get(item.task_id)
+                    if node is not None and item.type in ("status", "progress"):
+                        node.task = replace(
+                            node.task,
+                            status=item.status,
+                            progress=item.progress,
+                            progress_message=item.progress_message,
+                            attempt=item.attempt,
+                            error=item.error,
+                        )
+                    if on_event is not None:
+                        on_event(item)
+                if tracker is not None and tracker.done:
+                    break
+        finally:
+            await stream.aclose()
         await self.refresh(root)
         return root
 
@@ -74,3 +109,33 @@ class TaskManager:
                     parent.add_child(node)
             else:
                 node.task = task
+
+
+class _SubtreeTracker:
+    """Counts the unfinished tasks of one subtree, from a snapshot and then events."""
+
+    def __init__(self, top_id: str, tasks: Iterable[Task]) -> None:
+        children: dict[str | None, list[Task]] = {}
+        by_id = {}
+        for task in tasks:
+            by_id[task.id] = task
+            children.setdefault(task.parent_id, []).append(task)
+        self._status: dict[str, str] = {}
+        stack = [by_id[top_id]] if top_id in by_id else []
+        while stack:
+            task = stack.pop()
+            self._status[task.id] = task.status
+            stack.extend(children.get(task.id, ()))
+        self.unfinished = sum(1 for s in self._status.values() if s not in statuses.TERMINAL)
+
+    @property
+    def done(self) -> bool:
+        return self.unfinished == 0
+
+    def apply(self, event: TaskEvent) -> None:
+        # Tasks created after the run started were not executed by it: not waited for.
+        old = self._status.get(event.task_id)
+        if old is None or event.type != "status":
+            return
+        self._status[event.task_id] = event.status
+        self.unfinished += (old in statuses.TERMINAL) - (event.status in statuses.TERMINAL)

@@ -9,7 +9,7 @@ from typing import Any
 from google.protobuf import timestamp_pb2
 
 from taskgrove import _json, statuses
-from taskgrove.v1 import task_pb2
+from taskgrove.v1 import event_pb2, task_pb2
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +26,7 @@ class Executor:
     input_schema: dict[str, Any]
 
 
-def _time(message: task_pb2.Task, name: str) -> datetime | None:
+def _time(message: task_pb2.Task | event_pb2.TaskEvent, name: str) -> datetime | None:
     if not message.HasField(name):  # type: ignore[arg-type]
         return None
     stamp: timestamp_pb2.Timestamp = getattr(message, name)
@@ -112,3 +112,68 @@ class Task:
             update_time=_time(message, "update_time"),
             end_time=_time(message, "end_time"),
         )
+
+
+_EVENT_TYPES = {
+    event_pb2.TASK_EVENT_TYPE_CREATED: "created",
+    event_pb2.TASK_EVENT_TYPE_STATUS_CHANGED: "status",
+    event_pb2.TASK_EVENT_TYPE_PROGRESS: "progress",
+    event_pb2.TASK_EVENT_TYPE_DELETED: "deleted",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TaskEvent:
+    """One state change. `type` is "created", "status", "progress" or "deleted"."""
+
+    sequence: int
+    task_id: str
+    root_id: str
+    user_id: str
+    parent_id: str | None
+    name: str
+    type: str
+    status: str
+    previous_status: str | None
+    progress: float
+    progress_message: str
+    error: TaskError | None
+    attempt: int
+    is_group: bool
+    time: datetime | None
+
+    @classmethod
+    def from_proto(cls, message: event_pb2.TaskEvent) -> TaskEvent:
+        error = None
+        if message.HasField("error"):
+            error = TaskError(
+                message.error.reason,
+                message.error.message,
+                _json.from_struct(message.error.details),
+            )
+        previous = message.previous_status
+        return cls(
+            sequence=message.sequence,
+            task_id=message.task_id,
+            root_id=message.root_id,
+            user_id=message.user_id,
+            parent_id=message.parent_id or None,
+            name=message.name,
+            type=_EVENT_TYPES.get(message.type, "unknown"),
+            status=statuses.from_proto(message.status),
+            previous_status=statuses.from_proto(previous) if previous else None,
+            progress=message.progress,
+            progress_message=message.progress_message,
+            error=error,
+            attempt=message.attempt,
+            is_group=message.is_group,
+            time=_time(message, "time"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The tasks a watch covers as of `sequence`; the events that follow come after it."""
+
+    tasks: list[Task]
+    sequence: int

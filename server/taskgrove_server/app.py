@@ -12,10 +12,14 @@ from grpc_reflection.v1alpha import reflection
 from taskgrove.v1 import task_service_pb2, task_service_pb2_grpc
 
 from taskgrove_server.api.task_service import TaskService
+from taskgrove_server.api.watch import EventStreamer
 from taskgrove_server.config import ServerConfig
 from taskgrove_server.engine import Engine
+from taskgrove_server.engine.node import now_us
+from taskgrove_server.events.hub import EventHub
 from taskgrove_server.executors import ExecutorRegistry
 from taskgrove_server.storage.database import create_engine
+from taskgrove_server.storage.event_log import EventLog, prune_finished
 from taskgrove_server.storage.migrations import migrate
 from taskgrove_server.storage.repository import TaskRepository
 from taskgrove_server.storage.writer import Writer
@@ -33,7 +37,10 @@ class TaskgroveServer:
         self.registry = registry or ExecutorRegistry.default()
         self.port = 0
         self._db = create_engine(config.db_url)
-        self._writer = Writer(self._db)
+        self.hub = EventHub(config.watcher_buffer_events)
+        self._writer = Writer(self._db, self.hub.publish)
+        self._event_log = EventLog(self._db)
+        self._pruner: asyncio.Task[None] | None = None
         self._repository = TaskRepository(self._db)
         self.engine = Engine(
             self._repository,
@@ -54,13 +61,14 @@ class TaskgroveServer:
         applied = await migrate(self._db)
         if applied:
             log.info("applied migrations %s", applied)
-        self._writer.start()
+        await self._writer.start()
         await self.engine.start()
         task_service_pb2_grpc.add_TaskServiceServicer_to_server(
             TaskService(
                 self._repository,
                 self.engine,
                 self.registry,
+                EventStreamer(self.hub, self._event_log),
                 max_tree_size=self.config.max_tree_size,
             ),
             self._grpc,
@@ -75,10 +83,30 @@ class TaskgroveServer:
         await self._grpc.start()
         for service in ("", SERVICE_NAME):
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        self._pruner = asyncio.create_task(self._prune_periodically(), name="taskgrove-pruner")
+
+    async def prune_events(self) -> None:
+        """Delete the history of trees that finished longer ago than the retention."""
+        cutoff = now_us() - int(self.config.event_retention_seconds * 1_000_000)
+        self._writer.execute(prune_finished(cutoff))
+        await self._writer.flush()
+
+    async def _prune_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.prune_interval_seconds)
+            try:
+                await self.prune_events()
+            except Exception:
+                log.exception("pruning events failed")
 
     async def stop(self, grace: float | None = None) -> None:
         """Refuse new work, let in-flight calls finish, then close storage cleanly."""
         await self._health.enter_graceful_shutdown()
+        if self._pruner is not None:
+            self._pruner.cancel()
+        # Watch streams never finish by themselves: end them first (UNAVAILABLE) so that
+        # clients resume elsewhere and the grace period serves the unary calls.
+        self.hub.close()
         await self._grpc.stop(self.config.grace_seconds if grace is None else grace)
         await self.engine.close()
         await self._writer.close()

@@ -31,6 +31,12 @@ class ServerConfig:
     """Most tasks one CreateTaskTree may create."""
     max_message_bytes: int = 64 * 1024 * 1024
     """Largest gRPC message accepted or sent."""
+    event_retention_seconds: float = 7 * 24 * 3600
+    """How long the events of a finished tree stay replayable."""
+    prune_interval_seconds: float = 3600
+    """How often history older than the retention is pruned."""
+    watcher_buffer_events: int = 50_000
+    """Events buffered per watcher before it is cut off as too slow."""
 
     @classmethod
     def from_env(cls) -> ServerConfig:

@@ -16,6 +16,7 @@ class Code(enum.Enum):
     ABORTED = "ABORTED"
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
     UNAVAILABLE = "UNAVAILABLE"
+    OUT_OF_RANGE = "OUT_OF_RANGE"
 
 
 @dataclass(frozen=True, slots=True)

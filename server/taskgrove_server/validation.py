@@ -111,12 +111,13 @@ def validate_new_tasks(
         detail = ", ".join(spec.field for spec in tops) or "none (parent links form a cycle)"
         raise invalid(
             [
+                *violations,  # duplicate ids found above are reported too
                 FieldViolation(
                     "tasks",
                     f"a tree needs exactly one top task (without a parent in the request); "
                     f"found: {detail}",
                     "INVALID_TREE_SHAPE",
-                )
+                ),
             ]
         )
     top = tops[0]
@@ -194,24 +195,38 @@ def validate_new_tasks(
 
     cycle = find_cycle(resolved, existing)
     if cycle:
+        cycle, field_path = _name_cycle(cycle, local)
         path = " -> ".join(cycle)
         raise TaskgroveError(
             code=Code.INVALID_ARGUMENT,
             reason="DEPENDENCY_CYCLE",
             message=f"dependency cycle: {path}",
             violations=[
-                FieldViolation(
-                    _field_of(cycle[0], local), f"dependency cycle: {path}", "DEPENDENCY_CYCLE"
-                )
+                FieldViolation(field_path, f"dependency cycle: {path}", "DEPENDENCY_CYCLE")
             ],
             metadata={"cycle": path},
         )
     return ValidatedTree(tasks=resolved, attach_parent=attach_parent, owner=owner)
 
 
-def _field_of(ref: str, local: Mapping[str, TaskSpec]) -> str:
-    spec = local.get(ref)
-    return f"{spec.field}.dependencies" if spec else "tasks"
+def _name_cycle(cycle: list[str], local: Mapping[str, TaskSpec]) -> tuple[list[str], str]:
+    """The cycle rotated to start at a new task whose dependency is one of its edges, and
+    the field path of that dependency (e.g. `tasks[2].dependencies[0].id`).
+
+    Such a task exists in every cycle through new tasks: stored tasks never depend on new
+    ones, and parent/child edges alone cannot close a cycle.
+    """
+    ring = cycle[:-1]
+    for index, ref in enumerate(ring):
+        spec = local.get(ref)
+        if spec is None:
+            continue
+        following = ring[(index + 1) % len(ring)]
+        for dep_index, (dep_id, _required) in enumerate(spec.dependencies):
+            if dep_id == following:
+                rotated = [*ring[index:], *ring[:index], ref]
+                return rotated, f"{spec.field}.dependencies[{dep_index}].id"
+    return cycle, "tasks"
 
 
 def _parents_first(specs: Sequence[TaskSpec], top: TaskSpec) -> list[TaskSpec]:
@@ -221,12 +236,12 @@ def _parents_first(specs: Sequence[TaskSpec], top: TaskSpec) -> list[TaskSpec]:
             children.setdefault(spec.parent, []).append(spec)
     ordered: list[TaskSpec] = []
     queue = [top]
-    seen: set[str] = set()
+    seen: set[int] = set()  # by identity: a duplicate id is reported as such, not as a cycle
     while queue:
         spec = queue.pop()
-        if spec.ref in seen:
+        if id(spec) in seen:
             continue
-        seen.add(spec.ref)
+        seen.add(id(spec))
         ordered.append(spec)
         queue.extend(reversed(children.get(spec.ref, [])))
     return ordered
@@ -293,4 +308,6 @@ def _collapse(path: Sequence[Vertex]) -> list[str]:
     for _, ident in path:
         if not ids or ids[-1] != ident:
             ids.append(ident)
+    if len(ids) == 1:  # a task that depends on itself: keep the closing id
+        ids.append(ids[0])
     return ids

@@ -23,10 +23,12 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from taskgrove.v1 import event_pb2 as taskgrove_dot_v1_dot_event__pb2
 from taskgrove.v1 import task_pb2 as taskgrove_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftaskgrove/v1/task_service.proto\x12\x0ctaskgrove.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x17taskgrove/v1/task.proto\";\n\x11\x43reateTaskRequest\x12&\n\x04task\x18\x01 \x01(\x0b\x32\x12.taskgrove.v1.TaskB\x04\xe2\x41\x01\x02\"Q\n\x15\x43reateTaskTreeRequest\x12\'\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.taskgrove.v1.TaskB\x04\xe2\x41\x01\x02\x12\x0f\n\x07\x65xecute\x18\x02 \x01(\x08\"\xb0\x01\n\x16\x43reateTaskTreeResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.taskgrove.v1.Task\x12\x43\n\x08task_ids\x18\x02 \x03(\x0b\x32\x31.taskgrove.v1.CreateTaskTreeResponse.TaskIdsEntry\x1a.\n\x0cTaskIdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\"\n\x0eGetTaskRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"9\n\x12GetTaskTreeRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tmax_depth\x18\x02 \x01(\x05\"8\n\x13GetTaskTreeResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.taskgrove.v1.Task\"\x9d\x01\n\x10ListTasksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12*\n\x08statuses\x18\x03 \x03(\x0e\x32\x18.taskgrove.v1.TaskStatus\x12\x11\n\tparent_id\x18\x04 \x01(\t\x12\x12\n\nroots_only\x18\x05 \x01(\x08\x12\x0f\n\x07user_id\x18\x06 \x01(\t\"O\n\x11ListTasksResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.taskgrove.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"&\n\x12\x45xecuteTaskRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"P\n\x13\x45xecuteTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.taskgrove.v1.Task\x12\x17\n\x0fscheduled_count\x18\x02 \x01(\x05\"\x16\n\x14ListExecutorsRequest\"B\n\x15ListExecutorsResponse\x12)\n\texecutors\x18\x01 \x03(\x0b\x32\x16.taskgrove.v1.Executor2\xba\x04\n\x0bTaskService\x12\x41\n\nCreateTask\x12\x1f.taskgrove.v1.CreateTaskRequest\x1a\x12.taskgrove.v1.Task\x12[\n\x0e\x43reateTaskTree\x12#.taskgrove.v1.CreateTaskTreeRequest\x1a$.taskgrove.v1.CreateTaskTreeResponse\x12;\n\x07GetTask\x12\x1c.taskgrove.v1.GetTaskRequest\x1a\x12.taskgrove.v1.Task\x12R\n\x0bGetTaskTree\x12 .taskgrove.v1.GetTaskTreeRequest\x1a!.taskgrove.v1.GetTaskTreeResponse\x12L\n\tListTasks\x12\x1e.taskgrove.v1.ListTasksRequest\x1a\x1f.taskgrove.v1.ListTasksResponse\x12R\n\x0b\x45xecuteTask\x12 .taskgrove.v1.ExecuteTaskRequest\x1a!.taskgrove.v1.ExecuteTaskResponse\x12X\n\rListExecutors\x12\".taskgrove.v1.ListExecutorsRequest\x1a#.taskgrove.v1.ListExecutorsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftaskgrove/v1/task_service.proto\x12\x0ctaskgrove.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x18taskgrove/v1/event.proto\x1a\x17taskgrove/v1/task.proto\";\n\x11\x43reateTaskRequest\x12&\n\x04task\x18\x01 \x01(\x0b\x32\x12.taskgrove.v1.TaskB\x04\xe2\x41\x01\x02\"Q\n\x15\x43reateTaskTreeRequest\x12\'\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.taskgrove.v1.TaskB\x04\xe2\x41\x01\x02\x12\x0f\n\x07\x65xecute\x18\x02 \x01(\x08\"\xb0\x01\n\x16\x43reateTaskTreeResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.taskgrove.v1.Task\x12\x43\n\x08task_ids\x18\x02 \x03(\x0b\x32\x31.taskgrove.v1.CreateTaskTreeResponse.TaskIdsEntry\x1a.\n\x0cTaskIdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\"\n\x0eGetTaskRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"9\n\x12GetTaskTreeRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tmax_depth\x18\x02 \x01(\x05\"8\n\x13GetTaskTreeResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.taskgrove.v1.Task\"\x9d\x01\n\x10ListTasksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12*\n\x08statuses\x18\x03 \x03(\x0e\x32\x18.taskgrove.v1.TaskStatus\x12\x11\n\tparent_id\x18\x04 \x01(\t\x12\x12\n\nroots_only\x18\x05 \x01(\x08\x12\x0f\n\x07user_id\x18\x06 \x01(\t\"O\n\x11ListTasksResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.taskgrove.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"&\n\x12\x45xecuteTaskRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"P\n\x13\x45xecuteTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.taskgrove.v1.Task\x12\x17\n\x0fscheduled_count\x18\x02 \x01(\x05\"\x16\n\x14ListExecutorsRequest\"B\n\x15ListExecutorsResponse\x12)\n\texecutors\x18\x01 \x03(\x0b\x32\x16.taskgrove.v1.Executor\"\xb0\x01\n\x12WatchEventsRequest\x12\x0f\n\x07root_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x04 \x01(\x03\x12\x18\n\x10include_snapshot\x18\x05 \x01(\x08\x12\x35\n\x12heartbeat_interval\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x89\x01\n\x13WatchEventsResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.taskgrove.v1.TaskEvent\x12$\n\x08snapshot\x18\x02 \x03(\x0b\x32\x12.taskgrove.v1.Task\x12\x10\n\x08sequence\x18\x03 \x01(\x03\x12\x11\n\theartbeat\x18\x04 \x01(\x08\x32\x90\x05\n\x0bTaskService\x12\x41\n\nCreateTask\x12\x1f.taskgrove.v1.CreateTaskRequest\x1a\x12.taskgrove.v1.Task\x12[\n\x0e\x43reateTaskTree\x12#.taskgrove.v1.CreateTaskTreeRequest\x1a$.taskgrove.v1.CreateTaskTreeResponse\x12;\n\x07GetTask\x12\x1c.taskgrove.v1.GetTaskRequest\x1a\x12.taskgrove.v1.Task\x12R\n\x0bGetTaskTree\x12 .taskgrove.v1.GetTaskTreeRequest\x1a!.taskgrove.v1.GetTaskTreeResponse\x12L\n\tListTasks\x12\x1e.taskgrove.v1.ListTasksRequest\x1a\x1f.taskgrove.v1.ListTasksResponse\x12R\n\x0b\x45xecuteTask\x12 .taskgrove.v1.ExecuteTaskRequest\x1a!.taskgrove.v1.ExecuteTaskResponse\x12X\n\rListExecutors\x12\".taskgrove.v1.ListExecutorsRequest\x1a#.taskgrove.v1.ListExecutorsResponse\x12T\n\x0bWatchEvents\x12 .taskgrove.v1.WatchEventsRequest\x1a!.taskgrove.v1.WatchEventsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,32 +47,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETTASKTREEREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
   _globals['_EXECUTETASKREQUEST'].fields_by_name['id']._loaded_options = None
   _globals['_EXECUTETASKREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
-  _globals['_CREATETASKREQUEST']._serialized_start=107
-  _globals['_CREATETASKREQUEST']._serialized_end=166
-  _globals['_CREATETASKTREEREQUEST']._serialized_start=168
-  _globals['_CREATETASKTREEREQUEST']._serialized_end=249
-  _globals['_CREATETASKTREERESPONSE']._serialized_start=252
-  _globals['_CREATETASKTREERESPONSE']._serialized_end=428
-  _globals['_CREATETASKTREERESPONSE_TASKIDSENTRY']._serialized_start=382
-  _globals['_CREATETASKTREERESPONSE_TASKIDSENTRY']._serialized_end=428
-  _globals['_GETTASKREQUEST']._serialized_start=430
-  _globals['_GETTASKREQUEST']._serialized_end=464
-  _globals['_GETTASKTREEREQUEST']._serialized_start=466
-  _globals['_GETTASKTREEREQUEST']._serialized_end=523
-  _globals['_GETTASKTREERESPONSE']._serialized_start=525
-  _globals['_GETTASKTREERESPONSE']._serialized_end=581
-  _globals['_LISTTASKSREQUEST']._serialized_start=584
-  _globals['_LISTTASKSREQUEST']._serialized_end=741
-  _globals['_LISTTASKSRESPONSE']._serialized_start=743
-  _globals['_LISTTASKSRESPONSE']._serialized_end=822
-  _globals['_EXECUTETASKREQUEST']._serialized_start=824
-  _globals['_EXECUTETASKREQUEST']._serialized_end=862
-  _globals['_EXECUTETASKRESPONSE']._serialized_start=864
-  _globals['_EXECUTETASKRESPONSE']._serialized_end=944
-  _globals['_LISTEXECUTORSREQUEST']._serialized_start=946
-  _globals['_LISTEXECUTORSREQUEST']._serialized_end=968
-  _globals['_LISTEXECUTORSRESPONSE']._serialized_start=970
-  _globals['_LISTEXECUTORSRESPONSE']._serialized_end=1036
-  _globals['_TASKSERVICE']._serialized_start=1039
-  _globals['_TASKSERVICE']._serialized_end=1609
+  _globals['_CREATETASKREQUEST']._serialized_start=165
+  _globals['_CREATETASKREQUEST']._serialized_end=224
+  _globals['_CREATETASKTREEREQUEST']._serialized_start=226
+  _globals['_CREATETASKTREEREQUEST']._serialized_end=307
+  _globals['_CREATETASKTREERESPONSE']._serialized_start=310
+  _globals['_CREATETASKTREERESPONSE']._serialized_end=486
+  _globals['_CREATETASKTREERESPONSE_TASKIDSENTRY']._serialized_start=440
+  _globals['_CREATETASKTREERESPONSE_TASKIDSENTRY']._serialized_end=486
+  _globals['_GETTASKREQUEST']._serialized_start=488
+  _globals['_GETTASKREQUEST']._serialized_end=522
+  _globals['_GETTASKTREEREQUEST']._serialized_start=524
+  _globals['_GETTASKTREEREQUEST']._serialized_end=581
+  _globals['_GETTASKTREERESPONSE']._serialized_start=583
+  _globals['_GETTASKTREERESPONSE']._serialized_end=639
+  _globals['_LISTTASKSREQUEST']._serialized_start=642
+  _globals['_LISTTASKSREQUEST']._serialized_end=799
+  _globals['_LISTTASKSRESPONSE']._serialized_start=801
+  _globals['_LISTTASKSRESPONSE']._serialized_end=880
+  _globals['_EXECUTETASKREQUEST']._serialized_start=882
+  _globals['_EXECUTETASKREQUEST']._serialized_end=920
+  _globals['_EXECUTETASKRESPONSE']._serialized_start=922
+  _globals['_EXECUTETASKRESPONSE']._serialized_end=1002
+  _globals['_LISTEXECUTORSREQUEST']._serialized_start=1004
+  _globals['_LISTEXECUTORSREQUEST']._serialized_end=1026
+  _globals['_LISTEXECUTORSRESPONSE']._serialized_start=1028
+  _globals['_LISTEXECUTORSRESPONSE']._serialized_end=1094
+  _globals['_WATCHEVENTSREQUEST']._serialized_start=1097
+  _globals['_WATCHEVENTSREQUEST']._serialized_end=1273
+  _globals['_WATCHEVENTSRESPONSE']._serialized_start=1276
+  _globals['_WATCHEVENTSRESPONSE']._serialized_end=1413
+  _globals['_TASKSERVICE']._serialized_start=1416
+  _globals['_TASKSERVICE']._serialized_end=2072
 # @@protoc_insertion_point(module_scope)

@@ -5,8 +5,10 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from taskgrove.v1 import event_pb2 as _event_pb2
 from taskgrove.v1 import task_pb2 as _task_pb2
 import builtins as _builtins
 import sys
@@ -360,3 +362,89 @@ class ListExecutorsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListExecutorsResponse: _TypeAlias = ListExecutorsResponse  # noqa: Y015
+
+@_typing.final
+class WatchEventsRequest(_message.Message):
+    """Request of WatchEvents. Set at most one of `root_id` and `task_id`; with neither, the
+    stream carries every task of `user_id` (every task when that is empty too).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROOT_ID_FIELD_NUMBER: _builtins.int
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    INCLUDE_SNAPSHOT_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_INTERVAL_FIELD_NUMBER: _builtins.int
+    root_id: _builtins.str
+    """Only events of this tree."""
+    task_id: _builtins.str
+    """Only events of this task."""
+    user_id: _builtins.str
+    """Only events of this owner."""
+    after_sequence: _builtins.int
+    """Resume after this sequence; 0 replays everything still retained."""
+    include_snapshot: _builtins.bool
+    """Start with a snapshot of the current tasks instead of replaying history; the stream
+    continues after the snapshot's sequence (`after_sequence` is then ignored).
+    """
+    @_builtins.property
+    def heartbeat_interval(self) -> _duration_pb2.Duration:
+        """How often an idle stream sends a heartbeat; default 5 s, at least 10 ms."""
+
+    def __init__(
+        self,
+        *,
+        root_id: _builtins.str = ...,
+        task_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        after_sequence: _builtins.int = ...,
+        include_snapshot: _builtins.bool = ...,
+        heartbeat_interval: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "heartbeat_interval", b"heartbeat_interval", "include_snapshot", b"include_snapshot", "root_id", b"root_id", "task_id", b"task_id", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchEventsRequest: _TypeAlias = WatchEventsRequest  # noqa: Y015
+
+@_typing.final
+class WatchEventsResponse(_message.Message):
+    """One message of a WatchEvents stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    """Every matching event up to this sequence has been sent: resume after it."""
+    heartbeat: _builtins.bool
+    """Whether this message is a heartbeat of an idle stream (no events)."""
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[_event_pb2.TaskEvent]:
+        """Events in sequence order."""
+
+    @_builtins.property
+    def snapshot(self) -> _containers.RepeatedCompositeFieldContainer[_task_pb2.Task]:
+        """The current tasks (first message only, when a snapshot was asked for)."""
+
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[_event_pb2.TaskEvent] | None = ...,
+        snapshot: _abc.Iterable[_task_pb2.Task] | None = ...,
+        sequence: _builtins.int = ...,
+        heartbeat: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "heartbeat", b"heartbeat", "sequence", b"sequence", "snapshot", b"snapshot"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchEventsResponse: _TypeAlias = WatchEventsResponse  # noqa: Y015

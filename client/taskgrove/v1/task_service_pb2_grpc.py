@@ -71,6 +71,11 @@ class TaskServiceStub:
                 request_serializer=taskgrove_dot_v1_dot_task__service__pb2.ListExecutorsRequest.SerializeToString,
                 response_deserializer=taskgrove_dot_v1_dot_task__service__pb2.ListExecutorsResponse.FromString,
                 _registered_method=True)
+        self.WatchEvents = channel.unary_stream(
+                '/taskgrove.v1.TaskService/WatchEvents',
+                request_serializer=taskgrove_dot_v1_dot_task__service__pb2.WatchEventsRequest.SerializeToString,
+                response_deserializer=taskgrove_dot_v1_dot_task__service__pb2.WatchEventsResponse.FromString,
+                _registered_method=True)
 
 
 class TaskServiceServicer:
@@ -126,6 +131,14 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchEvents(self, request, context):
+        """Streams the events of a tree, a task or an owner: history after `after_sequence`
+        first, then live, with no gap and no duplicate.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -163,6 +176,11 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.ListExecutors,
                     request_deserializer=taskgrove_dot_v1_dot_task__service__pb2.ListExecutorsRequest.FromString,
                     response_serializer=taskgrove_dot_v1_dot_task__service__pb2.ListExecutorsResponse.SerializeToString,
+            ),
+            'WatchEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchEvents,
+                    request_deserializer=taskgrove_dot_v1_dot_task__service__pb2.WatchEventsRequest.FromString,
+                    response_serializer=taskgrove_dot_v1_dot_task__service__pb2.WatchEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -355,6 +373,33 @@ class TaskService:
             '/taskgrove.v1.TaskService/ListExecutors',
             taskgrove_dot_v1_dot_task__service__pb2.ListExecutorsRequest.SerializeToString,
             taskgrove_dot_v1_dot_task__service__pb2.ListExecutorsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/taskgrove.v1.TaskService/WatchEvents',
+            taskgrove_dot_v1_dot_task__service__pb2.WatchEventsRequest.SerializeToString,
+            taskgrove_dot_v1_dot_task__service__pb2.WatchEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

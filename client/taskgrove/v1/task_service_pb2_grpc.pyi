@@ -48,6 +48,10 @@ class TaskServiceStub:
     """Starts a task and its whole subtree."""
     ListExecutors: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.ListExecutorsRequest, _task_service_pb2.ListExecutorsResponse]
     """Lists the registered executors."""
+    WatchEvents: _grpc.UnaryStreamMultiCallable[_task_service_pb2.WatchEventsRequest, _task_service_pb2.WatchEventsResponse]
+    """Streams the events of a tree, a task or an owner: history after `after_sequence`
+    first, then live, with no gap and no duplicate.
+    """
 
 @_typing.type_check_only
 class TaskServiceAsyncStub(TaskServiceStub):
@@ -68,6 +72,10 @@ class TaskServiceAsyncStub(TaskServiceStub):
     """Starts a task and its whole subtree."""
     ListExecutors: _aio.UnaryUnaryMultiCallable[_task_service_pb2.ListExecutorsRequest, _task_service_pb2.ListExecutorsResponse]  # type: ignore[assignment]
     """Lists the registered executors."""
+    WatchEvents: _aio.UnaryStreamMultiCallable[_task_service_pb2.WatchEventsRequest, _task_service_pb2.WatchEventsResponse]  # type: ignore[assignment]
+    """Streams the events of a tree, a task or an owner: history after `after_sequence`
+    first, then live, with no gap and no duplicate.
+    """
 
 class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
     """Stores, runs and reports task trees."""
@@ -127,5 +135,15 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_task_service_pb2.ListExecutorsResponse, _abc.Awaitable[_task_service_pb2.ListExecutorsResponse]]:
         """Lists the registered executors."""
+
+    @_abc_1.abstractmethod
+    def WatchEvents(
+        self,
+        request: _task_service_pb2.WatchEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_task_service_pb2.WatchEventsResponse], _abc.AsyncIterator[_task_service_pb2.WatchEventsResponse]]:
+        """Streams the events of a tree, a task or an owner: history after `after_sequence`
+        first, then live, with no gap and no duplicate.
+        """
 
 def add_TaskServiceServicer_to_server(servicer: TaskServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -25,6 +25,7 @@ _GRPC_CODES = {
     Code.ABORTED: grpc.StatusCode.ABORTED,
     Code.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Code.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    Code.OUT_OF_RANGE: grpc.StatusCode.OUT_OF_RANGE,
 }
 
 

@@ -10,6 +10,7 @@ from taskgrove.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
 from taskgrove_server.api import page_token
 from taskgrove_server.api.convert import spec_from_proto, subtree_progress, task_to_proto
 from taskgrove_server.api.error_mapping import maps_errors
+from taskgrove_server.api.watch import EventStreamer
 from taskgrove_server.creation import TaskCreator
 from taskgrove_server.engine import Engine
 from taskgrove_server.errors import FieldViolation, invalid, not_found
@@ -28,9 +29,11 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         repository: TaskRepository,
         engine: Engine,
         registry: ExecutorRegistry,
+        streamer: EventStreamer,
         *,
         max_tree_size: int,
     ) -> None:
+        self._streamer = streamer
         self._repository = repository
         self._engine = engine
         self._registry = registry
@@ -168,6 +171,13 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         return task_service_pb2.ExecuteTaskResponse(
             task=await self._task(request.id), scheduled_count=scheduled
         )
+
+    # grpc.aio streams either by yielding or by `context.write`; the latter lets the
+    # streamer abandon a blocked write (see api/watch.py), which the stub's type misses.
+    async def WatchEvents(  # type: ignore[override]
+        self, request: task_service_pb2.WatchEventsRequest, context: Context
+    ) -> None:
+        await self._streamer.watch(request, context)
 
     @maps_errors
     async def ListExecutors(

@@ -38,6 +38,11 @@ async def run_attempt(
                 error=failure("TIMEOUT", f"attempt exceeded its timeout of {timeout_s}s"),
             )
         return _executor_failure(exc)
+    except asyncio.CancelledError as exc:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise  # cancelled from outside: the caller decides what that means
+        return _executor_failure(exc)  # the executor raised it by itself
     except ExecutorError as exc:
         return AttemptOutcome(statuses.FAILED, error=failure(exc.reason, str(exc), **exc.details))
     except Exception as exc:
@@ -52,7 +57,7 @@ async def run_attempt(
     return AttemptOutcome(statuses.COMPLETED, result=result)
 
 
-def _executor_failure(exc: Exception) -> AttemptOutcome:
+def _executor_failure(exc: BaseException) -> AttemptOutcome:
     return AttemptOutcome(
         statuses.FAILED,
         error=failure("EXECUTOR_ERROR", f"{type(exc).__name__}: {exc}", type=type(exc).__name__),

@@ -29,6 +29,7 @@ from taskgrove.aggregation import StatusCounts, derived_status
 from taskgrove_server.engine.attempt import AttemptOutcome, failure, run_attempt
 from taskgrove_server.engine.node import Node, now_us
 from taskgrove_server.engine.readiness import Outcome, dependency_outcome
+from taskgrove_server.events import event as events
 from taskgrove_server.executors import ExecutionContext, ExecutorRegistry
 from taskgrove_server.storage.repository import TaskRepository
 from taskgrove_server.storage.statements import mark_has_children
@@ -107,7 +108,7 @@ class Engine:
 
     async def create(self, rows: list[dict[str, Any]], existing_parent: str | None) -> None:
         """Store new tasks (durably) and take them into a loaded tree."""
-        self._writer.insert_tasks(rows)
+        self._writer.insert_tasks(rows, [_created_event(row) for row in rows])
         if existing_parent is not None:
             self._writer.execute(mark_has_children(existing_parent))
         await self._writer.flush()
@@ -132,7 +133,7 @@ class Engine:
             if node.execution_requested:
                 continue
             node.execution_requested = True
-            self._persist(node, node.status)
+            self._persist(node, node.status, None)
             if not node.is_group and node.status == statuses.PENDING:
                 self._trees[node.root_id].active += 1
                 to_arm.append(node)
@@ -218,7 +219,7 @@ class Engine:
         """An attempt that was running when the server died: retry it or abandon it."""
         if node.attempt < node.max_attempts:
             node.status = statuses.PENDING
-            self._persist(node, statuses.IN_PROGRESS)
+            self._persist(node, statuses.IN_PROGRESS, events.STATUS_CHANGED)
             self._adjust_ancestors(node, statuses.IN_PROGRESS)
         else:
             self._finish(
@@ -304,8 +305,9 @@ class Engine:
 
     # ----------------------------------------------------------------- state changes
 
-    def _persist(self, node: Node, expected: str) -> None:
-        self._writer.update_state(node.state_row(expected))
+    def _persist(self, node: Node, expected: str, event_type: str | None) -> None:
+        event = node.event(event_type, expected) if event_type is not None else None
+        self._writer.update_state(node.state_row(expected), event)
 
     def _set_status(self, node: Node, status: str, *, expected: str | None = None) -> None:
         old = node.status
@@ -319,7 +321,7 @@ class Engine:
             if not node.is_group and node.execution_requested:
                 self._trees[node.root_id].active -= 1
                 self._touched_trees.add(node.root_id)
-        self._persist(node, expected or old)
+        self._persist(node, expected or old, events.STATUS_CHANGED)
         if not node.is_group:
             self._adjust_ancestors(node, old)
 
@@ -493,10 +495,29 @@ class Engine:
         # Rate-limited: the latest value is always in memory; the store sees it every 100 ms.
         if now - node.progress_written_us >= _PROGRESS_WRITE_INTERVAL_US:
             node.progress_written_us = now
-            self._persist(node, statuses.IN_PROGRESS)
+            self._persist(node, statuses.IN_PROGRESS, events.PROGRESS)
 
 
 def _backoff_seconds(base_ms: int, attempt: int) -> float:
     """Exponential backoff with full jitter on the upper half."""
     ceiling = min(_MAX_BACKOFF_S, (base_ms / 1000) * 2.0 ** (attempt - 1))
     return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def _created_event(row: dict[str, Any]) -> events.Event:
+    return events.Event(
+        task_id=row["id"],
+        root_id=row["root_id"],
+        user_id=row["user_id"],
+        parent_id=row["parent_id"],
+        name=row["name"],
+        type=events.CREATED,
+        status=row["status"],
+        previous_status=None,
+        progress=row["progress"],
+        progress_message=row["progress_message"],
+        error=None,
+        attempt=row["attempt"],
+        is_group=row["executor"] is None,
+        time_us=row["created_us"],
+    )

@@ -10,6 +10,8 @@ from typing import Any
 from sqlalchemy import RowMapping
 from taskgrove.aggregation import StatusCounts
 
+from taskgrove_server.events.event import Event
+
 
 def now_us() -> int:
     return time.time_ns() // 1000
@@ -96,6 +98,24 @@ class Node:
             node = stack.pop()
             yield node
             stack.extend(reversed(node.children))
+
+    def event(self, event_type: str, previous_status: str | None) -> Event:
+        return Event(
+            task_id=self.id,
+            root_id=self.root_id,
+            user_id=self.user_id,
+            parent_id=self.parent_id,
+            name=self.name,
+            type=event_type,
+            status=self.status,
+            previous_status=previous_status,
+            progress=self.progress,
+            progress_message=self.progress_message,
+            error=self.error,
+            attempt=self.attempt,
+            is_group=self.is_group,
+            time_us=now_us(),
+        )
 
     def state_row(self, expected_status: str) -> dict[str, Any]:
         """The guarded update that persists this node's mutable state."""

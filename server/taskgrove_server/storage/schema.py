@@ -68,3 +68,37 @@ schema_migrations = Table(
     Column("name", String(255), nullable=False),
     Column("applied_us", BigInteger, nullable=False),
 )
+
+task_events = Table(
+    "task_events",
+    metadata,
+    # Assigned by the writer in commit order: the stream's resume point.
+    Column("sequence", BigInteger, primary_key=True, autoincrement=False),
+    Column("task_id", String(36), nullable=False),
+    Column("root_id", String(36), nullable=False),
+    Column("user_id", String(255), nullable=False),
+    Column("parent_id", String(36), nullable=True),
+    Column("name", String(255), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("previous_status", String(16), nullable=True),
+    Column("progress", Float, nullable=False),
+    Column("progress_message", Text, nullable=False),
+    Column("error", JSON, nullable=True),
+    Column("attempt", Integer, nullable=False),
+    Column("is_group", Boolean, nullable=False),
+    Column("time_us", BigInteger, nullable=False),
+    Index("ix_task_events_root", "root_id", "sequence"),
+    Index("ix_task_events_task", "task_id", "sequence"),
+    Index("ix_task_events_user", "user_id", "sequence"),
+)
+
+event_compaction = Table(
+    "event_compaction",
+    metadata,
+    # Per tree: every event up to this sequence has been pruned.
+    Column("root_id", String(36), primary_key=True),
+    Column("user_id", String(255), nullable=False),
+    Column("compacted_through", BigInteger, nullable=False),
+    Index("ix_event_compaction_user", "user_id"),
+)

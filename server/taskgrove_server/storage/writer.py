@@ -4,6 +4,10 @@ whatever is pending in one transaction as soon as it is free.
 Callers queue rows and statements, then either await `flush()` (an RPC that must answer
 only after its change is durable) or register an `after_commit` callback (the engine
 starts an executor only once its claim is committed). Callbacks run in commit order.
+
+Every state change carries its `Event`; the writer numbers a batch's events in commit
+order, stores them in the same transaction, and publishes them only after the commit, so a
+watcher never sees a change that could still be lost.
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from taskgrove_server.storage.schema import tasks
+from taskgrove_server.events.event import Event
+from taskgrove_server.storage.schema import event_compaction, task_events, tasks
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +54,22 @@ class _Batch:
     inserts: list[dict[str, Any]] = field(default_factory=list)
     statements: list[Statement] = field(default_factory=list)
     updates: list[dict[str, Any]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
     callbacks: list[Callable[[], None]] = field(default_factory=list)
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
 
     def has_work(self) -> bool:
-        return bool(self.inserts or self.statements or self.updates or self.waiters)
+        return bool(self.inserts or self.statements or self.updates or self.events or self.waiters)
 
 
 class Writer:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(
+        self, engine: AsyncEngine, publish: Callable[[list[Event]], None] | None = None
+    ) -> None:
         self._engine = engine
+        self._publish = publish
+        self.last_sequence = 0
+        """Sequence of the last committed event."""
         self._batch = _Batch()
         self._wake = asyncio.Event()
         self._closing = False
@@ -66,7 +77,12 @@ class Writer:
         self.commits = 0
         """Transactions committed so far (for benchmarks and tests)."""
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        async with self._engine.connect() as conn:
+            # Never reuse a sequence, even one whose event was pruned.
+            newest = await conn.scalar(select(func.max(task_events.c.sequence)))
+            pruned = await conn.scalar(select(func.max(event_compaction.c.compacted_through)))
+        self.last_sequence = max(newest or 0, pruned or 0)
         self._task = asyncio.create_task(self._run(), name="taskgrove-writer")
 
     async def close(self) -> None:
@@ -76,8 +92,9 @@ class Writer:
         if self._task is not None:
             await self._task
 
-    def insert_tasks(self, rows: list[dict[str, Any]]) -> None:
+    def insert_tasks(self, rows: list[dict[str, Any]], events: list[Event]) -> None:
         self._batch.inserts.extend(rows)
+        self._batch.events.extend(events)
         self._wake.set()
 
     def execute(self, statement: Statement) -> None:
@@ -85,9 +102,15 @@ class Writer:
         self._batch.statements.append(statement)
         self._wake.set()
 
-    def update_state(self, row: dict[str, Any]) -> None:
-        """Queue a guarded state update (keys: see `_UPDATE_STATE`)."""
+    def update_state(self, row: dict[str, Any], event: Event | None) -> None:
+        """Queue a guarded state update (keys: see `_UPDATE_STATE`) and its event."""
         self._batch.updates.append(row)
+        if event is not None:
+            self._batch.events.append(event)
+        self._wake.set()
+
+    def append_events(self, events: list[Event]) -> None:
+        self._batch.events.extend(events)
         self._wake.set()
 
     def after_commit(self, callback: Callable[[], None]) -> None:
@@ -113,6 +136,9 @@ class Writer:
                 return
 
     async def _commit(self, batch: _Batch) -> None:
+        first = self.last_sequence + 1
+        for offset, event in enumerate(batch.events):
+            event.sequence = first + offset
         try:
             async with self._engine.begin() as conn:
                 if batch.inserts:
@@ -129,13 +155,18 @@ class Writer:
                             result.rowcount,
                             len(batch.updates),
                         )
+                if batch.events:
+                    await conn.execute(task_events.insert(), [e.row() for e in batch.events])
             self.commits += 1
+            self.last_sequence += len(batch.events)
         except Exception as exc:
             log.exception("write batch failed")
             for waiter in batch.waiters:
                 if not waiter.done():
                     waiter.set_exception(exc)
             return
+        if batch.events and self._publish is not None:
+            self._publish(batch.events)
         for waiter in batch.waiters:
             if not waiter.done():
                 waiter.set_result(None)

@@ -1,0 +1,1 @@
+"""The event log: every state change as a `TaskEvent`, and live fan-out to watchers."""
