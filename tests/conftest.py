@@ -12,11 +12,13 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from taskgrove import AsyncClient
 from taskgrove_server.app import TaskgroveServer
 from taskgrove_server.config import ServerConfig
+from taskgrove_server.executors import ExecutorRegistry
 
 
 def sqlite_url(path: Path) -> str:
@@ -109,3 +111,66 @@ def server_process(db_url: str) -> Iterator[ServerProcess]:
     proc.start()
     yield proc
     proc.stop()
+
+
+class ServerFactory:
+    """Starts in-process servers with a chosen configuration and registry; every server
+    (and every client made through `client()`) is stopped at teardown."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self._tmp_path = tmp_path
+        self._count = 0
+        self._servers: list[TaskgroveServer] = []
+        self._stopped: set[int] = set()
+        self._clients: list[AsyncClient] = []
+
+    async def __call__(
+        self,
+        *,
+        registry: ExecutorRegistry | None = None,
+        db_url: str | None = None,
+        max_concurrency: int = 256,
+        executor_limits: dict[str, int] | None = None,
+        **config_fields: Any,
+    ) -> TaskgroveServer:
+        if db_url is None:
+            self._count += 1
+            db_url = sqlite_url(self._tmp_path / f"server-{self._count}.db")
+        config = ServerConfig(
+            address="127.0.0.1:0",
+            db_url=db_url,
+            max_concurrency=max_concurrency,
+            executor_limits=dict(executor_limits or {}),
+            **config_fields,
+        )
+        instance = TaskgroveServer(config, registry=registry)
+        await instance.start()
+        self._servers.append(instance)
+        return instance
+
+    def client(self, instance: TaskgroveServer) -> AsyncClient:
+        """A client of `instance`, closed at teardown."""
+        connected = AsyncClient(f"127.0.0.1:{instance.port}")
+        self._clients.append(connected)
+        return connected
+
+    async def stop(self, instance: TaskgroveServer, grace: float = 1) -> None:
+        """Stop one server now (teardown then leaves it alone)."""
+        if id(instance) not in self._stopped:
+            self._stopped.add(id(instance))
+            await instance.stop(grace=grace)
+
+    async def close(self) -> None:
+        for connected in self._clients:
+            await connected.close()
+        for instance in reversed(self._servers):
+            await self.stop(instance)
+
+
+@pytest.fixture
+async def make_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
+    """`await make_server(registry=..., max_concurrency=..., executor_limits=...)` starts an
+    in-process server on a free loopback port with its own SQLite file (or `db_url`)."""
+    factory = ServerFactory(tmp_path)
+    yield factory
+    await factory.close()

@@ -8,6 +8,8 @@ import logging
 import os
 import sys
 
+from taskgrove.cli.parser import add_client_commands, add_global_options
+
 
 def _serve(args: argparse.Namespace) -> int:
     # The server is imported only here: SDK users never load it.
@@ -27,13 +29,24 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="taskgrove", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="taskgrove",
+        description=__doc__,
+        epilog="Client commands exit 0 on success, 1 when the tree or task failed or was "
+        "cancelled, 2 on an invalid request or file or an unreachable server, 3 on --timeout.",
+    )
+    add_global_options(parser)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the server (embedded SQLite by default)")
-    serve.add_argument("--address", help="host:port (env TASKGROVE_ADDRESS; 127.0.0.1:50051)")
+    serve.add_argument(
+        "--address",
+        default=argparse.SUPPRESS,
+        help="host:port (env TASKGROVE_ADDRESS; 127.0.0.1:50051)",
+    )
     serve.add_argument("--db", help="database URL (env TASKGROVE_DB; SQLite file by default)")
     serve.add_argument("--max-concurrency", type=int, help="executor attempts at once")
     serve.set_defaults(handler=_serve)
+    add_client_commands(commands)
     return parser
 
 

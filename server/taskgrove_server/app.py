@@ -13,11 +13,12 @@ from taskgrove.v1 import task_service_pb2, task_service_pb2_grpc
 
 from taskgrove_server.api.task_service import TaskService
 from taskgrove_server.api.watch import EventStreamer
+from taskgrove_server.clock import now_us
 from taskgrove_server.config import ServerConfig
 from taskgrove_server.engine import Engine
-from taskgrove_server.engine.node import now_us
 from taskgrove_server.events.hub import EventHub
 from taskgrove_server.executors import ExecutorRegistry
+from taskgrove_server.idempotency import Idempotency, prune_keys
 from taskgrove_server.storage.database import create_engine
 from taskgrove_server.storage.event_log import EventLog, prune_finished
 from taskgrove_server.storage.migrations import migrate
@@ -69,6 +70,7 @@ class TaskgroveServer:
                 self.engine,
                 self.registry,
                 EventStreamer(self.hub, self._event_log),
+                Idempotency(self._db, self._writer),
                 max_tree_size=self.config.max_tree_size,
             ),
             self._grpc,
@@ -89,6 +91,8 @@ class TaskgroveServer:
         """Delete the history of trees that finished longer ago than the retention."""
         cutoff = now_us() - int(self.config.event_retention_seconds * 1_000_000)
         self._writer.execute(prune_finished(cutoff))
+        key_cutoff = now_us() - int(self.config.idempotency_retention_seconds * 1_000_000)
+        self._writer.execute(prune_keys(key_cutoff))
         await self._writer.flush()
 
     async def _prune_periodically(self) -> None:

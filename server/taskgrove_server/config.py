@@ -35,6 +35,8 @@ class ServerConfig:
     """How long the events of a finished tree stay replayable."""
     prune_interval_seconds: float = 3600
     """How often history older than the retention is pruned."""
+    idempotency_retention_seconds: float = 24 * 3600
+    """How long a request_id is remembered."""
     watcher_buffer_events: int = 50_000
     """Events buffered per watcher before it is cut off as too slow."""
 

@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import RowMapping
 from taskgrove import statuses
 
+from taskgrove_server.clock import now_us
 from taskgrove_server.engine import Engine
-from taskgrove_server.engine.node import now_us
 from taskgrove_server.executors import ExecutorRegistry
 from taskgrove_server.ids import new_id
 from taskgrove_server.storage.repository import TaskRepository
@@ -21,6 +21,8 @@ from taskgrove_server.validation import (
     ValidatedTree,
     validate_new_tasks,
 )
+
+DEFAULT_RETRY_BACKOFF_MS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +54,7 @@ class TaskCreator:
 
     async def create(self, specs: Sequence[TaskSpec]) -> Created:
         """Validate `specs` as one tree and store it atomically (raises TaskgroveError)."""
-        existing = await self._load_referenced(specs)
+        existing = await self.load_referenced(specs)
         tree = validate_new_tasks(specs, existing, self._registry)
         rows, ids = self._rows(tree)
         parent = tree.attach_parent
@@ -60,7 +62,7 @@ class TaskCreator:
         top = tree.tasks[0].spec.ref
         return Created(ids=ids, root_id=rows[0]["root_id"], top_id=ids[top])
 
-    async def _load_referenced(self, specs: Sequence[TaskSpec]) -> dict[str, ExistingTask]:
+    async def load_referenced(self, specs: Sequence[TaskSpec]) -> dict[str, ExistingTask]:
         """Stored tasks the request names, plus what a waits-for cycle could pass through.
 
         A cycle through stored tasks must come back into the new tasks, which is only
@@ -140,9 +142,11 @@ class TaskCreator:
                     "progress_message": "",
                     "attempt": 0,
                     "max_attempts": spec.max_attempts or 1,
-                    "retry_backoff_ms": spec.retry_backoff_ms or 1000,
+                    "retry_backoff_ms": DEFAULT_RETRY_BACKOFF_MS
+                    if spec.retry_backoff_ms is None
+                    else spec.retry_backoff_ms,
                     "timeout_ms": spec.timeout_ms,
-                    "original_task_id": None,
+                    "original_task_id": spec.original_task_id,
                     "has_children": spec.ref in with_children,
                     "created_us": now,
                     "started_us": None,

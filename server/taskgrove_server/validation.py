@@ -41,8 +41,13 @@ class TaskSpec:
     inputs: dict[str, Any]
     params: dict[str, Any]
     max_attempts: int
-    retry_backoff_ms: int
+    retry_backoff_ms: int | None
+    """None: the default (1 s)."""
     timeout_ms: int | None
+    original_task_id: str | None = None
+    """Set on copies (CopyTaskTree)."""
+    label: str | None = None
+    """How messages name a task the request gave no id (its `ref` is then internal)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +156,7 @@ def validate_new_tasks(
             violate(f"{spec.field}.priority", "INVALID_PRIORITY", "priority must be >= 0")
         if spec.max_attempts < 0:
             violate(f"{spec.field}.max_attempts", "INVALID_RETRY_POLICY", "must be >= 0")
-        if spec.retry_backoff_ms < 0:
+        if spec.retry_backoff_ms is not None and spec.retry_backoff_ms < 0:
             violate(f"{spec.field}.retry_backoff", "INVALID_RETRY_POLICY", "must be >= 0")
         if spec.timeout_ms is not None and spec.timeout_ms <= 0:
             violate(f"{spec.field}.timeout", "INVALID_TIMEOUT", "timeout must be positive")
@@ -196,7 +201,8 @@ def validate_new_tasks(
     cycle = find_cycle(resolved, existing)
     if cycle:
         cycle, field_path = _name_cycle(cycle, local)
-        path = " -> ".join(cycle)
+        labels = {spec.ref: spec.label for spec in specs if spec.label}
+        path = " -> ".join(labels.get(ref, ref) for ref in cycle)
         raise TaskgroveError(
             code=Code.INVALID_ARGUMENT,
             reason="DEPENDENCY_CYCLE",

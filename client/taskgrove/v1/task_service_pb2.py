@@ -24,11 +24,13 @@ _sym_db = _symbol_database.Default()
 
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from taskgrove.v1 import event_pb2 as taskgrove_dot_v1_dot_event__pb2
 from taskgrove.v1 import task_pb2 as taskgrove_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftaskgrove/v1/task_service.proto\x12\x0ctaskgrove.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x18taskgrove/v1/event.proto\x1a\x17taskgrove/v1/task.proto\";\n\x11\x43reateTaskRequest\x12&\n\x04task\x18\x01 \x01(\x0b\x32\x12.taskgrove.v1.TaskB\x04\xe2\x41\x01\x02\"Q\n\x15\x43reateTaskTreeRequest\x12\'\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.taskgrove.v1.TaskB\x04\xe2\x41\x01\x02\x12\x0f\n\x07\x65xecute\x18\x02 \x01(\x08\"\xb0\x01\n\x16\x43reateTaskTreeResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.taskgrove.v1.Task\x12\x43\n\x08task_ids\x18\x02 \x03(\x0b\x32\x31.taskgrove.v1.CreateTaskTreeResponse.TaskIdsEntry\x1a.\n\x0cTaskIdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\"\n\x0eGetTaskRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"9\n\x12GetTaskTreeRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tmax_depth\x18\x02 \x01(\x05\"8\n\x13GetTaskTreeResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.taskgrove.v1.Task\"\x9d\x01\n\x10ListTasksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12*\n\x08statuses\x18\x03 \x03(\x0e\x32\x18.taskgrove.v1.TaskStatus\x12\x11\n\tparent_id\x18\x04 \x01(\t\x12\x12\n\nroots_only\x18\x05 \x01(\x08\x12\x0f\n\x07user_id\x18\x06 \x01(\t\"O\n\x11ListTasksResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.taskgrove.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"&\n\x12\x45xecuteTaskRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"P\n\x13\x45xecuteTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.taskgrove.v1.Task\x12\x17\n\x0fscheduled_count\x18\x02 \x01(\x05\"\x16\n\x14ListExecutorsRequest\"B\n\x15ListExecutorsResponse\x12)\n\texecutors\x18\x01 \x03(\x0b\x32\x16.taskgrove.v1.Executor\"\xb0\x01\n\x12WatchEventsRequest\x12\x0f\n\x07root_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x04 \x01(\x03\x12\x18\n\x10include_snapshot\x18\x05 \x01(\x08\x12\x35\n\x12heartbeat_interval\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x89\x01\n\x13WatchEventsResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.taskgrove.v1.TaskEvent\x12$\n\x08snapshot\x18\x02 \x03(\x0b\x32\x12.taskgrove.v1.Task\x12\x10\n\x08sequence\x18\x03 \x01(\x03\x12\x11\n\theartbeat\x18\x04 \x01(\x08\x32\x90\x05\n\x0bTaskService\x12\x41\n\nCreateTask\x12\x1f.taskgrove.v1.CreateTaskRequest\x1a\x12.taskgrove.v1.Task\x12[\n\x0e\x43reateTaskTree\x12#.taskgrove.v1.CreateTaskTreeRequest\x1a$.taskgrove.v1.CreateTaskTreeResponse\x12;\n\x07GetTask\x12\x1c.taskgrove.v1.GetTaskRequest\x1a\x12.taskgrove.v1.Task\x12R\n\x0bGetTaskTree\x12 .taskgrove.v1.GetTaskTreeRequest\x1a!.taskgrove.v1.GetTaskTreeResponse\x12L\n\tListTasks\x12\x1e.taskgrove.v1.ListTasksRequest\x1a\x1f.taskgrove.v1.ListTasksResponse\x12R\n\x0b\x45xecuteTask\x12 .taskgrove.v1.ExecuteTaskRequest\x1a!.taskgrove.v1.ExecuteTaskResponse\x12X\n\rListExecutors\x12\".taskgrove.v1.ListExecutorsRequest\x1a#.taskgrove.v1.ListExecutorsResponse\x12T\n\x0bWatchEvents\x12 .taskgrove.v1.WatchEventsRequest\x1a!.taskgrove.v1.WatchEventsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftaskgrove/v1/task_service.proto\x12\x0ctaskgrove.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18taskgrove/v1/event.proto\x1a\x17taskgrove/v1/task.proto\"O\n\x11\x43reateTaskRequest\x12&\n\x04task\x18\x01 \x01(\x0b\x32\x12.taskgrove.v1.TaskB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"e\n\x15\x43reateTaskTreeRequest\x12\'\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.taskgrove.v1.TaskB\x04\xe2\x41\x01\x02\x12\x0f\n\x07\x65xecute\x18\x02 \x01(\x08\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\xb0\x01\n\x16\x43reateTaskTreeResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.taskgrove.v1.Task\x12\x43\n\x08task_ids\x18\x02 \x03(\x0b\x32\x31.taskgrove.v1.CreateTaskTreeResponse.TaskIdsEntry\x1a.\n\x0cTaskIdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\"\n\x0eGetTaskRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"9\n\x12GetTaskTreeRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tmax_depth\x18\x02 \x01(\x05\"8\n\x13GetTaskTreeResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.taskgrove.v1.Task\"\x9d\x01\n\x10ListTasksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12*\n\x08statuses\x18\x03 \x03(\x0e\x32\x18.taskgrove.v1.TaskStatus\x12\x11\n\tparent_id\x18\x04 \x01(\t\x12\x12\n\nroots_only\x18\x05 \x01(\x08\x12\x0f\n\x07user_id\x18\x06 \x01(\t\"O\n\x11ListTasksResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.taskgrove.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\":\n\x12\x45xecuteTaskRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"P\n\x13\x45xecuteTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.taskgrove.v1.Task\x12\x17\n\x0fscheduled_count\x18\x02 \x01(\x05\"\x16\n\x14ListExecutorsRequest\"B\n\x15ListExecutorsResponse\x12)\n\texecutors\x18\x01 \x03(\x0b\x32\x16.taskgrove.v1.Executor\"\xb0\x01\n\x12WatchEventsRequest\x12\x0f\n\x07root_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x04 \x01(\x03\x12\x18\n\x10include_snapshot\x18\x05 \x01(\x08\x12\x35\n\x12heartbeat_interval\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x89\x01\n\x13WatchEventsResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.taskgrove.v1.TaskEvent\x12$\n\x08snapshot\x18\x02 \x03(\x0b\x32\x12.taskgrove.v1.Task\x12\x10\n\x08sequence\x18\x03 \x01(\x03\x12\x11\n\theartbeat\x18\x04 \x01(\x08\"\x86\x01\n\x11UpdateTaskRequest\x12&\n\x04task\x18\x01 \x01(\x0b\x32\x12.taskgrove.v1.TaskB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"G\n\x11\x44\x65leteTaskRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\".\n\x12\x44\x65leteTaskResponse\x12\x18\n\x10\x64\x65leted_task_ids\x18\x01 \x03(\t\"9\n\x11\x43\x61ncelTaskRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"R\n\x12\x43\x61ncelTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.taskgrove.v1.Task\x12\x1a\n\x12\x63\x61ncelled_task_ids\x18\x02 \x03(\t\"8\n\x10RetryTaskRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"O\n\x11RetryTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.taskgrove.v1.Task\x12\x18\n\x10retried_task_ids\x18\x02 \x03(\t\"e\n\x13\x43opyTaskTreeRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\x0fonly_unfinished\x18\x02 \x01(\x08\x12\x0f\n\x07\x65xecute\x18\x03 \x01(\x08\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"\xac\x01\n\x14\x43opyTaskTreeResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.taskgrove.v1.Task\x12\x41\n\x08task_ids\x18\x02 \x03(\x0b\x32/.taskgrove.v1.CopyTaskTreeResponse.TaskIdsEntry\x1a.\n\x0cTaskIdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"&\n\x12\x45xplainTaskRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x86\x01\n\x11WaitingDependency\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12(\n\x06status\x18\x03 \x01(\x0e\x32\x18.taskgrove.v1.TaskStatus\x12\x10\n\x08required\x18\x04 \x01(\x08\x12\x1b\n\x13\x65xecution_requested\x18\x05 \x01(\x08\"\x8c\x02\n\x13\x45xplainTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.taskgrove.v1.Task\x12\x0f\n\x07reasons\x18\x02 \x03(\t\x12\x0f\n\x07summary\x18\x03 \x01(\t\x12=\n\x14waiting_dependencies\x18\x04 \x03(\x0b\x32\x1f.taskgrove.v1.WaitingDependency\x12\x16\n\x0equeue_position\x18\x05 \x01(\x05\x12.\n\nretry_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07running\x18\x07 \x01(\x05\x12\x19\n\x11\x63oncurrency_limit\x18\x08 \x01(\x05\x32\xee\x08\n\x0bTaskService\x12\x41\n\nCreateTask\x12\x1f.taskgrove.v1.CreateTaskRequest\x1a\x12.taskgrove.v1.Task\x12[\n\x0e\x43reateTaskTree\x12#.taskgrove.v1.CreateTaskTreeRequest\x1a$.taskgrove.v1.CreateTaskTreeResponse\x12;\n\x07GetTask\x12\x1c.taskgrove.v1.GetTaskRequest\x1a\x12.taskgrove.v1.Task\x12R\n\x0bGetTaskTree\x12 .taskgrove.v1.GetTaskTreeRequest\x1a!.taskgrove.v1.GetTaskTreeResponse\x12L\n\tListTasks\x12\x1e.taskgrove.v1.ListTasksRequest\x1a\x1f.taskgrove.v1.ListTasksResponse\x12R\n\x0b\x45xecuteTask\x12 .taskgrove.v1.ExecuteTaskRequest\x1a!.taskgrove.v1.ExecuteTaskResponse\x12X\n\rListExecutors\x12\".taskgrove.v1.ListExecutorsRequest\x1a#.taskgrove.v1.ListExecutorsResponse\x12\x41\n\nUpdateTask\x12\x1f.taskgrove.v1.UpdateTaskRequest\x1a\x12.taskgrove.v1.Task\x12O\n\nDeleteTask\x12\x1f.taskgrove.v1.DeleteTaskRequest\x1a .taskgrove.v1.DeleteTaskResponse\x12O\n\nCancelTask\x12\x1f.taskgrove.v1.CancelTaskRequest\x1a .taskgrove.v1.CancelTaskResponse\x12L\n\tRetryTask\x12\x1e.taskgrove.v1.RetryTaskRequest\x1a\x1f.taskgrove.v1.RetryTaskResponse\x12U\n\x0c\x43opyTaskTree\x12!.taskgrove.v1.CopyTaskTreeRequest\x1a\".taskgrove.v1.CopyTaskTreeResponse\x12R\n\x0b\x45xplainTask\x12 .taskgrove.v1.ExplainTaskRequest\x1a!.taskgrove.v1.ExplainTaskResponse\x12T\n\x0bWatchEvents\x12 .taskgrove.v1.WatchEventsRequest\x1a!.taskgrove.v1.WatchEventsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,36 +49,78 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETTASKTREEREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
   _globals['_EXECUTETASKREQUEST'].fields_by_name['id']._loaded_options = None
   _globals['_EXECUTETASKREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
-  _globals['_CREATETASKREQUEST']._serialized_start=165
-  _globals['_CREATETASKREQUEST']._serialized_end=224
-  _globals['_CREATETASKTREEREQUEST']._serialized_start=226
-  _globals['_CREATETASKTREEREQUEST']._serialized_end=307
-  _globals['_CREATETASKTREERESPONSE']._serialized_start=310
-  _globals['_CREATETASKTREERESPONSE']._serialized_end=486
-  _globals['_CREATETASKTREERESPONSE_TASKIDSENTRY']._serialized_start=440
-  _globals['_CREATETASKTREERESPONSE_TASKIDSENTRY']._serialized_end=486
-  _globals['_GETTASKREQUEST']._serialized_start=488
-  _globals['_GETTASKREQUEST']._serialized_end=522
-  _globals['_GETTASKTREEREQUEST']._serialized_start=524
-  _globals['_GETTASKTREEREQUEST']._serialized_end=581
-  _globals['_GETTASKTREERESPONSE']._serialized_start=583
-  _globals['_GETTASKTREERESPONSE']._serialized_end=639
-  _globals['_LISTTASKSREQUEST']._serialized_start=642
-  _globals['_LISTTASKSREQUEST']._serialized_end=799
-  _globals['_LISTTASKSRESPONSE']._serialized_start=801
-  _globals['_LISTTASKSRESPONSE']._serialized_end=880
-  _globals['_EXECUTETASKREQUEST']._serialized_start=882
-  _globals['_EXECUTETASKREQUEST']._serialized_end=920
-  _globals['_EXECUTETASKRESPONSE']._serialized_start=922
-  _globals['_EXECUTETASKRESPONSE']._serialized_end=1002
-  _globals['_LISTEXECUTORSREQUEST']._serialized_start=1004
-  _globals['_LISTEXECUTORSREQUEST']._serialized_end=1026
-  _globals['_LISTEXECUTORSRESPONSE']._serialized_start=1028
-  _globals['_LISTEXECUTORSRESPONSE']._serialized_end=1094
-  _globals['_WATCHEVENTSREQUEST']._serialized_start=1097
-  _globals['_WATCHEVENTSREQUEST']._serialized_end=1273
-  _globals['_WATCHEVENTSRESPONSE']._serialized_start=1276
-  _globals['_WATCHEVENTSRESPONSE']._serialized_end=1413
-  _globals['_TASKSERVICE']._serialized_start=1416
-  _globals['_TASKSERVICE']._serialized_end=2072
+  _globals['_UPDATETASKREQUEST'].fields_by_name['task']._loaded_options = None
+  _globals['_UPDATETASKREQUEST'].fields_by_name['task']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATETASKREQUEST'].fields_by_name['update_mask']._loaded_options = None
+  _globals['_UPDATETASKREQUEST'].fields_by_name['update_mask']._serialized_options = b'\342A\001\002'
+  _globals['_DELETETASKREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_DELETETASKREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_CANCELTASKREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_CANCELTASKREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_RETRYTASKREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_RETRYTASKREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_COPYTASKTREEREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_COPYTASKTREEREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_COPYTASKTREERESPONSE_TASKIDSENTRY']._loaded_options = None
+  _globals['_COPYTASKTREERESPONSE_TASKIDSENTRY']._serialized_options = b'8\001'
+  _globals['_EXPLAINTASKREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_EXPLAINTASKREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_CREATETASKREQUEST']._serialized_start=232
+  _globals['_CREATETASKREQUEST']._serialized_end=311
+  _globals['_CREATETASKTREEREQUEST']._serialized_start=313
+  _globals['_CREATETASKTREEREQUEST']._serialized_end=414
+  _globals['_CREATETASKTREERESPONSE']._serialized_start=417
+  _globals['_CREATETASKTREERESPONSE']._serialized_end=593
+  _globals['_CREATETASKTREERESPONSE_TASKIDSENTRY']._serialized_start=547
+  _globals['_CREATETASKTREERESPONSE_TASKIDSENTRY']._serialized_end=593
+  _globals['_GETTASKREQUEST']._serialized_start=595
+  _globals['_GETTASKREQUEST']._serialized_end=629
+  _globals['_GETTASKTREEREQUEST']._serialized_start=631
+  _globals['_GETTASKTREEREQUEST']._serialized_end=688
+  _globals['_GETTASKTREERESPONSE']._serialized_start=690
+  _globals['_GETTASKTREERESPONSE']._serialized_end=746
+  _globals['_LISTTASKSREQUEST']._serialized_start=749
+  _globals['_LISTTASKSREQUEST']._serialized_end=906
+  _globals['_LISTTASKSRESPONSE']._serialized_start=908
+  _globals['_LISTTASKSRESPONSE']._serialized_end=987
+  _globals['_EXECUTETASKREQUEST']._serialized_start=989
+  _globals['_EXECUTETASKREQUEST']._serialized_end=1047
+  _globals['_EXECUTETASKRESPONSE']._serialized_start=1049
+  _globals['_EXECUTETASKRESPONSE']._serialized_end=1129
+  _globals['_LISTEXECUTORSREQUEST']._serialized_start=1131
+  _globals['_LISTEXECUTORSREQUEST']._serialized_end=1153
+  _globals['_LISTEXECUTORSRESPONSE']._serialized_start=1155
+  _globals['_LISTEXECUTORSRESPONSE']._serialized_end=1221
+  _globals['_WATCHEVENTSREQUEST']._serialized_start=1224
+  _globals['_WATCHEVENTSREQUEST']._serialized_end=1400
+  _globals['_WATCHEVENTSRESPONSE']._serialized_start=1403
+  _globals['_WATCHEVENTSRESPONSE']._serialized_end=1540
+  _globals['_UPDATETASKREQUEST']._serialized_start=1543
+  _globals['_UPDATETASKREQUEST']._serialized_end=1677
+  _globals['_DELETETASKREQUEST']._serialized_start=1679
+  _globals['_DELETETASKREQUEST']._serialized_end=1750
+  _globals['_DELETETASKRESPONSE']._serialized_start=1752
+  _globals['_DELETETASKRESPONSE']._serialized_end=1798
+  _globals['_CANCELTASKREQUEST']._serialized_start=1800
+  _globals['_CANCELTASKREQUEST']._serialized_end=1857
+  _globals['_CANCELTASKRESPONSE']._serialized_start=1859
+  _globals['_CANCELTASKRESPONSE']._serialized_end=1941
+  _globals['_RETRYTASKREQUEST']._serialized_start=1943
+  _globals['_RETRYTASKREQUEST']._serialized_end=1999
+  _globals['_RETRYTASKRESPONSE']._serialized_start=2001
+  _globals['_RETRYTASKRESPONSE']._serialized_end=2080
+  _globals['_COPYTASKTREEREQUEST']._serialized_start=2082
+  _globals['_COPYTASKTREEREQUEST']._serialized_end=2183
+  _globals['_COPYTASKTREERESPONSE']._serialized_start=2186
+  _globals['_COPYTASKTREERESPONSE']._serialized_end=2358
+  _globals['_COPYTASKTREERESPONSE_TASKIDSENTRY']._serialized_start=547
+  _globals['_COPYTASKTREERESPONSE_TASKIDSENTRY']._serialized_end=593
+  _globals['_EXPLAINTASKREQUEST']._serialized_start=2360
+  _globals['_EXPLAINTASKREQUEST']._serialized_end=2398
+  _globals['_WAITINGDEPENDENCY']._serialized_start=2401
+  _globals['_WAITINGDEPENDENCY']._serialized_end=2535
+  _globals['_EXPLAINTASKRESPONSE']._serialized_start=2538
+  _globals['_EXPLAINTASKRESPONSE']._serialized_end=2806
+  _globals['_TASKSERVICE']._serialized_start=2809
+  _globals['_TASKSERVICE']._serialized_end=3943
 # @@protoc_insertion_point(module_scope)

@@ -6,7 +6,9 @@ isort:skip_file
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from taskgrove.v1 import event_pb2 as _event_pb2
 from taskgrove.v1 import task_pb2 as _task_pb2
@@ -28,6 +30,9 @@ class CreateTaskRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TASK_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Optional idempotency key: a repeat returns the first answer."""
     @_builtins.property
     def task(self) -> _task_pb2.Task:
         """The task to create; `id` and output-only fields are ignored."""
@@ -36,10 +41,11 @@ class CreateTaskRequest(_message.Message):
         self,
         *,
         task: _task_pb2.Task | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -53,8 +59,11 @@ class CreateTaskTreeRequest(_message.Message):
 
     TASKS_FIELD_NUMBER: _builtins.int
     EXECUTE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     execute: _builtins.bool
     """Execute the tree's top task as soon as the tree is stored."""
+    request_id: _builtins.str
+    """Optional idempotency key: a repeat returns the first answer."""
     @_builtins.property
     def tasks(self) -> _containers.RepeatedCompositeFieldContainer[_task_pb2.Task]:
         """The tasks, each with a client-local `id` unique in the request. `parent_id`
@@ -67,10 +76,11 @@ class CreateTaskTreeRequest(_message.Message):
         *,
         tasks: _abc.Iterable[_task_pb2.Task] | None = ...,
         execute: _builtins.bool = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["execute", b"execute", "tasks", b"tasks"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execute", b"execute", "request_id", b"request_id", "tasks", b"tasks"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -279,16 +289,20 @@ class ExecuteTaskRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Task to execute with its whole subtree."""
+    request_id: _builtins.str
+    """Optional idempotency key: a repeat returns the first answer."""
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -448,3 +462,418 @@ class WatchEventsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchEventsResponse: _TypeAlias = WatchEventsResponse  # noqa: Y015
+
+@_typing.final
+class UpdateTaskRequest(_message.Message):
+    """Request of UpdateTask."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Optional idempotency key: a repeat returns the first answer."""
+    @_builtins.property
+    def task(self) -> _task_pb2.Task:
+        """The task with its `id` and the new values; a non-empty `etag` must match the stored
+        one (ABORTED otherwise).
+        """
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Fields to change: name, priority, dependencies, inputs, params, max_attempts,
+        retry_backoff, timeout.
+        """
+
+    def __init__(
+        self,
+        *,
+        task: _task_pb2.Task | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "task", b"task", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateTaskRequest: _TypeAlias = UpdateTaskRequest  # noqa: Y015
+
+@_typing.final
+class DeleteTaskRequest(_message.Message):
+    """Request of DeleteTask."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Top of the subtree to delete."""
+    etag: _builtins.str
+    """When set, must match the task's etag."""
+    request_id: _builtins.str
+    """Optional idempotency key: a repeat returns the first answer."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "id", b"id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteTaskRequest: _TypeAlias = DeleteTaskRequest  # noqa: Y015
+
+@_typing.final
+class DeleteTaskResponse(_message.Message):
+    """Response of DeleteTask."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELETED_TASK_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def deleted_task_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Every deleted task, parents first."""
+
+    def __init__(
+        self,
+        *,
+        deleted_task_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deleted_task_ids", b"deleted_task_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteTaskResponse: _TypeAlias = DeleteTaskResponse  # noqa: Y015
+
+@_typing.final
+class CancelTaskRequest(_message.Message):
+    """Request of CancelTask."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Task to cancel with everything unfinished below it."""
+    request_id: _builtins.str
+    """Optional idempotency key: a repeat returns the first answer."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelTaskRequest: _TypeAlias = CancelTaskRequest  # noqa: Y015
+
+@_typing.final
+class CancelTaskResponse(_message.Message):
+    """Response of CancelTask."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: _builtins.int
+    CANCELLED_TASK_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def task(self) -> _task_pb2.Task:
+        """The task as it is after the request."""
+
+    @_builtins.property
+    def cancelled_task_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Tasks this request cancelled (not those cancelled before); dependents elsewhere
+        follow with DEPENDENCY_CANCELLED.
+        """
+
+    def __init__(
+        self,
+        *,
+        task: _task_pb2.Task | None = ...,
+        cancelled_task_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancelled_task_ids", b"cancelled_task_ids", "task", b"task"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelTaskResponse: _TypeAlias = CancelTaskResponse  # noqa: Y015
+
+@_typing.final
+class RetryTaskRequest(_message.Message):
+    """Request of RetryTask."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """A failed or cancelled task (or group)."""
+    request_id: _builtins.str
+    """Optional idempotency key: a repeat returns the first answer."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryTaskRequest: _TypeAlias = RetryTaskRequest  # noqa: Y015
+
+@_typing.final
+class RetryTaskResponse(_message.Message):
+    """Response of RetryTask."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: _builtins.int
+    RETRIED_TASK_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def task(self) -> _task_pb2.Task:
+        """The task as it is after the request."""
+
+    @_builtins.property
+    def retried_task_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Every task set back to pending: the task, its failed or cancelled descendants, and
+        the dependents that failed or were cancelled because of them.
+        """
+
+    def __init__(
+        self,
+        *,
+        task: _task_pb2.Task | None = ...,
+        retried_task_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["retried_task_ids", b"retried_task_ids", "task", b"task"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryTaskResponse: _TypeAlias = RetryTaskResponse  # noqa: Y015
+
+@_typing.final
+class CopyTaskTreeRequest(_message.Message):
+    """Request of CopyTaskTree."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ONLY_UNFINISHED_FIELD_NUMBER: _builtins.int
+    EXECUTE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Top of the subtree to copy; the copy is a new tree."""
+    only_unfinished: _builtins.bool
+    """Copy only what did not complete (with the groups above it); dependencies on
+    completed tasks point at the originals.
+    """
+    execute: _builtins.bool
+    """Execute the copy at once."""
+    request_id: _builtins.str
+    """Optional idempotency key: a repeat returns the first answer."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        only_unfinished: _builtins.bool = ...,
+        execute: _builtins.bool = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execute", b"execute", "id", b"id", "only_unfinished", b"only_unfinished", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CopyTaskTreeRequest: _TypeAlias = CopyTaskTreeRequest  # noqa: Y015
+
+@_typing.final
+class CopyTaskTreeResponse(_message.Message):
+    """Response of CopyTaskTree."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class TaskIdsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    TASKS_FIELD_NUMBER: _builtins.int
+    TASK_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def tasks(self) -> _containers.RepeatedCompositeFieldContainer[_task_pb2.Task]:
+        """The copies, parents first."""
+
+    @_builtins.property
+    def task_ids(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Original task id -> copy id."""
+
+    def __init__(
+        self,
+        *,
+        tasks: _abc.Iterable[_task_pb2.Task] | None = ...,
+        task_ids: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["task_ids", b"task_ids", "tasks", b"tasks"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CopyTaskTreeResponse: _TypeAlias = CopyTaskTreeResponse  # noqa: Y015
+
+@_typing.final
+class ExplainTaskRequest(_message.Message):
+    """Request of ExplainTask."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The task to explain."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExplainTaskRequest: _TypeAlias = ExplainTaskRequest  # noqa: Y015
+
+@_typing.final
+class WaitingDependency(_message.Message):
+    """A dependency a task still waits for."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    REQUIRED_FIELD_NUMBER: _builtins.int
+    EXECUTION_REQUESTED_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The dependency's id."""
+    name: _builtins.str
+    """Its name."""
+    status: _task_pb2.TaskStatus.ValueType
+    """Its status."""
+    required: _builtins.bool
+    """Whether it is required."""
+    execution_requested: _builtins.bool
+    """Whether its tree was executed (a dependency never executed is never finished)."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        status: _task_pb2.TaskStatus.ValueType = ...,
+        required: _builtins.bool = ...,
+        execution_requested: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_requested", b"execution_requested", "id", b"id", "name", b"name", "required", b"required", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WaitingDependency: _TypeAlias = WaitingDependency  # noqa: Y015
+
+@_typing.final
+class ExplainTaskResponse(_message.Message):
+    """Why a task is where it is."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: _builtins.int
+    REASONS_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    WAITING_DEPENDENCIES_FIELD_NUMBER: _builtins.int
+    QUEUE_POSITION_FIELD_NUMBER: _builtins.int
+    RETRY_TIME_FIELD_NUMBER: _builtins.int
+    RUNNING_FIELD_NUMBER: _builtins.int
+    CONCURRENCY_LIMIT_FIELD_NUMBER: _builtins.int
+    summary: _builtins.str
+    """A sentence for people."""
+    queue_position: _builtins.int
+    """1-based position among the ready tasks of the server; 0 when not ready."""
+    running: _builtins.int
+    """Attempts running on the server."""
+    concurrency_limit: _builtins.int
+    """The server's global concurrency limit."""
+    @_builtins.property
+    def task(self) -> _task_pb2.Task:
+        """The task."""
+
+    @_builtins.property
+    def reasons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Stable codes, most important first: FINISHED, RUNNING, NOT_EXECUTING,
+        WAITING_FOR_DEPENDENCIES, RETRY_BACKOFF, CONCURRENCY_LIMIT, EXECUTOR_LIMIT, QUEUED,
+        GROUP (a group runs nothing; see its subtree).
+        """
+
+    @_builtins.property
+    def waiting_dependencies(self) -> _containers.RepeatedCompositeFieldContainer[Global___WaitingDependency]:
+        """Unfinished dependencies."""
+
+    @_builtins.property
+    def retry_time(self) -> _timestamp_pb2.Timestamp:
+        """While waiting out a retry backoff: when the next attempt may start."""
+
+    def __init__(
+        self,
+        *,
+        task: _task_pb2.Task | None = ...,
+        reasons: _abc.Iterable[_builtins.str] | None = ...,
+        summary: _builtins.str = ...,
+        waiting_dependencies: _abc.Iterable[Global___WaitingDependency] | None = ...,
+        queue_position: _builtins.int = ...,
+        retry_time: _timestamp_pb2.Timestamp | None = ...,
+        running: _builtins.int = ...,
+        concurrency_limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["retry_time", b"retry_time", "task", b"task"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["concurrency_limit", b"concurrency_limit", "queue_position", b"queue_position", "reasons", b"reasons", "retry_time", b"retry_time", "running", b"running", "summary", b"summary", "task", b"task", "waiting_dependencies", b"waiting_dependencies"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExplainTaskResponse: _TypeAlias = ExplainTaskResponse  # noqa: Y015

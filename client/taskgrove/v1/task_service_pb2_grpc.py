@@ -71,6 +71,36 @@ class TaskServiceStub:
                 request_serializer=taskgrove_dot_v1_dot_task__service__pb2.ListExecutorsRequest.SerializeToString,
                 response_deserializer=taskgrove_dot_v1_dot_task__service__pb2.ListExecutorsResponse.FromString,
                 _registered_method=True)
+        self.UpdateTask = channel.unary_unary(
+                '/taskgrove.v1.TaskService/UpdateTask',
+                request_serializer=taskgrove_dot_v1_dot_task__service__pb2.UpdateTaskRequest.SerializeToString,
+                response_deserializer=taskgrove_dot_v1_dot_task__pb2.Task.FromString,
+                _registered_method=True)
+        self.DeleteTask = channel.unary_unary(
+                '/taskgrove.v1.TaskService/DeleteTask',
+                request_serializer=taskgrove_dot_v1_dot_task__service__pb2.DeleteTaskRequest.SerializeToString,
+                response_deserializer=taskgrove_dot_v1_dot_task__service__pb2.DeleteTaskResponse.FromString,
+                _registered_method=True)
+        self.CancelTask = channel.unary_unary(
+                '/taskgrove.v1.TaskService/CancelTask',
+                request_serializer=taskgrove_dot_v1_dot_task__service__pb2.CancelTaskRequest.SerializeToString,
+                response_deserializer=taskgrove_dot_v1_dot_task__service__pb2.CancelTaskResponse.FromString,
+                _registered_method=True)
+        self.RetryTask = channel.unary_unary(
+                '/taskgrove.v1.TaskService/RetryTask',
+                request_serializer=taskgrove_dot_v1_dot_task__service__pb2.RetryTaskRequest.SerializeToString,
+                response_deserializer=taskgrove_dot_v1_dot_task__service__pb2.RetryTaskResponse.FromString,
+                _registered_method=True)
+        self.CopyTaskTree = channel.unary_unary(
+                '/taskgrove.v1.TaskService/CopyTaskTree',
+                request_serializer=taskgrove_dot_v1_dot_task__service__pb2.CopyTaskTreeRequest.SerializeToString,
+                response_deserializer=taskgrove_dot_v1_dot_task__service__pb2.CopyTaskTreeResponse.FromString,
+                _registered_method=True)
+        self.ExplainTask = channel.unary_unary(
+                '/taskgrove.v1.TaskService/ExplainTask',
+                request_serializer=taskgrove_dot_v1_dot_task__service__pb2.ExplainTaskRequest.SerializeToString,
+                response_deserializer=taskgrove_dot_v1_dot_task__service__pb2.ExplainTaskResponse.FromString,
+                _registered_method=True)
         self.WatchEvents = channel.unary_stream(
                 '/taskgrove.v1.TaskService/WatchEvents',
                 request_serializer=taskgrove_dot_v1_dot_task__service__pb2.WatchEventsRequest.SerializeToString,
@@ -131,6 +161,48 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateTask(self, request, context):
+        """Changes a pending task (field mask; optimistic concurrency through `etag`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteTask(self, request, context):
+        """Deletes a pending task with its subtree when nothing else depends on it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelTask(self, request, context):
+        """Cancels a task and every unfinished task below it; idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryTask(self, request, context):
+        """Runs a failed or cancelled task again, with what failed because of it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CopyTaskTree(self, request, context):
+        """Copies a subtree as a new tree whose tasks point at their originals.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExplainTask(self, request, context):
+        """Explains why a task is not running (yet).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchEvents(self, request, context):
         """Streams the events of a tree, a task or an owner: history after `after_sequence`
         first, then live, with no gap and no duplicate.
@@ -176,6 +248,36 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.ListExecutors,
                     request_deserializer=taskgrove_dot_v1_dot_task__service__pb2.ListExecutorsRequest.FromString,
                     response_serializer=taskgrove_dot_v1_dot_task__service__pb2.ListExecutorsResponse.SerializeToString,
+            ),
+            'UpdateTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateTask,
+                    request_deserializer=taskgrove_dot_v1_dot_task__service__pb2.UpdateTaskRequest.FromString,
+                    response_serializer=taskgrove_dot_v1_dot_task__pb2.Task.SerializeToString,
+            ),
+            'DeleteTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTask,
+                    request_deserializer=taskgrove_dot_v1_dot_task__service__pb2.DeleteTaskRequest.FromString,
+                    response_serializer=taskgrove_dot_v1_dot_task__service__pb2.DeleteTaskResponse.SerializeToString,
+            ),
+            'CancelTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelTask,
+                    request_deserializer=taskgrove_dot_v1_dot_task__service__pb2.CancelTaskRequest.FromString,
+                    response_serializer=taskgrove_dot_v1_dot_task__service__pb2.CancelTaskResponse.SerializeToString,
+            ),
+            'RetryTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryTask,
+                    request_deserializer=taskgrove_dot_v1_dot_task__service__pb2.RetryTaskRequest.FromString,
+                    response_serializer=taskgrove_dot_v1_dot_task__service__pb2.RetryTaskResponse.SerializeToString,
+            ),
+            'CopyTaskTree': grpc.unary_unary_rpc_method_handler(
+                    servicer.CopyTaskTree,
+                    request_deserializer=taskgrove_dot_v1_dot_task__service__pb2.CopyTaskTreeRequest.FromString,
+                    response_serializer=taskgrove_dot_v1_dot_task__service__pb2.CopyTaskTreeResponse.SerializeToString,
+            ),
+            'ExplainTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExplainTask,
+                    request_deserializer=taskgrove_dot_v1_dot_task__service__pb2.ExplainTaskRequest.FromString,
+                    response_serializer=taskgrove_dot_v1_dot_task__service__pb2.ExplainTaskResponse.SerializeToString,
             ),
             'WatchEvents': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchEvents,
@@ -373,6 +475,168 @@ class TaskService:
             '/taskgrove.v1.TaskService/ListExecutors',
             taskgrove_dot_v1_dot_task__service__pb2.ListExecutorsRequest.SerializeToString,
             taskgrove_dot_v1_dot_task__service__pb2.ListExecutorsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskgrove.v1.TaskService/UpdateTask',
+            taskgrove_dot_v1_dot_task__service__pb2.UpdateTaskRequest.SerializeToString,
+            taskgrove_dot_v1_dot_task__pb2.Task.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskgrove.v1.TaskService/DeleteTask',
+            taskgrove_dot_v1_dot_task__service__pb2.DeleteTaskRequest.SerializeToString,
+            taskgrove_dot_v1_dot_task__service__pb2.DeleteTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskgrove.v1.TaskService/CancelTask',
+            taskgrove_dot_v1_dot_task__service__pb2.CancelTaskRequest.SerializeToString,
+            taskgrove_dot_v1_dot_task__service__pb2.CancelTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskgrove.v1.TaskService/RetryTask',
+            taskgrove_dot_v1_dot_task__service__pb2.RetryTaskRequest.SerializeToString,
+            taskgrove_dot_v1_dot_task__service__pb2.RetryTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CopyTaskTree(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskgrove.v1.TaskService/CopyTaskTree',
+            taskgrove_dot_v1_dot_task__service__pb2.CopyTaskTreeRequest.SerializeToString,
+            taskgrove_dot_v1_dot_task__service__pb2.CopyTaskTreeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExplainTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskgrove.v1.TaskService/ExplainTask',
+            taskgrove_dot_v1_dot_task__service__pb2.ExplainTaskRequest.SerializeToString,
+            taskgrove_dot_v1_dot_task__service__pb2.ExplainTaskResponse.FromString,
             options,
             channel_credentials,
             insecure,

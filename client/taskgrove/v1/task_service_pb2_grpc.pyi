@@ -48,6 +48,18 @@ class TaskServiceStub:
     """Starts a task and its whole subtree."""
     ListExecutors: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.ListExecutorsRequest, _task_service_pb2.ListExecutorsResponse]
     """Lists the registered executors."""
+    UpdateTask: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.UpdateTaskRequest, _task_pb2.Task]
+    """Changes a pending task (field mask; optimistic concurrency through `etag`)."""
+    DeleteTask: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.DeleteTaskRequest, _task_service_pb2.DeleteTaskResponse]
+    """Deletes a pending task with its subtree when nothing else depends on it."""
+    CancelTask: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.CancelTaskRequest, _task_service_pb2.CancelTaskResponse]
+    """Cancels a task and every unfinished task below it; idempotent."""
+    RetryTask: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.RetryTaskRequest, _task_service_pb2.RetryTaskResponse]
+    """Runs a failed or cancelled task again, with what failed because of it."""
+    CopyTaskTree: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.CopyTaskTreeRequest, _task_service_pb2.CopyTaskTreeResponse]
+    """Copies a subtree as a new tree whose tasks point at their originals."""
+    ExplainTask: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.ExplainTaskRequest, _task_service_pb2.ExplainTaskResponse]
+    """Explains why a task is not running (yet)."""
     WatchEvents: _grpc.UnaryStreamMultiCallable[_task_service_pb2.WatchEventsRequest, _task_service_pb2.WatchEventsResponse]
     """Streams the events of a tree, a task or an owner: history after `after_sequence`
     first, then live, with no gap and no duplicate.
@@ -72,6 +84,18 @@ class TaskServiceAsyncStub(TaskServiceStub):
     """Starts a task and its whole subtree."""
     ListExecutors: _aio.UnaryUnaryMultiCallable[_task_service_pb2.ListExecutorsRequest, _task_service_pb2.ListExecutorsResponse]  # type: ignore[assignment]
     """Lists the registered executors."""
+    UpdateTask: _aio.UnaryUnaryMultiCallable[_task_service_pb2.UpdateTaskRequest, _task_pb2.Task]  # type: ignore[assignment]
+    """Changes a pending task (field mask; optimistic concurrency through `etag`)."""
+    DeleteTask: _aio.UnaryUnaryMultiCallable[_task_service_pb2.DeleteTaskRequest, _task_service_pb2.DeleteTaskResponse]  # type: ignore[assignment]
+    """Deletes a pending task with its subtree when nothing else depends on it."""
+    CancelTask: _aio.UnaryUnaryMultiCallable[_task_service_pb2.CancelTaskRequest, _task_service_pb2.CancelTaskResponse]  # type: ignore[assignment]
+    """Cancels a task and every unfinished task below it; idempotent."""
+    RetryTask: _aio.UnaryUnaryMultiCallable[_task_service_pb2.RetryTaskRequest, _task_service_pb2.RetryTaskResponse]  # type: ignore[assignment]
+    """Runs a failed or cancelled task again, with what failed because of it."""
+    CopyTaskTree: _aio.UnaryUnaryMultiCallable[_task_service_pb2.CopyTaskTreeRequest, _task_service_pb2.CopyTaskTreeResponse]  # type: ignore[assignment]
+    """Copies a subtree as a new tree whose tasks point at their originals."""
+    ExplainTask: _aio.UnaryUnaryMultiCallable[_task_service_pb2.ExplainTaskRequest, _task_service_pb2.ExplainTaskResponse]  # type: ignore[assignment]
+    """Explains why a task is not running (yet)."""
     WatchEvents: _aio.UnaryStreamMultiCallable[_task_service_pb2.WatchEventsRequest, _task_service_pb2.WatchEventsResponse]  # type: ignore[assignment]
     """Streams the events of a tree, a task or an owner: history after `after_sequence`
     first, then live, with no gap and no duplicate.
@@ -135,6 +159,54 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_task_service_pb2.ListExecutorsResponse, _abc.Awaitable[_task_service_pb2.ListExecutorsResponse]]:
         """Lists the registered executors."""
+
+    @_abc_1.abstractmethod
+    def UpdateTask(
+        self,
+        request: _task_service_pb2.UpdateTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_pb2.Task, _abc.Awaitable[_task_pb2.Task]]:
+        """Changes a pending task (field mask; optimistic concurrency through `etag`)."""
+
+    @_abc_1.abstractmethod
+    def DeleteTask(
+        self,
+        request: _task_service_pb2.DeleteTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.DeleteTaskResponse, _abc.Awaitable[_task_service_pb2.DeleteTaskResponse]]:
+        """Deletes a pending task with its subtree when nothing else depends on it."""
+
+    @_abc_1.abstractmethod
+    def CancelTask(
+        self,
+        request: _task_service_pb2.CancelTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.CancelTaskResponse, _abc.Awaitable[_task_service_pb2.CancelTaskResponse]]:
+        """Cancels a task and every unfinished task below it; idempotent."""
+
+    @_abc_1.abstractmethod
+    def RetryTask(
+        self,
+        request: _task_service_pb2.RetryTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.RetryTaskResponse, _abc.Awaitable[_task_service_pb2.RetryTaskResponse]]:
+        """Runs a failed or cancelled task again, with what failed because of it."""
+
+    @_abc_1.abstractmethod
+    def CopyTaskTree(
+        self,
+        request: _task_service_pb2.CopyTaskTreeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.CopyTaskTreeResponse, _abc.Awaitable[_task_service_pb2.CopyTaskTreeResponse]]:
+        """Copies a subtree as a new tree whose tasks point at their originals."""
+
+    @_abc_1.abstractmethod
+    def ExplainTask(
+        self,
+        request: _task_service_pb2.ExplainTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.ExplainTaskResponse, _abc.Awaitable[_task_service_pb2.ExplainTaskResponse]]:
+        """Explains why a task is not running (yet)."""
 
     @_abc_1.abstractmethod
     def WatchEvents(

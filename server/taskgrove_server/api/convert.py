@@ -117,6 +117,6 @@ def spec_from_proto(task: task_pb2.Task, ref: str, field: str) -> TaskSpec:
         inputs=_json.from_struct(task.inputs),
         params=_json.from_struct(task.params),
         max_attempts=task.max_attempts,
-        retry_backoff_ms=_millis(task.retry_backoff) if task.HasField("retry_backoff") else 0,
+        retry_backoff_ms=_millis(task.retry_backoff) if task.HasField("retry_backoff") else None,
         timeout_ms=_millis(task.timeout) if task.HasField("timeout") else None,
     )

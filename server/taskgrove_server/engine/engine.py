@@ -13,12 +13,13 @@ and a status change updates the counters of the task's ancestors only (O(depth))
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import heapq
 import logging
 import random
 from collections import defaultdict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,13 +27,17 @@ from sqlalchemy import RowMapping
 from taskgrove import statuses
 from taskgrove.aggregation import StatusCounts, derived_status
 
+from taskgrove_server.clock import now_us
 from taskgrove_server.engine.attempt import AttemptOutcome, failure, run_attempt
-from taskgrove_server.engine.node import Node, now_us
+from taskgrove_server.engine.changes import TaskChanges
+from taskgrove_server.engine.explain import Explanation, WaitingOn, explain
+from taskgrove_server.engine.node import Node
 from taskgrove_server.engine.readiness import Outcome, dependency_outcome
+from taskgrove_server.errors import Code, TaskgroveError
 from taskgrove_server.events import event as events
 from taskgrove_server.executors import ExecutionContext, ExecutorRegistry
 from taskgrove_server.storage.repository import TaskRepository
-from taskgrove_server.storage.statements import mark_has_children
+from taskgrove_server.storage.statements import delete_tasks, mark_has_children, update_task_fields
 from taskgrove_server.storage.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -76,6 +81,8 @@ class Engine:
         self._attempts: dict[str, asyncio.Task[None]] = {}
         self._finished: deque[Node] = deque()
         self._touched_trees: set[str] = set()
+        self._pins: dict[str, int] = defaultdict(int)
+        """Trees an operation in progress holds loaded across its awaits."""
         self._closing = False
 
     # ----------------------------------------------------------------- lifecycle
@@ -137,9 +144,7 @@ class Engine:
             if not node.is_group and node.status == statuses.PENDING:
                 self._trees[node.root_id].active += 1
                 to_arm.append(node)
-        external = await self._external_statuses(to_arm)
-        for node in to_arm:
-            self._arm(node, external)
+        await self._arm(to_arm)
         for node in reversed(list(top.subtree())):
             if node.is_group:
                 self._refresh_group(node)
@@ -147,6 +152,232 @@ class Engine:
         self._settle()
         await self._writer.flush()
         return len(to_arm)
+
+    async def cancel(self, task_id: str, root_id: str) -> list[str]:
+        """Cancel the task and every unfinished task below it; returns what it cancelled."""
+        async with self._pinned([root_id]):
+            top = self._nodes[task_id]
+            cancelled = []
+            for node in top.subtree():
+                if node.is_group or node.status in statuses.TERMINAL:
+                    continue
+                running = node.status == statuses.IN_PROGRESS
+                self._finish(
+                    node,
+                    statuses.CANCELLED,
+                    error=failure("CANCELLED", "cancelled by request"),
+                )
+                cancelled.append(node.id)
+                attempt = self._attempts.get(node.id)
+                if running and attempt is not None:
+                    attempt.cancel()
+            self._settle()
+        await self._writer.flush()
+        return cancelled
+
+    async def retry(self, task_id: str, root_id: str) -> list[str]:
+        """Set a failed or cancelled task back to pending, with its failed or cancelled
+        descendants and every dependent that failed or was cancelled because of them,
+        and run them again (each attempt numbered on from the last)."""
+        async with self._pinned([root_id]) as pin:
+            top = self._nodes[task_id]
+            if top.status not in (statuses.FAILED, statuses.CANCELLED):
+                raise TaskgroveError(
+                    Code.FAILED_PRECONDITION,
+                    "TASK_NOT_RETRYABLE",
+                    f"task {task_id} is {top.status}; only failed or cancelled tasks are retried",
+                )
+            chosen = {
+                node.id: node
+                for node in top.subtree()
+                if not node.is_group and node.status in (statuses.FAILED, statuses.CANCELLED)
+            }
+            # Dependents anywhere that failed because of a chosen task (or of a group
+            # that failed because of one), found through the reverse dependency index.
+            causes = set(chosen) | {a.id for n in chosen.values() for a in n.ancestors()}
+            frontier = set(causes)
+            while frontier:
+                edges = await self._repository.dependents_of(frontier)
+                candidates = {dependent for dependent, _ in edges} - set(chosen)
+                rows = await self._repository.get_many(candidates)
+                await pin.add({row["root_id"] for row in rows.values()})
+                frontier = set()
+                for candidate_id in candidates:
+                    node = self._nodes.get(candidate_id)
+                    if node is not None and _failed_because_of(node, causes):
+                        chosen[node.id] = node
+                        new_causes = {node.id} | {a.id for a in node.ancestors()}
+                        frontier |= new_causes - causes
+                        causes |= new_causes
+            retried = [
+                n for n in chosen.values() if n.status in (statuses.FAILED, statuses.CANCELLED)
+            ]
+            for node in retried:
+                node.error = None
+                node.result = None
+                node.progress = 0.0
+                node.progress_message = ""
+                node.ended_us = None
+                node.retry_at_us = None
+                if not node.execution_requested:
+                    node.execution_requested = True
+                    for group in node.ancestors():
+                        if group.is_group and not group.execution_requested:
+                            group.execution_requested = True
+                            self._persist(group, group.status, None)
+                self._trees[node.root_id].active += 1
+                self._set_status(node, statuses.PENDING)
+            await self._arm(retried)
+            self._touched_trees.update(node.root_id for node in retried)
+            self._settle()
+        await self._writer.flush()
+        return [node.id for node in retried]
+
+    async def update(
+        self, task_id: str, root_id: str, changes: TaskChanges, expected_etag: str
+    ) -> None:
+        """Apply validated changes to a pending task (ABORTED when the etag moved on)."""
+        async with self._pinned([root_id]):
+            node = self._nodes[task_id]
+            self._check_etag(node, expected_etag)
+            if node.status != statuses.PENDING or node.retry_at_us is not None:
+                raise TaskgroveError(
+                    Code.FAILED_PRECONDITION,
+                    "TASK_NOT_PENDING",
+                    f"task {task_id} is {node.status}; only pending tasks can be updated",
+                )
+            dependencies_changed = changes.dependencies is not None
+            changes.apply(node)
+            self._writer.execute(update_task_fields(node, changes))
+            node.version += 1
+            if dependencies_changed and node.execution_requested and not node.is_group:
+                await self._arm([node])
+            elif node.execution_requested and not node.waiting and not node.is_group:
+                self._push_ready(node)  # priority may have changed; stale entries are skipped
+            self._settle()
+        await self._writer.flush()
+
+    async def delete(self, task_id: str, root_id: str, expected_etag: str) -> list[str]:
+        """Delete a pending subtree that nothing outside it depends on."""
+        async with self._pinned([root_id]):
+            top = self._nodes[task_id]
+            self._check_etag(top, expected_etag)
+            doomed = list(top.subtree())
+            busy = [n.id for n in doomed if not n.is_group and n.status != statuses.PENDING]
+            if busy:
+                raise TaskgroveError(
+                    Code.FAILED_PRECONDITION,
+                    "TASK_NOT_PENDING",
+                    f"only pending subtrees can be deleted; not pending: {', '.join(busy[:10])}",
+                    metadata={"task_ids": ",".join(busy[:100])},
+                )
+            ids = {node.id for node in doomed}
+            outside = sorted(
+                {dep for dep, on in await self._repository.dependents_of(ids) if dep not in ids}
+            )
+            if outside:
+                raise TaskgroveError(
+                    Code.FAILED_PRECONDITION,
+                    "HAS_DEPENDENTS",
+                    f"other tasks depend on this subtree: {', '.join(outside[:10])}",
+                    metadata={"dependent_ids": ",".join(outside[:100])},
+                )
+            self._remove(top, doomed)
+            self._settle()
+        await self._writer.flush()
+        return [node.id for node in doomed]
+
+    async def explain(self, task_id: str, root_id: str) -> Explanation:
+        async with self._pinned([root_id]):
+            node = self._nodes[task_id]
+            pending_deps = [d for d in node.dependencies if d not in self._nodes]
+            rows = await self._repository.get_many(pending_deps)
+            waiting = []
+            for dep_id, required in node.dependencies.items():
+                dep = self._nodes.get(dep_id)
+                row = rows.get(dep_id)
+                status = dep.status if dep else (row["status"] if row else None)
+                if status is None or status in statuses.TERMINAL:
+                    continue
+                waiting.append(
+                    WaitingOn(
+                        id=dep_id,
+                        name=dep.name if dep else row["name"] if row else "",
+                        status=status,
+                        required=required,
+                        execution_requested=dep.execution_requested
+                        if dep
+                        else bool(row and row["execution_requested"]),
+                    )
+                )
+            key = (node.priority, node.seq)
+            ahead = sum(
+                1
+                for priority, seq, other in self._ready
+                if (priority, seq) < key
+                and other.status == statuses.PENDING
+                and not other.waiting
+                and other is not node
+            )
+            executor = node.executor or ""
+            return explain(
+                node,
+                waiting,
+                queue_position=ahead + 1,
+                running=self._running,
+                limit=self._limit,
+                executor_running=self._running_by_executor.get(executor, 0),
+                executor_limit=self._executor_limits.get(executor),
+            )
+
+    def _check_etag(self, node: Node, expected_etag: str) -> None:
+        if expected_etag and expected_etag != str(node.version):
+            raise TaskgroveError(
+                Code.ABORTED,
+                "ETAG_MISMATCH",
+                f"task {node.id} changed (etag {node.version}, request had {expected_etag}); "
+                "read it again",
+                metadata={"etag": str(node.version)},
+            )
+
+    def _remove(self, top: Node, doomed: list[Node]) -> None:
+        """Forget a deleted subtree and queue its deletion with `deleted` events."""
+        tree = self._trees[top.root_id]
+        gone = {node.id for node in doomed}
+        deleted_events = []
+        for node in doomed:
+            if not node.is_group:
+                if node.execution_requested:
+                    tree.active -= 1
+                for ancestor in top.ancestors():
+                    if ancestor.counts is not None:
+                        ancestor.counts.add(node.status, -1)
+            deleted_events.append(node.event(events.DELETED, node.status))
+            self._nodes.pop(node.id, None)
+            node.status = statuses.CANCELLED  # any stale ready-queue entry is skipped
+        tree.nodes = [node for node in tree.nodes if node.id not in gone]
+        parent = top.parent
+        if parent is not None:
+            parent.children.remove(top)
+        self._writer.execute(delete_tasks(sorted(gone), parent.id if parent else None))
+        self._writer.append_events(deleted_events)
+        if parent is None:
+            del self._trees[top.root_id]
+        else:
+            for ancestor in top.ancestors():
+                if ancestor.is_group:
+                    self._refresh_group(ancestor)
+        self._touched_trees.add(top.root_id)
+
+    @contextlib.asynccontextmanager
+    async def _pinned(self, root_ids: Iterable[str]) -> AsyncIterator[_Pin]:
+        """Load trees and keep them loaded while an operation awaits."""
+        pin = _Pin(self)
+        try:
+            await pin.add(root_ids)
+            yield pin
+        finally:
+            pin.release()
 
     # ----------------------------------------------------------------- loading
 
@@ -174,9 +405,7 @@ class Engine:
                     self._recover(node)
                 if node.status == statuses.PENDING:
                     to_arm.append(node)
-            external = await self._external_statuses(to_arm)
-            for node in to_arm:
-                self._arm(node, external)
+            await self._arm(to_arm)
             self._touched_trees.add(root_id)
         finally:
             del self._loading[root_id]
@@ -234,33 +463,49 @@ class Engine:
             self._nodes.pop(node.id, None)
         del self._trees[tree.root.id]
 
-    async def _external_statuses(self, nodes: Iterable[Node]) -> dict[str, str]:
-        """Statuses of dependencies that live in trees the engine has not loaded."""
-        wanted = {dep for node in nodes for dep in node.dependencies if dep not in self._nodes}
-        if not wanted:
-            return {}
-        rows = await self._repository.get_many(wanted)
-        return {task_id: row["status"] for task_id, row in rows.items()}
+    async def _arm(self, nodes: list[Node]) -> None:
+        """Make pending tasks wait for their unfinished dependencies, queue the ready ones.
 
-    # ----------------------------------------------------------------- readiness
-
-    def _arm(self, node: Node, external: dict[str, str]) -> None:
-        """Count the unfinished dependencies of a pending task; queue it when there are none."""
-        if node.status != statuses.PENDING:
-            return
-        node.unmet = 0
-        for dep_id, required in node.dependencies.items():
-            dep = self._nodes.get(dep_id)
-            status = dep.status if dep is not None else external.get(dep_id)
-            outcome = dependency_outcome(status, required=required)
-            if outcome is Outcome.WAIT:
-                node.unmet += 1
+        Waiting is registered before statuses are read: a dependency that finishes while
+        the read is under way notifies its waiters, and the read itself starts only after
+        every change queued so far is committed, so no finish can fall between the two.
+        """
+        for node in nodes:
+            node.waiting = set(node.dependencies)
+            for dep_id in node.dependencies:
                 self._dependents[dep_id].append(node)
-            elif outcome is not Outcome.SATISFIED:
-                self._fail_on_dependency(node, dep_id, status, outcome)
-                return
-        if node.unmet == 0 and node.retry_at_us is None:
-            self._push_ready(node)
+        outside = {dep for n in nodes for dep in n.dependencies if dep not in self._nodes}
+        external: dict[str, str] = {}
+        if outside:
+            await self._writer.flush()
+            rows = await self._repository.get_many(outside)
+            external = {task_id: row["status"] for task_id, row in rows.items()}
+        settled: set[str] = set()
+        for node in nodes:
+            if node.status != statuses.PENDING:
+                continue
+            for dep_id in list(node.waiting):
+                dep = self._nodes.get(dep_id)
+                status = dep.status if dep is not None else external.get(dep_id)
+                outcome = dependency_outcome(status, required=node.dependencies[dep_id])
+                if outcome is Outcome.WAIT:
+                    continue
+                settled.add(dep_id)
+                if outcome is Outcome.SATISFIED:
+                    node.waiting.discard(dep_id)
+                else:
+                    node.waiting.clear()
+                    self._fail_on_dependency(node, dep_id, status, outcome)
+                    break
+            if node.status == statuses.PENDING and not node.waiting and node.retry_at_us is None:
+                self._push_ready(node)
+        # Drop registrations on dependencies that had already finished.
+        for dep_id in settled:
+            waiters = [n for n in self._dependents.get(dep_id, ()) if dep_id in n.waiting]
+            if waiters:
+                self._dependents[dep_id] = waiters
+            else:
+                self._dependents.pop(dep_id, None)
 
     def _fail_on_dependency(
         self, node: Node, dep_id: str, dep_status: str | None, outcome: Outcome
@@ -292,13 +537,13 @@ class Engine:
 
     def _notify_dependents(self, finished: Node) -> None:
         for dependent in self._dependents.pop(finished.id, ()):
-            if dependent.status != statuses.PENDING or not dependent.execution_requested:
-                continue
-            required = dependent.dependencies.get(finished.id, True)
+            if dependent.status != statuses.PENDING or finished.id not in dependent.waiting:
+                continue  # moved on, or no longer depends on it (updated)
+            required = dependent.dependencies[finished.id]
             outcome = dependency_outcome(finished.status, required=required)
             if outcome is Outcome.SATISFIED:
-                dependent.unmet -= 1
-                if dependent.unmet == 0 and dependent.retry_at_us is None:
+                dependent.waiting.discard(finished.id)
+                if not dependent.waiting and dependent.retry_at_us is None:
                     self._push_ready(dependent)
             elif outcome is not Outcome.WAIT:
                 self._fail_on_dependency(dependent, finished.id, finished.status, outcome)
@@ -308,6 +553,7 @@ class Engine:
     def _persist(self, node: Node, expected: str, event_type: str | None) -> None:
         event = node.event(event_type, expected) if event_type is not None else None
         self._writer.update_state(node.state_row(expected), event)
+        node.version += 1
 
     def _set_status(self, node: Node, status: str, *, expected: str | None = None) -> None:
         old = node.status
@@ -365,7 +611,12 @@ class Engine:
         self._pump()
         for root_id in self._touched_trees:
             tree = self._trees.get(root_id)
-            if tree is not None and tree.active == 0 and root_id not in self._loading:
+            if (
+                tree is not None
+                and tree.active == 0
+                and root_id not in self._loading
+                and not self._pins.get(root_id)
+            ):
                 self._unload(tree)
         self._touched_trees.clear()
 
@@ -375,7 +626,7 @@ class Engine:
         while self._ready and self._running < self._limit and not self._closing:
             entry = heapq.heappop(self._ready)
             node = entry[2]
-            if node.status != statuses.PENDING or node.unmet or node.retry_at_us is not None:
+            if node.status != statuses.PENDING or node.waiting or node.retry_at_us is not None:
                 continue  # stale entry
             assert node.executor is not None
             limit = self._executor_limits.get(node.executor)
@@ -437,6 +688,8 @@ class Engine:
         except asyncio.CancelledError:
             if self._closing:
                 self._give_back(node, attempt)
+            else:  # cancelled by CancelTask, which already recorded it: free the slot
+                asyncio.get_running_loop().call_soon(self._settle)
             raise
         finally:
             self._attempts.pop(node.id, None)
@@ -474,7 +727,7 @@ class Engine:
 
     def _retry_due(self, node: Node) -> None:
         node.retry_at_us = None
-        if node.status == statuses.PENDING and node.execution_requested and not node.unmet:
+        if node.status == statuses.PENDING and node.execution_requested and not node.waiting:
             self._push_ready(node)
             self._settle()
 
@@ -491,11 +744,54 @@ class Engine:
             return
         node.progress = min(1.0, max(0.0, float(fraction)))
         node.progress_message = str(message)
-        now = now_us()
-        # Rate-limited: the latest value is always in memory; the store sees it every 100 ms.
-        if now - node.progress_written_us >= _PROGRESS_WRITE_INTERVAL_US:
-            node.progress_written_us = now
-            self._persist(node, statuses.IN_PROGRESS, events.PROGRESS)
+        # Rate-limited: at most one stored progress change per task per 100 ms, and the
+        # latest value is always stored (a trailing write covers the rest).
+        wait_us = node.progress_written_us + _PROGRESS_WRITE_INTERVAL_US - now_us()
+        if wait_us <= 0:
+            self._write_progress(node, attempt)
+        elif not node.progress_flush_pending:
+            node.progress_flush_pending = True
+            asyncio.get_running_loop().call_later(
+                wait_us / 1_000_000, self._write_progress, node, attempt
+            )
+
+    def _write_progress(self, node: Node, attempt: int) -> None:
+        node.progress_flush_pending = False
+        if node.status != statuses.IN_PROGRESS or node.attempt != attempt:
+            return
+        node.progress_written_us = now_us()
+        self._persist(node, statuses.IN_PROGRESS, events.PROGRESS)
+
+
+class _Pin:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._roots: set[str] = set()
+
+    async def add(self, root_ids: Iterable[str]) -> None:
+        for root_id in root_ids:
+            if root_id not in self._roots:
+                self._roots.add(root_id)
+                self._engine._pins[root_id] += 1
+                await self._engine._ensure_loaded(root_id)
+
+    def release(self) -> None:
+        for root_id in self._roots:
+            self._engine._pins[root_id] -= 1
+            if not self._engine._pins[root_id]:
+                del self._engine._pins[root_id]
+            self._engine._touched_trees.add(root_id)
+        self._roots.clear()
+
+
+def _failed_because_of(node: Node, causes: set[str]) -> bool:
+    error = node.error or {}
+    details = error.get("details") or {}
+    return (
+        node.status in (statuses.FAILED, statuses.CANCELLED)
+        and error.get("reason") in ("DEPENDENCY_FAILED", "DEPENDENCY_CANCELLED")
+        and details.get("dependency_id") in causes
+    )
 
 
 def _backoff_seconds(base_ms: int, attempt: int) -> float:

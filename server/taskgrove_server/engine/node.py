@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,11 +9,8 @@ from typing import Any
 from sqlalchemy import RowMapping
 from taskgrove.aggregation import StatusCounts
 
+from taskgrove_server.clock import now_us
 from taskgrove_server.events.event import Event
-
-
-def now_us() -> int:
-    return time.time_ns() // 1000
 
 
 @dataclass(slots=True, eq=False)
@@ -43,15 +39,18 @@ class Node:
     progress_message: str
     started_us: int | None
     ended_us: int | None
+    version: int
+    """Mirrors the stored `version` (the etag): +1 on every stored change."""
     parent: Node | None = None
     children: list[Node] = field(default_factory=list)
     counts: StatusCounts | None = None
     """For groups: statuses of the executable tasks below."""
-    unmet: int = 0
-    """Dependencies not yet finished (pending executable tasks only)."""
+    waiting: set[str] = field(default_factory=set)
+    """Ids of the dependencies not yet finished (pending executable tasks only)."""
     retry_at_us: int | None = None
     """While waiting out a retry backoff: when the next attempt may start."""
     progress_written_us: int = 0
+    progress_flush_pending: bool = False
 
     @property
     def is_group(self) -> bool:
@@ -83,6 +82,7 @@ class Node:
             progress_message=row["progress_message"],
             started_us=row["started_us"],
             ended_us=row["ended_us"],
+            version=row["version"],
         )
 
     def ancestors(self) -> Iterator[Node]:

@@ -9,7 +9,7 @@ from sqlalchemy import RowMapping, and_, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from taskgrove import statuses
 
-from taskgrove_server.storage.schema import tasks
+from taskgrove_server.storage.schema import task_dependencies, tasks
 
 # SQLite limits bound parameters per statement; stay well below it.
 _IN_CHUNK = 500
@@ -60,6 +60,19 @@ class TaskRepository:
                 for parent_id, child_id in await conn.execute(query):
                     children[parent_id].append(child_id)
         return children
+
+    async def dependents_of(self, ids: Iterable[str]) -> list[tuple[str, str]]:
+        """(dependent id, dependency id) for every task depending on one of `ids`."""
+        wanted = list(dict.fromkeys(ids))
+        edges: list[tuple[str, str]] = []
+        async with self._engine.connect() as conn:
+            for start in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[start : start + _IN_CHUNK]
+                query = select(task_dependencies.c.task_id, task_dependencies.c.depends_on).where(
+                    task_dependencies.c.depends_on.in_(chunk)
+                )
+                edges.extend((row[0], row[1]) for row in await conn.execute(query))
+        return edges
 
     async def ancestors(self, task_id: str) -> list[str]:
         """Ids from the task's parent up to its root."""

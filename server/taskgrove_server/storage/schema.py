@@ -10,6 +10,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -101,4 +102,25 @@ event_compaction = Table(
     Column("user_id", String(255), nullable=False),
     Column("compacted_through", BigInteger, nullable=False),
     Index("ix_event_compaction_user", "user_id"),
+)
+
+task_dependencies = Table(
+    "task_dependencies",
+    metadata,
+    # The reverse index of `tasks.dependencies`: who depends on a task.
+    Column("task_id", String(36), primary_key=True),
+    Column("depends_on", String(36), primary_key=True),
+    Column("required", Boolean, nullable=False),
+    Index("ix_task_dependencies_depends_on", "depends_on"),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("request_id", String(255), primary_key=True),
+    Column("method", String(64), nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("response", LargeBinary, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Index("ix_idempotency_keys_created", "created_us"),
 )

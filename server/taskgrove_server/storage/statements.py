@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from typing import TYPE_CHECKING
 
-from taskgrove_server.storage.schema import tasks
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+from taskgrove import statuses
+
+from taskgrove_server.clock import now_us
+from taskgrove_server.storage.schema import task_dependencies, tasks
 from taskgrove_server.storage.writer import Statement
+
+if TYPE_CHECKING:
+    from taskgrove_server.engine.changes import TaskChanges
+    from taskgrove_server.engine.node import Node
 
 
 def mark_has_children(parent_id: str) -> Statement:
@@ -16,5 +24,59 @@ def mark_has_children(parent_id: str) -> Statement:
             .where(tasks.c.id == parent_id, tasks.c.has_children.is_(False))
             .values(has_children=True)
         )
+
+    return run
+
+
+def update_task_fields(node: Node, changes: TaskChanges) -> Statement:
+    """Store an UpdateTask (guarded: the task is still pending) and re-index dependencies."""
+    values = {**changes.columns(), "updated_us": now_us(), "version": tasks.c.version + 1}
+    task_id = node.id
+    edges = (
+        [
+            {"task_id": task_id, "depends_on": dep, "required": req}
+            for dep, req in changes.dependencies.items()
+        ]
+        if changes.dependencies is not None
+        else None
+    )
+
+    async def run(conn: AsyncConnection) -> None:
+        await conn.execute(
+            update(tasks)
+            .where(tasks.c.id == task_id, tasks.c.status == statuses.PENDING)
+            .values(**values)
+        )
+        if edges is not None:
+            await conn.execute(
+                delete(task_dependencies).where(task_dependencies.c.task_id == task_id)
+            )
+            if edges:
+                await conn.execute(insert(task_dependencies), edges)
+
+    return run
+
+
+def delete_tasks(ids: list[str], parent_id: str | None) -> Statement:
+    """Delete a pending subtree (with its dependency index rows); the parent loses its
+    `has_children` when nothing is left under it."""
+
+    async def run(conn: AsyncConnection) -> None:
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            await conn.execute(
+                delete(task_dependencies).where(task_dependencies.c.task_id.in_(chunk))
+            )
+            await conn.execute(
+                delete(tasks).where(tasks.c.id.in_(chunk), tasks.c.status == statuses.PENDING)
+            )
+        if parent_id is not None:
+            remaining = await conn.scalar(
+                select(func.count()).select_from(tasks).where(tasks.c.parent_id == parent_id)
+            )
+            if not remaining:
+                await conn.execute(
+                    update(tasks).where(tasks.c.id == parent_id).values(has_children=False)
+                )
 
     return run

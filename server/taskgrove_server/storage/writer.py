@@ -22,7 +22,12 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from taskgrove_server.events.event import Event
-from taskgrove_server.storage.schema import event_compaction, task_events, tasks
+from taskgrove_server.storage.schema import (
+    event_compaction,
+    task_dependencies,
+    task_events,
+    tasks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +57,7 @@ _UPDATE_STATE = (
 @dataclass(slots=True)
 class _Batch:
     inserts: list[dict[str, Any]] = field(default_factory=list)
+    edges: list[dict[str, Any]] = field(default_factory=list)
     statements: list[Statement] = field(default_factory=list)
     updates: list[dict[str, Any]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
@@ -93,7 +99,9 @@ class Writer:
             await self._task
 
     def insert_tasks(self, rows: list[dict[str, Any]], events: list[Event]) -> None:
+        """New tasks with their `created` events and dependency index entries."""
         self._batch.inserts.extend(rows)
+        self._batch.edges.extend(dependency_edges(rows))
         self._batch.events.extend(events)
         self._wake.set()
 
@@ -143,6 +151,8 @@ class Writer:
             async with self._engine.begin() as conn:
                 if batch.inserts:
                     await conn.execute(tasks.insert(), batch.inserts)
+                if batch.edges:
+                    await conn.execute(task_dependencies.insert(), batch.edges)
                 for statement in batch.statements:
                     await statement(conn)
                 if batch.updates:
@@ -175,3 +185,12 @@ class Writer:
                 callback()
             except Exception:
                 log.exception("after-commit callback failed")
+
+
+def dependency_edges(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of the reverse dependency index for tasks about to be stored."""
+    return [
+        {"task_id": row["id"], "depends_on": dep["id"], "required": dep["required"]}
+        for row in rows
+        for dep in row["dependencies"]
+    ]

@@ -1,0 +1,171 @@
+"""Read-only commands: `get`, `tree`, `ls` and `executors`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from taskgrove.cli.output import (
+    format_duration,
+    format_percent,
+    format_table,
+    print_json,
+    stdout_console,
+    task_json,
+)
+from taskgrove.cli.render import ViewOptions, render_tree
+from taskgrove.cli.session import EXIT_OK
+from taskgrove.cli.state import TreeState
+from taskgrove.client import AsyncClient
+from taskgrove.models import Task
+
+MAX_PAGE_SIZE = 1000
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+
+
+def task_lines(task: Task) -> list[str]:
+    """`key  value` lines describing every field of a task."""
+    rows: list[tuple[str, str]] = [
+        ("id", task.id),
+        ("name", task.name),
+        ("status", task.status),
+        ("executor", task.executor or "- (group)"),
+        ("parent", task.parent_id or "- (root)"),
+        ("root", task.root_id),
+        ("owner", task.user_id),
+        ("priority", str(task.priority)),
+        ("progress", f"{format_percent(task.progress)} {task.progress_message}".rstrip()),
+        ("attempt", f"{task.attempt} of {task.max_attempts}"),
+    ]
+    if task.timeout_seconds is not None:
+        rows.append(("timeout", format_duration(task.timeout_seconds)))
+    if task.dependencies:
+        deps = ", ".join(
+            dep["id"] + ("" if dep.get("required", True) else " (optional)")
+            for dep in task.dependencies
+        )
+        rows.append(("dependencies", deps))
+    if task.original_task_id:
+        rows.append(("copied from", task.original_task_id))
+    for label, moment in (
+        ("created", task.create_time),
+        ("started", task.start_time),
+        ("ended", task.end_time),
+    ):
+        if moment is not None:
+            rows.append((label, moment.astimezone().isoformat(timespec="milliseconds")))
+    if task.start_time is not None and task.end_time is not None:
+        rows.append(("duration", format_duration((task.end_time - task.start_time).total_seconds())))
+    rows.append(("inputs", _compact(task.inputs)))
+    if task.params:
+        rows.append(("params", _compact(task.params)))
+    if task.result is not None:
+        text = json.dumps(task.result, ensure_ascii=False, indent=2)
+        rows.append(("result", text.replace("\n", "\n" + " " * 14)))
+    if task.error is not None:
+        rows.append(("error", f"{task.error.reason}: {task.error.message}"))
+        if task.error.details:
+            rows.append(("error details", _compact(task.error.details)))
+    return [f"{key:<13} {value}" for key, value in rows]
+
+
+async def get_task(client: AsyncClient, args: argparse.Namespace) -> int:
+    """Show one task: every field, its result and error (`--json`: the task as JSON)."""
+    task = await client.get_task(args.id)
+    if args.json:
+        print_json(task_json(task))
+    else:
+        print("\n".join(task_lines(task)))
+    return EXIT_OK
+
+
+def nest(tasks: list[Task]) -> dict[str, Any]:
+    """The tasks of `GetTaskTree` (parents first) as one nested JSON object with
+    `children` lists."""
+    by_id: dict[str, dict[str, Any]] = {}
+    top: dict[str, Any] | None = None
+    for task in tasks:
+        node = {**task_json(task), "children": []}
+        by_id[task.id] = node
+        parent = by_id.get(task.parent_id) if task.parent_id else None
+        if parent is not None:
+            parent["children"].append(node)
+        elif top is None:
+            top = node
+    assert top is not None, "GetTaskTree returns at least the task itself"
+    return top
+
+
+async def show_tree(client: AsyncClient, args: argparse.Namespace) -> int:
+    """Show the stored subtree of a task with statuses and progress (`--depth N` levels
+    below it; `--json`: nested objects with `children`)."""
+    tasks = await client.get_task_tree(args.id, max_depth=args.depth)
+    if args.json:
+        print_json(nest(tasks))
+        return EXIT_OK
+    state = TreeState()
+    state.load(tasks)
+    root = state.tasks[tasks[0].id]
+    options = ViewOptions(max_children=args.max_children, max_rows=0)
+    stdout_console().print(render_tree(state, root, options))
+    return EXIT_OK
+
+
+async def list_tasks(client: AsyncClient, args: argparse.Namespace) -> int:
+    """List tasks, oldest first, filtered by status, owner, parent or roots only."""
+    limit: int = args.limit
+    found: list[Task] = []
+    token = ""
+    while True:
+        want = MAX_PAGE_SIZE if limit <= 0 else min(MAX_PAGE_SIZE, limit - len(found))
+        page, token = await client.list_tasks_page(
+            statuses_=args.status or (),
+            parent_id=args.parent or "",
+            roots_only=args.roots,
+            user_id=args.user or "",
+            page_size=want,
+            page_token=token,
+        )
+        found.extend(page)
+        if not token or (limit > 0 and len(found) >= limit):
+            break
+    if limit > 0:
+        found = found[:limit]
+    if args.json:
+        print_json([task_json(task) for task in found])
+        return EXIT_OK
+    rows = [
+        [
+            task.id,
+            task.name,
+            task.status,
+            task.executor or "-",
+            format_percent(task.progress),
+            str(task.priority),
+            task.create_time.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+            if task.create_time
+            else "-",
+        ]
+        for task in found
+    ]
+    if rows:
+        headers = ["ID", "NAME", "STATUS", "EXECUTOR", "PROGRESS", "PRIORITY", "CREATED"]
+        print(format_table(headers, rows))
+    if token:
+        print(f"(more than {limit} tasks; raise --limit, 0 for all)", file=sys.stderr)
+    return EXIT_OK
+
+
+async def list_executors(client: AsyncClient, args: argparse.Namespace) -> int:
+    """List the executors the server has registered (`--json`: with their input schemas)."""
+    executors = await client.list_executors()
+    if args.json:
+        print_json(executors)
+        return EXIT_OK
+    print(format_table(["ID", "DESCRIPTION"], [[e.id, e.description] for e in executors]))
+    return EXIT_OK

@@ -1,0 +1,179 @@
+"""Arguments of the client commands. Command modules (and rich, yaml) are imported only
+when their command runs, so `taskgrove serve` and `--help` stay light."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from collections.abc import Callable
+
+from taskgrove import statuses
+from taskgrove.client import ADDRESS_ENV, DEFAULT_ADDRESS
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return value
+
+
+def connection_options() -> argparse.ArgumentParser:
+    """`--address` and `--rpc-timeout`, accepted before or after the command name."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--address",
+        default=argparse.SUPPRESS,
+        help=f"server host:port (env {ADDRESS_ENV}; default {DEFAULT_ADDRESS})",
+    )
+    parent.add_argument(
+        "--rpc-timeout",
+        type=_positive_float,
+        default=argparse.SUPPRESS,
+        metavar="SECONDS",
+        help="deadline of each call (default 30)",
+    )
+    return parent
+
+
+def add_global_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--address",
+        default=None,
+        help=f"server host:port (env {ADDRESS_ENV}; default {DEFAULT_ADDRESS})",
+    )
+    parser.add_argument(
+        "--rpc-timeout",
+        type=_positive_float,
+        default=30.0,
+        metavar="SECONDS",
+        help="deadline of each call of a client command (default 30)",
+    )
+
+
+def _handler(module: str, function: str) -> Handler:
+    """Run `taskgrove.cli.<module>.<function>` as a client command."""
+
+    def handle(args: argparse.Namespace) -> int:
+        from taskgrove.cli.session import run_command
+
+        command = getattr(importlib.import_module(f"taskgrove.cli.{module}"), function)
+        return run_command(command, args)
+
+    return handle
+
+
+def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register `run`, `watch`, `get`, `tree`, `ls` and `executors`."""
+    common = [connection_options()]
+
+    run = commands.add_parser(
+        "run",
+        parents=common,
+        help="create a tree from a JSON/YAML file, execute it and follow it live",
+        description="Create the tree described by FILE (JSON or YAML; - for stdin), execute "
+        "it, show it live, then print a summary. Exit 0 if every task completed, 1 if "
+        "anything failed or was cancelled, 2 if the file or request is invalid, 3 on "
+        "--timeout.",
+    )
+    run.add_argument("file", metavar="FILE")
+    run.add_argument("--no-live", action="store_true", help="print only the final summary")
+    run.add_argument("--json", action="store_true", help="print the summary as JSON only")
+    run.add_argument(
+        "--timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="stop waiting after SECONDS (exit 3; the tree keeps running)",
+    )
+    run.set_defaults(handler=_handler("run", "run_tree"))
+
+    watch = commands.add_parser(
+        "watch",
+        parents=common,
+        help="print the events of a tree or a task as they happen",
+        description="Print the events of ID's tree (ID a root) or of the task ID: history "
+        "after --after, then live. Without ID: every task's events (of --user).",
+    )
+    watch.add_argument("id", metavar="ID", nargs="?", help="a root (its tree) or any task")
+    watch.add_argument("--json", action="store_true", help="one JSON object per event and line")
+    watch.add_argument(
+        "--after",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="start after sequence N (default 0: all retained history)",
+    )
+    watch.add_argument(
+        "--until-done",
+        action="store_true",
+        help="exit once ID has finished: 0 if it completed, 1 otherwise",
+    )
+    watch.add_argument("--user", help="only tasks of this owner")
+    watch.add_argument(
+        "--timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="stop after SECONDS (exit 3)",
+    )
+    watch.set_defaults(handler=_handler("watch", "watch_events"))
+
+    get = commands.add_parser("get", parents=common, help="show one task")
+    get.add_argument("id", metavar="ID")
+    get.add_argument("--json", action="store_true", help="the task as JSON")
+    get.set_defaults(handler=_handler("commands", "get_task"))
+
+    tree = commands.add_parser(
+        "tree", parents=common, help="show the stored subtree of a task with its progress"
+    )
+    tree.add_argument("id", metavar="ID")
+    tree.add_argument(
+        "--depth",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="levels below ID (default 0: all)",
+    )
+    tree.add_argument(
+        "--max-children",
+        type=_non_negative_int,
+        default=20,
+        metavar="N",
+        help="children shown per group, the rest summarised (default 20; 0: all)",
+    )
+    tree.add_argument("--json", action="store_true", help="nested JSON with `children`")
+    tree.set_defaults(handler=_handler("commands", "show_tree"))
+
+    ls = commands.add_parser("ls", parents=common, help="list tasks, oldest first")
+    ls.add_argument(
+        "--status",
+        action="append",
+        choices=statuses.ALL,
+        help="only tasks with this status (repeatable)",
+    )
+    ls.add_argument("--roots", action="store_true", help="only roots (top tasks of trees)")
+    ls.add_argument("--user", help="only tasks of this owner")
+    ls.add_argument("--parent", metavar="ID", help="only children of this task")
+    ls.add_argument(
+        "--limit",
+        type=_non_negative_int,
+        default=100,
+        metavar="N",
+        help="at most N tasks (default 100; 0: all)",
+    )
+    ls.add_argument("--json", action="store_true", help="a JSON array of tasks")
+    ls.set_defaults(handler=_handler("commands", "list_tasks"))
+
+    executors = commands.add_parser(
+        "executors", parents=common, help="list the executors the server runs"
+    )
+    executors.add_argument("--json", action="store_true", help="with input schemas, as JSON")
+    executors.set_defaults(handler=_handler("commands", "list_executors"))

@@ -1,0 +1,224 @@
+"""Rich views of a task tree: the live view of `run`, the `tree` command, the summary.
+
+Large trees stay small on screen: a group shows at most `max_children` children (running
+and failed ones first) and a line `… N more (x completed, y running)` for the rest, and the
+whole view stops adding rows after `max_rows`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from rich.console import Group, RenderableType
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from taskgrove import statuses
+from taskgrove.cli.output import format_duration, format_percent, short_id
+from taskgrove.cli.state import TaskNode, TreeState
+
+SYMBOLS: dict[str, tuple[str, str]] = {
+    statuses.PENDING: ("○", "dim"),
+    statuses.IN_PROGRESS: ("◐", "yellow"),
+    statuses.COMPLETED: ("✔", "green"),
+    statuses.FAILED: ("✖", "red"),
+    statuses.CANCELLED: ("⊘", "magenta"),
+}
+_SPINNER = "◐◓◑◒"
+# Which children of a crowded group are shown first: the ones that need attention.
+_RANK = {
+    statuses.IN_PROGRESS: 0,
+    statuses.FAILED: 1,
+    statuses.CANCELLED: 2,
+    statuses.PENDING: 3,
+    statuses.COMPLETED: 4,
+}
+_COUNT_WORDS = (
+    (statuses.COMPLETED, "completed"),
+    (statuses.IN_PROGRESS, "running"),
+    (statuses.PENDING, "pending"),
+    (statuses.FAILED, "failed"),
+    (statuses.CANCELLED, "cancelled"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ViewOptions:
+    """How much of a tree to show."""
+
+    max_children: int = 20
+    """Children shown per group (0: all)."""
+    max_rows: int = 200
+    """Rows of the whole tree (0: no limit)."""
+    show_ids: bool = True
+    tick: int = 0
+    """Animation frame for running tasks."""
+
+
+def symbol(status: str, tick: int = 0) -> Text:
+    glyph, style = SYMBOLS.get(status, ("?", ""))
+    if status == statuses.IN_PROGRESS:
+        glyph = _SPINNER[tick % len(_SPINNER)]
+    return Text(glyph, style=style)
+
+
+def status_text(status: str) -> Text:
+    return Text(status, style=SYMBOLS.get(status, ("", ""))[1])
+
+
+def count_summary(counts: Counter[str], *, skip_zero: bool = True) -> str:
+    """`3 completed, 1 running` from statuses counted."""
+    parts = [
+        f"{counts.get(status, 0)} {word}"
+        for status, word in _COUNT_WORDS
+        if counts.get(status, 0) > 0 or not skip_zero
+    ]
+    return ", ".join(parts)
+
+
+def elapsed(node: TaskNode, now: datetime) -> str:
+    """How long the task ran (so far, while it runs); "" when it never started."""
+    if node.start_time is None:
+        return ""
+    if node.end_time is not None:
+        return format_duration((node.end_time - node.start_time).total_seconds())
+    if node.status == statuses.IN_PROGRESS:
+        return format_duration((now - node.start_time).total_seconds())
+    return ""
+
+
+def progress_bar(fraction: float, width: int = 20) -> ProgressBar:
+    return ProgressBar(total=1.0, completed=max(0.0, min(1.0, fraction)), width=width)
+
+
+def node_label(
+    node: TaskNode, options: ViewOptions, now: datetime, *, partial: bool = False
+) -> RenderableType:
+    """One row: symbol, name, id, and a progress bar (groups) or progress (tasks).
+    `partial`: the subtree is not all loaded (`tree --depth`), so no counts are shown."""
+    head = Text.assemble(symbol(node.status, options.tick), " ", Text(node.name, style="bold"))
+    if options.show_ids:
+        head.append(f" {short_id(node.id)}", style="dim")
+    tail = Text()
+    if partial:
+        tail.append(" ")
+        tail.append_text(status_text(node.status))
+        if not node.children:
+            tail.append(" …", style="dim")
+    elif node.is_group:
+        done = node.counts.get(statuses.COMPLETED, 0)
+        tail.append(f" {format_percent(node.subtree_progress):>4} {done}/{node.total}")
+        failed = node.counts.get(statuses.FAILED, 0)
+        if failed:
+            tail.append(f" {failed} failed", style="red")
+    elif node.status == statuses.IN_PROGRESS:
+        tail.append(f" {format_percent(node.progress):>4}", style="yellow")
+        if node.progress_message:
+            tail.append(f" {node.progress_message}", style="dim")
+    if node.attempt > 1:
+        tail.append(f" attempt {node.attempt}", style="dim")
+    duration = elapsed(node, now)
+    if duration:
+        tail.append(f" {duration}", style="dim")
+    if node.error is not None and node.status in (statuses.FAILED, statuses.CANCELLED):
+        tail.append(f"  {node.error.reason}: {node.error.message}", style="red")
+    if partial or not node.is_group or not node.total:
+        return Text.assemble(head, tail)
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column(width=16)
+    grid.add_column()
+    grid.add_row(head, progress_bar(node.subtree_progress, 16), tail)
+    return grid
+
+
+def pick_children(node: TaskNode, limit: int) -> list[TaskNode]:
+    """The children to show: all when they fit, else running, failed, cancelled, pending,
+    then completed ones first, shown in their creation order."""
+    children = list(node.children.values())
+    if limit <= 0 or len(children) <= limit:
+        return children
+    chosen = sorted(children, key=lambda child: (_RANK.get(child.status, 5), child.order))
+    return sorted(chosen[:limit], key=lambda child: child.order)
+
+
+def more_line(node: TaskNode, shown: list[TaskNode]) -> Text:
+    hidden = Counter(node.child_statuses)
+    for child in shown:
+        hidden[child.status] -= 1
+    count = sum(value for value in hidden.values() if value > 0)
+    return Text(f"… {count} more ({count_summary(hidden)})", style="dim italic")
+
+
+def render_tree(
+    state: TreeState, root: TaskNode, options: ViewOptions, now: datetime | None = None
+) -> Tree:
+    """The subtree of `root`, within `options.max_children` and `options.max_rows`."""
+    moment = now or datetime.now(UTC)
+    partial = _partial_subtrees(root)
+    tree = Tree(node_label(root, options, moment, partial=root.id in partial), guide_style="dim")
+    budget = [options.max_rows - 1 if options.max_rows > 0 else -1]
+
+    def add_children(branch: Tree, node: TaskNode) -> None:
+        shown = pick_children(node, options.max_children)
+        for index, child in enumerate(shown):
+            if budget[0] == 0:
+                branch.add(more_line(node, shown[:index]))
+                return
+            budget[0] -= 1
+            sub = branch.add(node_label(child, options, moment, partial=child.id in partial))
+            if child.children:
+                add_children(sub, child)
+        if len(shown) < len(node.children):
+            branch.add(more_line(node, shown))
+
+    add_children(tree, root)
+    return tree
+
+
+def _partial_subtrees(root: TaskNode) -> set[str]:
+    """Ids of the nodes whose subtree has children that are not loaded."""
+    partial: set[str] = set()
+    for node in root.walk():
+        if node.has_children and not node.children:
+            for ancestor in node.ancestors_and_self():
+                if ancestor.id in partial:
+                    break
+                partial.add(ancestor.id)
+                if ancestor is root:
+                    break
+    return partial
+
+
+def overall_line(root: TaskNode, wall_seconds: float | None, tick: int = 0) -> RenderableType:
+    """Status, overall progress bar, counts by status and elapsed wall time."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column(width=30)
+    grid.add_column()
+    head = Text.assemble(symbol(root.status, tick), " ", Text(root.name, style="bold"))
+    counts = Text(f"{format_percent(root.subtree_progress):>4}  ")
+    counts.append(count_summary(root.counts) or "nothing to run")
+    counts.append(f"  ({root.total} tasks)", style="dim")
+    if wall_seconds is not None:
+        counts.append(f"  {format_duration(wall_seconds)}", style="dim")
+    grid.add_row(head, progress_bar(root.subtree_progress, 30), counts)
+    return grid
+
+
+def live_view(
+    state: TreeState, root_id: str, wall_seconds: float, options: ViewOptions
+) -> RenderableType:
+    """What `run` shows while the tree runs: the overall line above the tree."""
+    root = state.get(root_id)
+    if root is None:
+        return Text("waiting for the tree…", style="dim")
+    return Group(
+        overall_line(root, wall_seconds, options.tick),
+        Text(""),
+        render_tree(state, root, options),
+    )

@@ -1,0 +1,97 @@
+"""Running a client command: connecting, reporting errors, and the exit codes.
+
+Exit codes of every client command:
+
+- 0: done (for `run` and `watch --until-done`: the tree or task completed);
+- 1: the tree or task ended failed or cancelled;
+- 2: the request or file was invalid, the server refused it, or the server is unreachable
+  (`error: REASON: message` on standard error, with the field violations);
+- 3: gave up waiting (`--timeout`); the tasks keep running on the server;
+- 130: interrupted (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+
+import grpc
+
+from taskgrove.client import AsyncClient, resolve_address
+from taskgrove.errors import TaskgroveError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_ERROR = 2
+EXIT_TIMEOUT = 3
+EXIT_INTERRUPTED = 130
+
+WATCH_RECONNECTS = 20
+"""Reconnections of a watch in a row before the CLI gives up on an unreachable server
+(with the SDK's backoff capped at 5 s, about a minute)."""
+
+Command = Callable[[AsyncClient, argparse.Namespace], Awaitable[int]]
+FieldDescriber = Callable[[str], str]
+
+
+class CommandError(Exception):
+    """An error the CLI reports itself (not from the server): `error: REASON: message`."""
+
+    def __init__(self, reason: str, message: str, details: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.details = details or []
+
+
+def error_lines(
+    error: TaskgroveError, address: str, describe_field: FieldDescriber | None = None
+) -> list[str]:
+    """The lines printed for a failed call: the reason and message, then the violations."""
+    if error.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) and (
+        not error.reason
+    ):
+        return [
+            f"error: UNAVAILABLE: cannot reach the taskgrove server at {address} "
+            f"({error.message}); is it running? (--address or TASKGROVE_ADDRESS)"
+        ]
+    reason = error.reason or error.code.name
+    lines = [f"error: {reason}: {error.message}"]
+    for violation in error.field_violations:
+        where = describe_field(violation.field) if describe_field else violation.field
+        suffix = f" ({violation.reason})" if violation.reason else ""
+        lines.append(f"  {where}: {violation.description}{suffix}")
+    return lines
+
+
+def report(lines: list[str]) -> None:
+    for line in lines:
+        print(line, file=sys.stderr)
+    sys.stderr.flush()
+
+
+def report_command_error(error: CommandError) -> None:
+    report([f"error: {error.reason}: {error.message}", *(f"  {d}" for d in error.details)])
+
+
+def run_command(command: Command, args: argparse.Namespace) -> int:
+    """Connect to `--address`, run the command, and turn failures into exit codes."""
+    address = resolve_address(getattr(args, "address", None))
+
+    async def main() -> int:
+        async with AsyncClient(address, timeout=args.rpc_timeout) as client:
+            return await command(client, args)
+
+    try:
+        return asyncio.run(main())
+    except TaskgroveError as error:
+        report(error_lines(error, address))
+        return EXIT_ERROR
+    except CommandError as error:
+        report_command_error(error)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -1,0 +1,116 @@
+"""UpdateTask: turn a field mask into validated `TaskChanges`."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from sqlalchemy import RowMapping
+from taskgrove.v1 import task_pb2
+
+from taskgrove_server.api.convert import spec_from_proto
+from taskgrove_server.creation import DEFAULT_RETRY_BACKOFF_MS, TaskCreator
+from taskgrove_server.engine.changes import UPDATABLE, TaskChanges
+from taskgrove_server.errors import FieldViolation, invalid
+from taskgrove_server.executors import ExecutorRegistry
+from taskgrove_server.validation import TaskSpec, resolve_executor, validate_new_tasks
+
+
+def _stored_spec(row: RowMapping) -> TaskSpec:
+    return TaskSpec(
+        ref=row["id"],
+        field="task",
+        name=row["name"],
+        parent=row["parent_id"],
+        user_id=row["user_id"],
+        executor=row["executor"] or "",
+        priority=row["priority"],
+        dependencies=[(d["id"], bool(d.get("required", True))) for d in row["dependencies"]],
+        inputs=dict(row["inputs"]),
+        params=dict(row["params"]),
+        max_attempts=row["max_attempts"],
+        retry_backoff_ms=row["retry_backoff_ms"],
+        timeout_ms=row["timeout_ms"],
+    )
+
+
+async def validated_changes(
+    row: RowMapping,
+    task: task_pb2.Task,
+    paths: list[str],
+    creator: TaskCreator,
+    registry: ExecutorRegistry,
+) -> TaskChanges:
+    """Check the mask and the task as it would be after the update (same rules as
+    creation, cycles included); raises INVALID_ARGUMENT."""
+    if not paths:
+        raise invalid([FieldViolation("update_mask", "name the fields to update", "EMPTY_MASK")])
+    bad = [path for path in paths if path not in UPDATABLE]
+    if bad:
+        raise invalid(
+            [
+                FieldViolation(
+                    f"update_mask.paths[{paths.index(path)}]",
+                    f"{path!r} cannot be updated; updatable: {', '.join(UPDATABLE)}",
+                    "FIELD_NOT_UPDATABLE",
+                )
+                for path in bad
+            ]
+        )
+    stored = _stored_spec(row)
+    wanted = spec_from_proto(task, ref=row["id"], field="task")
+    merged = replace(
+        stored,
+        **{
+            name: getattr(wanted, attribute)
+            for path in paths
+            for name, attribute in [_SPEC_FIELDS[path]]
+        },
+    )
+    if merged.max_attempts == 0:
+        merged.max_attempts = 1
+    if resolve_executor(merged, registry) != row["executor"]:
+        raise invalid(
+            [
+                FieldViolation(
+                    "task.name",
+                    "a rename may not change which executor runs the task",
+                    "EXECUTOR_NOT_UPDATABLE",
+                )
+            ]
+        )
+    existing = await creator.load_referenced([merged])
+    validate_new_tasks([merged], existing, registry)
+    changes = TaskChanges()
+    if "name" in paths:
+        changes.name = merged.name
+    if "priority" in paths:
+        changes.priority = merged.priority if merged.priority is not None else 2
+    if "dependencies" in paths:
+        changes.dependencies = dict(merged.dependencies)
+    if "inputs" in paths:
+        changes.inputs = merged.inputs
+    if "params" in paths:
+        changes.params = merged.params
+    if "max_attempts" in paths:
+        changes.max_attempts = merged.max_attempts
+    if "retry_backoff" in paths:
+        changes.retry_backoff_ms = (
+            DEFAULT_RETRY_BACKOFF_MS if merged.retry_backoff_ms is None else merged.retry_backoff_ms
+        )
+    if "timeout" in paths:
+        changes.timeout_ms = merged.timeout_ms
+        changes.clear_timeout = merged.timeout_ms is None
+    return changes
+
+
+# Mask path -> TaskSpec attribute.
+_SPEC_FIELDS = {
+    "name": ("name", "name"),
+    "priority": ("priority", "priority"),
+    "dependencies": ("dependencies", "dependencies"),
+    "inputs": ("inputs", "inputs"),
+    "params": ("params", "params"),
+    "max_attempts": ("max_attempts", "max_attempts"),
+    "retry_backoff": ("retry_backoff_ms", "retry_backoff_ms"),
+    "timeout": ("timeout_ms", "timeout_ms"),
+}
