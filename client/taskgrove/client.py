@@ -6,14 +6,21 @@ import asyncio
 import os
 import random
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterable, Mapping, Sequence
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any, TypeVar
 
 import grpc
 
 from taskgrove import _json, statuses
 from taskgrove.errors import from_rpc_error
-from taskgrove.models import Executor, Snapshot, Task, TaskEvent
+from taskgrove.models import (
+    Executor,
+    Explanation,
+    Snapshot,
+    Task,
+    TaskEvent,
+    WaitingDependency,
+)
 from taskgrove.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
@@ -128,20 +135,29 @@ class AsyncClient:
 
     # ------------------------------------------------------------------ RPCs
 
-    async def create_task(self, *, name: str, **fields: Any) -> Task:
-        """Create one task (not run until executed). See `task_message` for the fields."""
-        request = task_service_pb2.CreateTaskRequest(task=task_message(name=name, **fields))
+    async def create_task(self, *, name: str, request_id: str = "", **fields: Any) -> Task:
+        """Create one task (not run until executed). See `task_message` for the fields.
+        `request_id` makes the call idempotent: a repeat returns the first answer."""
+        request = task_service_pb2.CreateTaskRequest(
+            task=task_message(name=name, **fields), request_id=request_id
+        )
         return Task.from_proto(
             await self._call(self.stub.CreateTask(request, timeout=self._timeout))
         )
 
     async def create_task_tree(
-        self, tasks: Sequence[Mapping[str, Any] | task_pb2.Task], *, execute: bool = False
+        self,
+        tasks: Sequence[Mapping[str, Any] | task_pb2.Task],
+        *,
+        execute: bool = False,
+        request_id: str = "",
     ) -> dict[str, Task]:
         """Create a tree atomically. Each task has a client-local `id` that `parent_id` and
         dependencies of the others may use. Returns the created tasks by local id."""
         messages = [t if isinstance(t, task_pb2.Task) else task_message(**t) for t in tasks]
-        request = task_service_pb2.CreateTaskTreeRequest(tasks=messages, execute=execute)
+        request = task_service_pb2.CreateTaskTreeRequest(
+            tasks=messages, execute=execute, request_id=request_id
+        )
         reply = await self._call(self.stub.CreateTaskTree(request, timeout=self._timeout))
         return {
             message.id or f"tasks[{index}]": Task.from_proto(created)
@@ -190,11 +206,87 @@ class AsyncClient:
             if not token:
                 return
 
-    async def execute_task(self, task_id: str) -> Task:
+    async def execute_task(self, task_id: str, *, request_id: str = "") -> Task:
         """Start the task and its whole subtree; returns the task as it is now."""
-        request = task_service_pb2.ExecuteTaskRequest(id=task_id)
+        request = task_service_pb2.ExecuteTaskRequest(id=task_id, request_id=request_id)
         reply = await self._call(self.stub.ExecuteTask(request, timeout=self._timeout))
         return Task.from_proto(reply.task)
+
+    async def cancel_task(self, task_id: str, *, request_id: str = "") -> list[str]:
+        """Cancel the task and everything unfinished below it (running executors are
+        interrupted); returns the ids this call cancelled. Idempotent."""
+        request = task_service_pb2.CancelTaskRequest(id=task_id, request_id=request_id)
+        reply = await self._call(self.stub.CancelTask(request, timeout=self._timeout))
+        return list(reply.cancelled_task_ids)
+
+    async def retry_task(self, task_id: str, *, request_id: str = "") -> list[str]:
+        """Run a failed or cancelled task again, with its failed or cancelled descendants
+        and the dependents that failed because of them; returns their ids."""
+        request = task_service_pb2.RetryTaskRequest(id=task_id, request_id=request_id)
+        reply = await self._call(self.stub.RetryTask(request, timeout=self._timeout))
+        return list(reply.retried_task_ids)
+
+    async def copy_task_tree(
+        self,
+        task_id: str,
+        *,
+        only_unfinished: bool = False,
+        execute: bool = False,
+        request_id: str = "",
+    ) -> dict[str, Task]:
+        """Copy a subtree as a new tree; returns the copies by original task id."""
+        request = task_service_pb2.CopyTaskTreeRequest(
+            id=task_id, only_unfinished=only_unfinished, execute=execute, request_id=request_id
+        )
+        reply = await self._call(self.stub.CopyTaskTree(request, timeout=self._timeout))
+        copies = {task.id: Task.from_proto(task) for task in reply.tasks}
+        return {original: copies[copy] for original, copy in reply.task_ids.items()}
+
+    async def update_task(
+        self, task_id: str, *, etag: str = "", request_id: str = "", **fields: Any
+    ) -> Task:
+        """Change fields of a pending task (name, priority, dependencies, inputs, params,
+        max_attempts, retry_backoff, timeout). With `etag`, fails with `AbortedError` if
+        the task changed since it was read."""
+        message = task_message(
+            name=str(fields.get("name", "")),
+            id=task_id,
+            **{key: value for key, value in fields.items() if key != "name"},
+        )
+        message.etag = etag
+        request = task_service_pb2.UpdateTaskRequest(task=message, request_id=request_id)
+        request.update_mask.paths.extend(sorted(fields))
+        return Task.from_proto(
+            await self._call(self.stub.UpdateTask(request, timeout=self._timeout))
+        )
+
+    async def delete_task(self, task_id: str, *, etag: str = "", request_id: str = "") -> list[str]:
+        """Delete a pending subtree that nothing else depends on; returns the deleted ids."""
+        request = task_service_pb2.DeleteTaskRequest(id=task_id, etag=etag, request_id=request_id)
+        reply = await self._call(self.stub.DeleteTask(request, timeout=self._timeout))
+        return list(reply.deleted_task_ids)
+
+    async def explain_task(self, task_id: str) -> Explanation:
+        """Why the task is not running (yet): dependencies, limits, queue position."""
+        request = task_service_pb2.ExplainTaskRequest(id=task_id)
+        reply = await self._call(self.stub.ExplainTask(request, timeout=self._timeout))
+        return Explanation(
+            task=Task.from_proto(reply.task),
+            reasons=list(reply.reasons),
+            summary=reply.summary,
+            waiting_dependencies=[
+                WaitingDependency(
+                    d.id, d.name, statuses.from_proto(d.status), d.required, d.execution_requested
+                )
+                for d in reply.waiting_dependencies
+            ],
+            queue_position=reply.queue_position,
+            retry_time=reply.retry_time.ToDatetime(tzinfo=UTC)
+            if reply.HasField("retry_time")
+            else None,
+            running=reply.running,
+            concurrency_limit=reply.concurrency_limit,
+        )
 
     async def list_executors(self) -> list[Executor]:
         request = task_service_pb2.ListExecutorsRequest()

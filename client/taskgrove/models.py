@@ -172,6 +172,30 @@ class TaskEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class WaitingDependency:
+    id: str
+    name: str
+    status: str
+    required: bool
+    execution_requested: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Why a task is where it is (`ExplainTask`). `reasons` are stable codes such as
+    NOT_EXECUTING, WAITING_FOR_DEPENDENCIES, RETRY_BACKOFF, CONCURRENCY_LIMIT, QUEUED."""
+
+    task: Task
+    reasons: list[str]
+    summary: str
+    waiting_dependencies: list[WaitingDependency]
+    queue_position: int
+    retry_time: datetime | None
+    running: int
+    concurrency_limit: int
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """The tasks a watch covers as of `sequence`; the events that follow come after it."""
 

@@ -35,7 +35,9 @@ class TaskgroveServer:
 
     def __init__(self, config: ServerConfig, registry: ExecutorRegistry | None = None) -> None:
         self.config = config
-        self.registry = registry or ExecutorRegistry.default()
+        self.registry = registry or ExecutorRegistry.default(
+            allowed_commands=config.allowed_commands
+        )
         self.port = 0
         self._db = create_engine(config.db_url)
         self.hub = EventHub(config.watcher_buffer_events)

@@ -25,6 +25,8 @@ class ServerConfig:
     """Executor attempts running at once, across the whole server."""
     executor_limits: dict[str, int] = field(default_factory=dict)
     """Optional per-executor concurrency limits."""
+    allowed_commands: list[str] = field(default_factory=list)
+    """Programs `command_executor` may run; empty: the executor is disabled."""
     grace_seconds: float = 10.0
     """On shutdown, how long in-flight calls may take to finish."""
     max_tree_size: int = 200_000
@@ -47,4 +49,6 @@ class ServerConfig:
         config.db_url = os.environ.get("TASKGROVE_DB", config.db_url)
         if value := os.environ.get("TASKGROVE_MAX_CONCURRENCY"):
             config.max_concurrency = int(value)
+        if value := os.environ.get("TASKGROVE_ALLOW_COMMANDS"):
+            config.allowed_commands = [p for p in value.split(",") if p]
         return config

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -24,11 +24,17 @@ class ExecutorRegistry:
             self.register(executor)
 
     @classmethod
-    def default(cls, *, load_entry_points: bool = True) -> ExecutorRegistry:
-        """The built-in executors plus those installed under the entry point group."""
+    def default(
+        cls, *, load_entry_points: bool = True, allowed_commands: Sequence[str] = ()
+    ) -> ExecutorRegistry:
+        """The built-in executors plus those installed under the entry point group;
+        `command_executor` only when `allowed_commands` names programs it may run."""
         from taskgrove_server.executors.builtin import BUILTIN_EXECUTORS
+        from taskgrove_server.executors.builtin.command import command_executor
 
         registry = cls(BUILTIN_EXECUTORS)
+        if allowed_commands:
+            registry.register(command_executor(allowed_commands))
         if load_entry_points:
             registry.load_entry_points()
         return registry
