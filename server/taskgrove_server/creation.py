@@ -31,6 +31,8 @@ class Created:
     """Request ref -> server id."""
     root_id: str
     top_id: str
+    rows: list[dict[str, Any]]
+    """The stored rows, parents first."""
 
 
 def _existing(row: RowMapping, children: Sequence[str] = ()) -> ExistingTask:
@@ -52,15 +54,21 @@ class TaskCreator:
         self._engine = engine
         self._registry = registry
 
-    async def create(self, specs: Sequence[TaskSpec]) -> Created:
-        """Validate `specs` as one tree and store it atomically (raises TaskgroveError)."""
+    async def create(self, specs: Sequence[TaskSpec], *, execute: bool = False) -> Created:
+        """Validate `specs` as one tree and store it atomically (raises TaskgroveError);
+        with `execute`, also run it."""
         existing = await self.load_referenced(specs)
         tree = validate_new_tasks(specs, existing, self._registry)
         rows, ids = self._rows(tree)
         parent = tree.attach_parent
-        await self._engine.create(rows, parent.id if parent else None)
+        await self._engine.create(rows, parent.id if parent else None, keep_loaded=execute)
         top = tree.tasks[0].spec.ref
-        return Created(ids=ids, root_id=rows[0]["root_id"], top_id=ids[top])
+        created = Created(ids=ids, root_id=rows[0]["root_id"], top_id=ids[top], rows=rows)
+        if execute:
+            await self._engine.execute(created.top_id, created.root_id)
+            for row in rows:
+                row["execution_requested"] = True
+        return created
 
     async def load_referenced(self, specs: Sequence[TaskSpec]) -> dict[str, ExistingTask]:
         """Stored tasks the request names, plus what a waits-for cycle could pass through.

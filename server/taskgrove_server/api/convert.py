@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from google.protobuf import duration_pb2, timestamp_pb2
-from sqlalchemy import RowMapping
 from taskgrove import _json, statuses
 from taskgrove.v1 import task_pb2
 
@@ -24,7 +24,7 @@ def _millis(duration: duration_pb2.Duration) -> int:
     return int(duration.ToMilliseconds())
 
 
-def task_to_proto(row: RowMapping, progress: float | None = None) -> task_pb2.Task:
+def task_to_proto(row: Mapping[Any, Any], progress: float | None = None) -> task_pb2.Task:
     """`progress` overrides the stored value (groups: computed over their subtree)."""
     task = task_pb2.Task(
         id=row["id"],
@@ -76,7 +76,7 @@ def task_to_proto(row: RowMapping, progress: float | None = None) -> task_pb2.Ta
     return task
 
 
-def subtree_progress(rows: Sequence[RowMapping]) -> dict[str, float]:
+def subtree_progress(rows: Sequence[Mapping[Any, Any]]) -> dict[str, float]:
     """Progress of every group among `rows` (a whole subtree, parents first): the mean over
     its executable descendants, `completed` counting as 1.0 (DESIGN section 3)."""
     sums: dict[str, list[float]] = {row["id"]: [0.0, 0.0] for row in rows}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import RowMapping
@@ -62,12 +63,19 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
     async def _task(self, task_id: str) -> task_pb2.Task:
         return await self._to_proto(await self._row(task_id))
 
-    async def _to_proto(self, row: RowMapping) -> task_pb2.Task:
+    async def _group_progress(self, task_id: str) -> float:
+        """A group's progress is its subtree's: from the engine's memory while its tree
+        runs, else computed from the stored subtree."""
+        progress = self._engine.group_progress(task_id)
+        if progress is None:
+            rows = await self._repository.subtree(task_id, progress_only=True)
+            progress = subtree_progress(rows)[task_id]
+        return progress
+
+    async def _to_proto(self, row: Mapping[Any, Any]) -> task_pb2.Task:
         if row["executor"] is not None:
             return task_to_proto(row)
-        # A group's progress is its subtree's, computed on read.
-        rows = await self._repository.subtree(row["id"])
-        return task_to_proto(row, subtree_progress(rows)[row["id"]])
+        return task_to_proto(row, await self._group_progress(row["id"]))
 
     # ------------------------------------------------------------------ creation
 
@@ -116,10 +124,9 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
             spec = spec_from_proto(task, ref=task.id or new_id(), field=f"tasks[{index}]")
             spec.label = None if task.id else f"tasks[{index}]"
             specs.append(spec)
-        created = await self._creator.create(specs)
-        if request.execute:
-            await self._engine.execute(created.top_id, created.root_id)
-        rows = await self._repository.get_many(created.ids.values())
+        created = await self._creator.create(specs, execute=request.execute)
+        # The rows just stored answer the request: no need to read them back.
+        rows = {row["id"]: row for row in created.rows}
         return task_service_pb2.CreateTaskTreeResponse(
             tasks=[task_to_proto(rows[created.ids[spec.ref]]) for spec in specs],
             task_ids={task.id: created.ids[task.id] for task in request.tasks if task.id},
@@ -135,12 +142,9 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
             if not rows:
                 raise not_found("TASK_NOT_FOUND", "task", request.id)
             specs = copy_specs(rows, only_unfinished=request.only_unfinished)
-            created = await self._creator.create(specs)
-            if request.execute:
-                await self._engine.execute(created.top_id, created.root_id)
-            copies = await self._repository.subtree(created.top_id)
+            created = await self._creator.create(specs, execute=request.execute)
             return task_service_pb2.CopyTaskTreeResponse(
-                tasks=[task_to_proto(row) for row in copies], task_ids=created.ids
+                tasks=[task_to_proto(row) for row in created.rows], task_ids=created.ids
             )
 
         return await self._idempotency.run(
@@ -166,7 +170,10 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         if not rows:
             raise not_found("TASK_NOT_FOUND", "task", request.id)
         # Group progress needs the whole subtree, even when fewer levels are returned.
-        full = rows if request.max_depth == 0 else await self._repository.subtree(request.id)
+        if request.max_depth == 0:
+            full = rows
+        else:
+            full = await self._repository.subtree(request.id, progress_only=True)
         progress = subtree_progress(full)
         return task_service_pb2.GetTaskTreeResponse(
             tasks=[task_to_proto(row, progress.get(row["id"])) for row in rows]

@@ -19,11 +19,10 @@ import heapq
 import logging
 import random
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import RowMapping
 from taskgrove import statuses
 from taskgrove.aggregation import StatusCounts, derived_status
 
@@ -72,10 +71,11 @@ class Engine:
         self._nodes: dict[str, Node] = {}
         self._trees: dict[str, _Tree] = {}
         self._loading: dict[str, asyncio.Future[None]] = {}
-        self._adopt_later: dict[str, list[RowMapping]] = defaultdict(list)
+        self._adopt_later: dict[str, list[Mapping[Any, Any]]] = defaultdict(list)
         self._dependents: dict[str, list[Node]] = defaultdict(list)
-        self._ready: list[tuple[int, int, Node]] = []
-        self._held: dict[str, list[tuple[int, int, Node]]] = defaultdict(list)
+        # (priority, id, node): ids are UUIDv7, so id order is creation order.
+        self._ready: list[tuple[int, str, Node]] = []
+        self._held: dict[str, list[tuple[int, str, Node]]] = defaultdict(list)
         self._running = 0
         self._running_by_executor: dict[str, int] = defaultdict(int)
         self._attempts: dict[str, asyncio.Task[None]] = {}
@@ -107,29 +107,44 @@ class Engine:
     def running(self) -> int:
         return self._running
 
-    def loaded_status(self, task_id: str) -> str | None:
+    def group_progress(self, task_id: str) -> float | None:
+        """A loaded group's progress from memory (None when its tree is not loaded)."""
         node = self._nodes.get(task_id)
-        return node.status if node else None
+        if node is None or not node.is_group:
+            return None
+        total = 0.0
+        count = 0
+        for below in node.subtree():
+            if not below.is_group:
+                total += 1.0 if below.status == statuses.COMPLETED else below.progress
+                count += 1
+        if count:
+            return total / count
+        return 1.0 if node.status == statuses.COMPLETED else 0.0
 
     # ----------------------------------------------------------------- commands
 
-    async def create(self, rows: list[dict[str, Any]], existing_parent: str | None) -> None:
-        """Store new tasks (durably) and take them into a loaded tree."""
+    async def create(
+        self, rows: list[dict[str, Any]], existing_parent: str | None, *, keep_loaded: bool = False
+    ) -> None:
+        """Store new tasks (rows parents first) durably and take them into a loaded tree.
+
+        `keep_loaded` (a new tree about to be executed) builds the tree in memory from the
+        rows at hand instead of reading it back.
+        """
         self._writer.insert_tasks(rows, [_created_event(row) for row in rows])
         if existing_parent is not None:
             self._writer.execute(mark_has_children(existing_parent))
         await self._writer.flush()
         root_id = rows[0]["root_id"]
-        if root_id not in self._loading and root_id not in self._trees:
-            return
-        # The tree runs now: read the rows back (with their `seq`) to link them in.
-        stored = await self._repository.get_many(row["id"] for row in rows)
-        ordered = sorted(stored.values(), key=lambda row: row["seq"])
         if root_id in self._loading:
-            self._adopt_later[root_id].extend(ordered)
+            self._adopt_later[root_id].extend(rows)
         elif root_id in self._trees:
-            self._adopt(self._trees[root_id], ordered)
+            self._adopt(self._trees[root_id], rows)
             self._settle()
+        elif keep_loaded and existing_parent is None:
+            self._trees[root_id] = self._build_tree(rows)
+            self._touched_trees.add(root_id)
 
     async def execute(self, task_id: str, root_id: str) -> int:
         """Request execution of a task's subtree; returns how many tasks it scheduled."""
@@ -310,11 +325,11 @@ class Engine:
                         else bool(row and row["execution_requested"]),
                     )
                 )
-            key = (node.priority, node.seq)
+            key = (node.priority, node.id)
             ahead = sum(
                 1
-                for priority, seq, other in self._ready
-                if (priority, seq) < key
+                for priority, other_id, other in self._ready
+                if (priority, other_id) < key
                 and other.status == statuses.PENDING
                 and not other.waiting
                 and other is not node
@@ -411,7 +426,7 @@ class Engine:
             del self._loading[root_id]
             future.set_result(None)
 
-    def _build_tree(self, rows: Sequence[RowMapping]) -> _Tree:
+    def _build_tree(self, rows: Sequence[Mapping[Any, Any]]) -> _Tree:
         nodes = [Node.from_row(row) for row in rows]
         root = next(node for node in nodes if node.parent_id is None)
         tree = _Tree(root=root)
@@ -433,7 +448,7 @@ class Engine:
                     if ancestor.counts is not None:
                         ancestor.counts.add(node.status)
 
-    def _adopt(self, tree: _Tree, rows: Sequence[RowMapping]) -> None:
+    def _adopt(self, tree: _Tree, rows: Sequence[Mapping[Any, Any]]) -> None:
         """Tasks created under a loaded tree: they join it (creation never runs them)."""
         fresh = [Node.from_row(row) for row in rows if row["id"] not in self._nodes]
         if not fresh:
@@ -533,7 +548,7 @@ class Engine:
             )
 
     def _push_ready(self, node: Node) -> None:
-        heapq.heappush(self._ready, (node.priority, node.seq, node))
+        heapq.heappush(self._ready, (node.priority, node.id, node))
 
     def _notify_dependents(self, finished: Node) -> None:
         for dependent in self._dependents.pop(finished.id, ()):

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import RowMapping
 from taskgrove.aggregation import StatusCounts
 
 from taskgrove_server.clock import now_us
@@ -16,7 +15,6 @@ from taskgrove_server.events.event import Event
 @dataclass(slots=True, eq=False)
 class Node:
     id: str
-    seq: int
     parent_id: str | None
     root_id: str
     user_id: str
@@ -57,10 +55,9 @@ class Node:
         return self.executor is None
 
     @classmethod
-    def from_row(cls, row: RowMapping) -> Node:
+    def from_row(cls, row: Mapping[Any, Any]) -> Node:
         return cls(
             id=row["id"],
-            seq=row["seq"],
             parent_id=row["parent_id"],
             root_id=row["root_id"],
             user_id=row["user_id"],

@@ -83,8 +83,11 @@ class TaskRepository:
             rows = await conn.execute(select(up.c.id).where(up.c.id.is_not(None)))
             return [row[0] for row in rows]
 
-    async def subtree(self, task_id: str, max_depth: int = 0) -> list[RowMapping]:
-        """The task and its descendants (down to `max_depth` levels, 0 = all), in pre-order."""
+    async def subtree(
+        self, task_id: str, max_depth: int = 0, *, progress_only: bool = False
+    ) -> list[RowMapping]:
+        """The task and its descendants (down to `max_depth` levels, 0 = all), in pre-order.
+        `progress_only` reads just what subtree progress needs."""
         top = select(tasks.c.id, literal(0).label("depth")).where(tasks.c.id == task_id)
         walk = top.cte("walk", recursive=True)
         step = select(tasks.c.id, (walk.c.depth + 1).label("depth")).where(
@@ -93,7 +96,12 @@ class TaskRepository:
         if max_depth > 0:
             step = step.where(walk.c.depth < max_depth)
         walk = walk.union_all(step)
-        query = select(tasks).join(walk, walk.c.id == tasks.c.id).order_by(tasks.c.seq)
+        columns = (
+            [tasks.c.id, tasks.c.parent_id, tasks.c.executor, tasks.c.status, tasks.c.progress]
+            if progress_only
+            else [tasks]
+        )
+        query = select(*columns).join(walk, walk.c.id == tasks.c.id).order_by(tasks.c.seq)
         async with self._engine.connect() as conn:
             rows = list((await conn.execute(query)).mappings())
         return preorder(rows, task_id)

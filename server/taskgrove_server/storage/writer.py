@@ -157,7 +157,8 @@ class Writer:
                     await statement(conn)
                 if batch.updates:
                     result = await conn.execute(_UPDATE_STATE, batch.updates)
-                    if result.rowcount != len(batch.updates):
+                    # Drivers that cannot count an executemany report -1 (asyncpg).
+                    if 0 <= result.rowcount != len(batch.updates):
                         # Single writer: this means the engine's view is wrong. Log loudly;
                         # the guard has kept the stored state valid.
                         log.error(
