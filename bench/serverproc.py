@@ -38,9 +38,12 @@ def pyspy_path() -> str:
 
 @dataclass
 class ServerProcess:
-    """One server on a fresh SQLite file under `workdir`; its output goes to a log file."""
+    """One server on `db_url` (default: a fresh SQLite file under `workdir`); its output
+    goes to a log file under `workdir`."""
 
     workdir: Path
+    db_url: str | None = None
+    """SQLAlchemy URL of the server's database; None: `workdir`/bench.db (SQLite)."""
     profile_path: Path | None = None
     """When set, the server runs under `py-spy record` writing collapsed stacks here."""
     profile_rate: int = 100
@@ -63,7 +66,7 @@ class ServerProcess:
             "--address",
             f"{LOOPBACK}:0",
             "--db",
-            sqlite_url(self.workdir / "bench.db"),
+            self.db_url or sqlite_url(self.workdir / "bench.db"),
         ]
         if self.profile_path is None:
             return serve

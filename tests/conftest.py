@@ -1,5 +1,7 @@
 """Shared fixtures: a real server (in-process or as a subprocess) on 127.0.0.1 with a
-temporary SQLite database, and clients connected to it."""
+temporary SQLite database, and clients connected to it. With TASKGROVE_TEST_PG_URL set
+(e.g. postgresql+asyncpg://taskgrove:taskgrove@127.0.0.1:5432), `pg_db_url`, `pg_server`
+and `pg_client` do the same on a fresh PostgreSQL database; without it they skip."""
 
 from __future__ import annotations
 
@@ -9,12 +11,14 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.engine import make_url
 from taskgrove import AsyncClient
 from taskgrove_server.app import TaskgroveServer
 from taskgrove_server.config import ServerConfig
@@ -174,3 +178,64 @@ async def make_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
     factory = ServerFactory(tmp_path)
     yield factory
     await factory.close()
+
+
+# ---------------------------------------------------------------------------- PostgreSQL
+
+PG_URL_ENV = "TASKGROVE_TEST_PG_URL"
+
+
+def pg_dsn(url: str, database: str | None = None) -> str:
+    """A plain libpq DSN (for asyncpg) from a SQLAlchemy `postgresql+asyncpg://` URL,
+    optionally on another database."""
+    parsed = make_url(url).set(drivername="postgresql")
+    if database is not None:
+        parsed = parsed.set(database=database)
+    return parsed.render_as_string(hide_password=False)
+
+
+@pytest.fixture
+async def pg_db_url() -> AsyncIterator[str]:
+    """The SQLAlchemy URL of a fresh, uniquely named PostgreSQL database on the server of
+    $TASKGROVE_TEST_PG_URL (made on the `postgres` database, dropped at teardown after
+    ending its connections). Skips when the variable is unset."""
+    base = os.environ.get(PG_URL_ENV)
+    if not base:
+        pytest.skip(f"{PG_URL_ENV} is not set")
+    import asyncpg
+
+    name = f"taskgrove_test_{uuid.uuid4().hex[:16]}"
+    maintenance = pg_dsn(base, "postgres")
+    connection = await asyncpg.connect(maintenance, timeout=10)
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    try:
+        yield make_url(base).set(database=name).render_as_string(hide_password=False)
+    finally:
+        connection = await asyncpg.connect(maintenance, timeout=10)
+        try:
+            await connection.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                name,
+            )
+            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await connection.close()
+
+
+@pytest.fixture
+async def pg_server(pg_db_url: str) -> AsyncIterator[TaskgroveServer]:
+    """An in-process server on a free loopback port, on a fresh PostgreSQL database."""
+    instance = TaskgroveServer(ServerConfig(address="127.0.0.1:0", db_url=pg_db_url))
+    await instance.start()
+    yield instance
+    await instance.stop(grace=1)
+
+
+@pytest.fixture
+async def pg_client(pg_server: TaskgroveServer) -> AsyncIterator[AsyncClient]:
+    async with AsyncClient(f"127.0.0.1:{pg_server.port}") as connected:
+        yield connected

@@ -40,8 +40,9 @@ def task_lines(task: Task) -> list[str]:
         ("owner", task.user_id),
         ("priority", str(task.priority)),
         ("progress", f"{format_percent(task.progress)} {task.progress_message}".rstrip()),
-        ("attempt", f"{task.attempt} of {task.max_attempts}"),
     ]
+    if not task.is_group:
+        rows.append(("attempt", f"{task.attempt} of {task.max_attempts}"))
     if task.timeout_seconds is not None:
         rows.append(("timeout", format_duration(task.timeout_seconds)))
     if task.dependencies:
@@ -60,7 +61,9 @@ def task_lines(task: Task) -> list[str]:
         if moment is not None:
             rows.append((label, moment.astimezone().isoformat(timespec="milliseconds")))
     if task.start_time is not None and task.end_time is not None:
-        rows.append(("duration", format_duration((task.end_time - task.start_time).total_seconds())))
+        rows.append(
+            ("duration", format_duration((task.end_time - task.start_time).total_seconds()))
+        )
     rows.append(("inputs", _compact(task.inputs)))
     if task.params:
         rows.append(("params", _compact(task.params)))
@@ -157,7 +160,9 @@ async def list_tasks(client: AsyncClient, args: argparse.Namespace) -> int:
         headers = ["ID", "NAME", "STATUS", "EXECUTOR", "PROGRESS", "PRIORITY", "CREATED"]
         print(format_table(headers, rows))
     if token:
-        print(f"(more than {limit} tasks; raise --limit, 0 for all)", file=sys.stderr)
+        print(
+            f"(more tasks match: showing the first {limit}; --limit 0 shows all)", file=sys.stderr
+        )
     return EXIT_OK
 
 

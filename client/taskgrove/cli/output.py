@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -11,7 +12,7 @@ from typing import Any, TextIO
 
 from rich.console import Console
 
-from taskgrove.models import Executor, Task, TaskEvent
+from taskgrove.models import Task, TaskEvent
 
 
 def to_jsonable(value: Any) -> Any:
@@ -41,11 +42,6 @@ def event_json(event: TaskEvent) -> dict[str, Any]:
     return data
 
 
-def executor_json(executor: Executor) -> dict[str, Any]:
-    data: dict[str, Any] = to_jsonable(executor)
-    return data
-
-
 def dumps(value: Any, *, indent: int | None = None) -> str:
     return json.dumps(to_jsonable(value), indent=indent, ensure_ascii=False, sort_keys=False)
 
@@ -54,14 +50,27 @@ def print_json(value: Any, *, indent: int | None = 2, file: TextIO | None = None
     print(dumps(value, indent=indent), file=file or sys.stdout, flush=True)
 
 
-def stdout_console() -> Console:
-    """A console for standard output: colours only on a terminal, no wrapping of long
-    lines when the output goes to a file or a pipe."""
-    return Console(highlight=False, soft_wrap=not sys.stdout.isatty())
+NON_TERMINAL_WIDTH = 120
+"""Width of views written to a file or a pipe (unless $COLUMNS says otherwise)."""
 
 
-def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+class _Console(Console):
+    """A rich console that lets a closed pipe (`taskgrove watch ID | head`) surface as
+    BrokenPipeError, which the CLI turns into its own exit code (rich exits with 1)."""
+
+    def on_broken_pipe(self) -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise BrokenPipeError
+
+
+def stdout_console(*, soft_wrap: bool | None = None) -> Console:
+    """A console for standard output: colours only on a terminal; to a file or a pipe,
+    lines are not wrapped and views are laid out on 120 columns."""
+    terminal = sys.stdout.isatty()
+    width = None if terminal or "COLUMNS" in os.environ else NON_TERMINAL_WIDTH
+    wrap = not terminal if soft_wrap is None else soft_wrap
+    return _Console(highlight=False, soft_wrap=wrap, width=width)
 
 
 def short_id(task_id: str) -> str:

@@ -73,7 +73,8 @@ def _handler(module: str, function: str) -> Handler:
 
 
 def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register `run`, `watch`, `get`, `tree`, `ls` and `executors`."""
+    """Register `run`, `watch`, `get`, `tree`, `ls`, `cancel`, `retry`, `explain` and
+    `executors`."""
     common = [connection_options()]
 
     run = commands.add_parser(
@@ -171,6 +172,16 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     )
     ls.add_argument("--json", action="store_true", help="a JSON array of tasks")
     ls.set_defaults(handler=_handler("commands", "list_tasks"))
+
+    for name, function, summary in (
+        ("cancel", "cancel_task", "cancel a task and everything unfinished below it"),
+        ("retry", "retry_task", "run a failed or cancelled task (and what failed with it) again"),
+        ("explain", "explain_task", "say why a task is not running yet"),
+    ):
+        action = commands.add_parser(name, parents=common, help=summary)
+        action.add_argument("id", metavar="ID")
+        action.add_argument("--json", action="store_true", help="the reply as JSON")
+        action.set_defaults(handler=_handler("control", function))
 
     executors = commands.add_parser(
         "executors", parents=common, help="list the executors the server runs"

@@ -7,6 +7,7 @@ whole view stops adding rows after `max_rows`.
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -96,7 +97,12 @@ def progress_bar(fraction: float, width: int = 20) -> ProgressBar:
 
 
 def node_label(
-    node: TaskNode, options: ViewOptions, now: datetime, *, partial: bool = False
+    state: TreeState,
+    node: TaskNode,
+    options: ViewOptions,
+    now: datetime,
+    *,
+    partial: bool = False,
 ) -> RenderableType:
     """One row: symbol, name, id, and a progress bar (groups) or progress (tasks).
     `partial`: the subtree is not all loaded (`tree --depth`), so no counts are shown."""
@@ -125,7 +131,7 @@ def node_label(
     if duration:
         tail.append(f" {duration}", style="dim")
     if node.error is not None and node.status in (statuses.FAILED, statuses.CANCELLED):
-        tail.append(f"  {node.error.reason}: {node.error.message}", style="red")
+        tail.append(f"  {node.error.reason}: {state.error_message(node)}", style="red")
     if partial or not node.is_group or not node.total:
         return Text.assemble(head, tail)
     grid = Table.grid(padding=(0, 1))
@@ -142,8 +148,10 @@ def pick_children(node: TaskNode, limit: int) -> list[TaskNode]:
     children = list(node.children.values())
     if limit <= 0 or len(children) <= limit:
         return children
-    chosen = sorted(children, key=lambda child: (_RANK.get(child.status, 5), child.order))
-    return sorted(chosen[:limit], key=lambda child: child.order)
+    chosen = heapq.nsmallest(
+        limit, children, key=lambda child: (_RANK.get(child.status, 5), child.order)
+    )
+    return sorted(chosen, key=lambda child: child.order)
 
 
 def more_line(node: TaskNode, shown: list[TaskNode]) -> Text:
@@ -160,7 +168,9 @@ def render_tree(
     """The subtree of `root`, within `options.max_children` and `options.max_rows`."""
     moment = now or datetime.now(UTC)
     partial = _partial_subtrees(root)
-    tree = Tree(node_label(root, options, moment, partial=root.id in partial), guide_style="dim")
+    tree = Tree(
+        node_label(state, root, options, moment, partial=root.id in partial), guide_style="dim"
+    )
     budget = [options.max_rows - 1 if options.max_rows > 0 else -1]
 
     def add_children(branch: Tree, node: TaskNode) -> None:
@@ -170,7 +180,7 @@ def render_tree(
                 branch.add(more_line(node, shown[:index]))
                 return
             budget[0] -= 1
-            sub = branch.add(node_label(child, options, moment, partial=child.id in partial))
+            sub = branch.add(node_label(state, child, options, moment, partial=child.id in partial))
             if child.children:
                 add_children(sub, child)
         if len(shown) < len(node.children):

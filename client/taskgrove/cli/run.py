@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import Callable
 
 from rich.console import Console
 from rich.live import Live
@@ -34,9 +33,7 @@ from taskgrove.models import Snapshot
 REFRESH_SECONDS = 0.125
 
 
-async def follow_tree(
-    client: AsyncClient, root_id: str, state: TreeState, on_change: Callable[[], None]
-) -> None:
+async def follow_tree(client: AsyncClient, root_id: str, state: TreeState) -> None:
     """Load the tree's snapshot into `state`, then apply its events until the root (and so
     the whole tree) has finished."""
     stream = client.watch(root_id=root_id, include_snapshot=True, max_reconnects=WATCH_RECONNECTS)
@@ -46,7 +43,6 @@ async def follow_tree(
                 state.load(item.tasks, item.sequence)
             else:
                 state.apply(item)
-            on_change()
             root = state.get(root_id)
             if root is not None and root.is_finished:
                 return
@@ -57,7 +53,7 @@ class LiveTree:
     """The live view: redrawn from the asyncio loop (never from another thread) a few
     times a second on a terminal; elsewhere only the final tree is printed."""
 
-    def __init__(self, console: Console, state: TreeState, root_id: str, started: float):
+    def __init__(self, console: Console, state: TreeState, root_id: str, started: float) -> None:
         self.console = console
         self.state = state
         self.root_id = root_id
@@ -77,9 +73,7 @@ class LiveTree:
 
     def draw(self, *, refresh: bool) -> None:
         wall = time.monotonic() - self.started
-        self.live.update(
-            live_view(self.state, self.root_id, wall, self.options()), refresh=refresh
-        )
+        self.live.update(live_view(self.state, self.root_id, wall, self.options()), refresh=refresh)
 
     async def animate(self) -> None:
         while True:
@@ -93,7 +87,7 @@ class LiveTree:
         if self.console.is_terminal:
             animation = asyncio.create_task(self.animate())
         try:
-            await follow_tree(client, self.root_id, self.state, lambda: None)
+            await follow_tree(client, self.root_id, self.state)
         finally:
             if animation is not None:
                 animation.cancel()
@@ -130,7 +124,7 @@ async def run_tree(client: AsyncClient, args: argparse.Namespace) -> int:
             if live:
                 await LiveTree(console, state, root_id, started).follow(client)
             else:
-                await follow_tree(client, root_id, state, lambda: None)
+                await follow_tree(client, root_id, state)
     except TimeoutError:
         print(
             f"gave up waiting after {args.timeout:g}s; tree {root_id} keeps running "

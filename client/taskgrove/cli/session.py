@@ -7,13 +7,14 @@ Exit codes of every client command:
 - 2: the request or file was invalid, the server refused it, or the server is unreachable
   (`error: REASON: message` on standard error, with the field violations);
 - 3: gave up waiting (`--timeout`); the tasks keep running on the server;
-- 130: interrupted (Ctrl-C).
+- 130: interrupted (Ctrl-C); 141: standard output was closed (`... | head`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Awaitable, Callable
 
@@ -27,6 +28,7 @@ EXIT_FAILED = 1
 EXIT_ERROR = 2
 EXIT_TIMEOUT = 3
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
 
 WATCH_RECONNECTS = 20
 """Reconnections of a watch in a row before the CLI gives up on an unreachable server
@@ -95,3 +97,8 @@ def run_command(command: Command, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away: write nothing more (not even at interpreter exit).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE

@@ -103,8 +103,17 @@ class TreeState:
             key=lambda node: node.order,
         )
 
-    def executables(self) -> Iterator[TaskNode]:
-        return (node for node in self.tasks.values() if not node.is_group)
+    def error_message(self, node: TaskNode) -> str:
+        """The node's error message, where the dependency it names (DEPENDENCY_FAILED,
+        DEPENDENCY_CANCELLED) is followed by that task's name when it is known here."""
+        if node.error is None:
+            return ""
+        message = node.error.message
+        dependency = node.error.details.get("dependency_id")
+        named = self.tasks.get(dependency) if isinstance(dependency, str) else None
+        if named is None or not isinstance(dependency, str):
+            return message
+        return message.replace(dependency, f"{dependency[-8:]} ({named.name!r})")
 
     # ------------------------------------------------------------------ loading
 

@@ -28,8 +28,11 @@ class Failure:
     message: str
     details: dict[str, Any] = field(default_factory=dict)
 
+    readable: str = ""
+    """The message with the name of the dependency it names (for people)."""
+
     @classmethod
-    def of(cls, node: TaskNode) -> Failure:
+    def of(cls, node: TaskNode, state: TreeState) -> Failure:
         error = node.error
         return cls(
             id=node.id,
@@ -38,6 +41,7 @@ class Failure:
             reason=error.reason if error else "",
             message=error.message if error else "",
             details=dict(error.details) if error else {},
+            readable=state.error_message(node),
         )
 
 
@@ -64,7 +68,7 @@ class RunSummary:
     def of(cls, state: TreeState, root_id: str, wall_seconds: float) -> RunSummary:
         root = state.tasks[root_id]
         failures = [
-            Failure.of(node)
+            Failure.of(node, state)
             for node in sorted(root.walk(), key=lambda node: node.order)
             if not node.is_group and node.status in (statuses.FAILED, statuses.CANCELLED)
         ]
@@ -126,7 +130,7 @@ class RunSummary:
                         Text(failure.name, style="bold"),
                         Text(f" {short_id(failure.id)}", style="dim"),
                         "  ",
-                        Text(f"{failure.reason or failure.status}: {failure.message}", "red"),
+                        Text(f"{failure.reason or failure.status}: {failure.readable}", "red"),
                     )
                 )
             hidden = len(self.failures) - MAX_LISTED_FAILURES

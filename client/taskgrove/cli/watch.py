@@ -10,11 +10,17 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from rich.console import Console
 from rich.text import Text
 
 from taskgrove import statuses
-from taskgrove.cli.output import dumps, event_json, format_percent, format_time, short_id
+from taskgrove.cli.output import (
+    dumps,
+    event_json,
+    format_percent,
+    format_time,
+    short_id,
+    stdout_console,
+)
 from taskgrove.cli.render import status_text
 from taskgrove.cli.session import (
     EXIT_FAILED,
@@ -48,8 +54,7 @@ def event_line(event: TaskEvent) -> Text:
     elif event.type == "deleted":
         line.append("deleted", style="dim")
     else:
-        line.append(f"{event.type} ")
-        line.append_text(status_text(event.status))
+        line.append(event.type)
     show_progress = not event.is_group and (
         event.type == "progress" or event.status == statuses.IN_PROGRESS
     )
@@ -88,7 +93,7 @@ class EventPrinter:
 
     def __init__(self, *, as_json: bool) -> None:
         self.as_json = as_json
-        self.console = Console(highlight=False, soft_wrap=True)
+        self.console = stdout_console(soft_wrap=True)
 
     def print(self, event: TaskEvent) -> None:
         if self.as_json:

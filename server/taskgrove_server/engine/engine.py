@@ -112,15 +112,7 @@ class Engine:
         node = self._nodes.get(task_id)
         if node is None or not node.is_group:
             return None
-        total = 0.0
-        count = 0
-        for below in node.subtree():
-            if not below.is_group:
-                total += 1.0 if below.status == statuses.COMPLETED else below.progress
-                count += 1
-        if count:
-            return total / count
-        return 1.0 if node.status == statuses.COMPLETED else 0.0
+        return node.group_progress()
 
     # ----------------------------------------------------------------- commands
 
@@ -367,6 +359,7 @@ class Engine:
                 for ancestor in top.ancestors():
                     if ancestor.counts is not None:
                         ancestor.counts.add(node.status, -1)
+                        ancestor.progress_total -= node.contribution
             deleted_events.append(node.event(events.DELETED, node.status))
             self._nodes.pop(node.id, None)
             node.status = statuses.CANCELLED  # any stale ready-queue entry is skipped
@@ -404,6 +397,9 @@ class Engine:
         future = asyncio.get_running_loop().create_future()
         self._loading[root_id] = future
         try:
+            # The tree may have been unloaded with its last changes still queued: read it
+            # only once they are committed, or the copy would be stale.
+            await self._writer.flush()
             rows = await self._repository.tree(root_id)
             tree = self._build_tree(rows)
             self._trees[root_id] = tree
@@ -444,9 +440,11 @@ class Engine:
                 node.parent = self._nodes[node.parent_id]
                 node.parent.children.append(node)
             if not node.is_group:
+                node.contribution = node.current_contribution()
                 for ancestor in node.ancestors():
                     if ancestor.counts is not None:
                         ancestor.counts.add(node.status)
+                        ancestor.progress_total += node.contribution
 
     def _adopt(self, tree: _Tree, rows: Sequence[Mapping[Any, Any]]) -> None:
         """Tasks created under a loaded tree: they join it (creation never runs them)."""
@@ -602,20 +600,32 @@ class Engine:
         self._set_status(node, status, expected=expected)
 
     def _adjust_ancestors(self, node: Node, old_status: str) -> None:
+        """Carry a task's new status (and progress) into the counters of its groups."""
+        contribution = node.current_contribution()
+        delta = contribution - node.contribution
+        node.contribution = contribution
         for ancestor in node.ancestors():
             if ancestor.counts is not None:
                 ancestor.counts.add(old_status, -1)
                 ancestor.counts.add(node.status)
+                ancestor.progress_total += delta
                 self._refresh_group(ancestor)
+
+    def _carry_progress(self, node: Node) -> None:
+        contribution = node.current_contribution()
+        delta = contribution - node.contribution
+        if delta:
+            node.contribution = contribution
+            for ancestor in node.ancestors():
+                ancestor.progress_total += delta
 
     def _refresh_group(self, group: Node) -> None:
         assert group.counts is not None
         status = derived_status(group.counts, execution_requested=group.execution_requested)
         if status == group.status:
             return
-        if status in statuses.TERMINAL:
-            group.progress = 1.0 if status == statuses.COMPLETED else group.progress
-        else:
+        group.progress = group.group_progress(status)
+        if status not in statuses.TERMINAL:
             group.ended_us = None
         self._set_status(group, status)
 
@@ -661,6 +671,10 @@ class Engine:
         if self._closing:
             self._release(node)
             self._give_back(node, attempt)
+            return
+        if node.status != statuses.IN_PROGRESS or node.attempt != attempt:
+            self._release(node)  # cancelled between its claim and the claim's commit
+            self._settle()
             return
         task = asyncio.create_task(self._run(node, attempt), name=f"task-{node.id}")
         self._attempts[node.id] = task
@@ -759,6 +773,7 @@ class Engine:
             return
         node.progress = min(1.0, max(0.0, float(fraction)))
         node.progress_message = str(message)
+        self._carry_progress(node)
         # Rate-limited: at most one stored progress change per task per 100 ms, and the
         # latest value is always stored (a trailing write covers the rest).
         wait_us = node.progress_written_us + _PROGRESS_WRITE_INTERVAL_US - now_us()

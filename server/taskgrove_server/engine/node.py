@@ -6,6 +6,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from taskgrove import statuses
 from taskgrove.aggregation import StatusCounts
 
 from taskgrove_server.clock import now_us
@@ -43,6 +44,10 @@ class Node:
     children: list[Node] = field(default_factory=list)
     counts: StatusCounts | None = None
     """For groups: statuses of the executable tasks below."""
+    progress_total: float = 0.0
+    """For groups: the sum of the contributions of the executable tasks below."""
+    contribution: float = 0.0
+    """For executable tasks: what this task adds to its groups' `progress_total`."""
     waiting: set[str] = field(default_factory=set)
     """Ids of the dependencies not yet finished (pending executable tasks only)."""
     retry_at_us: int | None = None
@@ -53,6 +58,17 @@ class Node:
     @property
     def is_group(self) -> bool:
         return self.executor is None
+
+    def current_contribution(self) -> float:
+        """Subtree progress counts a completed task as 1.0, others as last reported."""
+        return 1.0 if self.status == statuses.COMPLETED else self.progress
+
+    def group_progress(self, status: str | None = None) -> float:
+        """A group's progress: the mean over the executable tasks below (DESIGN 3)."""
+        assert self.counts is not None
+        if self.counts.total:
+            return min(1.0, max(0.0, self.progress_total / self.counts.total))
+        return 1.0 if (status or self.status) == statuses.COMPLETED else 0.0
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> Node:

@@ -22,6 +22,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from taskgrove_server.events.event import Event
+from taskgrove_server.storage.bulk import BulkStatement, json_columns
 from taskgrove_server.storage.schema import (
     event_compaction,
     task_dependencies,
@@ -52,6 +53,10 @@ _UPDATE_STATE = (
         version=tasks.c.version + 1,
     )
 )
+_UPDATE = BulkStatement(_UPDATE_STATE, json_keys=("result", "error"))
+_INSERT_TASKS = BulkStatement(tasks.insert(), json_keys=json_columns(tasks))
+_INSERT_EDGES = BulkStatement(task_dependencies.insert())
+_INSERT_EVENTS = BulkStatement(task_events.insert(), json_keys=json_columns(task_events))
 
 
 @dataclass(slots=True)
@@ -149,25 +154,22 @@ class Writer:
             event.sequence = first + offset
         try:
             async with self._engine.begin() as conn:
-                if batch.inserts:
-                    await conn.execute(tasks.insert(), batch.inserts)
-                if batch.edges:
-                    await conn.execute(task_dependencies.insert(), batch.edges)
+                await _INSERT_TASKS.executemany(conn, batch.inserts)
+                await _INSERT_EDGES.executemany(conn, batch.edges)
                 for statement in batch.statements:
                     await statement(conn)
                 if batch.updates:
-                    result = await conn.execute(_UPDATE_STATE, batch.updates)
+                    updated = await _UPDATE.executemany(conn, batch.updates)
                     # Drivers that cannot count an executemany report -1 (asyncpg).
-                    if 0 <= result.rowcount != len(batch.updates):
+                    if 0 <= updated != len(batch.updates):
                         # Single writer: this means the engine's view is wrong. Log loudly;
                         # the guard has kept the stored state valid.
                         log.error(
                             "guarded update applied to %s of %s rows",
-                            result.rowcount,
+                            updated,
                             len(batch.updates),
                         )
-                if batch.events:
-                    await conn.execute(task_events.insert(), [e.row() for e in batch.events])
+                await _INSERT_EVENTS.executemany(conn, [e.row() for e in batch.events])
             self.commits += 1
             self.last_sequence += len(batch.events)
         except Exception as exc:

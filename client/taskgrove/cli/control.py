@@ -1,0 +1,72 @@
+"""Commands that act on stored tasks: `cancel`, `retry`, and `explain` (why a task is
+not running yet)."""
+
+from __future__ import annotations
+
+import argparse
+
+from taskgrove.cli.output import format_table, print_json, to_jsonable
+from taskgrove.cli.session import EXIT_OK
+from taskgrove.client import AsyncClient
+
+
+def _plural(count: int) -> str:
+    return f"{count} task" if count == 1 else f"{count} tasks"
+
+
+async def cancel_task(client: AsyncClient, args: argparse.Namespace) -> int:
+    """Cancel a task and everything unfinished below it; prints what this call cancelled
+    (nothing when it was already finished: cancelling is idempotent)."""
+    cancelled = await client.cancel_task(args.id)
+    if args.json:
+        print_json({"cancelled_task_ids": cancelled})
+    else:
+        print(f"cancelled {_plural(len(cancelled))}")
+        for task_id in cancelled:
+            print(f"  {task_id}")
+    return EXIT_OK
+
+
+async def retry_task(client: AsyncClient, args: argparse.Namespace) -> int:
+    """Run a failed or cancelled task again, with its failed or cancelled descendants and
+    the dependents that failed because of them; prints their ids."""
+    retried = await client.retry_task(args.id)
+    if args.json:
+        print_json({"retried_task_ids": retried})
+    else:
+        print(f"retried {_plural(len(retried))}")
+        for task_id in retried:
+            print(f"  {task_id}")
+    return EXIT_OK
+
+
+async def explain_task(client: AsyncClient, args: argparse.Namespace) -> int:
+    """Say why a task is where it is: not executed, waiting for dependencies (which),
+    in retry backoff, held by a concurrency limit, or queued (at which position)."""
+    explanation = await client.explain_task(args.id)
+    if args.json:
+        print_json(to_jsonable(explanation))
+        return EXIT_OK
+    task = explanation.task
+    print(f"{task.name} ({task.id}) is {task.status}: {explanation.summary}")
+    if explanation.reasons:
+        print(f"reasons: {', '.join(explanation.reasons)}")
+    if explanation.waiting_dependencies:
+        rows = [
+            [
+                dep.id,
+                dep.name,
+                dep.status,
+                "required" if dep.required else "optional",
+                "yes" if dep.execution_requested else "no",
+            ]
+            for dep in explanation.waiting_dependencies
+        ]
+        print("waiting for:")
+        print(format_table(["ID", "NAME", "STATUS", "KIND", "EXECUTED"], rows))
+    if explanation.queue_position:
+        print(f"queue position: {explanation.queue_position}")
+    if explanation.retry_time is not None:
+        print(f"next attempt at: {explanation.retry_time.astimezone().isoformat()}")
+    print(f"running: {explanation.running} of {explanation.concurrency_limit}")
+    return EXIT_OK

@@ -1,0 +1,454 @@
+"""The `taskgrove` command line as a real subprocess (`python -m taskgrove._cli`) against a
+real `taskgrove serve` subprocess on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from taskgrove import AsyncClient, statuses
+
+if TYPE_CHECKING:
+    from conftest import ServerProcess
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+CLI_TIMEOUT = 60.0
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@dataclass(frozen=True)
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def explain(self) -> str:
+        return f"exit {self.returncode}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+    @property
+    def root_id(self) -> str:
+        match = re.search(r"^root (\S+)$", self.stdout, re.MULTILINE)
+        assert match, self.explain()
+        return match.group(1)
+
+
+def cli_argv(address: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", "taskgrove._cli", "--address", address, *args]
+
+
+def cli_env() -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key != "COLUMNS"}
+    return {**env, "PYTHONUNBUFFERED": "1"}
+
+
+def cli(address: str, *args: str) -> Result:
+    """Run the CLI to its end (bounded); stdout is a pipe, so not a terminal."""
+    done = subprocess.run(
+        cli_argv(address, *args),
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT,
+        env=cli_env(),
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+    )
+    return Result(done.returncode, done.stdout, done.stderr)
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+FAILING = """\
+    name: failing
+    user_id: cli-fail
+    children:
+      - name: fine
+        executor: sleep_executor
+        inputs: {seconds: 0.1}
+      - name: boom
+        executor: sleep_executor
+        inputs: {seconds: 0.1, fail: true, message: disk on fire}
+      - name: after boom
+        executor: sleep_executor
+        dependencies: [boom]
+"""
+
+
+# --------------------------------------------------------------------------- run
+
+
+def test_run_system_report_prints_the_summary_and_exits_0(server_process: ServerProcess) -> None:
+    result = cli(server_process.address, "run", str(EXAMPLES / "system_report.yaml"), "--no-live")
+    assert result.returncode == 0, result.explain()
+    assert "completed" in result.stdout
+    assert "system_report: 4 tasks (4 completed)" in result.stdout
+    # --no-live: the summary only, not the tree.
+    assert "├──" not in result.stdout
+    tree = cli(server_process.address, "tree", result.root_id, "--json").json()
+    assert tree["status"] == statuses.COMPLETED
+    children = {child["name"]: child for child in tree["children"]}
+    assert set(children) == {"cpu", "memory", "disk", "report"}
+    report = children["report"]
+    assert set(report["result"]["results"]) == {
+        children[n]["id"] for n in ("cpu", "memory", "disk")
+    }
+    assert children["cpu"]["result"]["logical_cores"] >= 1
+
+
+def test_run_pipeline_json_summary(server_process: ServerProcess) -> None:
+    result = cli(server_process.address, "run", str(EXAMPLES / "pipeline.json"), "--json")
+    assert result.returncode == 0, result.explain()
+    summary = result.json()
+    assert summary["status"] == statuses.COMPLETED
+    assert summary["succeeded"] is True
+    assert summary["counts"] == {
+        "pending": 0,
+        "in_progress": 0,
+        "completed": 6,
+        "failed": 0,
+        "cancelled": 0,
+    }
+    assert summary["failures"] == []
+    assert 0 < summary["wall_seconds"] < 10
+
+
+def test_run_with_a_failing_task_exits_1_and_names_the_reason(
+    server_process: ServerProcess, tmp_path: Path
+) -> None:
+    result = cli(
+        server_process.address, "run", str(write(tmp_path, "f.yaml", FAILING)), "--no-live"
+    )
+    assert result.returncode == 1, result.explain()
+    assert "failing: 3 tasks (1 completed, 2 failed)" in result.stdout
+    assert "EXECUTOR_ERROR: disk on fire" in result.stdout
+    # The dependent's failure names the dependency it failed because of.
+    assert re.search(r"DEPENDENCY_FAILED: .*'boom'", result.stdout), result.stdout
+
+    as_json = cli(server_process.address, "run", str(tmp_path / "f.yaml"), "--json")
+    assert as_json.returncode == 1, as_json.explain()
+    failures = {f["name"]: f for f in as_json.json()["failures"]}
+    assert failures["boom"]["reason"] == "EXECUTOR_ERROR"
+    assert failures["after boom"]["reason"] == "DEPENDENCY_FAILED"
+
+
+@pytest.mark.parametrize(
+    ("text", "reason", "detail"),
+    [
+        (
+            """\
+            name: bad
+            children:
+              - {name: a, executor: no_such_executor}
+            """,
+            "UNKNOWN_EXECUTOR",
+            "no_such_executor",
+        ),
+        (
+            """\
+            name: loop
+            children:
+              - {name: a, executor: sleep_executor, dependencies: [b]}
+              - {name: b, executor: sleep_executor, dependencies: [a]}
+            """,
+            "DEPENDENCY_CYCLE",
+            "a -> b",
+        ),
+        (
+            """\
+            name: typo
+            children:
+              - {name: a, executor: sleep_executor, dependancies: []}
+            """,
+            "INVALID_TREE_FILE",
+            "did you mean `dependencies`",
+        ),
+        ("name: [unclosed\n", "INVALID_TREE_FILE", "invalid YAML"),
+    ],
+)
+def test_run_with_an_invalid_file_exits_2_with_the_reason(
+    server_process: ServerProcess, tmp_path: Path, text: str, reason: str, detail: str
+) -> None:
+    result = cli(server_process.address, "run", str(write(tmp_path, "bad.yaml", text)))
+    assert result.returncode == 2, result.explain()
+    assert f"error: {reason}: " in result.stderr
+    assert detail in result.stderr
+    # Nothing was created.
+    assert cli(server_process.address, "ls", "--json").json() == []
+
+
+def test_run_with_the_live_view_on_a_non_terminal(server_process: ServerProcess) -> None:
+    result = cli(server_process.address, "run", str(EXAMPLES / "pipeline.json"))
+    assert result.returncode == 0, result.explain()
+    # The final tree is printed once (no cursor movement), then the summary.
+    assert "\x1b[" not in result.stdout
+    for name in ("extract orders", "join orders and customers", "validate", "load"):
+        assert name in result.stdout
+    assert "├──" in result.stdout
+    assert "pipeline: 6 tasks (6 completed)" in result.stdout
+
+
+def test_run_summarises_crowded_groups(server_process: ServerProcess, tmp_path: Path) -> None:
+    tree = {
+        "name": "crowd",
+        "children": [
+            {"name": f"job {index}", "executor": "sleep_executor", "inputs": {"seconds": 0}}
+            for index in range(300)
+        ],
+    }
+    path = tmp_path / "crowd.json"
+    path.write_text(json.dumps(tree))
+    result = cli(server_process.address, "run", str(path))
+    assert result.returncode == 0, result.explain()
+    assert "… 280 more (280 completed)" in result.stdout
+    assert len(result.stdout.splitlines()) < 40
+    assert "crowd: 300 tasks (300 completed)" in result.stdout
+
+
+# --------------------------------------------------------------------------- watch
+
+
+async def watch_process(address: str, *args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        *cli_argv(address, "watch", *args),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL,
+        env=cli_env(),
+        cwd=ROOT,
+    )
+
+
+async def finish(process: asyncio.subprocess.Process) -> Result:
+    try:
+        async with asyncio.timeout(CLI_TIMEOUT):
+            stdout, stderr = await process.communicate()
+    except TimeoutError:
+        process.kill()
+        stdout, stderr = await process.communicate()
+        pytest.fail(f"watch did not exit\n{stdout.decode()}\n{stderr.decode()}")
+    assert process.returncode is not None
+    return Result(process.returncode, stdout.decode(), stderr.decode())
+
+
+def tree_request(user: str, *, fail: bool = False) -> list[dict[str, Any]]:
+    return [
+        {"id": "root", "name": "watched", "user_id": user},
+        {"id": "a", "name": "a", "parent_id": "root", "executor": "sleep_executor",
+         "inputs": {"seconds": 0.3}},
+        {"id": "b", "name": "b", "parent_id": "root", "executor": "sleep_executor",
+         "inputs": {"seconds": 0.1, "fail": fail}, "dependencies": ["a"]},
+    ]  # fmt: skip
+
+
+async def test_watch_json_until_done_prints_every_event_and_exits_0(
+    server_process: ServerProcess,
+) -> None:
+    async with AsyncClient(server_process.address) as client:
+        tasks = await client.create_task_tree(tree_request("cli-watch"))
+        root_id = tasks["root"].id
+        process = await watch_process(
+            server_process.address, root_id, "--json", "--until-done", "--timeout", "50"
+        )
+        await asyncio.sleep(0.5)  # the watcher follows live, not only replays
+        await client.execute_task(root_id)
+        result = await finish(process)
+    assert result.returncode == 0, result.explain()
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    sequences = [event["sequence"] for event in events]
+    assert sequences == sorted(set(sequences))
+    assert {event["root_id"] for event in events} == {root_id}
+    assert [e["type"] for e in events[:3]] == ["created"] * 3
+    final = {e["task_id"]: e["status"] for e in events if e["type"] == "status"}
+    assert set(final) == {task.id for task in tasks.values()}
+    assert set(final.values()) == {statuses.COMPLETED}
+    assert events[-1]["task_id"] == root_id
+    assert events[-1]["status"] == statuses.COMPLETED
+    assert any(e["type"] == "progress" and e["progress"] > 0 for e in events)
+
+    # Replaying a finished tree from a later sequence still ends (the final event is
+    # before --after: the task is looked up once the stream is quiet).
+    later = cli(
+        server_process.address, "watch", root_id, "--until-done", "--after", str(sequences[-1])
+    )
+    assert later.returncode == 0, later.explain()
+    assert later.stdout == ""
+
+
+async def test_watch_text_of_a_failing_tree_exits_1(server_process: ServerProcess) -> None:
+    async with AsyncClient(server_process.address) as client:
+        tasks = await client.create_task_tree(tree_request("cli-watch-fail", fail=True))
+        await client.execute_task(tasks["root"].id)
+        process = await watch_process(server_process.address, tasks["root"].id, "--until-done")
+        result = await finish(process)
+    assert result.returncode == 1, result.explain()
+    lines = result.stdout.splitlines()
+    assert re.match(r"^\s*\d+  \d\d:\d\d:\d\d\.\d{3}  watched \S{8}  created pending$", lines[0])
+    assert any(
+        re.search(r"  b \S{8}  in_progress -> failed .*EXECUTOR_ERROR: failed on request", line)
+        for line in lines
+    ), result.stdout
+    assert "watched" in lines[-1]
+    assert "in_progress -> failed" in lines[-1]
+
+
+async def test_watch_a_task_that_is_not_a_root(server_process: ServerProcess) -> None:
+    async with AsyncClient(server_process.address) as client:
+        tasks = await client.create_task_tree(tree_request("cli-watch-task"), execute=True)
+        child = tasks["a"].id
+        process = await watch_process(server_process.address, child, "--json", "--until-done")
+        result = await finish(process)
+    assert result.returncode == 0, result.explain()
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert events
+    assert {event["task_id"] for event in events} == {child}
+    assert events[-1]["status"] == statuses.COMPLETED
+
+
+# --------------------------------------------------------------------------- control
+
+
+def test_run_timeout_then_explain_cancel_and_retry(
+    server_process: ServerProcess, tmp_path: Path
+) -> None:
+    address = server_process.address
+    slow = write(
+        tmp_path,
+        "slow.yaml",
+        """\
+        name: slow
+        children:
+          - {name: long, executor: sleep_executor, inputs: {seconds: 60}}
+          - {name: next, executor: sleep_executor, dependencies: [long]}
+        """,
+    )
+    run = cli(address, "run", str(slow), "--no-live", "--timeout", "0.5")
+    assert run.returncode == 3, run.explain()
+    assert "keeps running" in run.stderr
+    [root] = cli(address, "ls", "--roots", "--json").json()
+    long, following = cli(address, "ls", "--parent", root["id"], "--json").json()
+
+    explained = cli(address, "explain", following["id"], "--json")
+    assert explained.returncode == 0, explained.explain()
+    assert "WAITING_FOR_DEPENDENCIES" in explained.json()["reasons"]
+    text = cli(address, "explain", following["id"])
+    assert "waiting for:" in text.stdout
+    assert long["id"] in text.stdout
+
+    cancelled = cli(address, "cancel", root["id"], "--json")
+    assert cancelled.returncode == 0, cancelled.explain()
+    assert set(cancelled.json()["cancelled_task_ids"]) >= {long["id"], following["id"]}
+    again = cli(address, "cancel", root["id"])
+    assert again.stdout.startswith("cancelled 0 tasks"), again.explain()
+    assert cli(address, "get", long["id"], "--json").json()["status"] == statuses.CANCELLED
+
+    retried = cli(address, "retry", root["id"], "--json")
+    assert retried.returncode == 0, retried.explain()
+    assert {long["id"], following["id"]} <= set(retried.json()["retried_task_ids"])
+    assert cli(address, "get", long["id"], "--json").json()["status"] != statuses.CANCELLED
+    assert cli(address, "cancel", root["id"]).returncode == 0
+
+    # A completed tree cannot be retried: the server's reason, exit 2.
+    report = cli(address, "run", str(EXAMPLES / "system_report.yaml"), "--no-live")
+    assert report.returncode == 0, report.explain()
+    refused = cli(address, "retry", report.root_id)
+    assert refused.returncode == 2, refused.explain()
+    assert re.match(r"^error: [A-Z_]+: ", refused.stderr), refused.explain()
+
+
+# --------------------------------------------------------------------------- inspection
+
+
+def test_get_tree_ls_and_executors(server_process: ServerProcess, tmp_path: Path) -> None:
+    address = server_process.address
+    run = cli(address, "run", str(write(tmp_path, "f.yaml", FAILING)), "--no-live")
+    assert run.returncode == 1, run.explain()
+    root_id = run.root_id
+
+    got = cli(address, "get", root_id, "--json")
+    assert got.returncode == 0, got.explain()
+    root = got.json()
+    assert root["id"] == root_id
+    assert root["name"] == "failing"
+    assert root["status"] == statuses.FAILED
+    assert root["is_group"] is True
+    assert root["user_id"] == "cli-fail"
+
+    text = cli(address, "get", root_id)
+    assert re.search(rf"^id\s+{root_id}$", text.stdout, re.MULTILINE), text.explain()
+    assert re.search(r"^status\s+failed$", text.stdout, re.MULTILINE)
+
+    tree = cli(address, "tree", root_id, "--json").json()
+    assert [child["name"] for child in tree["children"]] == ["fine", "boom", "after boom"]
+    boom = tree["children"][1]
+    assert boom["error"]["reason"] == "EXECUTOR_ERROR"
+    assert boom["error"]["message"] == "disk on fire"
+    shown = cli(address, "tree", root_id)
+    assert shown.returncode == 0, shown.explain()
+    assert "✖ failing" in shown.stdout
+    assert "EXECUTOR_ERROR: disk on fire" in shown.stdout
+    assert "1/3" in shown.stdout  # completed of executable tasks
+    shallow = cli(address, "tree", root_id, "--depth", "1", "--json").json()
+    assert len(shallow["children"]) == 3
+
+    boom_get = cli(address, "get", boom["id"])
+    assert "EXECUTOR_ERROR: disk on fire" in boom_get.stdout
+
+    everything = cli(address, "ls", "--user", "cli-fail", "--json").json()
+    assert len(everything) == 4
+    roots = cli(address, "ls", "--roots", "--json").json()
+    assert [task["id"] for task in roots] == [root_id]
+    failed = cli(address, "ls", "--status", "failed", "--user", "cli-fail", "--json").json()
+    assert {task["name"] for task in failed} == {"failing", "boom", "after boom"}
+    both = cli(address, "ls", "--status", "completed", "--status", "failed", "--json").json()
+    assert len(both) == 4
+    limited = cli(address, "ls", "--limit", "2")
+    assert limited.returncode == 0, limited.explain()
+    lines = limited.stdout.splitlines()
+    assert lines[0].split() == [
+        "ID", "NAME", "STATUS", "EXECUTOR", "PROGRESS", "PRIORITY", "CREATED",
+    ]  # fmt: skip
+    assert len(lines) == 3
+    assert "--limit" in limited.stderr
+    assert cli(address, "ls", "--user", "nobody", "--json").json() == []
+
+    executors = cli(address, "executors", "--json")
+    assert executors.returncode == 0, executors.explain()
+    by_id = {executor["id"]: executor for executor in executors.json()}
+    assert {"system_info_executor", "aggregate_results_executor", "sleep_executor"} <= set(by_id)
+    assert "seconds" in by_id["sleep_executor"]["input_schema"]["properties"]
+    table = cli(address, "executors")
+    assert "sleep_executor" in table.stdout
+
+
+def test_errors_print_the_reason_and_exit_2(server_process: ServerProcess) -> None:
+    missing = cli(server_process.address, "get", "no-such-task")
+    assert missing.returncode == 2, missing.explain()
+    assert missing.stderr.startswith("error: TASK_NOT_FOUND: ")
+    assert missing.stdout == ""
+    watch_missing = cli(server_process.address, "watch", "no-such-task", "--until-done")
+    assert watch_missing.returncode == 2, watch_missing.explain()
+    assert "TASK_NOT_FOUND" in watch_missing.stderr
+
+
+def test_an_unreachable_server_is_a_clear_error() -> None:
+    result = cli("127.0.0.1:1", "ls")
+    assert result.returncode == 2, result.explain()
+    assert "cannot reach the taskgrove server at 127.0.0.1:1" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,179 @@
+"""The CLI's tree state (snapshot + events, incremental aggregates) and its bounded views."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from rich.console import Console
+from taskgrove import statuses
+from taskgrove.cli.render import ViewOptions, live_view, pick_children, render_tree
+from taskgrove.cli.state import TreeState
+from taskgrove.models import Task, TaskError, TaskEvent
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def task(
+    task_id: str, parent: str | None, *, group: bool = False, status: str = statuses.PENDING
+) -> Task:
+    return Task(
+        id=task_id,
+        name=f"name-{task_id}",
+        user_id="u",
+        status=status,
+        parent_id=parent,
+        executor=None if group else "sleep_executor",
+    )
+
+
+def event(
+    sequence: int,
+    task_id: str,
+    status: str,
+    *,
+    kind: str = "status",
+    progress: float = 0.0,
+    previous: str | None = None,
+    error: TaskError | None = None,
+    parent: str | None = "root",
+    group: bool = False,
+) -> TaskEvent:
+    return TaskEvent(
+        sequence=sequence,
+        task_id=task_id,
+        root_id="root",
+        user_id="u",
+        parent_id=parent,
+        name=f"name-{task_id}",
+        type=kind,
+        status=status,
+        previous_status=previous,
+        progress=progress,
+        progress_message="",
+        error=error,
+        attempt=1,
+        is_group=group,
+        time=T0 + timedelta(seconds=sequence),
+    )
+
+
+def small_tree() -> TreeState:
+    state = TreeState()
+    # Children before their parents: the state links them once the parent arrives.
+    state.load(
+        [
+            task("a1", "a"),
+            task("a2", "a"),
+            task("a", "root", group=True),
+            task("b", "root"),
+            task("root", None, group=True),
+        ],
+        sequence=10,
+    )
+    return state
+
+
+def test_snapshot_links_children_and_counts_executable_tasks() -> None:
+    state = small_tree()
+    root = state.tasks["root"]
+    assert [node.id for node in state.roots()] == ["root"]
+    assert [node.id for node in root.walk()] == ["root", "a", "a1", "a2", "b"]
+    assert root.total == 3
+    assert state.tasks["a"].total == 2
+    assert root.child_statuses[statuses.PENDING] == 2
+    assert state.sequence == 10
+
+
+def test_events_update_counts_and_progress_along_the_ancestors() -> None:
+    state = small_tree()
+    state.apply(event(11, "a1", statuses.IN_PROGRESS, parent="a", previous=statuses.PENDING))
+    state.apply(event(12, "a1", statuses.IN_PROGRESS, kind="progress", progress=0.5, parent="a"))
+    root, group = state.tasks["root"], state.tasks["a"]
+    assert group.counts[statuses.IN_PROGRESS] == 1
+    assert group.subtree_progress == 0.25
+    assert root.subtree_progress == 0.5 / 3
+    state.apply(event(13, "a1", statuses.COMPLETED, parent="a", progress=0.5))
+    state.apply(event(14, "b", statuses.FAILED, error=TaskError("EXECUTOR_ERROR", "boom")))
+    assert root.counts[statuses.COMPLETED] == 1
+    assert root.counts[statuses.FAILED] == 1
+    assert root.counts[statuses.IN_PROGRESS] == 0
+    assert group.subtree_progress == 0.5
+    assert state.tasks["b"].error == TaskError("EXECUTOR_ERROR", "boom")
+    a1 = state.tasks["a1"]
+    assert a1.start_time == T0 + timedelta(seconds=11)
+    assert a1.end_time == T0 + timedelta(seconds=13)
+    assert state.sequence == 14
+
+
+def test_group_status_events_and_new_and_deleted_tasks() -> None:
+    state = small_tree()
+    state.apply(event(11, "a", statuses.IN_PROGRESS, group=True, previous=statuses.PENDING))
+    assert state.tasks["root"].child_statuses[statuses.IN_PROGRESS] == 1
+    state.apply(event(12, "c", statuses.PENDING, kind="created", parent="a"))
+    assert state.tasks["a"].total == 3
+    assert state.tasks["root"].total == 4
+    state.apply(event(13, "a", statuses.PENDING, kind="deleted", group=True))
+    assert set(state.tasks) == {"root", "b"}
+    assert state.tasks["root"].total == 1
+    assert state.tasks["root"].child_statuses[statuses.IN_PROGRESS] == 0
+
+
+def test_dependency_named_in_an_error_is_shown_with_its_name() -> None:
+    state = small_tree()
+    error = TaskError("DEPENDENCY_FAILED", "required dependency a1 failed", {"dependency_id": "a1"})
+    node = state.apply(event(11, "b", statuses.FAILED, error=error))
+    assert node is not None
+    assert state.error_message(node) == "required dependency a1 ('name-a1') failed"
+
+
+def big_group(children: int) -> TreeState:
+    state = TreeState()
+    tasks = [task("root", None, group=True)]
+    tasks += [task(f"t{index}", "root") for index in range(children)]
+    state.load(tasks)
+    state.apply(event(1, "t5", statuses.IN_PROGRESS, previous=statuses.PENDING))
+    state.apply(event(2, "t90", statuses.FAILED, previous=statuses.IN_PROGRESS))
+    for index in range(100, 150):
+        state.apply(event(3 + index, f"t{index}", statuses.COMPLETED))
+    return state
+
+
+def rendered(renderable: object) -> str:
+    console = Console(width=120, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    console.print(renderable)
+    text = console.export_text()
+    console.file.close()
+    return text
+
+
+def test_a_crowded_group_shows_the_interesting_children_and_summarises_the_rest() -> None:
+    state = big_group(10_000)
+    root = state.tasks["root"]
+    shown = pick_children(root, 20)
+    assert [child.id for child in shown][:3] == ["t0", "t1", "t2"]
+    assert {"t5", "t90"} <= {child.id for child in shown}
+    assert len(shown) == 20
+    text = rendered(render_tree(state, root, ViewOptions(max_children=20)))
+    lines = text.splitlines()
+    assert len(lines) == 22
+    assert "… 9980 more (50 completed, 9930 pending)" in lines[-1]
+
+
+def test_the_row_budget_bounds_the_whole_view() -> None:
+    state = TreeState()
+    tasks = [task("root", None, group=True)]
+    for group in range(50):
+        tasks.append(task(f"g{group}", "root", group=True))
+        tasks += [task(f"g{group}-{index}", f"g{group}") for index in range(30)]
+    state.load(tasks)
+    view = live_view(state, "root", 1.5, ViewOptions(max_children=20, max_rows=60))
+    lines = rendered(view).splitlines()
+    assert len(lines) < 80
+    assert "(1500 tasks)" in lines[0]
+    assert any("more (" in line for line in lines)
+
+
+def test_all_children_when_limit_is_zero() -> None:
+    state = big_group(200)
+    text = rendered(render_tree(state, state.tasks["root"], ViewOptions(max_children=0)))
+    assert len(text.splitlines()) == 201
