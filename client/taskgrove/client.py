@@ -328,8 +328,9 @@ class AsyncClient:
             )
             if heartbeat_interval is not None:
                 request.heartbeat_interval.FromTimedelta(timedelta(seconds=heartbeat_interval))
+            call = self.stub.WatchEvents(request)
             try:
-                async for response in self.stub.WatchEvents(request):
+                async for response in call:
                     failures = 0
                     if need_snapshot:
                         need_snapshot = False
@@ -351,6 +352,9 @@ class AsyncClient:
                     raise from_rpc_error(error) from None
                 ceiling = min(max_backoff, 0.05 * 2 ** min(failures, 10))
                 await asyncio.sleep(random.uniform(ceiling / 2, ceiling))
+            finally:
+                # Leaving early (break, aclose) must end the stream on the server too.
+                call.cancel()
 
     # ------------------------------------------------------------------ helpers
 

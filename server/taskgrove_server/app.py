@@ -9,8 +9,8 @@ import signal
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from taskgrove.v1 import task_service_pb2, task_service_pb2_grpc
 
+from taskgrove_server.api.registration import SERVICE_NAME, add_task_service
 from taskgrove_server.api.task_service import TaskService
 from taskgrove_server.api.watch import EventStreamer
 from taskgrove_server.clock import now_us
@@ -26,8 +26,6 @@ from taskgrove_server.storage.repository import TaskRepository
 from taskgrove_server.storage.writer import Writer
 
 log = logging.getLogger(__name__)
-
-SERVICE_NAME = task_service_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name
 
 
 class TaskgroveServer:
@@ -65,8 +63,9 @@ class TaskgroveServer:
         if applied:
             log.info("applied migrations %s", applied)
         await self._writer.start()
+        self.hub.last_sequence = self._writer.last_sequence
         await self.engine.start()
-        task_service_pb2_grpc.add_TaskServiceServicer_to_server(
+        add_task_service(
             TaskService(
                 self._repository,
                 self.engine,

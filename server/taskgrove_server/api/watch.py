@@ -19,6 +19,7 @@ from taskgrove_server.api.error_mapping import abort
 from taskgrove_server.errors import Code, FieldViolation, TaskgroveError, invalid
 from taskgrove_server.events.event import Event
 from taskgrove_server.events.hub import Closed, EventFilter, EventHub, Overflow, Subscription
+from taskgrove_server.events.wire import events_response
 from taskgrove_server.storage.event_log import EventLog
 
 REPLAY_PAGE = 5_000
@@ -124,12 +125,14 @@ class EventStreamer:
         while True:
             batch = await subscription.next_batch(heartbeat)
             if batch is None:
-                # Idle: everything up to the hub's last sequence has reached this watcher.
-                last = max(last, self._hub.last_sequence)
+                # Idle with an empty buffer: every matching event up to the hub's last
+                # sequence has reached this watcher, so that is a safe resume point.
                 await self._send(
                     context,
                     subscription,
-                    task_service_pb2.WatchEventsResponse(heartbeat=True, sequence=last),
+                    task_service_pb2.WatchEventsResponse(
+                        heartbeat=True, sequence=max(last, self._hub.last_sequence)
+                    ),
                 )
                 continue
             fresh = [event for event in batch if event.sequence > last]
@@ -141,18 +144,14 @@ class EventStreamer:
     ) -> int:
         for start in range(0, len(events), EVENTS_PER_MESSAGE):
             chunk = events[start : start + EVENTS_PER_MESSAGE]
-            await self._send(
-                context,
-                subscription,
-                task_service_pb2.WatchEventsResponse(
-                    events=[event.proto() for event in chunk], sequence=chunk[-1].sequence
-                ),
-            )
+            await self._send(context, subscription, events_response(chunk))
         return events[-1].sequence
 
     @staticmethod
     async def _send(
-        context: Any, subscription: Subscription, message: task_service_pb2.WatchEventsResponse
+        context: Any,
+        subscription: Subscription,
+        message: task_service_pb2.WatchEventsResponse | bytes,
     ) -> None:
         """Write one message, giving up as soon as the subscription overflows: a reader
         that stopped reading blocks the write, and must not hold anything meanwhile."""

@@ -40,6 +40,8 @@ class Event:
     sequence: int = 0
     """Assigned by the writer when the event's transaction commits."""
     _proto: event_pb2.TaskEvent | None = field(default=None, repr=False)
+    wire: bytes | None = field(default=None, repr=False)
+    """This event encoded as a WatchEventsResponse field (see events/wire.py)."""
 
     def row(self) -> dict[str, Any]:
         return {

@@ -79,7 +79,9 @@ class Subscription:
             try:
                 await asyncio.wait_for(self._wake.wait(), idle_after)
             except TimeoutError:
-                return None
+                # A wake-up can race the timeout: idle only if nothing arrived.
+                if not (self._batches or self.overflowed or self.closed):
+                    return None
 
 
 class EventHub:
