@@ -318,13 +318,16 @@ class Engine:
                     )
                 )
             key = (node.priority, node.id)
-            ahead = sum(
-                1
-                for priority, other_id, other in self._ready
-                if (priority, other_id) < key
-                and other.status == statuses.PENDING
-                and not other.waiting
-                and other is not node
+            ahead = len(
+                {
+                    other_id
+                    for priority, other_id, other in self._ready
+                    if (priority, other_id) < key
+                    and priority == other.priority  # not a stale entry
+                    and other.status == statuses.PENDING
+                    and not other.waiting
+                    and other.retry_at_us is None
+                }
             )
             executor = node.executor or ""
             return explain(
@@ -651,8 +654,13 @@ class Engine:
         while self._ready and self._running < self._limit and not self._closing:
             entry = heapq.heappop(self._ready)
             node = entry[2]
-            if node.status != statuses.PENDING or node.waiting or node.retry_at_us is not None:
-                continue  # stale entry
+            if (
+                node.status != statuses.PENDING
+                or node.waiting
+                or node.retry_at_us is not None
+                or entry[0] != node.priority
+            ):
+                continue  # stale entry (finished, waiting again, or re-prioritised)
             assert node.executor is not None
             limit = self._executor_limits.get(node.executor)
             if limit is not None and self._running_by_executor[node.executor] >= limit:
