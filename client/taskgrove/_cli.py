@@ -23,6 +23,8 @@ def _serve(args: argparse.Namespace) -> int:
         config.db_url = args.db
     if args.max_concurrency:
         config.max_concurrency = args.max_concurrency
+    if args.allow_command:
+        config.allowed_commands = [*config.allowed_commands, *args.allow_command]
     logging.basicConfig(level=os.environ.get("TASKGROVE_LOG_LEVEL", "INFO"))
     asyncio.run(serve(config))
     return 0
@@ -45,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--db", help="database URL (env TASKGROVE_DB; SQLite file by default)")
     serve.add_argument("--max-concurrency", type=int, help="executor attempts at once")
+    serve.add_argument(
+        "--allow-command",
+        action="append",
+        default=[],
+        metavar="PROGRAM",
+        help="let command_executor run PROGRAM (repeatable; env TASKGROVE_ALLOW_COMMANDS "
+        "comma-separated); without any, command_executor is disabled",
+    )
     serve.set_defaults(handler=_serve)
     add_client_commands(commands)
     return parser
