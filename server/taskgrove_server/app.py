@@ -39,7 +39,7 @@ class TaskgroveServer:
         self.port = 0
         self._db = create_engine(config.db_url)
         self.hub = EventHub(config.watcher_buffer_events)
-        self._writer = Writer(self._db, self.hub.publish)
+        self._writer = Writer(self._db, self.hub.publish, url=config.db_url)
         self._event_log = EventLog(self._db)
         self._pruner: asyncio.Task[None] | None = None
         self._repository = TaskRepository(self._db)

@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from google.protobuf.message import Message
-from sqlalchemy import delete, insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from taskgrove_server.clock import now_us
 from taskgrove_server.errors import FieldViolation, invalid
@@ -104,16 +104,14 @@ def _store(request_id: str, method: str, fingerprint: str, response: Message) ->
         "created_us": now_us(),
     }
 
-    async def run(conn: AsyncConnection) -> None:
-        await conn.execute(insert(idempotency_keys), [row])
+    def run(conn: Connection) -> None:
+        conn.execute(insert(idempotency_keys), [row])
 
     return run
 
 
 def prune_keys(cutoff_us: int) -> Statement:
-    async def run(conn: AsyncConnection) -> None:
-        await conn.execute(
-            delete(idempotency_keys).where(idempotency_keys.c.created_us < cutoff_us)
-        )
+    def run(conn: Connection) -> None:
+        conn.execute(delete(idempotency_keys).where(idempotency_keys.c.created_us < cutoff_us))
 
     return run

@@ -53,7 +53,9 @@ class Subscription:
     def _offer(self, events: list[Event]) -> None:
         if self.overflowed or self.closed:
             return
-        if self._size + len(events) > self.limit:
+        # The bound is on the backlog: one commit larger than the buffer still reaches a
+        # watcher that had caught up (the batch list is shared, so it costs no copy).
+        if self._size and self._size + len(events) > self.limit:
             self.overflowed = True
             self.overflow.set()
             self._batches.clear()

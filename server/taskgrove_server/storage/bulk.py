@@ -12,8 +12,7 @@ import json
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import JSON, Table
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import JSON, Connection, Table
 from sqlalchemy.sql.dml import UpdateBase
 
 
@@ -26,7 +25,7 @@ class BulkStatement:
         ] = {}
 
     def _compile(
-        self, dialect_name: str, conn: AsyncConnection, keys: tuple[str, ...]
+        self, dialect_name: str, conn: Connection, keys: tuple[str, ...]
     ) -> tuple[str, list[str], dict[str, Any]]:
         cache_key = (dialect_name, keys)
         found = self._compiled.get(cache_key)
@@ -37,7 +36,7 @@ class BulkStatement:
             self._compiled[cache_key] = found
         return found
 
-    async def executemany(self, conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> int:
+    def executemany(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> int:
         """Run the statement once per row; returns the driver's rowcount (-1: unknown)."""
         if not rows:
             return 0
@@ -56,7 +55,7 @@ class BulkStatement:
             )
             for row in rows
         ]
-        result = await conn.exec_driver_sql(sql, params)
+        result = conn.exec_driver_sql(sql, params)
         return int(result.rowcount)
 
 

@@ -4,8 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import RowMapping, delete, exists, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import (
+    Connection,
+    RowMapping,
+    and_,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine
 from taskgrove import statuses
 
 from taskgrove_server.events.event import Event
@@ -34,12 +46,6 @@ def _task_conditions(flt: EventFilter) -> list[Any]:
     if flt.user_id:
         conditions.append(tasks.c.user_id == flt.user_id)
     return conditions
-
-
-async def _high_water(conn: AsyncConnection) -> int:
-    newest = await conn.scalar(select(func.max(task_events.c.sequence)))
-    pruned = await conn.scalar(select(func.max(event_compaction.c.compacted_through)))
-    return max(newest or 0, pruned or 0)
 
 
 class EventLog:
@@ -75,22 +81,34 @@ class EventLog:
             return int(await conn.scalar(query) or 0)
 
     async def snapshot(self, flt: EventFilter) -> tuple[list[RowMapping], int]:
-        """The tasks matching `flt` and the sequence they reflect, read in one snapshot."""
-        query = select(tasks).where(*_task_conditions(flt)).order_by(tasks.c.seq)
+        """The tasks matching `flt` and the sequence they reflect.
+
+        One statement reads both, so both come from one database snapshot (SQLite runs
+        plain SELECTs outside any transaction, each with a snapshot of its own).
+        """
+        newest = func.coalesce(select(func.max(task_events.c.sequence)).scalar_subquery(), 0)
+        pruned = func.coalesce(
+            select(func.max(event_compaction.c.compacted_through)).scalar_subquery(), 0
+        )
+        high_water = select(
+            case((newest > pruned, newest), else_=pruned).label("snapshot_sequence")
+        ).subquery("high_water")
+        query = (
+            select(high_water.c.snapshot_sequence, tasks)
+            .select_from(high_water.outerjoin(tasks, and_(true(), *_task_conditions(flt))))
+            .order_by(tasks.c.seq)
+        )
         async with self._engine.connect() as conn:
-            if conn.dialect.name == "postgresql":
-                conn = await conn.execution_options(isolation_level="REPEATABLE READ")
-            async with conn.begin():
-                sequence = await _high_water(conn)
-                rows = list((await conn.execute(query)).mappings())
-        return rows, sequence
+            rows = list((await conn.execute(query)).mappings())
+        sequence = int(rows[0]["snapshot_sequence"]) if rows else 0
+        return [row for row in rows if row["id"] is not None], sequence
 
 
 def prune_finished(cutoff_us: int) -> Statement:
     """A writer statement deleting the events of trees that finished before `cutoff_us`,
     remembering per tree how far history was pruned (so resuming there is refused)."""
 
-    async def run(conn: AsyncConnection) -> None:
+    def run(conn: Connection) -> None:
         roots = tasks.alias("roots")
         inner = tasks.alias("inner")
         busy = exists().where(
@@ -105,18 +123,18 @@ def prune_finished(cutoff_us: int) -> Statement:
             has_events,
             ~busy,
         )
-        for root_id, user_id in (await conn.execute(query)).all():
-            through = await conn.scalar(
+        for root_id, user_id in conn.execute(query).all():
+            through = conn.scalar(
                 select(func.max(task_events.c.sequence)).where(task_events.c.root_id == root_id)
             )
-            await conn.execute(delete(task_events).where(task_events.c.root_id == root_id))
-            result = await conn.execute(
+            conn.execute(delete(task_events).where(task_events.c.root_id == root_id))
+            result = conn.execute(
                 update(event_compaction)
                 .where(event_compaction.c.root_id == root_id)
                 .values(compacted_through=through)
             )
             if result.rowcount == 0:
-                await conn.execute(
+                conn.execute(
                     insert(event_compaction).values(
                         root_id=root_id, user_id=user_id, compacted_through=through
                     )

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, delete, func, insert, select, update
 from taskgrove import statuses
 
 from taskgrove_server.clock import now_us
@@ -18,8 +17,8 @@ if TYPE_CHECKING:
 
 
 def mark_has_children(parent_id: str) -> Statement:
-    async def run(conn: AsyncConnection) -> None:
-        await conn.execute(
+    def run(conn: Connection) -> None:
+        conn.execute(
             update(tasks)
             .where(tasks.c.id == parent_id, tasks.c.has_children.is_(False))
             .values(has_children=True)
@@ -41,18 +40,16 @@ def update_task_fields(node: Node, changes: TaskChanges) -> Statement:
         else None
     )
 
-    async def run(conn: AsyncConnection) -> None:
-        await conn.execute(
+    def run(conn: Connection) -> None:
+        conn.execute(
             update(tasks)
             .where(tasks.c.id == task_id, tasks.c.status == statuses.PENDING)
             .values(**values)
         )
         if edges is not None:
-            await conn.execute(
-                delete(task_dependencies).where(task_dependencies.c.task_id == task_id)
-            )
+            conn.execute(delete(task_dependencies).where(task_dependencies.c.task_id == task_id))
             if edges:
-                await conn.execute(insert(task_dependencies), edges)
+                conn.execute(insert(task_dependencies), edges)
 
     return run
 
@@ -61,21 +58,19 @@ def delete_tasks(ids: list[str], parent_id: str | None) -> Statement:
     """Delete a pending subtree (with its dependency index rows); the parent loses its
     `has_children` when nothing is left under it."""
 
-    async def run(conn: AsyncConnection) -> None:
+    def run(conn: Connection) -> None:
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
-            await conn.execute(
-                delete(task_dependencies).where(task_dependencies.c.task_id.in_(chunk))
-            )
-            await conn.execute(
+            conn.execute(delete(task_dependencies).where(task_dependencies.c.task_id.in_(chunk)))
+            conn.execute(
                 delete(tasks).where(tasks.c.id.in_(chunk), tasks.c.status == statuses.PENDING)
             )
         if parent_id is not None:
-            remaining = await conn.scalar(
+            remaining = conn.scalar(
                 select(func.count()).select_from(tasks).where(tasks.c.parent_id == parent_id)
             )
             if not remaining:
-                await conn.execute(
+                conn.execute(
                     update(tasks).where(tasks.c.id == parent_id).values(has_children=False)
                 )
 

@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from taskgrove_server.events.event import Event
 from taskgrove_server.storage.bulk import BulkStatement, json_columns
+from taskgrove_server.storage.committer import Committer, create_committer
 from taskgrove_server.storage.schema import (
     event_compaction,
     task_dependencies,
@@ -32,7 +33,8 @@ from taskgrove_server.storage.schema import (
 
 log = logging.getLogger(__name__)
 
-Statement = Callable[[AsyncConnection], Awaitable[None]]
+Statement = Callable[[Connection], None]
+"""A write run inside a batch's transaction (synchronous: see storage/committer.py)."""
 
 # One statement shape for every state change, so a batch is a single executemany.
 # The status guard makes a transition apply only from the state the engine saw.
@@ -75,9 +77,14 @@ class _Batch:
 
 class Writer:
     def __init__(
-        self, engine: AsyncEngine, publish: Callable[[list[Event]], None] | None = None
+        self,
+        engine: AsyncEngine,
+        publish: Callable[[list[Event]], None] | None = None,
+        *,
+        url: str | None = None,
     ) -> None:
         self._engine = engine
+        self._committer: Committer = create_committer(url or str(engine.url), engine)
         self._publish = publish
         self.last_sequence = 0
         """Sequence of the last committed event."""
@@ -102,6 +109,7 @@ class Writer:
         self._wake.set()
         if self._task is not None:
             await self._task
+        await self._committer.close()
 
     def insert_tasks(self, rows: list[dict[str, Any]], events: list[Event]) -> None:
         """New tasks with their `created` events and dependency index entries."""
@@ -153,31 +161,20 @@ class Writer:
         for offset, event in enumerate(batch.events):
             event.sequence = first + offset
         try:
-            async with self._engine.begin() as conn:
-                await _INSERT_TASKS.executemany(conn, batch.inserts)
-                await _INSERT_EDGES.executemany(conn, batch.edges)
-                for statement in batch.statements:
-                    await statement(conn)
-                if batch.updates:
-                    updated = await _UPDATE.executemany(conn, batch.updates)
-                    # Drivers that cannot count an executemany report -1 (asyncpg).
-                    if 0 <= updated != len(batch.updates):
-                        # Single writer: this means the engine's view is wrong. Log loudly;
-                        # the guard has kept the stored state valid.
-                        log.error(
-                            "guarded update applied to %s of %s rows",
-                            updated,
-                            len(batch.updates),
-                        )
-                await _INSERT_EVENTS.executemany(conn, [e.row() for e in batch.events])
-            self.commits += 1
-            self.last_sequence += len(batch.events)
+            updated = await self._committer.run(lambda conn: _apply(conn, batch))
         except Exception as exc:
             log.exception("write batch failed")
             for waiter in batch.waiters:
                 if not waiter.done():
                     waiter.set_exception(exc)
             return
+        self.commits += 1
+        self.last_sequence += len(batch.events)
+        # Drivers that cannot count an executemany report -1 (asyncpg).
+        if 0 <= updated != len(batch.updates):
+            # Single writer: this means the engine's view is wrong. Log loudly; the guard
+            # has kept the stored state valid.
+            log.error("guarded update applied to %s of %s rows", updated, len(batch.updates))
         if batch.events and self._publish is not None:
             self._publish(batch.events)
         for waiter in batch.waiters:
@@ -197,3 +194,14 @@ def dependency_edges(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for row in rows
         for dep in row["dependencies"]
     ]
+
+
+def _apply(conn: Connection, batch: _Batch) -> int:
+    """Everything of one batch, in order; returns the rows the guarded updates changed."""
+    _INSERT_TASKS.executemany(conn, batch.inserts)
+    _INSERT_EDGES.executemany(conn, batch.edges)
+    for statement in batch.statements:
+        statement(conn)
+    updated = _UPDATE.executemany(conn, batch.updates)
+    _INSERT_EVENTS.executemany(conn, [event.row() for event in batch.events])
+    return updated
