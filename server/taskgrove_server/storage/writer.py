@@ -67,6 +67,8 @@ class _Batch:
     edges: list[dict[str, Any]] = field(default_factory=list)
     statements: list[Statement] = field(default_factory=list)
     updates: list[dict[str, Any]] = field(default_factory=list)
+    update_events: list[Event | None] = field(default_factory=list)
+    """The event of each update (same index)."""
     events: list[Event] = field(default_factory=list)
     callbacks: list[Callable[[], None]] = field(default_factory=list)
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
@@ -126,6 +128,7 @@ class Writer:
     def update_state(self, row: dict[str, Any], event: Event | None) -> None:
         """Queue a guarded state update (keys: see `_UPDATE_STATE`) and its event."""
         self._batch.updates.append(row)
+        self._batch.update_events.append(event)
         if event is not None:
             self._batch.events.append(event)
         self._wake.set()
@@ -161,7 +164,7 @@ class Writer:
         for offset, event in enumerate(batch.events):
             event.sequence = first + offset
         try:
-            updated = await self._committer.run(lambda conn: _apply(conn, batch))
+            rejected = await self._committer.run(lambda conn: _apply(conn, batch))
         except Exception as exc:
             log.exception("write batch failed")
             for waiter in batch.waiters:
@@ -170,13 +173,11 @@ class Writer:
             return
         self.commits += 1
         self.last_sequence += len(batch.events)
-        # Drivers that cannot count an executemany report -1 (asyncpg).
-        if 0 <= updated != len(batch.updates):
-            # Single writer: this means the engine's view is wrong. Log loudly; the guard
-            # has kept the stored state valid.
-            log.error("guarded update applied to %s of %s rows", updated, len(batch.updates))
-        if batch.events and self._publish is not None:
-            self._publish(batch.events)
+        published = batch.events
+        if rejected:
+            published = [event for event in batch.events if id(event) not in rejected]
+        if published and self._publish is not None:
+            self._publish(published)
         for waiter in batch.waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -196,12 +197,50 @@ def dependency_edges(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def _apply(conn: Connection, batch: _Batch) -> int:
-    """Everything of one batch, in order; returns the rows the guarded updates changed."""
+def _apply(conn: Connection, batch: _Batch) -> set[int]:
+    """Everything of one batch, in order; returns the events (by `id()`) left out because
+    their guarded update did not apply."""
     _INSERT_TASKS.executemany(conn, batch.inserts)
     _INSERT_EDGES.executemany(conn, batch.edges)
     for statement in batch.statements:
         statement(conn)
     updated = _UPDATE.executemany(conn, batch.updates)
-    _INSERT_EVENTS.executemany(conn, [event.row() for event in batch.events])
-    return updated
+    rejected: set[int] = set()
+    # Drivers that cannot count an executemany report -1 (asyncpg).
+    if 0 <= updated != len(batch.updates):
+        rejected = _rejected_events(conn, batch)
+        # Single writer: the engine's view was wrong. The guard kept the stored state
+        # valid; the events of the changes it refused are not stored either.
+        log.error(
+            "guarded update applied to %s of %s rows; %s events dropped",
+            updated,
+            len(batch.updates),
+            len(rejected),
+        )
+    _INSERT_EVENTS.executemany(
+        conn, [event.row() for event in batch.events if id(event) not in rejected]
+    )
+    return rejected
+
+
+def _rejected_events(conn: Connection, batch: _Batch) -> set[int]:
+    """Events of the updates that did not apply (only run when some did not).
+
+    A task's updates in one batch form a chain (each expects the status the previous one
+    set). The chain applied up to its last update whose status the task holds now; the
+    events of the updates after that one are refused.
+    """
+    ids = list({row["b_id"] for row in batch.updates})
+    stored: dict[str, str] = {}
+    for start in range(0, len(ids), 500):
+        query = select(tasks.c.id, tasks.c.status).where(tasks.c.id.in_(ids[start : start + 500]))
+        stored.update({task_id: status for task_id, status in conn.execute(query)})
+    chains: dict[str, list[tuple[str, Event | None]]] = {}
+    for row, event in zip(batch.updates, batch.update_events, strict=True):
+        chains.setdefault(row["b_id"], []).append((row["status"], event))
+    rejected: set[int] = set()
+    for task_id, chain in chains.items():
+        held = stored.get(task_id)
+        applied = max((i for i, (status, _) in enumerate(chain) if status == held), default=-1)
+        rejected.update(id(event) for _, event in chain[applied + 1 :] if event is not None)
+    return rejected
