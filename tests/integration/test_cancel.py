@@ -111,17 +111,21 @@ def process_gone(pid: int) -> bool:
 
 async def until_gone(pid: int) -> None:
     async with asyncio.timeout(WAIT_S):
-        while not process_gone(pid):
+        while True:
+            if process_gone(pid):
+                return
             await asyncio.sleep(0.02)
+
+
+def read_text(path: Path) -> str:
+    return path.read_text().strip() if path.exists() else ""
 
 
 async def read_pid(path: Path) -> int:
     async with asyncio.timeout(WAIT_S):
         while True:
-            if path.exists():
-                text = path.read_text().strip()
-                if text:
-                    return int(text)
+            if text := read_text(path):
+                return int(text)
             await asyncio.sleep(0.01)
 
 
@@ -288,6 +292,33 @@ async def test_cancel_of_one_task_lets_its_siblings_finish(client: AsyncClient) 
     assert dependent.error is not None and dependent.error.reason == "DEPENDENCY_CANCELLED"
 
 
+async def test_cancel_of_queued_tasks_means_they_never_start(make_server: ServerFactory) -> None:
+    client = make_server.client(await make_server(max_concurrency=1))
+    created = await client.create_task_tree(
+        [
+            {"id": "root", "name": "root_task"},
+            sleeper("long", 30, priority=0),
+            group("queued"),
+            sleeper("q1", 0, parent="queued"),
+            sleeper("q2", 0, parent="queued"),
+            sleeper("after", 0, priority=3),
+        ],
+        execute=True,
+    )
+    tid = ids(created)
+    await until(client, tid["long"], lambda t: t.status == statuses.IN_PROGRESS)
+    assert sorted(await client.cancel_task(tid["queued"])) == sorted([tid["q1"], tid["q2"]])
+    assert await client.cancel_task(tid["long"]) == [tid["long"]]
+    after = await wait_finished(client, tid["after"])
+    assert after.status == statuses.COMPLETED
+    for name in ("q1", "q2"):
+        task = await client.get_task(tid[name])
+        assert (task.status, task.attempt) == (statuses.CANCELLED, 0)
+    by_task = status_events(await history(client))
+    for name in ("q1", "q2"):
+        assert [e.status for e in by_task[tid[name]]] == [statuses.CANCELLED]
+
+
 # ------------------------------------------------------------------ real processes
 
 
@@ -429,7 +460,9 @@ async def test_cancel_racing_completion_never_flips_a_finished_task(
         by_request = {
             t.id
             for t in final.values()
-            if t.status == statuses.CANCELLED and t.error is not None and t.error.reason == "CANCELLED"
+            if t.status == statuses.CANCELLED
+            and t.error is not None
+            and t.error.reason == "CANCELLED"
         }
         assert set(cancelled) == by_request, f"round {index} (target {target})"
         for task_id in cancelled:

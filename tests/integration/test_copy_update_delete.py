@@ -504,11 +504,13 @@ async def test_raising_the_priority_of_a_queued_task_runs_it_earlier(
     make_server: ServerFactory,
 ) -> None:
     lab, tid = await queued_behind_a_blocker(make_server)
-    await lab.client.update_task(tid["q3"], priority=0)
-    assert await queue_positions(lab, tid) == {"q3": 1, "q1": 2, "q2": 3}
+    await lab.client.update_task(tid["q2"], priority=0)
+    positions = await queue_positions(lab, tid)
     lab.gates["blocker"].set()
     assert (await lab.wait(tid["root"])).status == statuses.COMPLETED
-    assert lab.started == ["blocker", "q3", "q1", "q2"]
+    assert lab.started == ["blocker", "q2", "q1", "q3"]
+    # ExplainTask counts each queued task once, at its current priority.
+    assert positions == {"q2": 1, "q1": 2, "q3": 3}
 
 
 async def test_lowering_the_priority_of_a_queued_task_runs_it_later(
@@ -522,6 +524,29 @@ async def test_lowering_the_priority_of_a_queued_task_runs_it_later(
     assert (await lab.wait(tid["root"])).status == statuses.COMPLETED
     assert lab.started == ["blocker", "q2", "q3", "q1"]
     assert positions == {"q2": 1, "q3": 2, "q1": 3}
+
+
+async def test_update_of_dependencies_to_a_failed_task_fails_the_waiting_task(lab: Lab) -> None:
+    lab.failing.add("broken")
+    created = await lab.client.create_task_tree(
+        [
+            {"id": "root", "name": "root_task"},
+            task("blocker", executor="gated"),
+            task("waiter", dependencies=["blocker"]),
+            task("broken"),
+        ],
+        execute=True,
+    )
+    tid = ids(created)
+    await lab.until(tid["broken"], lambda t: t.status == statuses.FAILED)
+    await lab.client.update_task(tid["waiter"], dependencies=[tid["broken"]])
+    waiter = await lab.wait(tid["waiter"])
+    assert waiter.status == statuses.FAILED
+    assert waiter.error is not None and waiter.error.reason == "DEPENDENCY_FAILED"
+    assert waiter.error.details.get("dependency_id") == tid["broken"]
+    lab.gates["blocker"].set()
+    assert (await lab.wait(tid["root"])).status == statuses.FAILED
+    assert "waiter" not in lab.started
 
 
 async def test_update_of_dependencies_of_a_waiting_task(lab: Lab) -> None:
@@ -602,6 +627,15 @@ async def test_delete_a_waiting_task_of_an_executing_tree(lab: Lab) -> None:
     root = await lab.wait(tid["root"])
     assert root.status == statuses.COMPLETED
     assert lab.started == ["blocker"]
+
+
+async def test_delete_a_queued_task(make_server: ServerFactory) -> None:
+    lab, tid = await queued_behind_a_blocker(make_server)
+    assert await lab.client.delete_task(tid["q1"]) == [tid["q1"]]
+    assert (await lab.client.explain_task(tid["q2"])).queue_position == 1
+    lab.gates["blocker"].set()
+    assert (await lab.wait(tid["root"])).status == statuses.COMPLETED
+    assert lab.started == ["blocker", "q2", "q3"]
 
 
 async def test_delete_of_a_subtree_with_a_running_or_finished_task_is_refused(lab: Lab) -> None:

@@ -235,9 +235,7 @@ async def test_explain_during_backoff_says_retry_backoff_with_the_retry_time(lab
         execute=True,
     )
     tid = ids(created)
-    waiting = await lab.until(
-        tid["t"], lambda t: t.status == statuses.PENDING and t.attempt == 1
-    )
+    waiting = await lab.until(tid["t"], lambda t: t.status == statuses.PENDING and t.attempt == 1)
     why = await lab.client.explain_task(tid["t"])
     assert "RETRY_BACKOFF" in why.reasons
     assert "RUNNING" not in why.reasons and "QUEUED" not in why.reasons
@@ -390,6 +388,37 @@ async def test_retry_of_a_failed_group_reruns_everything_that_failed_below_it(la
     assert (await lab.client.get_task(tid["ok"])).attempt == 1
 
 
+async def test_retry_reruns_dependents_that_failed_because_of_a_group_above_it(
+    lab: Lab,
+) -> None:
+    """A dependent of a group failed because the group failed because of a task below it:
+    retrying that task retries the dependent too."""
+    a = await lab.client.create_task_tree(
+        [
+            {"id": "root", "name": "root_task"},
+            {"id": "grp", "name": "grp", "parent_id": "root"},
+            flaky("f3", parent="grp"),
+        ],
+        execute=True,
+    )
+    tid = ids(a)
+    b = await lab.client.create_task_tree(
+        [
+            {"id": "broot", "name": "other"},
+            sleeper("on_grp", parent="broot", dependencies=[tid["grp"]]),
+        ],
+        execute=True,
+    )
+    bid = ids(b)
+    on_grp = await lab.wait(bid["on_grp"])
+    assert on_grp.error is not None and on_grp.error.reason == "DEPENDENCY_FAILED"
+    assert on_grp.error.details.get("dependency_id") == tid["grp"]
+
+    assert sorted(await lab.client.retry_task(tid["f3"])) == sorted([tid["f3"], bid["on_grp"]])
+    assert (await lab.wait(tid["root"])).status == statuses.COMPLETED
+    assert (await lab.wait(bid["on_grp"])).status == statuses.COMPLETED
+
+
 async def test_retry_of_a_cancelled_task_reruns_it_and_its_cancelled_dependents(
     lab: Lab,
 ) -> None:
@@ -434,9 +463,7 @@ async def test_retry_of_a_task_that_is_not_failed_or_cancelled_is_refused(lab: L
         ],
         execute=True,
     )
-    running = await lab.until(
-        running_tree["g"].id, lambda t: t.status == statuses.IN_PROGRESS
-    )
+    running = await lab.until(running_tree["g"].id, lambda t: t.status == statuses.IN_PROGRESS)
 
     for task in (completed, pending, running):
         before = await lab.client.get_task(task.id)
