@@ -5,7 +5,7 @@ Every scenario starts its own `taskgrove serve` subprocess on 127.0.0.1 with a f
 database (a new SQLite file, or a new PostgreSQL database dropped afterwards), so numbers
 are comparable. See bench/README.md for the method.
 
-    .venv/bin/python bench/run.py [--quick | --full | --sizes 1000,10000] [--shapes flat,chain]
+    .venv/bin/python bench/run.py [--quick | --sizes 1000,10000] [--shapes flat,chain] [--no-pg]
 """
 
 from __future__ import annotations
@@ -43,8 +43,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 WATCHER_SCRIPT = BENCH_DIR / "watcher.py"
 DEFAULT_JSON = BENCH_DIR / "results" / "latest.json"
-DEFAULT_SIZES = (1_000, 10_000)
-FULL_SIZES = (1_000, 10_000, 100_000)
+DEFAULT_SIZES = (1_000, 10_000, 100_000)
 QUICK_SIZES = (1_000,)
 CHAIN_MAX = 10_000
 """`chain` runs one task after another: larger chains are left out."""
@@ -353,14 +352,16 @@ async def measure_event_latency(address: str, samples: int, limit_s: float) -> d
     arrivals: dict[str, dict[str, tuple[int, int]]] = defaultdict(dict)
     """task id -> status name -> (event time us, receive time ns)."""
     completed: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
-    status_names = {value: name for name, value in task_pb2.TaskStatus.items()}
 
     async def read() -> None:
         while True:
             parts = (await watcher.line()).split()
             if parts[0] != "ev":
                 continue
-            task_id, status = parts[2], status_names[int(parts[4])]
+            task_id, status = (
+                parts[2],
+                task_pb2.TaskStatus.Name(task_pb2.TaskStatus.ValueType(int(parts[4]))),
+            )
             arrivals[task_id].setdefault(status, (int(parts[5]), int(parts[6])))
             if status == "TASK_STATUS_COMPLETED":
                 completed[task_id].set()
@@ -451,6 +452,8 @@ class FanoutRun:
     peak_rss_mb: float = 0.0
     server_cpu_seconds: float = 0.0
     detail: str = ""
+    samples_seconds: list[float] = field(default_factory=list)
+    """`seconds` of every repeat; the other fields are those of the median repeat."""
 
 
 async def _snapshot_sequence(client: AsyncClient, root_id: str) -> int:
@@ -531,25 +534,48 @@ async def measure_fanout(address: str, request: Any, run: FanoutRun, limit_s: fl
                 await watcher.stop()
 
 
+def _fanout_once(
+    backend: Backend, subscribers: int, request: Any, workdir: Path, args: argparse.Namespace
+) -> FanoutRun:
+    run = FanoutRun(backend.name, args.fanout_tasks, subscribers)
+    try:
+        with (
+            started_server(backend, f"fanout-{subscribers}", workdir, args) as server,
+            RssSampler(server.pid) as rss,
+        ):
+            asyncio.run(measure_fanout(server.address, request, run, args.timeout))
+        run.peak_rss_mb = rss.peak_rss / MB
+        run.server_cpu_seconds = rss.cpu_seconds
+    except RuntimeError as error:
+        run.detail = str(error)
+    return run
+
+
 def run_fanout(backend: Backend, workdir: Path, args: argparse.Namespace) -> list[FanoutRun]:
-    """The same flat tree unwatched, then with each number of subscribers."""
+    """The same flat tree unwatched, then with each number of subscribers; each
+    `args.fanout_repeats` times on a fresh server, keeping the median run."""
     request = tree_request(flat(args.fanout_tasks), execute=False)
     runs = []
     for subscribers in (0, *args.fanout_subscribers):
         _log(f"[bench] {backend.name} fan-out {args.fanout_tasks:,} x {subscribers} ...")
-        run = FanoutRun(backend.name, args.fanout_tasks, subscribers)
-        try:
-            with (
-                started_server(backend, f"fanout-{subscribers}", workdir, args) as server,
-                RssSampler(server.pid) as rss,
-            ):
-                asyncio.run(measure_fanout(server.address, request, run, args.timeout))
-            run.peak_rss_mb = rss.peak_rss / MB
-            run.server_cpu_seconds = rss.cpu_seconds
-        except RuntimeError as error:
-            run.detail = str(error)
-        _log(f"[bench]   {run.outcome} {_num(run.seconds, 3)} s {run.detail}".rstrip())
-        runs.append(run)
+        repeats = [
+            _fanout_once(backend, subscribers, request, workdir, args)
+            for _ in range(max(1, args.fanout_repeats))
+        ]
+        done = sorted(
+            (run for run in repeats if run.outcome == OK and run.seconds is not None),
+            key=lambda run: run.seconds or 0.0,
+        )
+        if len(done) == len(repeats):
+            chosen = done[(len(done) - 1) // 2]
+            chosen.samples_seconds = [run.seconds or 0.0 for run in repeats]
+        else:
+            chosen = next(run for run in repeats if run.outcome != OK)
+        _log(
+            f"[bench]   {chosen.outcome} {[round(run.seconds or 0, 3) for run in repeats]} s "
+            f"{chosen.detail}".rstrip()
+        )
+        runs.append(chosen)
     base = runs[0].seconds if runs and runs[0].outcome == OK else None
     for run in runs[1:]:
         if base and run.seconds is not None:
@@ -676,7 +702,8 @@ def format_event_latency(latency: dict[str, Any]) -> str:
 def format_fanout(runs: Sequence[FanoutRun]) -> str:
     header = (
         f"{'backend':<10} {'fan-out tasks':>13} {'watchers':>8} {'seconds':>8} "
-        f"{'slowdown':>9} {'events':>10} {'events/s':>10} {'peak RSS MB':>11}"
+        f"{'slowdown':>9} {'events':>10} {'events/s':>10} {'server CPU s':>12} "
+        f"{'peak RSS MB':>11}"
     )
     lines = [header, "-" * len(header)]
     for run in runs:
@@ -685,7 +712,7 @@ def format_fanout(runs: Sequence[FanoutRun]) -> str:
         lines.append(
             f"{run.backend:<10} {run.tasks:>13,} {run.subscribers:>8} {seconds:>8} "
             f"{slowdown:>9} {run.events:>10,} {_num(run.events_per_s, 0):>10} "
-            f"{run.peak_rss_mb:>11,.0f}"
+            f"{run.server_cpu_seconds:>12.2f} {run.peak_rss_mb:>11,.0f}"
         )
     return "\n".join(lines)
 
@@ -715,7 +742,9 @@ def machine() -> dict[str, Any]:
 
 
 def revision() -> dict[str, Any]:
-    """The commit measured, and whether server/ or client/ differed from it."""
+    """The code measured: the checkout's commit (and whether server/ or client/ differ from
+    it), or, when the server code comes from elsewhere on PYTHONPATH (an exported revision),
+    $TASKGROVE_BENCH_REVISION."""
 
     def git(*command: str) -> str:
         try:
@@ -727,12 +756,16 @@ def revision() -> dict[str, Any]:
 
     import taskgrove_server
 
-    return {
-        "commit": git("rev-parse", "--short", "HEAD"),
-        "server_client_dirty": bool(git("status", "--porcelain", "--", "server", "client")),
-        "server_code": str(Path(taskgrove_server.__file__).resolve().parent),
-        "pythonpath": os.environ.get("PYTHONPATH", ""),
-    }
+    code = Path(taskgrove_server.__file__).resolve().parent
+    exported = not code.is_relative_to(REPO_DIR)
+    if exported:
+        commit = os.environ.get("TASKGROVE_BENCH_REVISION", "unknown")
+        label = f"{commit} (exported to {code.parent})"
+    else:
+        commit = git("rev-parse", "--short", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--", "server", "client"))
+        label = commit + (" + uncommitted server/client changes" if dirty else "")
+    return {"commit": commit, "label": label, "server_code": str(code), "exported": exported}
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
@@ -765,14 +798,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sizes = parser.add_mutually_exclusive_group()
     sizes.add_argument(
-        "--sizes", type=_int_list, help="leaf counts (default 1000,10000; chain stops at 10,000)"
+        "--sizes",
+        type=_int_list,
+        help="leaf counts (default 1000,10000,100000; chain stops at 10,000)",
     )
     sizes.add_argument(
         "--quick",
         action="store_true",
         help="1,000 tasks only, 100 latency samples, fan-out on 1,000 tasks",
     )
-    sizes.add_argument("--full", action="store_true", help="sizes 1,000, 10,000 and 100,000")
     parser.add_argument("--shapes", type=_choice_list(list(SHAPES)), default=list(SHAPES))
     parser.add_argument(
         "--modes", type=_choice_list([POLL, WATCH]), default=[POLL, WATCH], help="poll,watch"
@@ -791,12 +825,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-pg", action="store_true", help="SQLite only")
     parser.add_argument("--pg-only", action="store_true", help="PostgreSQL only")
     parser.add_argument(
-        "--pg-fanout", action="store_true", help="also run the fan-out on PostgreSQL"
+        "--no-pg-fanout", action="store_true", help="run the fan-out on SQLite only"
     )
     parser.add_argument("--event-samples", type=int, default=EVENT_LATENCY_SAMPLES)
     parser.add_argument("--no-event-latency", action="store_true")
     parser.add_argument("--fanout-tasks", type=int, default=FANOUT_TASKS)
     parser.add_argument("--fanout-subscribers", type=_int_list, default=list(FANOUT_SUBSCRIBERS))
+    parser.add_argument(
+        "--fanout-repeats", type=int, default=3, help="runs per fan-out line (median kept)"
+    )
     parser.add_argument("--no-fanout", action="store_true")
     parser.add_argument("--latency-repeats", type=int, default=5)
     parser.add_argument("--no-latency", action="store_true", help="skip CreateTaskTree latency")
@@ -811,8 +848,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.sizes = list(QUICK_SIZES)
         args.event_samples = min(args.event_samples, 100)
         args.fanout_tasks = min(args.fanout_tasks, 1_000)
-    elif args.full:
-        args.sizes = list(FULL_SIZES)
+        args.fanout_repeats = 1
     elif args.sizes is None:
         args.sizes = list(DEFAULT_SIZES)
     if args.no_pg and args.pg_only:
@@ -869,7 +905,7 @@ def run_all(args: argparse.Namespace, chosen: Sequence[Backend], workdir: Path) 
             latency = run_event_latency(backend, workdir, args)
             results.event_latency.append(latency)
             _log(f"[bench]   {format_event_latency(latency)}")
-        if not args.no_fanout and (backend.pg is None or args.pg_fanout):
+        if not args.no_fanout and (backend.pg is None or not args.no_pg_fanout):
             results.fanout.extend(run_fanout(backend, workdir, args))
         if not args.no_latency:
             _log(f"[bench] {backend.name} CreateTaskTree latency {CREATE_LATENCY_TASKS:,} ...")
@@ -904,9 +940,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(format_fanout(results.fanout))
     for latency in results.create_latency:
         print(format_create_latency(latency))
-    dirty = " (+ uncommitted server/client changes)" if rev["server_client_dirty"] else ""
     print(
-        f"{pg_note}. Commit {rev['commit']}{dirty}, {os.cpu_count()} CPUs, "
+        f"{pg_note}. Code: {rev['label']}. {os.cpu_count()} CPUs, "
         f"load {load_at_start:.1f} -> {os.getloadavg()[0]:.1f}, {elapsed / 60:.1f} min."
     )
     write_json(

@@ -24,6 +24,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from datetime import timedelta
+from typing import Any
 
 import grpc
 from taskgrove.v1 import event_pb2, task_pb2, task_service_pb2, task_service_pb2_grpc
@@ -155,8 +156,11 @@ async def fanout_main(address: str, root_id: str, after: int, streams: int) -> N
             )
             for ready in readies
         ]
-        all_ready = asyncio.ensure_future(asyncio.gather(*(ready.wait() for ready in readies)))
-        await asyncio.wait([all_ready, *followers], return_when=asyncio.FIRST_COMPLETED, timeout=60)
+        all_ready: asyncio.Future[Any] = asyncio.ensure_future(
+            asyncio.gather(*(ready.wait() for ready in readies))
+        )
+        pending: list[asyncio.Future[Any]] = [all_ready, *followers]
+        await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED, timeout=60)
         if not all_ready.done():
             for follower in followers:
                 if follower.done():

@@ -63,6 +63,26 @@ class Event:
         }
 
     @classmethod
+    def created(cls, task: Any) -> Event:
+        """The `created` event of a task row about to be stored."""
+        return cls(
+            task_id=task["id"],
+            root_id=task["root_id"],
+            user_id=task["user_id"],
+            parent_id=task["parent_id"],
+            name=task["name"],
+            type=CREATED,
+            status=task["status"],
+            previous_status=None,
+            progress=task["progress"],
+            progress_message=task["progress_message"],
+            error=None,
+            attempt=task["attempt"],
+            is_group=task["executor"] is None,
+            time_us=task["created_us"],
+        )
+
+    @classmethod
     def from_row(cls, row: Any) -> Event:
         return cls(
             task_id=row["task_id"],
