@@ -151,12 +151,17 @@ class AsyncClient:
         *,
         execute: bool = False,
         request_id: str = "",
+        basic: bool = False,
     ) -> dict[str, Task]:
         """Create a tree atomically. Each task has a client-local `id` that `parent_id` and
-        dependencies of the others may use. Returns the created tasks by local id."""
+        dependencies of the others may use. Returns the created tasks by local id; with
+        `basic`, only their ids, names, places and statuses (for large trees)."""
         messages = [t if isinstance(t, task_pb2.Task) else task_message(**t) for t in tasks]
         request = task_service_pb2.CreateTaskTreeRequest(
-            tasks=messages, execute=execute, request_id=request_id
+            tasks=messages,
+            execute=execute,
+            request_id=request_id,
+            view=task_service_pb2.TASK_VIEW_BASIC if basic else task_service_pb2.TASK_VIEW_FULL,
         )
         reply = await self._call(self.stub.CreateTaskTree(request, timeout=self._timeout))
         return {
@@ -233,6 +238,7 @@ class AsyncClient:
         only_unfinished: bool = False,
         execute: bool = False,
         request_id: str = "",
+        basic: bool = False,
     ) -> dict[str, Task]:
         """Copy a subtree as a new tree; returns the copies by original task id."""
         request = task_service_pb2.CopyTaskTreeRequest(

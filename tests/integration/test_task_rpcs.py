@@ -837,3 +837,24 @@ async def test_reflection_lists_and_describes_the_service(channel: grpc.aio.Chan
                 methods = {m.name for m in service.method}
                 assert {"CreateTask", "CreateTaskTree", "GetTask", "ListTasks"} <= methods
     assert SERVICE in names
+
+
+async def test_create_task_tree_basic_view_leaves_out_the_bulky_fields(client: AsyncClient) -> None:
+    created = await client.create_task_tree(
+        [
+            {"id": "root", "name": "root_task", "user_id": "viewer"},
+            {"id": "a", "name": "sleep_executor", "parent_id": "root",
+             "inputs": {"seconds": 0, "result": {"big": [1, 2, 3]}}},
+        ],
+        basic=True,
+    )  # fmt: skip
+    task = created["a"]
+    assert (task.name, task.executor, task.status) == (
+        "sleep_executor",
+        "sleep_executor",
+        "pending",
+    )
+    assert task.parent_id == created["root"].id and task.root_id == created["root"].id
+    assert task.inputs == {} and task.create_time is None  # left out, not lost:
+    stored = await client.get_task(task.id)
+    assert stored.inputs == {"seconds": 0, "result": {"big": [1, 2, 3]}}

@@ -10,6 +10,7 @@ from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from taskgrove.v1 import event_pb2 as _event_pb2
 from taskgrove.v1 import task_pb2 as _task_pb2
 import builtins as _builtins
@@ -22,6 +23,34 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _TaskView:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TaskViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TaskView.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TASK_VIEW_UNSPECIFIED: _TaskView.ValueType  # 0
+    """The default: FULL."""
+    TASK_VIEW_BASIC: _TaskView.ValueType  # 1
+    """id, parent_id, root_id, user_id, name, executor, priority and status only: for
+    large trees, whose full echo would cost the client and the server memory.
+    """
+    TASK_VIEW_FULL: _TaskView.ValueType  # 2
+    """Every field."""
+
+class TaskView(_TaskView, metaclass=_TaskViewEnumTypeWrapper):
+    """How much of each task a response carries (AIP-157)."""
+
+TASK_VIEW_UNSPECIFIED: TaskView.ValueType  # 0
+"""The default: FULL."""
+TASK_VIEW_BASIC: TaskView.ValueType  # 1
+"""id, parent_id, root_id, user_id, name, executor, priority and status only: for
+large trees, whose full echo would cost the client and the server memory.
+"""
+TASK_VIEW_FULL: TaskView.ValueType  # 2
+"""Every field."""
+Global___TaskView: _TypeAlias = TaskView  # noqa: Y015
 
 @_typing.final
 class CreateTaskRequest(_message.Message):
@@ -60,10 +89,13 @@ class CreateTaskTreeRequest(_message.Message):
     TASKS_FIELD_NUMBER: _builtins.int
     EXECUTE_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
     execute: _builtins.bool
     """Execute the tree's top task as soon as the tree is stored."""
     request_id: _builtins.str
     """Optional idempotency key: a repeat returns the first answer."""
+    view: Global___TaskView.ValueType
+    """How much of each created task the response carries."""
     @_builtins.property
     def tasks(self) -> _containers.RepeatedCompositeFieldContainer[_task_pb2.Task]:
         """The tasks, each with a client-local `id` unique in the request. `parent_id`
@@ -77,10 +109,11 @@ class CreateTaskTreeRequest(_message.Message):
         tasks: _abc.Iterable[_task_pb2.Task] | None = ...,
         execute: _builtins.bool = ...,
         request_id: _builtins.str = ...,
+        view: Global___TaskView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["execute", b"execute", "request_id", b"request_id", "tasks", b"tasks"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execute", b"execute", "request_id", b"request_id", "tasks", b"tasks", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -681,6 +714,7 @@ class CopyTaskTreeRequest(_message.Message):
     ONLY_UNFINISHED_FIELD_NUMBER: _builtins.int
     EXECUTE_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Top of the subtree to copy; the copy is a new tree."""
     only_unfinished: _builtins.bool
@@ -691,6 +725,8 @@ class CopyTaskTreeRequest(_message.Message):
     """Execute the copy at once."""
     request_id: _builtins.str
     """Optional idempotency key: a repeat returns the first answer."""
+    view: Global___TaskView.ValueType
+    """How much of each copy the response carries."""
     def __init__(
         self,
         *,
@@ -698,10 +734,11 @@ class CopyTaskTreeRequest(_message.Message):
         only_unfinished: _builtins.bool = ...,
         execute: _builtins.bool = ...,
         request_id: _builtins.str = ...,
+        view: Global___TaskView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["execute", b"execute", "id", b"id", "only_unfinished", b"only_unfinished", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execute", b"execute", "id", b"id", "only_unfinished", b"only_unfinished", "request_id", b"request_id", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from google.protobuf import duration_pb2, timestamp_pb2
 from taskgrove import _json, statuses
-from taskgrove.v1 import task_pb2
+from taskgrove.v1 import task_pb2, task_service_pb2
 
 from taskgrove_server.validation import TaskSpec
 
@@ -74,6 +74,24 @@ def task_to_proto(row: Mapping[Any, Any], progress: float | None = None) -> task
         if stamp is not None:
             getattr(task, name).CopyFrom(stamp)
     return task
+
+
+def basic_task_to_proto(row: Mapping[Any, Any]) -> task_pb2.Task:
+    """TASK_VIEW_BASIC: who the task is and where it stands, nothing bulky."""
+    return task_pb2.Task(
+        id=row["id"],
+        parent_id=row["parent_id"] or "",
+        root_id=row["root_id"],
+        user_id=row["user_id"],
+        name=row["name"],
+        executor=row["executor"] or "",
+        priority=row["priority"],
+        status=statuses.to_proto(row["status"]),
+    )
+
+
+def view_of(view: int) -> Callable[[Mapping[Any, Any]], task_pb2.Task]:
+    return basic_task_to_proto if view == task_service_pb2.TASK_VIEW_BASIC else task_to_proto
 
 
 def subtree_progress(rows: Sequence[Mapping[Any, Any]]) -> dict[str, float]:

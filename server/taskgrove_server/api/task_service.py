@@ -10,7 +10,12 @@ from taskgrove import _json, statuses
 from taskgrove.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
 
 from taskgrove_server.api import page_token
-from taskgrove_server.api.convert import spec_from_proto, subtree_progress, task_to_proto
+from taskgrove_server.api.convert import (
+    spec_from_proto,
+    subtree_progress,
+    task_to_proto,
+    view_of,
+)
 from taskgrove_server.api.error_mapping import maps_errors
 from taskgrove_server.api.watch import EventStreamer
 from taskgrove_server.copying import copy_specs
@@ -127,8 +132,9 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         created = await self._creator.create(specs, execute=request.execute)
         # The rows just stored answer the request: no need to read them back.
         rows = {row["id"]: row for row in created.rows}
+        to_proto = view_of(request.view)
         return task_service_pb2.CreateTaskTreeResponse(
-            tasks=[task_to_proto(rows[created.ids[spec.ref]]) for spec in specs],
+            tasks=[to_proto(rows[created.ids[spec.ref]]) for spec in specs],
             task_ids={task.id: created.ids[task.id] for task in request.tasks if task.id},
         )
 
@@ -143,8 +149,9 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
                 raise not_found("TASK_NOT_FOUND", "task", request.id)
             specs = copy_specs(rows, only_unfinished=request.only_unfinished)
             created = await self._creator.create(specs, execute=request.execute)
+            to_proto = view_of(request.view)
             return task_service_pb2.CopyTaskTreeResponse(
-                tasks=[task_to_proto(row) for row in created.rows], task_ids=created.ids
+                tasks=[to_proto(row) for row in created.rows], task_ids=created.ids
             )
 
         return await self._idempotency.run(

@@ -135,7 +135,7 @@ class EngineCore:
             self._adopt(self._trees[root_id], rows)
             self._settle()
         elif keep_loaded and existing_parent is None:
-            self._trees[root_id] = self._build_tree(rows)
+            self._trees[root_id] = self._build_tree([Node.from_row(row) for row in rows])
             self._touched_trees.add(root_id)
 
     async def execute(self, task_id: str, root_id: str) -> int:
@@ -183,8 +183,10 @@ class EngineCore:
             # The tree may have been unloaded with its last changes still queued: read it
             # only once they are committed, or the copy would be stale.
             await self._writer.flush()
-            rows = await self._repository.tree(root_id)
-            tree = self._build_tree(rows)
+            nodes = [
+                Node.from_row(row) async for rows in self._repository.tree(root_id) for row in rows
+            ]
+            tree = self._build_tree(nodes)
             self._trees[root_id] = tree
             late = self._adopt_later.pop(root_id, [])
             self._adopt(tree, late)
@@ -205,8 +207,7 @@ class EngineCore:
             del self._loading[root_id]
             future.set_result(None)
 
-    def _build_tree(self, rows: Sequence[Mapping[Any, Any]]) -> _Tree:
-        nodes = [Node.from_row(row) for row in rows]
+    def _build_tree(self, nodes: list[Node]) -> _Tree:
         root = next(node for node in nodes if node.parent_id is None)
         tree = _Tree(root=root)
         self._link(tree, nodes)

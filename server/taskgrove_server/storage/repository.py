@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import RowMapping, and_, func, literal, select
@@ -106,11 +106,14 @@ class TaskRepository:
             rows = list((await conn.execute(query)).mappings())
         return preorder(rows, task_id)
 
-    async def tree(self, root_id: str) -> list[RowMapping]:
-        """Every task of one tree, in creation order."""
+    async def tree(self, root_id: str, chunk: int = 2000) -> AsyncIterator[list[RowMapping]]:
+        """Every task of one tree, in creation order, `chunk` rows at a time (a large
+        tree is never all in memory as rows)."""
         async with self._engine.connect() as conn:
             query = select(tasks).where(tasks.c.root_id == root_id).order_by(tasks.c.seq)
-            return list((await conn.execute(query)).mappings())
+            result = await conn.stream(query)
+            async for rows in result.mappings().partitions(chunk):
+                yield list(rows)
 
     async def list_tasks(self, flt: ListFilter) -> list[RowMapping]:
         conditions = [tasks.c.seq > flt.after_seq]

@@ -156,6 +156,7 @@ class Writer:
             batch, self._batch = self._batch, _Batch()
             if batch.has_work() or batch.callbacks:
                 await self._commit(batch)
+            del batch  # let a large batch's rows and events go while idle
             if self._closing and not self._batch.has_work() and not self._batch.callbacks:
                 return
 
