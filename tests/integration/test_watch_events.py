@@ -10,8 +10,11 @@ in order, each once. Tests read it with a synchronous SQLAlchemy engine.
 from __future__ import annotations
 
 import asyncio
+import gc
+import itertools
 import random
 import signal
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
@@ -21,7 +24,16 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 from sqlalchemy import create_engine, select
-from taskgrove import AsyncClient, TaskManager, TaskTreeNode, create_session, statuses
+from taskgrove import (
+    AsyncClient,
+    InvalidArgumentError,
+    TaskManager,
+    TaskTreeNode,
+    UnavailableError,
+    create_session,
+    statuses,
+)
+from taskgrove.errors import OutOfRangeError
 from taskgrove.models import Snapshot, TaskEvent
 from taskgrove.v1 import event_pb2, task_pb2, task_service_pb2, task_service_pb2_grpc
 from taskgrove_server.app import TaskgroveServer
@@ -33,12 +45,6 @@ if TYPE_CHECKING:
 
 WAIT_S = 20.0
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
-TERMINAL_PROTO = {
-    task_pb2.TASK_STATUS_COMPLETED,
-    task_pb2.TASK_STATUS_FAILED,
-    task_pb2.TASK_STATUS_CANCELLED,
-}
-STATUS_EVENT = event_pb2.TASK_EVENT_TYPE_STATUS_CHANGED
 
 
 # ------------------------------------------------------------------ helpers
@@ -94,6 +100,13 @@ def error_info(error: grpc.aio.AioRpcError) -> tuple[str, dict[str, str], list[s
     return reason, metadata, fields
 
 
+def describe(error: grpc.aio.AioRpcError | None) -> str:
+    if error is None:
+        return "no error"
+    reason, metadata, _ = error_info(error)
+    return f"{error.code().name} {reason} {metadata or ''} {error.details()!r}"
+
+
 def watch_request(
     *,
     root_id: str = "",
@@ -137,7 +150,9 @@ def sleep_tree(
 
 async def until(predicate: Callable[[], Any], limit_s: float = WAIT_S) -> None:
     async with asyncio.timeout(limit_s):
-        while not predicate():
+        while True:
+            if predicate():
+                return
             await asyncio.sleep(0.005)
 
 
@@ -204,7 +219,7 @@ class Follower:
 
     async def wait_for(self, predicate: Callable[[Follower], Any]) -> None:
         await until(lambda: predicate(self) or self.ended.is_set())
-        assert predicate(self), f"stream ended early: {self.error!r}"
+        assert predicate(self), f"stream ended early: {describe(self.error)}"
 
     async def reach(self, sequence: int) -> None:
         """Wait until every event up to `sequence` has been received."""
@@ -213,6 +228,23 @@ class Follower:
     async def close(self) -> None:
         self.call.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
+
+
+def assert_resumable(follower: Follower) -> None:
+    """Each message's `sequence` is a safe resume point: no later message carries an
+    event at or below it (DESIGN 5: heartbeats carry the current sequence)."""
+    high = follower.request.after_sequence
+    for index, message in enumerate(follower.messages):
+        sequences = [event.sequence for event in message.events]
+        assert all(s > high for s in sequences), (
+            f"message {index} carries events {sequences[:5]} at or below the sequence "
+            f"{high} an earlier message (heartbeat={follower.messages[index - 1].heartbeat}) "
+            "said had all been sent"
+        )
+        if sequences:
+            assert message.sequence >= sequences[-1]
+        assert message.sequence >= high
+        high = message.sequence
 
 
 class Gates:
@@ -247,6 +279,18 @@ def gate_task(name: str, gate: str, deps: Sequence[str] = ()) -> dict[str, Any]:
         "inputs": {"gate": gate},
         "dependencies": list(deps),
     }
+
+
+async def stop_tasks(*tasks: asyncio.Task[Any] | None) -> None:
+    """Cancel background watchers; re-raise what one of them failed with (an assertion
+    inside a watcher is the real cause of whatever the test saw)."""
+    running = [task for task in tasks if task is not None]
+    for task in running:
+        task.cancel()
+    outcomes = await asyncio.gather(*running, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, Exception):
+            raise outcome
 
 
 def db_of(server: TaskgroveServer) -> str:
@@ -308,8 +352,7 @@ async def test_resume_after_random_drops_is_gap_and_duplicate_free(
         await until(lambda: last >= expected[-1] or watching.done())
         done.set()
     finally:
-        watching.cancel()
-        await asyncio.gather(watching, return_exceptions=True)
+        await stop_tasks(watching)
     assert drops >= 5, f"only {drops} drops: the test did not exercise resuming"
     assert_exact(received, expected)
 
@@ -339,8 +382,10 @@ async def test_sdk_watch_aclose_and_resume_is_gap_and_duplicate_free(
                     if not executed and len(received) >= 501:
                         executed = True
                         await client.execute_task(root)
-                    if expected is None and item.task_id == root and item.status in (
-                        statuses.TERMINAL
+                    if (
+                        expected is None
+                        and item.task_id == root
+                        and item.status in (statuses.TERMINAL)
                     ):
                         expected = committed_sequences(db_of(server), root_id=root)
                     if expected is not None and last >= expected[-1]:
@@ -372,6 +417,7 @@ async def test_sdk_watch_resumes_across_server_kill_and_restart(
                 "parent_id": "root",
                 "inputs": {"seconds": 0.05},
                 "dependencies": [f"s{index - 1}"] if index else [],
+                "max_attempts": 3,  # an interrupted attempt is retried after the restart
             }
         )
     # ...long tasks certainly still running at the kill, and tasks waiting for them.
@@ -406,44 +452,57 @@ async def test_sdk_watch_resumes_across_server_kill_and_restart(
                 seen.append(item)
                 latest[item.task_id] = item
 
+        def status_of(task_id: str) -> str | None:
+            event = latest.get(task_id)
+            return event.status if event else None
+
         watching = asyncio.create_task(watcher())
         try:
             await until(lambda: len(seen) >= len(ids))  # subscribed: creations replayed
             await client.execute_task(root)
             await until(
-                lambda: latest[created["s0"].id].status == statuses.COMPLETED
-                and all(latest[created[f"long{i}"].id].status == "in_progress" for i in range(5))
+                lambda: (
+                    status_of(created["s0"].id) == statuses.COMPLETED
+                    and all(status_of(created[f"long{i}"].id) == "in_progress" for i in range(5))
+                )
             )
             await asyncio.to_thread(server_process.stop, signal.SIGKILL)
 
             # What survived the kill: events and state, committed together.
             at_kill = stored_tasks(db_url, root)
             assert_events_match_state(committed(db_url, root_id=root), at_kill)
-            running_at_kill = {
-                task_id for task_id, row in at_kill.items() if row["status"] == "in_progress"
+            running_at_kill = {  # executable tasks whose attempt the kill interrupted
+                task_id
+                for task_id, row in at_kill.items()
+                if row["status"] == "in_progress" and row["executor"] is not None
             }
             assert {created[f"long{i}"].id for i in range(5)} <= running_at_kill
 
             await asyncio.to_thread(server_process.start, port)
             assert server_process.port == port
             await until(
-                lambda: set(latest) == ids
-                and all(event.status in statuses.TERMINAL for event in latest.values())
+                lambda: (
+                    set(latest) == ids
+                    and all(event.status in statuses.TERMINAL for event in latest.values())
+                )
             )
             expected = committed_sequences(db_url, root_id=root)
             await until(lambda: seen[-1].sequence >= expected[-1])
         finally:
-            watching.cancel()
-            await asyncio.gather(watching, return_exceptions=True)
+            await stop_tasks(watching)
 
         assert_exact([event.sequence for event in seen], expected)
         final = stored_tasks(db_url, root)
         assert all(row["status"] in statuses.TERMINAL for row in final.values())
         for task_id in running_at_kill:
-            assert final[task_id]["status"] == statuses.FAILED
-            assert final[task_id]["error"]["reason"] == "ABANDONED"
-            assert latest[task_id].error is not None
-            assert latest[task_id].error.reason == "ABANDONED"
+            if at_kill[task_id]["max_attempts"] == 1:
+                assert final[task_id]["status"] == statuses.FAILED
+                assert final[task_id]["error"]["reason"] == "ABANDONED"
+                assert latest[task_id].error is not None
+                assert latest[task_id].error.reason == "ABANDONED"
+            else:
+                assert final[task_id]["status"] == statuses.COMPLETED
+                assert final[task_id]["attempt"] > at_kill[task_id]["attempt"]
         # The chain went on after the restart and finished.
         assert latest[created["s14"].id].status == statuses.COMPLETED
         assert_events_match_state(committed(db_url, root_id=root), final)
@@ -471,6 +530,7 @@ async def test_hundred_concurrent_watchers_all_receive_every_event(
     for follower in followers:
         assert follower.error is None
         assert_exact(follower.sequences, expected)
+        assert_resumable(follower)
 
 
 # ------------------------------------------------------------------ 4. slow subscriber
@@ -529,11 +589,26 @@ async def test_slow_subscriber_is_cut_off_without_holding_up_the_run(
 async def test_sdk_watch_resumes_after_being_cut_off_as_too_slow(
     make_server: ServerFactory,
 ) -> None:
-    server = await make_server(watcher_buffer_events=20, max_concurrency=4)
-    client = make_server.client(server)
-    created = await client.create_task_tree(sleep_tree(300))
+    server = await make_server(watcher_buffer_events=20, max_concurrency=2)
+    created = await make_server.client(server).create_task_tree(sleep_tree(300))
     root = created["root"].id
+    # A tiny flow-control window: while the consumer does not read, the server's writes
+    # block and the watcher's buffer overflows.
+    client = AsyncClient(
+        f"127.0.0.1:{server.port}",
+        options=[("grpc.http2.lookahead_bytes", 1024), ("grpc.http2.bdp_probe", 0)],
+    )
+    streams = 0
+    open_stream = client.stub.WatchEvents
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal streams
+        streams += 1
+        return open_stream(*args, **kwargs)
+
+    client.stub.WatchEvents = counting  # type: ignore[method-assign]
     received: list[int] = []
+    expected: list[int] = []
     stream = client.watch(root_id=root, max_backoff=0.2)
     try:
         async with asyncio.timeout(WAIT_S):
@@ -542,14 +617,36 @@ async def test_sdk_watch_resumes_after_being_cut_off_as_too_slow(
                 received.append(item.sequence)
                 if len(received) == 301:
                     await client.execute_task(root)
-                    # Stop reading for a while: the buffer of 20 overflows meanwhile.
+                    # Stop reading until the run is over.
                     await finish(client, root)
                     expected = committed_sequences(db_of(server), root_id=root)
-                if len(received) > 301 and item.sequence >= expected[-1]:
+                if expected and item.sequence >= expected[-1]:
                     break
     finally:
         await stream.aclose()
+        await client.close()
+    assert streams >= 2, "the watcher was never cut off: the test did not exercise resuming"
     assert_exact(received, expected)
+
+
+async def test_watcher_that_keeps_reading_is_not_cut_off_by_one_large_commit(
+    make_server: ServerFactory,
+) -> None:
+    # One CreateTaskTree commits all its `created` events at once. A watcher that is idle
+    # and reading has not fallen behind: it must get them, not SUBSCRIBER_TOO_SLOW. (With
+    # the defaults: a tree of more than 50,000 tasks, max_tree_size being 200,000.)
+    server = await make_server(watcher_buffer_events=50)
+    client = make_server.client(server)
+    follower = Follower(client.stub, watch_request(user_id="u", heartbeat_s=0.05))
+    try:
+        await follower.wait_for(lambda f: any(m.heartbeat for m in f.messages))
+        created = await client.create_task_tree(sleep_tree(100))
+        expected = committed_sequences(db_of(server), root_id=created["root"].id)
+        await follower.reach(expected[-1])
+    finally:
+        await follower.close()
+    assert follower.error is None
+    assert_exact(follower.sequences, expected)
 
 
 # ------------------------------------------------------------------ 5. compaction
@@ -609,6 +706,64 @@ async def test_compacted_history_is_refused_with_the_oldest_sequence(
         await snapshot.close()
 
 
+async def test_sdk_watch_raises_compacted_and_invalid_errors(make_server: ServerFactory) -> None:
+    server = await make_server(event_retention_seconds=0)
+    client = make_server.client(server)
+    created = await client.create_task_tree(sleep_tree(5), execute=True)
+    root = created["root"].id
+    await finish(client, root)
+    through = committed_sequences(db_of(server), root_id=root)[-1]
+    await server.prune_events()
+
+    with pytest.raises(OutOfRangeError) as compacted:
+        async with asyncio.timeout(WAIT_S):
+            async for _ in client.watch(root_id=root, after_sequence=1):
+                pass
+    assert compacted.value.reason == "EVENTS_COMPACTED"
+    assert compacted.value.metadata["oldest_sequence"] == str(through + 1)
+
+    with pytest.raises(InvalidArgumentError):
+        async with asyncio.timeout(WAIT_S):
+            async for _ in client.watch(root_id=root, task_id=root):
+                pass
+    await until(lambda: server.hub.subscriber_count == 0)
+
+
+async def test_sequences_are_not_reused_after_pruning_and_restart(
+    make_server: ServerFactory,
+) -> None:
+    server = await make_server(event_retention_seconds=0)
+    client = make_server.client(server)
+    created = await client.create_task_tree(sleep_tree(5), execute=True)
+    old_root = created["root"].id
+    await finish(client, old_root)
+    through = committed_sequences(db_of(server))[-1]
+    await server.prune_events()
+    assert committed_sequences(db_of(server)) == []
+    db_url = db_of(server)
+    await make_server.stop(server)
+
+    restarted = await make_server(db_url=db_url, event_retention_seconds=0)
+    client = make_server.client(restarted)
+    fresh = await client.create_task_tree(sleep_tree(3), execute=True)
+    await finish(client, fresh["root"].id)
+    new = committed_sequences(db_url)
+    assert new[0] == through + 1, "a pruned sequence was handed out again"
+    # The pruned tree still refuses its old history; the new tree replays in full.
+    old = Follower(client.stub, watch_request(root_id=old_root, after_sequence=1))
+    replay = Follower(client.stub, watch_request(root_id=fresh["root"].id, after_sequence=0))
+    try:
+        async with asyncio.timeout(WAIT_S):
+            await old.ended.wait()
+        await replay.reach(new[-1])
+    finally:
+        await old.close()
+        await replay.close()
+    assert old.error is not None
+    assert old.error.code() == grpc.StatusCode.OUT_OF_RANGE
+    assert_exact(replay.sequences, new)
+
+
 # ------------------------------------------------------------------ 6. heartbeats
 
 
@@ -656,41 +811,85 @@ async def test_heartbeat_after_restart_carries_the_stored_sequence(
     assert beat.sequence == newest
 
 
-async def test_heartbeats_never_skip_events(make_server: ServerFactory) -> None:
-    # Events trickle in (a chain of short sleeps) while 20 watchers with the shortest
-    # heartbeat interval keep going idle: a heartbeat must never claim events it has not
-    # sent yet.
-    server = await make_server()
+def block_event_loop(seconds: float) -> None:
+    """Hold the event loop, like an executor doing CPU work without yielding."""
+    time.sleep(seconds)
+
+
+def pulse_registry() -> ExecutorRegistry:
+    """`pulse`: reports progress (a write starts), yields `yields` times, then holds the
+    loop for longer than a watcher's heartbeat interval: when the loop runs again, the
+    write's commit and the watchers' idle timers complete in the same turn."""
+
+    async def run(context: ExecutionContext) -> Any:
+        context.report_progress(0.5, "half way")
+        for _ in range(int(context.inputs["yields"])):
+            await asyncio.sleep(0)
+        block_event_loop(float(context.inputs["hold_s"]))
+        return None
+
+    registry = ExecutorRegistry.default(load_entry_points=False)
+    registry.register(Executor(id="pulse", run=run, input_schema={"type": "object"}))
+    return registry
+
+
+async def test_heartbeats_never_claim_unsent_events(make_server: ServerFactory) -> None:
+    # Watchers with the shortest heartbeat interval; events arrive right when they go idle.
+    # A heartbeat must not carry a sequence above events still buffered for the watcher:
+    # a client resuming from it (the SDK does) would skip them.
+    server = await make_server(registry=pulse_registry())
     client = make_server.client(server)
-    rng = random.Random(3)
+    heartbeat_s = 0.01
     specs: list[dict[str, Any]] = [{"id": "root", "name": "root", "user_id": "u"}]
-    for index in range(80):
+    for index in range(60):
         specs.append(
             {
-                "id": f"c{index}",
-                "name": "sleep_executor",
+                "id": f"p{index}",
+                "name": f"p{index}",
+                "executor": "pulse",
                 "parent_id": "root",
-                "inputs": {"seconds": rng.uniform(0, 0.03)},
-                "dependencies": [f"c{index - 1}"] if index else [],
+                "inputs": {"yields": index % 20, "hold_s": 2 * heartbeat_s},
+                "dependencies": [f"p{index - 1}"] if index else [],
             }
         )
     created = await client.create_task_tree(specs)
     root = created["root"].id
-    followers = [
-        Follower(client.stub, watch_request(root_id=root, heartbeat_s=0.01)) for _ in range(20)
+    raw = [
+        Follower(client.stub, watch_request(root_id=root, heartbeat_s=heartbeat_s))
+        for _ in range(10)
     ]
+    sdk_received: list[list[int]] = [[] for _ in range(10)]
+
+    async def sdk_watch(into: list[int]) -> None:
+        async for item in client.watch(root_id=root, heartbeat_interval=heartbeat_s):
+            assert isinstance(item, TaskEvent)
+            into.append(item.sequence)
+
+    sdk = [asyncio.create_task(sdk_watch(into)) for into in sdk_received]
     try:
         await until(lambda: server.hub.subscriber_count == 20)
         await client.execute_task(root)
         await finish(client, root)
         expected = committed_sequences(db_of(server), root_id=root)
-        for follower in followers:
+        for follower in raw:
             await follower.wait_for(lambda f: f.last >= expected[-1])
+        # The SDK watchers have nothing more to receive once heartbeats reach the end.
+        await until(lambda: all(f.messages[-1].heartbeat for f in raw))
+        await asyncio.sleep(5 * heartbeat_s)
     finally:
-        for follower in followers:
+        for follower in raw:
             await follower.close()
-    for follower in followers:
+        await stop_tasks(*sdk)
+    for follower in raw:
         assert_exact(follower.sequences, expected)
+    lost = {
+        index: sorted(set(expected) - set(received))
+        for index, received in enumerate(sdk_received)
+        if received != expected
+    }
+    assert not lost, f"{len(lost)} of {len(sdk)} SDK watchers lost events: {lost}"
+    for follower in raw:
+        assert_resumable(follower)
 
 
 # ------------------------------------------------------------------ 7. snapshot then live
@@ -737,15 +936,14 @@ async def test_snapshot_then_live_events_without_duplicates(make_server: ServerF
         gates.open("a")
         gates.open("b")
         await finish(client, root)
-        expected = [
-            s for s in committed_sequences(db_of(server), root_id=root) if s > snapshot_seq
-        ]
+        expected = [s for s in committed_sequences(db_of(server), root_id=root) if s > snapshot_seq]
         assert expected, "no event after the snapshot: the test did not exercise live events"
         await follower.reach(expected[-1])
     finally:
         await follower.close()
     assert all(not m.snapshot for m in follower.messages[1:])
     assert_exact(follower.sequences, expected)
+    assert_resumable(follower)
     # Snapshot + events = the final state.
     final = {task.id: statuses.from_proto(task.status) for task in first.snapshot}
     for event in follower.events:
@@ -754,7 +952,57 @@ async def test_snapshot_then_live_events_without_duplicates(make_server: ServerF
     assert final == {task_id: row["status"] for task_id, row in stored.items()}
 
 
-async def test_sdk_watch_yields_snapshot_first(server: TaskgroveServer, client: AsyncClient) -> None:
+async def test_snapshots_taken_while_the_writer_commits_match_their_sequence(
+    make_server: ServerFactory,
+) -> None:
+    # Snapshots taken while a run commits all the time: the tasks of each must be exactly
+    # the state after the events up to its sequence. Tasks ahead of it would make the
+    # following events (already reflected) duplicates; tasks behind it, gaps.
+    server = await make_server(max_concurrency=8)
+    client = make_server.client(server)
+    created = await client.create_task_tree(sleep_tree(800, dep_every=4))
+    root = created["root"].id
+    await client.execute_task(root)
+    snapshots: list[Follower] = []
+    try:
+        for _ in range(40):
+            snapshots.append(
+                Follower(client.stub, watch_request(root_id=root, include_snapshot=True))
+            )
+            await asyncio.sleep(0.005)
+        for follower in snapshots:
+            await follower.wait_for(lambda f: f.messages)
+        await finish(client, root)
+    finally:
+        for follower in snapshots:
+            await follower.close()
+    history = committed(db_of(server), root_id=root)
+    inconsistent = {}
+    for index, follower in enumerate(snapshots):
+        first = follower.messages[0]
+        reflected: dict[str, str] = {}
+        for row in history:
+            if row["sequence"] <= first.sequence:
+                reflected[row["task_id"]] = row["status"]
+        state = {task.id: statuses.from_proto(task.status) for task in first.snapshot}
+        differing = sorted(t for t in state if state[t] != reflected.get(t))
+        if differing:
+            example = differing[0]
+            inconsistent[index] = (
+                first.sequence,
+                len(differing),
+                f"e.g. snapshot {state[example]!r}, events "
+                + str([(r["sequence"], r["status"]) for r in history if r["task_id"] == example]),
+            )
+    assert not inconsistent, (
+        f"{len(inconsistent)} of {len(snapshots)} snapshots do not match the events up to "
+        f"their sequence (index: (sequence, tasks differing, example)): {inconsistent}"
+    )
+
+
+async def test_sdk_watch_yields_snapshot_first(
+    server: TaskgroveServer, client: AsyncClient
+) -> None:
     created = await client.create_task_tree(sleep_tree(20))
     root = created["root"].id
     items: list[Snapshot | TaskEvent] = []
@@ -812,8 +1060,9 @@ async def test_task_and_user_filters(server: TaskgroveServer, client: AsyncClien
     for follower in followers:
         assert follower.error is None
         assert_exact(follower.sequences, expected[id(follower)])
+        assert_resumable(follower)
     assert {event.task_id for event in by_task.events} == {task_id}
-    assert [event.type for event in by_task.events][0] == event_pb2.TASK_EVENT_TYPE_CREATED
+    assert by_task.events[0].type == event_pb2.TASK_EVENT_TYPE_CREATED
     assert {event.user_id for event in by_user.events} == {"alice"}
     assert {event.root_id for event in by_user.events} == {alice["root"].id}
     assert {event.user_id for event in by_root_and_user.events} == {"bob"}
@@ -869,6 +1118,23 @@ async def test_server_shutdown_ends_open_streams_with_unavailable(
         assert reason == "SERVER_SHUTTING_DOWN"
 
 
+async def test_sdk_watch_gives_up_after_max_reconnects(make_server: ServerFactory) -> None:
+    server = await make_server()
+    client = make_server.client(server)
+    created = await client.create_task_tree(sleep_tree(2))
+    stream = client.watch(root_id=created["root"].id, max_reconnects=2, max_backoff=0.05)
+    try:
+        async with asyncio.timeout(WAIT_S):
+            first = await anext(stream)
+            assert isinstance(first, TaskEvent)
+            await make_server.stop(server, grace=1)
+            with pytest.raises(UnavailableError):
+                async for _ in stream:
+                    pass
+    finally:
+        await stream.aclose()
+
+
 # ------------------------------------------------------------------ 10. same transaction
 
 
@@ -886,7 +1152,7 @@ def assert_events_match_state(
         assert rows[0]["previous_status"] is None
         assert rows[0]["status"] == statuses.PENDING
         assert [row["type"] for row in rows].count("created") == 1
-        for before, after in zip(rows, rows[1:], strict=False):
+        for before, after in itertools.pairwise(rows):
             if after["type"] == "status":
                 assert after["previous_status"] == before["status"], (before, after)
             else:
@@ -954,9 +1220,7 @@ async def test_distribute_task_tree_updates_nodes_as_events_arrive(
             name="quick", executor="sleep_executor", parent_id=group.id, inputs={"seconds": 0}
         )
         root = TaskTreeNode(root_task)
-        nodes = {
-            task.id: TaskTreeNode(task) for task in (first, group, second, quick, root_task)
-        }
+        nodes = {task.id: TaskTreeNode(task) for task in (first, group, second, quick, root_task)}
         nodes[root_task.id] = root
         root.add_child(nodes[first.id])
         root.add_child(nodes[group.id])
@@ -983,9 +1247,8 @@ async def test_distribute_task_tree_updates_nodes_as_events_arrive(
 
     assert result is root
     assert gates.started == {"first", "second"}
+    # Each node already had the event's status when `on_event` saw the event.
     for event_task, event_status, node_status in node_status_when_seen:
-        if any(e.task_id == event_task and e.type == "status" for e in seen):
-            pass
         assert node_status == event_status, (event_task, event_status, node_status)
     sequences = [event.sequence for event in seen]
     assert sequences == sorted(set(sequences))
@@ -996,27 +1259,84 @@ async def test_distribute_task_tree_updates_nodes_as_events_arrive(
     assert {node.task.id for node in root.walk()} == set(nodes)
 
 
+async def test_distribute_task_tree_leaves_no_watch_open(
+    server: TaskgroveServer,
+) -> None:
+    session = create_session(f"127.0.0.1:{server.port}")
+    try:
+        manager = TaskManager(session)
+        for _ in range(3):
+            root_task = await manager.task_repository.create_task(name="root", user_id="u")
+            root = TaskTreeNode(root_task)
+            for _ in range(3):
+                child = await manager.task_repository.create_task(
+                    name="sleep_executor", parent_id=root_task.id, inputs={"seconds": 0}
+                )
+                root.add_child(TaskTreeNode(child))
+            async with asyncio.timeout(WAIT_S):
+                await manager.distribute_task_tree(root)
+            assert root.task.status == statuses.COMPLETED
+        # The session stays open: its finished waits must not keep server streams.
+        await subscriptions_drop_to(server, 0)
+    finally:
+        await session.close()
+
+
 # ------------------------------------------------------------------ 12. cancellation
 
 
-async def test_client_cancellation_frees_the_subscription(
+SUBSCRIPTION_WAIT_S = 5.0
+
+
+async def subscriptions_drop_to(server: TaskgroveServer, count: int) -> None:
+    try:
+        await until(lambda: server.hub.subscriber_count == count, SUBSCRIPTION_WAIT_S)
+    except TimeoutError:
+        pytest.fail(f"{server.hub.subscriber_count} subscriptions left, expected {count}")
+
+
+async def test_cancelling_a_raw_stream_frees_the_subscription(
     server: TaskgroveServer, client: AsyncClient
 ) -> None:
     created = await client.create_task_tree(sleep_tree(3))
-    root = created["root"].id
-
-    raw = Follower(client.stub, watch_request(root_id=root))
+    raw = Follower(client.stub, watch_request(root_id=created["root"].id))
     await raw.wait_for(lambda f: f.events)
     assert server.hub.subscriber_count == 1
     await raw.close()
-    await until(lambda: server.hub.subscriber_count == 0)
+    await subscriptions_drop_to(server, 0)
 
-    stream = client.watch(root_id=root)
+
+async def test_closing_the_sdk_watch_frees_the_subscription(
+    server: TaskgroveServer, client: AsyncClient
+) -> None:
+    created = await client.create_task_tree(sleep_tree(3))
+    stream = client.watch(root_id=created["root"].id)
     async with asyncio.timeout(WAIT_S):
         await anext(stream)
     assert server.hub.subscriber_count == 1
     await stream.aclose()
-    await until(lambda: server.hub.subscriber_count == 0)
+    await subscriptions_drop_to(server, 0)
+
+
+async def test_breaking_out_of_the_sdk_watch_frees_the_subscription(
+    server: TaskgroveServer, client: AsyncClient
+) -> None:
+    created = await client.create_task_tree(sleep_tree(3))
+
+    async def first_event() -> TaskEvent | Snapshot:
+        async for item in client.watch(root_id=created["root"].id):
+            return item
+        raise AssertionError("the stream ended")
+
+    async with asyncio.timeout(WAIT_S):
+        await first_event()
+    await subscriptions_drop_to(server, 0)
+
+
+async def test_cancelling_sdk_watch_consumers_frees_their_subscriptions(
+    server: TaskgroveServer, client: AsyncClient
+) -> None:
+    await client.create_task_tree(sleep_tree(3))
 
     async def consume() -> None:
         async for _ in client.watch(user_id="u", include_snapshot=True):
@@ -1027,10 +1347,41 @@ async def test_client_cancellation_frees_the_subscription(
     for consumer in consumers:
         consumer.cancel()
     await asyncio.gather(*consumers, return_exceptions=True)
-    await until(lambda: server.hub.subscriber_count == 0)
+    await subscriptions_drop_to(server, 0)
 
+
+async def test_closing_the_channel_frees_the_subscription(
+    server: TaskgroveServer, client: AsyncClient
+) -> None:
+    created = await client.create_task_tree(sleep_tree(3))
     async with AsyncClient(f"127.0.0.1:{server.port}") as other:
-        Follower(other.stub, watch_request(root_id=root))
+        orphan = Follower(other.stub, watch_request(root_id=created["root"].id))
         await until(lambda: server.hub.subscriber_count == 1)
-    # Closing the channel ends its streams too.
-    await until(lambda: server.hub.subscriber_count == 0)
+    await subscriptions_drop_to(server, 0)
+    await orphan.close()
+
+
+async def test_streams_cancelled_mid_write_leave_no_unretrieved_errors(
+    make_server: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Clients that disconnect while the server is writing to them are normal: the server
+    # must not log "Task exception was never retrieved" (an ERROR with a traceback) for
+    # each of them.
+    server = await make_server(max_concurrency=2)
+    client = make_server.client(server)
+    created = await client.create_task_tree(sleep_tree(300))
+    root = created["root"].id
+    followers = [Follower(client.stub, watch_request(root_id=root)) for _ in range(30)]
+    await until(lambda: server.hub.subscriber_count == len(followers))
+    await client.execute_task(root)
+    for follower in followers:
+        await asyncio.sleep(0.005)
+        await follower.close()
+    await finish(client, root)
+    await subscriptions_drop_to(server, 0)
+    gc.collect()
+    await asyncio.sleep(0.05)
+    unretrieved = [r for r in caplog.records if "never retrieved" in r.getMessage()]
+    assert not unretrieved, (
+        f"{len(unretrieved)} unretrieved task errors logged, e.g. {unretrieved[0].exc_text!r}"
+    )

@@ -158,6 +158,9 @@ class EventStreamer:
         if subscription.overflowed:
             raise Overflow
         write = asyncio.ensure_future(context.write(message))
+        # If the stream is cancelled meanwhile, nobody awaits the write: retrieve its
+        # outcome so a client leaving mid-write is not logged as an error.
+        write.add_done_callback(lambda done: done.cancelled() or done.exception())
         overflow = asyncio.ensure_future(subscription.overflow.wait())
         try:
             await asyncio.wait({write, overflow}, return_when=asyncio.FIRST_COMPLETED)

@@ -33,7 +33,7 @@ from taskgrove_server.engine.readiness import Outcome, dependency_outcome
 from taskgrove_server.events import event as events
 from taskgrove_server.executors import ExecutionContext, ExecutorRegistry
 from taskgrove_server.storage.repository import TaskRepository
-from taskgrove_server.storage.statements import mark_has_children
+from taskgrove_server.storage.statements import mark_execution_requested, mark_has_children
 from taskgrove_server.storage.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -143,14 +143,18 @@ class EngineCore:
         await self._ensure_loaded(root_id)
         top = self._nodes[task_id]
         to_arm: list[Node] = []
+        flagged: list[str] = []
         for node in top.subtree():
             if node.execution_requested:
                 continue
             node.execution_requested = True
-            self._persist(node, node.status, None)
+            node.version += 1
+            flagged.append(node.id)
             if not node.is_group and node.status == statuses.PENDING:
                 self._trees[node.root_id].active += 1
                 to_arm.append(node)
+        # One statement for the flag (no event: nothing a watcher sees changes yet).
+        self._writer.execute(mark_execution_requested(flagged))
         await self._arm(to_arm)
         for node in reversed(list(top.subtree())):
             if node.is_group:

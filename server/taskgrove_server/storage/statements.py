@@ -27,6 +27,18 @@ def mark_has_children(parent_id: str) -> Statement:
     return run
 
 
+def mark_execution_requested(ids: list[str]) -> Statement:
+    def run(conn: Connection) -> None:
+        for start in range(0, len(ids), 500):
+            conn.execute(
+                update(tasks)
+                .where(tasks.c.id.in_(ids[start : start + 500]))
+                .values(execution_requested=True, version=tasks.c.version + 1)
+            )
+
+    return run
+
+
 def update_task_fields(node: Node, changes: TaskChanges) -> Statement:
     """Store an UpdateTask (guarded: the task is still pending) and re-index dependencies."""
     values = {**changes.columns(), "updated_us": now_us(), "version": tasks.c.version + 1}
