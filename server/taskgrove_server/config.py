@@ -49,6 +49,8 @@ class ServerConfig:
         config.db_url = os.environ.get("TASKGROVE_DB", config.db_url)
         if value := os.environ.get("TASKGROVE_MAX_CONCURRENCY"):
             config.max_concurrency = int(value)
+        if value := os.environ.get("TASKGROVE_EVENT_RETENTION_SECONDS"):
+            config.event_retention_seconds = float(value)
         if value := os.environ.get("TASKGROVE_ALLOW_COMMANDS"):
             config.allowed_commands = [p for p in value.split(",") if p]
         return config

@@ -371,6 +371,17 @@ def test_run_timeout_then_explain_cancel_and_retry(
     assert refused.returncode == 2, refused.explain()
     assert re.match(r"^error: [A-Z_]+: ", refused.stderr), refused.explain()
 
+    # ... but copied: a new tree whose tasks name their originals.
+    copied = cli(address, "copy", report.root_id, "--json")
+    assert copied.returncode == 0, copied.explain()
+    mapping = copied.json()["task_ids"]
+    assert report.root_id in mapping and len(mapping) >= 2
+    copy_root = cli(address, "get", mapping[report.root_id], "--json").json()
+    assert copy_root["original_task_id"] == report.root_id
+    assert copy_root["parent_id"] is None
+    text = cli(address, "copy", report.root_id, "--execute")
+    assert text.stdout.startswith(f"copied {len(mapping)} tasks as "), text.explain()
+
 
 # --------------------------------------------------------------------------- inspection
 

@@ -1,5 +1,5 @@
-"""Commands that act on stored tasks: `cancel`, `retry`, and `explain` (why a task is
-not running yet)."""
+"""Commands that act on stored tasks: `cancel`, `retry`, `copy`, and `explain` (why a
+task is not running yet)."""
 
 from __future__ import annotations
 
@@ -37,6 +37,23 @@ async def retry_task(client: AsyncClient, args: argparse.Namespace) -> int:
         print(f"retried {_plural(len(retried))}")
         for task_id in retried:
             print(f"  {task_id}")
+    return EXIT_OK
+
+
+async def copy_tree(client: AsyncClient, args: argparse.Namespace) -> int:
+    """Copy a subtree as a new tree whose tasks name their originals; prints the new root
+    and the original -> copy ids."""
+    copies = await client.copy_task_tree(
+        args.id, only_unfinished=args.only_unfinished, execute=args.execute
+    )
+    mapping = {original: copy.id for original, copy in copies.items()}
+    if args.json:
+        print_json({"task_ids": mapping})
+        return EXIT_OK
+    top = next((c for c in copies.values() if c.parent_id is None), None)
+    print(f"copied {_plural(len(copies))}" + (f" as {top.id}" if top else ""))
+    for original, copy_id in mapping.items():
+        print(f"  {original} -> {copy_id}")
     return EXIT_OK
 
 

@@ -73,7 +73,7 @@ def _handler(module: str, function: str) -> Handler:
 
 
 def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register `run`, `watch`, `get`, `tree`, `ls`, `cancel`, `retry`, `explain` and
+    """Register `run`, `watch`, `get`, `tree`, `ls`, `cancel`, `retry`, `copy`, `explain` and
     `executors`."""
     common = [connection_options()]
 
@@ -182,6 +182,19 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         action.add_argument("id", metavar="ID")
         action.add_argument("--json", action="store_true", help="the reply as JSON")
         action.set_defaults(handler=_handler("control", function))
+
+    copy = commands.add_parser(
+        "copy", parents=common, help="copy a subtree as a new tree (originals are kept)"
+    )
+    copy.add_argument("id", metavar="ID")
+    copy.add_argument(
+        "--only-unfinished",
+        action="store_true",
+        help="copy only what did not complete (with the groups above it)",
+    )
+    copy.add_argument("--execute", action="store_true", help="run the copy at once")
+    copy.add_argument("--json", action="store_true", help="original id -> copy id, as JSON")
+    copy.set_defaults(handler=_handler("control", "copy_tree"))
 
     executors = commands.add_parser(
         "executors", parents=common, help="list the executors the server runs"
