@@ -261,6 +261,8 @@ def find_cycle(
     existing: Mapping[str, ExistingTask],
 ) -> list[str] | None:
     """The ids along a waits-for cycle (first id repeated at the end), or None."""
+    if not any(task.spec.dependencies for task in tasks):
+        return None  # parent links alone form a tree, never a cycle
     is_group: dict[str, bool] = {t.id: t.is_group for t in existing.values()}
     deps: dict[str, list[str]] = {t.id: list(t.dependencies) for t in existing.values()}
     children: dict[str, list[str]] = {t.id: list(t.children) for t in existing.values()}

@@ -44,7 +44,7 @@ class BulkStatement:
         sql, order, defaults = self._compile(conn.dialect.name, conn, keys)
         dumps = json.dumps
         json_keys = self._json_keys
-        params = [
+        params = (
             tuple(
                 (dumps(row[key]) if row[key] is not None else None)
                 if key in json_keys
@@ -54,8 +54,17 @@ class BulkStatement:
                 for key in order
             )
             for row in rows
-        ]
-        result = conn.exec_driver_sql(sql, params)
+        )
+        if conn.dialect.driver == "pysqlite":
+            # sqlite3 takes the parameters lazily: no second copy of a large batch.
+            raw: Any = conn.connection.dbapi_connection
+            cursor = raw.cursor()
+            try:
+                cursor.executemany(sql, params)
+                return int(cursor.rowcount)
+            finally:
+                cursor.close()
+        result = conn.exec_driver_sql(sql, list(params))
         return int(result.rowcount)
 
 
