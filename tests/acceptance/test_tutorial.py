@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from support.processes import Finished
 from taskgrove import AsyncClient, Task, TaskManager, TaskTreeNode, create_session, statuses
 
 if TYPE_CHECKING:
@@ -37,17 +38,10 @@ pytestmark = pytest.mark.timeout(90)
 
 
 @dataclass(frozen=True)
-class ScriptRun:
-    returncode: int
-    stdout: str
-    stderr: str
-
+class ScriptRun(Finished):
     @property
     def lines(self) -> list[str]:
         return self.stdout.splitlines()
-
-    def explain(self) -> str:
-        return f"exit {self.returncode}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
 
 
 async def run_python(args: list[str], address: str) -> ScriptRun:

@@ -12,22 +12,23 @@ import asyncio
 import os
 import sqlite3
 from collections import defaultdict
-from collections.abc import Callable, Mapping
-from datetime import timedelta
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psutil
 import pytest
-from taskgrove import AsyncClient, Task, statuses
+from support.events import history
+from support.trees import group, ids, sleeper
+from support.waiting import WAIT_S, wait_finished
+from support.waiting import until_task as until
+from taskgrove import AsyncClient, statuses
 from taskgrove.models import TaskEvent
-from taskgrove.v1 import task_service_pb2
 from taskgrove_server.executors import ExecutionContext, Executor, ExecutorRegistry
 
 if TYPE_CHECKING:
     from conftest import ServerFactory
 
-WAIT_S = 15.0
 
 ALLOWED_TRANSITIONS = {
     (statuses.PENDING, statuses.IN_PROGRESS),
@@ -41,57 +42,6 @@ ALLOWED_TRANSITIONS = {
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def sleeper(local_id: str, seconds: float, parent: str | None = "root", **fields: Any) -> dict:
-    return {
-        "id": local_id,
-        "name": local_id,
-        "executor": "sleep_executor",
-        "parent_id": parent,
-        "inputs": {"seconds": seconds},
-        **fields,
-    }
-
-
-def group(local_id: str, parent: str | None = "root") -> dict[str, Any]:
-    return {"id": local_id, "name": local_id, "parent_id": parent}
-
-
-def ids(created: Mapping[str, Task]) -> dict[str, str]:
-    return {local: task.id for local, task in created.items()}
-
-
-async def until(client: AsyncClient, task_id: str, predicate: Callable[[Task], bool]) -> Task:
-    async with asyncio.timeout(WAIT_S):
-        while True:
-            task = await client.get_task(task_id)
-            if predicate(task):
-                return task
-            await asyncio.sleep(0.01)
-
-
-async def wait_finished(client: AsyncClient, task_id: str) -> Task:
-    async with asyncio.timeout(WAIT_S):
-        return await client.wait(task_id)
-
-
-async def history(client: AsyncClient, **flt: str) -> list[TaskEvent]:
-    """Every stored event (optionally filtered), read through WatchEvents up to the first
-    heartbeat (the replay is over and the stream is idle)."""
-    request = task_service_pb2.WatchEventsRequest(after_sequence=0, **flt)
-    request.heartbeat_interval.FromTimedelta(timedelta(seconds=0.05))
-    events: list[TaskEvent] = []
-    call = client.stub.WatchEvents(request)
-    try:
-        async with asyncio.timeout(WAIT_S):
-            async for response in call:
-                events.extend(TaskEvent.from_proto(e) for e in response.events)
-                if response.heartbeat:
-                    break
-    finally:
-        call.cancel()
-    return events
 
 
 def status_events(events: list[TaskEvent]) -> dict[str, list[TaskEvent]]:

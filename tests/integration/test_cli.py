@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from support.processes import Finished
 from taskgrove import AsyncClient, statuses
 
 if TYPE_CHECKING:
@@ -28,14 +29,7 @@ pytestmark = pytest.mark.timeout(120)
 
 
 @dataclass(frozen=True)
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-    def explain(self) -> str:
-        return f"exit {self.returncode}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
-
+class Result(Finished):
     def json(self) -> Any:
         return json.loads(self.stdout)
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-import grpc
 import pytest
+from support.events import history
+from support.status_details import raw
+from support.trees import group, ids
+from support.waiting import WAIT_S, until_task, wait_finished
 from taskgrove import (
     AbortedError,
     AsyncClient,
@@ -20,16 +23,11 @@ from taskgrove import (
     Task,
     statuses,
 )
-from taskgrove.errors import from_rpc_error
-from taskgrove.models import TaskEvent
 from taskgrove.v1 import task_pb2, task_service_pb2
 from taskgrove_server.executors import ExecutionContext, Executor, ExecutorRegistry
 
 if TYPE_CHECKING:
     from conftest import ServerFactory
-
-WAIT_S = 15.0
-T = TypeVar("T")
 
 
 @dataclass
@@ -42,16 +40,10 @@ class Lab:
     gates: dict[str, asyncio.Event] = field(default_factory=lambda: defaultdict(asyncio.Event))
 
     async def until(self, task_id: str, predicate: Callable[[Task], bool]) -> Task:
-        async with asyncio.timeout(WAIT_S):
-            while True:
-                task = await self.client.get_task(task_id)
-                if predicate(task):
-                    return task
-                await asyncio.sleep(0.01)
+        return await until_task(self.client, task_id, predicate)
 
     async def wait(self, task_id: str) -> Task:
-        async with asyncio.timeout(WAIT_S):
-            return await self.client.wait(task_id)
+        return await wait_finished(self.client, task_id)
 
     async def tree(self, task_id: str) -> dict[str, Task]:
         """The subtree by name."""
@@ -95,45 +87,12 @@ def task(name: str, executor: str = "probe", parent: str | None = "root", **fiel
     return {"id": name, "name": name, "executor": executor, "parent_id": parent, **fields}
 
 
-def group(name: str, parent: str | None = "root") -> dict[str, Any]:
-    return {"id": name, "name": name, "parent_id": parent}
-
-
-def ids(created: Mapping[str, Task]) -> dict[str, str]:
-    return {local: t.id for local, t in created.items()}
-
-
 def dep_ids(t: Task) -> list[str]:
     return [d["id"] for d in t.dependencies]
 
 
-async def raw(call: Awaitable[T]) -> T:
-    """A raw stub call, with the SDK's typed exceptions."""
-    try:
-        return await call
-    except grpc.aio.AioRpcError as error:
-        raise from_rpc_error(error) from None
-
-
 async def raw_task(client: AsyncClient, task_id: str) -> task_pb2.Task:
     return await raw(client.stub.GetTask(task_service_pb2.GetTaskRequest(id=task_id)))
-
-
-async def history(client: AsyncClient, **flt: str) -> list[TaskEvent]:
-    """Every stored event (optionally filtered) up to the first heartbeat of the stream."""
-    request = task_service_pb2.WatchEventsRequest(after_sequence=0, **flt)
-    request.heartbeat_interval.FromTimedelta(timedelta(seconds=0.05))
-    events: list[TaskEvent] = []
-    call = client.stub.WatchEvents(request)
-    try:
-        async with asyncio.timeout(WAIT_S):
-            async for response in call:
-                events.extend(TaskEvent.from_proto(e) for e in response.events)
-                if response.heartbeat:
-                    break
-    finally:
-        call.cancel()
-    return events
 
 
 async def all_ids(client: AsyncClient) -> set[str]:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from support.trees import ROOT, group
+from support.waiting import until, until_task, wait_finished
 from taskgrove import AsyncClient, Task, statuses
 from taskgrove_server.app import TaskgroveServer
 from taskgrove_server.executors import (
@@ -136,28 +138,18 @@ class Lab:
         return await self.client.create_task_tree(specs, execute=execute)
 
     async def wait(self, task_id: str) -> Task:
-        async with asyncio.timeout(WAIT_S):
-            return await self.client.wait(task_id)
+        return await wait_finished(self.client, task_id, WAIT_S)
 
     async def get(self, task_id: str) -> Task:
         return await self.client.get_task(task_id)
 
     async def until(self, predicate: Callable[[], Any], limit_s: float = WAIT_S) -> None:
-        async with asyncio.timeout(limit_s):
-            while True:
-                if predicate():
-                    return
-                await asyncio.sleep(0.005)
+        await until(predicate, limit_s, poll_s=0.005)
 
     async def until_task(
         self, task_id: str, predicate: Callable[[Task], bool], limit_s: float = WAIT_S
     ) -> Task:
-        async with asyncio.timeout(limit_s):
-            while True:
-                task = await self.get(task_id)
-                if predicate(task):
-                    return task
-                await asyncio.sleep(0.01)
+        return await until_task(self.client, task_id, predicate, limit_s)
 
     async def subtree(self, task_id: str) -> dict[str, Task]:
         """The subtree by task name."""
@@ -177,17 +169,6 @@ async def lab(make_server: ServerFactory) -> Lab:
 
 def rec(name: str, parent: str | None = "root", **inputs: Any) -> dict[str, Any]:
     return {"id": name, "name": name, "executor": "rec", "parent_id": parent, "inputs": inputs}
-
-
-def group(name: str, parent: str | None = "root") -> dict[str, Any]:
-    return {"id": name, "name": name, "parent_id": parent}
-
-
-ROOT = {"id": "root", "name": "root_task"}
-
-
-def ids(created: Mapping[str, Task]) -> dict[str, str]:
-    return {local: task.id for local, task in created.items()}
 
 
 # ------------------------------------------------------------------ tree links

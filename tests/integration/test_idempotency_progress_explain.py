@@ -8,84 +8,28 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-import grpc
 import pytest
+from support.events import history
+from support.status_details import raw
+from support.trees import ids, sleeper
+from support.waiting import WAIT_S, wait_finished
+from support.waiting import until_task as until
 from taskgrove import AsyncClient, InvalidArgumentError, NotFoundError, Task, statuses
-from taskgrove.errors import from_rpc_error
-from taskgrove.models import TaskEvent
 from taskgrove.v1 import task_pb2, task_service_pb2
 from taskgrove_server.executors import ExecutionContext, Executor, ExecutorRegistry
 
 if TYPE_CHECKING:
     from conftest import ServerFactory
 
-WAIT_S = 15.0
-T = TypeVar("T")
-
 
 # ------------------------------------------------------------------ helpers
 
 
-def sleeper(name: str, seconds: float = 0, parent: str | None = "root", **fields: Any) -> dict:
-    return {
-        "id": name,
-        "name": name,
-        "executor": "sleep_executor",
-        "parent_id": parent,
-        "inputs": {"seconds": seconds},
-        **fields,
-    }
-
-
 def failing(name: str, parent: str | None = "root", **fields: Any) -> dict:
     return {**sleeper(name, parent=parent, **fields), "inputs": {"fail": True}}
-
-
-def ids(created: Mapping[str, Task]) -> dict[str, str]:
-    return {local: t.id for local, t in created.items()}
-
-
-async def until(client: AsyncClient, task_id: str, predicate: Callable[[Task], bool]) -> Task:
-    async with asyncio.timeout(WAIT_S):
-        while True:
-            task = await client.get_task(task_id)
-            if predicate(task):
-                return task
-            await asyncio.sleep(0.01)
-
-
-async def wait_finished(client: AsyncClient, task_id: str) -> Task:
-    async with asyncio.timeout(WAIT_S):
-        return await client.wait(task_id)
-
-
-async def raw(call: Awaitable[T]) -> T:
-    try:
-        return await call
-    except grpc.aio.AioRpcError as error:
-        raise from_rpc_error(error) from None
-
-
-async def history(client: AsyncClient, **flt: str) -> list[TaskEvent]:
-    """Every stored event (optionally filtered) up to the first heartbeat of the stream."""
-    request = task_service_pb2.WatchEventsRequest(after_sequence=0, **flt)
-    request.heartbeat_interval.FromTimedelta(timedelta(seconds=0.05))
-    events: list[TaskEvent] = []
-    call = client.stub.WatchEvents(request)
-    try:
-        async with asyncio.timeout(WAIT_S):
-            async for response in call:
-                events.extend(TaskEvent.from_proto(e) for e in response.events)
-                if response.heartbeat:
-                    break
-    finally:
-        call.cancel()
-    return events
 
 
 async def all_tasks(client: AsyncClient) -> list[Task]:

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import pytest
 from conftest import pg_dsn
+from support.trees import ROOT, group, ids, sleeper
+from support.waiting import WAIT_S, wait_finished
+from support.waiting import until_task as until
 from taskgrove import AsyncClient, InvalidArgumentError, NotFoundError, Task, statuses
 from taskgrove.models import Snapshot, TaskEvent
 from taskgrove_server.app import TaskgroveServer
@@ -30,49 +33,8 @@ from taskgrove_server.executors import (
 if TYPE_CHECKING:
     from conftest import ServerFactory
 
-WAIT_S = 15.0
-
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def sleeper(
-    name: str, seconds: float = 0, parent: str | None = "root", **fields: Any
-) -> dict[str, Any]:
-    inputs = {"seconds": seconds, **fields.pop("inputs", {})}
-    return {
-        "id": name,
-        "name": name,
-        "executor": "sleep_executor",
-        "parent_id": parent,
-        "inputs": inputs,
-        **fields,
-    }
-
-
-def group(name: str, parent: str | None = "root") -> dict[str, Any]:
-    return {"id": name, "name": name, "parent_id": parent}
-
-
-ROOT = {"id": "root", "name": "root_task"}
-
-
-def ids(created: Mapping[str, Task]) -> dict[str, str]:
-    return {local: task.id for local, task in created.items()}
-
-
-async def wait_finished(client: AsyncClient, task_id: str) -> Task:
-    async with asyncio.timeout(WAIT_S):
-        return await client.wait(task_id)
-
-
-async def until(client: AsyncClient, task_id: str, predicate: Callable[[Task], bool]) -> Task:
-    async with asyncio.timeout(WAIT_S):
-        while True:
-            task = await client.get_task(task_id)
-            if predicate(task):
-                return task
-            await asyncio.sleep(0.01)
 
 
 async def by_name(client: AsyncClient, root_id: str) -> dict[str, Task]:

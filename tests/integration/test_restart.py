@@ -14,9 +14,8 @@ import grpc
 import pytest
 from conftest import ServerFactory, ServerProcess, sqlite_url
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from support.waiting import until_task, wait_finished
 from taskgrove import AsyncClient, Task, statuses
-
-WAIT_S = 15.0
 
 
 @pytest.fixture
@@ -33,18 +32,8 @@ async def connect(process: ServerProcess) -> AsyncIterator[AsyncClient]:
         yield client
 
 
-async def wait_finished(client: AsyncClient, task_id: str) -> Task:
-    async with asyncio.timeout(WAIT_S):
-        return await client.wait(task_id)
-
-
 async def until_status(client: AsyncClient, task_id: str, status: str) -> Task:
-    async with asyncio.timeout(WAIT_S):
-        while True:
-            task = await client.get_task(task_id)
-            if task.status == status:
-                return task
-            await asyncio.sleep(0.02)
+    return await until_task(client, task_id, lambda task: task.status == status, poll_s=0.02)
 
 
 async def snapshot(client: AsyncClient, root_ids: list[str]) -> dict[str, Task]:

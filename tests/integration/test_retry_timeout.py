@@ -8,21 +8,21 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from support.events import history
+from support.trees import ids, sleeper
+from support.waiting import WAIT_S, until_task, wait_finished
 from taskgrove import AsyncClient, FailedPreconditionError, Task, statuses
 from taskgrove.models import TaskEvent
-from taskgrove.v1 import task_service_pb2
 from taskgrove_server.executors import ExecutionContext, Executor, ExecutorRegistry
 
 if TYPE_CHECKING:
     from conftest import ServerFactory
 
-WAIT_S = 15.0
 CLOCK_SLACK_S = 0.002
 """Event times are taken a few microseconds after the backoff is computed."""
 
@@ -35,16 +35,10 @@ class Lab:
     gates: dict[str, asyncio.Event] = field(default_factory=lambda: defaultdict(asyncio.Event))
 
     async def until(self, task_id: str, predicate: Callable[[Task], bool]) -> Task:
-        async with asyncio.timeout(WAIT_S):
-            while True:
-                task = await self.client.get_task(task_id)
-                if predicate(task):
-                    return task
-                await asyncio.sleep(0.01)
+        return await until_task(self.client, task_id, predicate)
 
     async def wait(self, task_id: str) -> Task:
-        async with asyncio.timeout(WAIT_S):
-            return await self.client.wait(task_id)
+        return await wait_finished(self.client, task_id)
 
 
 def registry_for(lab: Lab) -> ExecutorRegistry:
@@ -86,38 +80,6 @@ def flaky(name: str, parent: str | None = "root", succeed_on: int = 2, **fields:
         "inputs": {"succeed_on": succeed_on},
         **fields,
     }
-
-
-def sleeper(name: str, seconds: float = 0, parent: str | None = "root", **fields: Any) -> dict:
-    return {
-        "id": name,
-        "name": name,
-        "executor": "sleep_executor",
-        "parent_id": parent,
-        "inputs": {"seconds": seconds},
-        **fields,
-    }
-
-
-def ids(created: Mapping[str, Task]) -> dict[str, str]:
-    return {local: task.id for local, task in created.items()}
-
-
-async def history(client: AsyncClient, **flt: str) -> list[TaskEvent]:
-    """Every stored event (optionally filtered) up to the first heartbeat of the stream."""
-    request = task_service_pb2.WatchEventsRequest(after_sequence=0, **flt)
-    request.heartbeat_interval.FromTimedelta(timedelta(seconds=0.05))
-    events: list[TaskEvent] = []
-    call = client.stub.WatchEvents(request)
-    try:
-        async with asyncio.timeout(WAIT_S):
-            async for response in call:
-                events.extend(TaskEvent.from_proto(e) for e in response.events)
-                if response.heartbeat:
-                    break
-    finally:
-        call.cancel()
-    return events
 
 
 async def status_events(client: AsyncClient, task_id: str) -> list[TaskEvent]:

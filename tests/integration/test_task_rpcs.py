@@ -15,14 +15,14 @@ from datetime import timedelta
 import grpc
 import pytest
 from google.protobuf import descriptor_pb2
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from support.status_details import DOMAIN, status_trailers, unpack
 from taskgrove import AsyncClient, InvalidArgumentError, NotFoundError, Task, statuses
 from taskgrove.v1 import task_pb2, task_service_pb2
 from taskgrove_server.app import TaskgroveServer
 
-DOMAIN = "taskgrove.dev"
 SERVICE = "taskgrove.v1.TaskService"
 BUILTINS = {"system_info_executor", "aggregate_results_executor", "sleep_executor"}
 
@@ -32,20 +32,11 @@ BUILTINS = {"system_info_executor", "aggregate_results_executor", "sleep_executo
 
 def error_info(error: grpc.aio.AioRpcError) -> tuple[str, dict[str, str], list[str]]:
     """(reason, ErrorInfo metadata, BadRequest fields) of a failed raw call."""
-    [value] = [v for k, v in error.trailing_metadata() or () if k == "grpc-status-details-bin"]
+    [value] = status_trailers(error)
     status = status_pb2.Status.FromString(value)
     assert status.code == error.code().value[0]
-    infos = []
-    fields: list[str] = []
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            infos.append(info)
-        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad_request = error_details_pb2.BadRequest()
-            detail.Unpack(bad_request)
-            fields.extend(v.field for v in bad_request.field_violations)
+    infos, bad_requests = unpack(status)
+    fields = [v.field for bad_request in bad_requests for v in bad_request.field_violations]
     assert len(infos) == 1
     assert infos[0].domain == DOMAIN
     return infos[0].reason, dict(infos[0].metadata), fields

@@ -19,14 +19,13 @@ import grpc
 import pytest
 from google.protobuf import json_format
 from google.rpc import error_details_pb2, status_pb2
+from support.status_details import DETAILS_KEY, DOMAIN, status_trailers, unpack
 from taskgrove import AsyncClient, InvalidArgumentError, NotFoundError, task_message
 from taskgrove.errors import TaskgroveError
 from taskgrove.v1 import task_pb2, task_service_pb2
 from taskgrove_server.app import TaskgroveServer
 from taskgrove_server.config import ServerConfig
 
-DOMAIN = "taskgrove.dev"
-DETAILS_KEY = "grpc-status-details-bin"
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
 
@@ -52,22 +51,12 @@ class Details:
 
 def decode_details(error: grpc.aio.AioRpcError) -> Details:
     """The rich status of a failed call, checked for the contract's invariants."""
-    values = [value for key, value in error.trailing_metadata() or () if key == DETAILS_KEY]
+    values = status_trailers(error)
     assert len(values) == 1, f"expected one {DETAILS_KEY} trailer"
     status = status_pb2.Status.FromString(values[0])
     assert status.code == error.code().value[0]
     assert status.message == error.details()
-    infos = []
-    bad_requests = []
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            infos.append(info)
-        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad_request = error_details_pb2.BadRequest()
-            detail.Unpack(bad_request)
-            bad_requests.append(bad_request)
+    infos, bad_requests = unpack(status)
     assert len(infos) == 1, "exactly one ErrorInfo"
     assert len(bad_requests) <= 1, "at most one BadRequest"
     info = infos[0]

@@ -14,16 +14,21 @@ import gc
 import itertools
 import random
 import signal
-import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2, status_pb2
-from sqlalchemy import create_engine, select
+from support.database import committed, committed_sequences, db_of, stored_tasks
+from support.events import Follower as StreamFollower
+from support.events import stop_tasks, watch_request
+from support.executors import pulse_registry
+from support.status_details import error_info
+from support.trees import sleep_tree
+from support.waiting import until as wait_until
+from support.waiting import wait_finished
 from taskgrove import (
     AsyncClient,
     InvalidArgumentError,
@@ -35,130 +40,24 @@ from taskgrove import (
 )
 from taskgrove.errors import OutOfRangeError
 from taskgrove.models import Snapshot, TaskEvent
-from taskgrove.v1 import event_pb2, task_pb2, task_service_pb2, task_service_pb2_grpc
+from taskgrove.v1 import event_pb2, task_pb2, task_service_pb2_grpc
 from taskgrove_server.app import TaskgroveServer
 from taskgrove_server.executors import ExecutionContext, Executor, ExecutorRegistry
-from taskgrove_server.storage.schema import task_events, tasks
 
 if TYPE_CHECKING:
     from conftest import ServerFactory, ServerProcess
 
 WAIT_S = 20.0
-STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 
 # ------------------------------------------------------------------ helpers
 
 
-def sync_url(db_url: str) -> str:
-    return db_url.replace("sqlite+aiosqlite://", "sqlite://", 1)
-
-
-def committed(db_url: str, **where: str) -> list[dict[str, Any]]:
-    """Committed events (rows of task_events) matching `where`, in sequence order."""
-    engine = create_engine(sync_url(db_url))
-    try:
-        query = select(task_events).order_by(task_events.c.sequence)
-        for column, value in where.items():
-            query = query.where(task_events.c[column] == value)
-        with engine.connect() as conn:
-            return [dict(row) for row in conn.execute(query).mappings()]
-    finally:
-        engine.dispose()
-
-
-def committed_sequences(db_url: str, **where: str) -> list[int]:
-    return [row["sequence"] for row in committed(db_url, **where)]
-
-
-def stored_tasks(db_url: str, root_id: str) -> dict[str, dict[str, Any]]:
-    engine = create_engine(sync_url(db_url))
-    try:
-        query = select(tasks).where(tasks.c.root_id == root_id)
-        with engine.connect() as conn:
-            return {row["id"]: dict(row) for row in conn.execute(query).mappings()}
-    finally:
-        engine.dispose()
-
-
-def error_info(error: grpc.aio.AioRpcError) -> tuple[str, dict[str, str], list[str]]:
-    """(ErrorInfo reason, ErrorInfo metadata, BadRequest fields) from the status details."""
-    reason, metadata, fields = "", {}, []
-    for key, value in error.trailing_metadata() or ():
-        if key != STATUS_DETAILS_KEY:
-            continue
-        status = status_pb2.Status.FromString(value)
-        for detail in status.details:
-            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                info = error_details_pb2.ErrorInfo()
-                detail.Unpack(info)
-                reason, metadata = info.reason, dict(info.metadata)
-            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                bad = error_details_pb2.BadRequest()
-                detail.Unpack(bad)
-                fields.extend(v.field for v in bad.field_violations)
-    return reason, metadata, fields
-
-
-def describe(error: grpc.aio.AioRpcError | None) -> str:
-    if error is None:
-        return "no error"
-    reason, metadata, _ = error_info(error)
-    return f"{error.code().name} {reason} {metadata or ''} {error.details()!r}"
-
-
-def watch_request(
-    *,
-    root_id: str = "",
-    task_id: str = "",
-    user_id: str = "",
-    after_sequence: int = 0,
-    include_snapshot: bool = False,
-    heartbeat_s: float | None = None,
-) -> task_service_pb2.WatchEventsRequest:
-    request = task_service_pb2.WatchEventsRequest(
-        root_id=root_id,
-        task_id=task_id,
-        user_id=user_id,
-        after_sequence=after_sequence,
-        include_snapshot=include_snapshot,
-    )
-    if heartbeat_s is not None:
-        request.heartbeat_interval.FromTimedelta(timedelta(seconds=heartbeat_s))
-    return request
-
-
-def sleep_tree(
-    n: int, *, user_id: str = "u", seconds: float = 0.0, dep_every: int = 5
-) -> list[dict[str, Any]]:
-    """A group root with `n` sleep_executor children; every `dep_every`-th child depends
-    on the one before it."""
-    specs: list[dict[str, Any]] = [{"id": "root", "name": "root", "user_id": user_id}]
-    for index in range(n):
-        deps = [f"c{index - 1}"] if index % dep_every == dep_every - 1 else []
-        specs.append(
-            {
-                "id": f"c{index}",
-                "name": "sleep_executor",
-                "parent_id": "root",
-                "inputs": {"seconds": seconds},
-                "dependencies": deps,
-            }
-        )
-    return specs
-
-
 async def until(predicate: Callable[[], Any], limit_s: float = WAIT_S) -> None:
-    async with asyncio.timeout(limit_s):
-        while True:
-            if predicate():
-                return
-            await asyncio.sleep(0.005)
+    await wait_until(predicate, limit_s, poll_s=0.005)
 
 
-async def finish(client: AsyncClient, task_id: str) -> None:
-    async with asyncio.timeout(WAIT_S):
-        await client.wait(task_id)
+finish = partial(wait_finished, limit_s=WAIT_S)
 
 
 def assert_exact(received: Sequence[int], expected: Sequence[int]) -> None:
@@ -180,54 +79,11 @@ def _counts(values: Iterable[int]) -> dict[int, int]:
     return counts
 
 
-class Follower:
-    """Reads one raw WatchEvents stream in a background task, recording every message."""
+class Follower(StreamFollower):
+    """The shared stream reader, waiting as long (and polling as often) as `until`."""
 
-    def __init__(
-        self,
-        stub: task_service_pb2_grpc.TaskServiceStub,
-        request: task_service_pb2.WatchEventsRequest,
-    ) -> None:
-        self.request = request
-        self.call = stub.WatchEvents(request)
-        self.messages: list[task_service_pb2.WatchEventsResponse] = []
-        self.events: list[event_pb2.TaskEvent] = []
-        self.error: grpc.aio.AioRpcError | None = None
-        self.ended = asyncio.Event()
-        self._task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        try:
-            while True:
-                message = await self.call.read()
-                if message is grpc.aio.EOF:
-                    return
-                self.messages.append(message)
-                self.events.extend(message.events)
-        except grpc.aio.AioRpcError as error:
-            self.error = error
-        finally:
-            self.ended.set()
-
-    @property
-    def sequences(self) -> list[int]:
-        return [event.sequence for event in self.events]
-
-    @property
-    def last(self) -> int:
-        return max((message.sequence for message in self.messages), default=0)
-
-    async def wait_for(self, predicate: Callable[[Follower], Any]) -> None:
-        await until(lambda: predicate(self) or self.ended.is_set())
-        assert predicate(self), f"stream ended early: {describe(self.error)}"
-
-    async def reach(self, sequence: int) -> None:
-        """Wait until every event up to `sequence` has been received."""
-        await self.wait_for(lambda f: f.sequences and f.sequences[-1] >= sequence)
-
-    async def close(self) -> None:
-        self.call.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
+    wait_s = WAIT_S
+    poll_s = 0.005
 
 
 def assert_resumable(follower: Follower) -> None:
@@ -279,22 +135,6 @@ def gate_task(name: str, gate: str, deps: Sequence[str] = ()) -> dict[str, Any]:
         "inputs": {"gate": gate},
         "dependencies": list(deps),
     }
-
-
-async def stop_tasks(*tasks: asyncio.Task[Any] | None) -> None:
-    """Cancel background watchers; re-raise what one of them failed with (an assertion
-    inside a watcher is the real cause of whatever the test saw)."""
-    running = [task for task in tasks if task is not None]
-    for task in running:
-        task.cancel()
-    outcomes = await asyncio.gather(*running, return_exceptions=True)
-    for outcome in outcomes:
-        if isinstance(outcome, Exception):
-            raise outcome
-
-
-def db_of(server: TaskgroveServer) -> str:
-    return server.config.db_url
 
 
 # ------------------------------------------------------------------ 1. gap / duplicate freedom
@@ -809,28 +649,6 @@ async def test_heartbeat_after_restart_carries_the_stored_sequence(
         await follower.close()
     beat = next(m for m in follower.messages if m.heartbeat)
     assert beat.sequence == newest
-
-
-def block_event_loop(seconds: float) -> None:
-    """Hold the event loop, like an executor doing CPU work without yielding."""
-    time.sleep(seconds)
-
-
-def pulse_registry() -> ExecutorRegistry:
-    """`pulse`: reports progress (a write starts), yields `yields` times, then holds the
-    loop for longer than a watcher's heartbeat interval: when the loop runs again, the
-    write's commit and the watchers' idle timers complete in the same turn."""
-
-    async def run(context: ExecutionContext) -> Any:
-        context.report_progress(0.5, "half way")
-        for _ in range(int(context.inputs["yields"])):
-            await asyncio.sleep(0)
-        block_event_loop(float(context.inputs["hold_s"]))
-        return None
-
-    registry = ExecutorRegistry.default(load_entry_points=False)
-    registry.register(Executor(id="pulse", run=run, input_schema={"type": "object"}))
-    return registry
 
 
 async def test_heartbeats_never_claim_unsent_events(make_server: ServerFactory) -> None:

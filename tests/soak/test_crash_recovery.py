@@ -18,15 +18,14 @@ import asyncio
 import signal
 import sqlite3
 from collections import Counter, defaultdict
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import ServerProcess, sqlite_url
+from support.events import history as watch_history
 from taskgrove import AsyncClient, Task, statuses
 from taskgrove.models import TaskEvent
-from taskgrove.v1 import task_service_pb2
 
 pytestmark = pytest.mark.soak
 
@@ -69,19 +68,7 @@ def stored_states(db: Path) -> dict[str, tuple[str, int]]:
 
 
 async def history(client: AsyncClient) -> list[TaskEvent]:
-    request = task_service_pb2.WatchEventsRequest(after_sequence=0)
-    request.heartbeat_interval.FromTimedelta(timedelta(seconds=0.1))
-    events: list[TaskEvent] = []
-    call = client.stub.WatchEvents(request)
-    try:
-        async with asyncio.timeout(WAIT_S):
-            async for response in call:
-                events.extend(TaskEvent.from_proto(e) for e in response.events)
-                if response.heartbeat:
-                    break
-    finally:
-        call.cancel()
-    return events
+    return await watch_history(client, heartbeat_s=0.1, limit_s=WAIT_S)
 
 
 async def run_until_mid_flight(client: AsyncClient, root_id: str) -> None:

@@ -12,23 +12,24 @@ import asyncio
 import itertools
 import random
 import signal
-import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
 from conftest import ServerProcess
-from google.rpc import error_details_pb2, status_pb2
-from sqlalchemy import create_engine, select
+from support.database import committed, committed_sequences, db_of, stored_tasks
+from support.events import Follower, stop_tasks, watch_request
+from support.executors import pulse_registry
+from support.status_details import reason_of
+from support.trees import sleep_tree as shared_sleep_tree
+from support.waiting import until as wait_until
+from support.waiting import wait_finished
 from taskgrove import AsyncClient, statuses
 from taskgrove.models import Snapshot, TaskEvent
-from taskgrove.v1 import event_pb2, task_service_pb2, task_service_pb2_grpc
-from taskgrove_server.app import TaskgroveServer
-from taskgrove_server.executors import ExecutionContext, Executor, ExecutorRegistry
-from taskgrove_server.storage.schema import task_events, tasks
+from taskgrove.v1 import task_service_pb2_grpc
 
 if TYPE_CHECKING:
     from conftest import ServerFactory
@@ -42,105 +43,14 @@ TINY_WINDOW = [("grpc.http2.lookahead_bytes", 1024), ("grpc.http2.bdp_probe", 0)
 # ------------------------------------------------------------------ helpers
 
 
-def sync_url(db_url: str) -> str:
-    return db_url.replace("sqlite+aiosqlite://", "sqlite://", 1)
-
-
-def committed(db_url: str, **where: str) -> list[dict[str, Any]]:
-    engine = create_engine(sync_url(db_url))
-    try:
-        query = select(task_events).order_by(task_events.c.sequence)
-        for column, value in where.items():
-            query = query.where(task_events.c[column] == value)
-        with engine.connect() as conn:
-            return [dict(row) for row in conn.execute(query).mappings()]
-    finally:
-        engine.dispose()
-
-
-def committed_sequences(db_url: str, **where: str) -> list[int]:
-    return [row["sequence"] for row in committed(db_url, **where)]
-
-
-def stored_tasks(db_url: str, **where: str) -> dict[str, dict[str, Any]]:
-    engine = create_engine(sync_url(db_url))
-    try:
-        query = select(tasks)
-        for column, value in where.items():
-            query = query.where(tasks.c[column] == value)
-        with engine.connect() as conn:
-            return {row["id"]: dict(row) for row in conn.execute(query).mappings()}
-    finally:
-        engine.dispose()
-
-
-def reason_of(error: grpc.aio.AioRpcError) -> str:
-    for key, value in error.trailing_metadata() or ():
-        if key == "grpc-status-details-bin":
-            for detail in status_pb2.Status.FromString(value).details:
-                if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                    info = error_details_pb2.ErrorInfo()
-                    detail.Unpack(info)
-                    return info.reason
-    return ""
-
-
-def watch_request(
-    *,
-    root_id: str = "",
-    task_id: str = "",
-    user_id: str = "",
-    after_sequence: int = 0,
-    include_snapshot: bool = False,
-    heartbeat_s: float | None = None,
-) -> task_service_pb2.WatchEventsRequest:
-    request = task_service_pb2.WatchEventsRequest(
-        root_id=root_id,
-        task_id=task_id,
-        user_id=user_id,
-        after_sequence=after_sequence,
-        include_snapshot=include_snapshot,
-    )
-    if heartbeat_s is not None:
-        request.heartbeat_interval.FromTimedelta(timedelta(seconds=heartbeat_s))
-    return request
-
-
-def sleep_tree(
-    n: int,
-    *,
-    user_id: str = "u",
-    seconds: float | Callable[[int], float] = 0.0,
-    dep_every: int = 3,
-    max_attempts: int = 0,
-) -> list[dict[str, Any]]:
-    specs: list[dict[str, Any]] = [{"id": "root", "name": "root", "user_id": user_id}]
-    for index in range(n):
-        deps = [f"c{index - 1}"] if index % dep_every == dep_every - 1 else []
-        specs.append(
-            {
-                "id": f"c{index}",
-                "name": "sleep_executor",
-                "parent_id": "root",
-                "inputs": {"seconds": seconds(index) if callable(seconds) else seconds},
-                "dependencies": deps,
-                "max_attempts": max_attempts,
-            }
-        )
-    return specs
+sleep_tree = partial(shared_sleep_tree, dep_every=3, max_attempts=0)
 
 
 async def until(predicate: Callable[[], Any], limit_s: float = WAIT_S) -> None:
-    async with asyncio.timeout(limit_s):
-        while True:
-            if predicate():
-                return
-            await asyncio.sleep(0.01)
+    await wait_until(predicate, limit_s)
 
 
-async def finish(client: AsyncClient, task_id: str) -> None:
-    async with asyncio.timeout(WAIT_S):
-        await client.wait(task_id)
+finish = partial(wait_finished, limit_s=WAIT_S)
 
 
 def assert_exact(received: Sequence[int], expected: Sequence[int], label: str = "") -> None:
@@ -151,48 +61,6 @@ def assert_exact(received: Sequence[int], expected: Sequence[int], label: str = 
     assert not missing, f"{label}: {len(missing)} committed events missing {missing[:20]}"
     assert not extra, f"{label}: events never committed {extra[:20]}"
     assert list(received) == list(expected), f"{label}: out of order"
-
-
-class Follower:
-    """One raw WatchEvents stream read in a background task."""
-
-    def __init__(
-        self,
-        stub: task_service_pb2_grpc.TaskServiceStub,
-        request: task_service_pb2.WatchEventsRequest,
-    ) -> None:
-        self.request = request
-        self.call = stub.WatchEvents(request)
-        self.messages: list[task_service_pb2.WatchEventsResponse] = []
-        self.events: list[event_pb2.TaskEvent] = []
-        self.error: grpc.aio.AioRpcError | None = None
-        self.ended = asyncio.Event()
-        self._task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        try:
-            while True:
-                message = await self.call.read()
-                if message is grpc.aio.EOF:
-                    return
-                self.messages.append(message)
-                self.events.extend(message.events)
-        except grpc.aio.AioRpcError as error:
-            self.error = error
-        finally:
-            self.ended.set()
-
-    @property
-    def sequences(self) -> list[int]:
-        return [event.sequence for event in self.events]
-
-    @property
-    def last(self) -> int:
-        return max((message.sequence for message in self.messages), default=0)
-
-    async def close(self) -> None:
-        self.call.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
 
 
 def assert_resumable(follower: Follower, label: str = "") -> None:
@@ -259,22 +127,6 @@ def assert_events_match_state(
             if after["type"] == "status":
                 assert after["previous_status"] == before["status"], (before, after)
         assert rows[-1]["status"] == stored[task_id]["status"], task_id
-
-
-async def stop_tasks(*tasks: asyncio.Task[Any] | None) -> None:
-    """Cancel background watchers; re-raise what one of them failed with (an assertion
-    inside a watcher is the real cause of whatever the test saw)."""
-    running = [task for task in tasks if task is not None]
-    for task in running:
-        task.cancel()
-    outcomes = await asyncio.gather(*running, return_exceptions=True)
-    for outcome in outcomes:
-        if isinstance(outcome, Exception):
-            raise outcome
-
-
-def db_of(server: TaskgroveServer) -> str:
-    return server.config.db_url
 
 
 # ------------------------------------------------------------------ drops and resumes
@@ -579,23 +431,6 @@ async def test_soak_snapshot_watchers_joining_mid_run(make_server: ServerFactory
 
 
 # ------------------------------------------------------------------ heartbeats racing events
-
-
-def block_event_loop(seconds: float) -> None:
-    time.sleep(seconds)
-
-
-def pulse_registry() -> ExecutorRegistry:
-    async def run(context: ExecutionContext) -> Any:
-        context.report_progress(0.5, "half way")
-        for _ in range(int(context.inputs["yields"])):
-            await asyncio.sleep(0)
-        block_event_loop(float(context.inputs["hold_s"]))
-        return None
-
-    registry = ExecutorRegistry.default(load_entry_points=False)
-    registry.register(Executor(id="pulse", run=run, input_schema={"type": "object"}))
-    return registry
 
 
 @pytest.mark.parametrize("executor", ["pulse", "sleep_executor"])
