@@ -33,6 +33,8 @@ class Created:
     top_id: str
     rows: list[dict[str, Any]]
     """The stored rows, parents first."""
+    refs: list[str]
+    """The request's refs, in request order."""
 
 
 def _existing(row: RowMapping, children: Sequence[str] = ()) -> ExistingTask:
@@ -60,10 +62,15 @@ class TaskCreator:
         existing = await self.load_referenced(specs)
         tree = validate_new_tasks(specs, existing, self._registry)
         rows, ids = self._rows(tree)
-        parent = tree.attach_parent
-        await self._engine.create(rows, parent.id if parent else None, keep_loaded=execute)
+        refs = [spec.ref for spec in specs]
+        parent_id = tree.attach_parent.id if tree.attach_parent else None
         top = tree.tasks[0].spec.ref
-        created = Created(ids=ids, root_id=rows[0]["root_id"], top_id=ids[top], rows=rows)
+        # A large tree's specs are not needed any more: let them go before the write.
+        del specs, existing, tree
+        await self._engine.create(rows, parent_id, keep_loaded=execute)
+        created = Created(
+            ids=ids, root_id=rows[0]["root_id"], top_id=ids[top], rows=rows, refs=refs
+        )
         if execute:
             await self._engine.execute(created.top_id, created.root_id)
             for row in rows:

@@ -27,11 +27,22 @@ from taskgrove_server.idempotency import Idempotency
 from taskgrove_server.ids import new_id
 from taskgrove_server.storage.repository import ListFilter, TaskRepository
 from taskgrove_server.updating import validated_changes
+from taskgrove_server.validation import TaskSpec
 
 Context = Any  # grpc.aio.ServicerContext (grpc ships no type stubs)
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
+
+
+def _tree_specs(request: task_service_pb2.CreateTaskTreeRequest) -> list[TaskSpec]:
+    specs = []
+    for index, task in enumerate(request.tasks):
+        # A task without a local id gets a fresh ref that nothing can refer to.
+        spec = spec_from_proto(task, ref=task.id or new_id(), field=f"tasks[{index}]")
+        spec.label = None if task.id else f"tasks[{index}]"
+        specs.append(spec)
+    return specs
 
 
 def _require_id(task_id: str, field: str = "id") -> None:
@@ -123,18 +134,12 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
                     )
                 ]
             )
-        specs = []
-        for index, task in enumerate(request.tasks):
-            # A task without a local id gets a fresh ref that nothing can refer to.
-            spec = spec_from_proto(task, ref=task.id or new_id(), field=f"tasks[{index}]")
-            spec.label = None if task.id else f"tasks[{index}]"
-            specs.append(spec)
-        created = await self._creator.create(specs, execute=request.execute)
+        created = await self._creator.create(_tree_specs(request), execute=request.execute)
         # The rows just stored answer the request: no need to read them back.
         rows = {row["id"]: row for row in created.rows}
         to_proto = view_of(request.view)
         return task_service_pb2.CreateTaskTreeResponse(
-            tasks=[to_proto(rows[created.ids[spec.ref]]) for spec in specs],
+            tasks=[to_proto(rows[created.ids[ref]]) for ref in created.refs],
             task_ids={task.id: created.ids[task.id] for task in request.tasks if task.id},
         )
 
