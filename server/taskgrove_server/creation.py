@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import RowMapping
 from taskgrove import statuses
@@ -14,6 +13,7 @@ from taskgrove_server.clock import now_us
 from taskgrove_server.engine import Engine
 from taskgrove_server.executors import ExecutorRegistry
 from taskgrove_server.ids import new_id
+from taskgrove_server.storage.new_task import NewTask
 from taskgrove_server.storage.repository import TaskRepository
 from taskgrove_server.validation import (
     ExistingTask,
@@ -31,7 +31,7 @@ class Created:
     """Request ref -> server id."""
     root_id: str
     top_id: str
-    rows: list[dict[str, Any]]
+    rows: list[NewTask]
     """The stored rows, parents first."""
     refs: list[str]
     """The request's refs, in request order."""
@@ -125,7 +125,7 @@ class TaskCreator:
             frontier -= expanded
         return existing
 
-    def _rows(self, tree: ValidatedTree) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    def _rows(self, tree: ValidatedTree) -> tuple[list[NewTask], dict[str, str]]:
         ids = {task.spec.ref: new_id() for task in tree.tasks}
         parent = tree.attach_parent
         root_id = parent.root_id if parent else ids[tree.tasks[0].spec.ref]
@@ -135,39 +135,39 @@ class TaskCreator:
         for task in tree.tasks:
             spec = task.spec
             rows.append(
-                {
-                    "id": ids[spec.ref],
-                    "parent_id": ids.get(spec.parent, spec.parent) if spec.parent else None,
-                    "root_id": root_id,
-                    "user_id": task.owner,
-                    "name": spec.name,
-                    "executor": task.executor,
-                    "priority": task.priority,
-                    "dependencies": [
+                NewTask(
+                    id=ids[spec.ref],
+                    parent_id=ids.get(spec.parent, spec.parent) if spec.parent else None,
+                    root_id=root_id,
+                    user_id=task.owner,
+                    name=spec.name,
+                    executor=task.executor,
+                    priority=task.priority,
+                    dependencies=[
                         {"id": ids.get(dep, dep), "required": required}
                         for dep, required in spec.dependencies
                     ],
-                    "inputs": spec.inputs,
-                    "params": spec.params,
-                    "status": statuses.PENDING,
-                    "execution_requested": False,
-                    "result": None,
-                    "error": None,
-                    "progress": 0.0,
-                    "progress_message": "",
-                    "attempt": 0,
-                    "max_attempts": spec.max_attempts or 1,
-                    "retry_backoff_ms": DEFAULT_RETRY_BACKOFF_MS
+                    inputs=spec.inputs,
+                    params=spec.params,
+                    status=statuses.PENDING,
+                    execution_requested=False,
+                    result=None,
+                    error=None,
+                    progress=0.0,
+                    progress_message="",
+                    attempt=0,
+                    max_attempts=spec.max_attempts or 1,
+                    retry_backoff_ms=DEFAULT_RETRY_BACKOFF_MS
                     if spec.retry_backoff_ms is None
                     else spec.retry_backoff_ms,
-                    "timeout_ms": spec.timeout_ms,
-                    "original_task_id": spec.original_task_id,
-                    "has_children": spec.ref in with_children,
-                    "created_us": now,
-                    "started_us": None,
-                    "updated_us": now,
-                    "ended_us": None,
-                    "version": 1,
-                }
+                    timeout_ms=spec.timeout_ms,
+                    original_task_id=spec.original_task_id,
+                    has_children=spec.ref in with_children,
+                    created_us=now,
+                    started_us=None,
+                    updated_us=now,
+                    ended_us=None,
+                    version=1,
+                )
             )
         return rows, ids

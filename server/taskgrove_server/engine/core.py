@@ -117,7 +117,11 @@ class EngineCore:
     # ----------------------------------------------------------------- commands
 
     async def create(
-        self, rows: list[dict[str, Any]], existing_parent: str | None, *, keep_loaded: bool = False
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        existing_parent: str | None,
+        *,
+        keep_loaded: bool = False,
     ) -> None:
         """Store new tasks (rows parents first) durably and take them into a loaded tree.
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,7 +63,7 @@ _INSERT_EVENTS = BulkStatement(task_events.insert(), json_keys=json_columns(task
 
 @dataclass(slots=True)
 class _Batch:
-    inserts: list[dict[str, Any]] = field(default_factory=list)
+    inserts: list[Mapping[str, Any]] = field(default_factory=list)
     edges: list[dict[str, Any]] = field(default_factory=list)
     statements: list[Statement] = field(default_factory=list)
     updates: list[dict[str, Any]] = field(default_factory=list)
@@ -113,7 +113,7 @@ class Writer:
             await self._task
         await self._committer.close()
 
-    def insert_tasks(self, rows: list[dict[str, Any]], events: list[Event]) -> None:
+    def insert_tasks(self, rows: Sequence[Mapping[str, Any]], events: list[Event]) -> None:
         """New tasks with their `created` events and dependency index entries."""
         self._batch.inserts.extend(rows)
         self._batch.edges.extend(dependency_edges(rows))
@@ -189,7 +189,7 @@ class Writer:
                 log.exception("after-commit callback failed")
 
 
-def dependency_edges(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def dependency_edges(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Rows of the reverse dependency index for tasks about to be stored."""
     return [
         {"task_id": row["id"], "depends_on": dep["id"], "required": dep["required"]}
