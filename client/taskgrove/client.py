@@ -323,8 +323,10 @@ class AsyncClient:
         """
         last = after_sequence
         need_snapshot = include_snapshot
+        snapshot: list[Task] = []
         failures = 0
         while True:
+            snapshot = []
             request = task_service_pb2.WatchEventsRequest(
                 root_id=root_id,
                 task_id=task_id,
@@ -339,9 +341,13 @@ class AsyncClient:
                 async for response in call:
                     failures = 0
                     if need_snapshot:
-                        need_snapshot = False
-                        last = response.sequence
-                        yield Snapshot([Task.from_proto(t) for t in response.snapshot], last)
+                        # A large snapshot spans several messages; it is whole at the
+                        # one marked complete (a broken stream starts it again).
+                        snapshot.extend(Task.from_proto(t) for t in response.snapshot)
+                        if response.snapshot_complete:
+                            need_snapshot = False
+                            last = response.sequence
+                            yield Snapshot(snapshot, last)
                         continue
                     for message in response.events:
                         if message.sequence > last:

@@ -468,17 +468,22 @@ class WatchEventsResponse(_message.Message):
     SNAPSHOT_FIELD_NUMBER: _builtins.int
     SEQUENCE_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_COMPLETE_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Every matching event up to this sequence has been sent: resume after it."""
     heartbeat: _builtins.bool
     """Whether this message is a heartbeat of an idle stream (no events)."""
+    snapshot_complete: _builtins.bool
+    """Set on the last message of a snapshot."""
     @_builtins.property
     def events(self) -> _containers.RepeatedCompositeFieldContainer[_event_pb2.TaskEvent]:
         """Events in sequence order."""
 
     @_builtins.property
     def snapshot(self) -> _containers.RepeatedCompositeFieldContainer[_task_pb2.Task]:
-        """The current tasks (first message only, when a snapshot was asked for)."""
+        """The current tasks, when a snapshot was asked for: before any event, in one or more
+        messages of at most 5,000 tasks each.
+        """
 
     def __init__(
         self,
@@ -487,10 +492,11 @@ class WatchEventsResponse(_message.Message):
         snapshot: _abc.Iterable[_task_pb2.Task] | None = ...,
         sequence: _builtins.int = ...,
         heartbeat: _builtins.bool = ...,
+        snapshot_complete: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "heartbeat", b"heartbeat", "sequence", b"sequence", "snapshot", b"snapshot"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "heartbeat", b"heartbeat", "sequence", b"sequence", "snapshot", b"snapshot", "snapshot_complete", b"snapshot_complete"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -24,6 +24,7 @@ from taskgrove_server.storage.event_log import EventLog
 
 REPLAY_PAGE = 5_000
 EVENTS_PER_MESSAGE = 1_000
+SNAPSHOT_CHUNK = 5_000
 DEFAULT_HEARTBEAT_S = 5.0
 MIN_HEARTBEAT_S = 0.01
 
@@ -87,14 +88,19 @@ class EventStreamer:
         context: Any,
     ) -> int:
         if request.include_snapshot:
-            rows, sequence = await self._log.snapshot(flt)
-            await self._send(
-                context,
-                subscription,
-                task_service_pb2.WatchEventsResponse(
+            # Chunks go out as they are read; each message is sent once the next chunk
+            # is known, so the last one can say it completes the snapshot.
+            sequence = 0
+            pending: task_service_pb2.WatchEventsResponse | None = None
+            async for rows, sequence in self._log.snapshot(flt, SNAPSHOT_CHUNK):
+                if pending is not None:
+                    await self._send(context, subscription, pending)
+                pending = task_service_pb2.WatchEventsResponse(
                     snapshot=[task_to_proto(row) for row in rows], sequence=sequence
-                ),
-            )
+                )
+            assert pending is not None
+            pending.snapshot_complete = True
+            await self._send(context, subscription, pending)
             return sequence
         after = request.after_sequence
         if after > 0:

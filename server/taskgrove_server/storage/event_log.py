@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from sqlalchemy import (
@@ -80,11 +81,14 @@ class EventLog:
         async with self._engine.connect() as conn:
             return int(await conn.scalar(query) or 0)
 
-    async def snapshot(self, flt: EventFilter) -> tuple[list[RowMapping], int]:
-        """The tasks matching `flt` and the sequence they reflect.
+    async def snapshot(
+        self, flt: EventFilter, chunk: int
+    ) -> AsyncIterator[tuple[list[RowMapping], int]]:
+        """The tasks matching `flt`, `chunk` at a time, with the sequence they reflect.
 
         One statement reads both, so both come from one database snapshot (SQLite runs
-        plain SELECTs outside any transaction, each with a snapshot of its own).
+        plain SELECTs outside any transaction, each with a snapshot of its own); it is
+        streamed, so a large tree is never all in memory. Yields at least once.
         """
         newest = func.coalesce(select(func.max(task_events.c.sequence)).scalar_subquery(), 0)
         pruned = func.coalesce(
@@ -99,9 +103,12 @@ class EventLog:
             .order_by(tasks.c.seq)
         )
         async with self._engine.connect() as conn:
-            rows = list((await conn.execute(query)).mappings())
-        sequence = int(rows[0]["snapshot_sequence"]) if rows else 0
-        return [row for row in rows if row["id"] is not None], sequence
+            if conn.dialect.name == "postgresql":  # a server-side cursor needs a transaction
+                await conn.begin()
+            result = await conn.stream(query)
+            async for rows in result.mappings().partitions(chunk):
+                sequence = int(rows[0]["snapshot_sequence"])
+                yield [row for row in rows if row["id"] is not None], sequence
 
 
 def prune_finished(cutoff_us: int) -> Statement:
