@@ -71,12 +71,14 @@ async def follow_root(
 ) -> Followed:
     """Watch the tree of `root_id` until its root's terminal status event; counts every
     event once (sequence > last seen), resuming after UNAVAILABLE / RESOURCE_EXHAUSTED.
-    `ready` is set when the first message (snapshot or heartbeat) arrives. The caller
-    bounds the time."""
+    `ready` is set once the snapshot is complete (or, without one, at the first message).
+    The caller bounds the time."""
     seen = Followed()
     last = after_sequence
     need_snapshot = include_snapshot
     while True:
+        if need_snapshot:
+            seen.snapshot_tasks = 0  # a broken stream starts the snapshot again
         request = task_service_pb2.WatchEventsRequest(
             root_id=root_id, after_sequence=last, include_snapshot=need_snapshot
         )
@@ -87,13 +89,17 @@ async def follow_root(
             async for response in call:
                 arrived = monotonic()
                 seen.messages += 1
+                if need_snapshot:
+                    # A large snapshot spans several messages: ready after the last one.
+                    seen.snapshot_tasks += len(response.snapshot)
+                    if response.snapshot_complete:
+                        need_snapshot = False
+                        seen.snapshot_sequence = last = response.sequence
+                        if ready is not None:
+                            ready.set()
+                    continue
                 if ready is not None:
                     ready.set()
-                if need_snapshot:
-                    need_snapshot = False
-                    seen.snapshot_tasks = len(response.snapshot)
-                    seen.snapshot_sequence = last = response.sequence
-                    continue
                 for event in response.events:
                     if event.sequence <= last:
                         continue
