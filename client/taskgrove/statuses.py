@@ -32,7 +32,3 @@ def to_proto(status: str) -> task_pb2.TaskStatus.ValueType:
 def from_proto(value: task_pb2.TaskStatus.ValueType) -> str:
     """The SDK string of a proto status; raises KeyError for UNSPECIFIED."""
     return _FROM_PROTO[value]
-
-
-def is_terminal(status: str) -> bool:
-    return status in TERMINAL

@@ -12,7 +12,12 @@ from taskgrove_server.creation import DEFAULT_RETRY_BACKOFF_MS, TaskCreator
 from taskgrove_server.engine.changes import UPDATABLE, TaskChanges
 from taskgrove_server.errors import FieldViolation, invalid
 from taskgrove_server.executors import ExecutorRegistry
-from taskgrove_server.validation import TaskSpec, resolve_executor, validate_new_tasks
+from taskgrove_server.validation import (
+    DEFAULT_PRIORITY,
+    TaskSpec,
+    resolve_executor,
+    validate_new_tasks,
+)
 
 
 def _stored_spec(row: RowMapping) -> TaskSpec:
@@ -59,12 +64,7 @@ async def validated_changes(
     stored = _stored_spec(row)
     wanted = spec_from_proto(task, ref=row["id"], field="task")
     merged = replace(
-        stored,
-        **{
-            name: getattr(wanted, attribute)
-            for path in paths
-            for name, attribute in [_SPEC_FIELDS[path]]
-        },
+        stored, **{_SPEC_FIELDS[path]: getattr(wanted, _SPEC_FIELDS[path]) for path in paths}
     )
     if merged.max_attempts == 0:
         merged.max_attempts = 1
@@ -84,7 +84,7 @@ async def validated_changes(
     if "name" in paths:
         changes.name = merged.name
     if "priority" in paths:
-        changes.priority = merged.priority if merged.priority is not None else 2
+        changes.priority = DEFAULT_PRIORITY if merged.priority is None else merged.priority
     if "dependencies" in paths:
         changes.dependencies = dict(merged.dependencies)
     if "inputs" in paths:
@@ -104,13 +104,7 @@ async def validated_changes(
 
 
 # Mask path -> TaskSpec attribute.
-_SPEC_FIELDS = {
-    "name": ("name", "name"),
-    "priority": ("priority", "priority"),
-    "dependencies": ("dependencies", "dependencies"),
-    "inputs": ("inputs", "inputs"),
-    "params": ("params", "params"),
-    "max_attempts": ("max_attempts", "max_attempts"),
-    "retry_backoff": ("retry_backoff_ms", "retry_backoff_ms"),
-    "timeout": ("timeout_ms", "timeout_ms"),
+_SPEC_FIELDS = {path: path for path in UPDATABLE} | {
+    "retry_backoff": "retry_backoff_ms",
+    "timeout": "timeout_ms",
 }

@@ -105,6 +105,7 @@ class EngineCore:
 
     @property
     def running(self) -> int:
+        """Attempts claimed or running now."""
         return self._running
 
     def group_progress(self, task_id: str) -> float | None:
@@ -148,7 +149,10 @@ class EngineCore:
         top = self._nodes[task_id]
         to_arm: list[Node] = []
         flagged: list[str] = []
+        groups: list[Node] = []
         for node in top.subtree():
+            if node.is_group:
+                groups.append(node)
             if node.execution_requested:
                 continue
             node.execution_requested = True
@@ -160,9 +164,8 @@ class EngineCore:
         # One statement for the flag (no event: nothing a watcher sees changes yet).
         self._writer.execute(mark_execution_requested(flagged))
         await self._arm(to_arm)
-        for node in reversed(list(top.subtree())):
-            if node.is_group:
-                self._refresh_group(node)
+        for group in reversed(groups):  # children before parents
+            self._refresh_group(group)
         self._touched_trees.add(root_id)
         self._settle()
         await self._writer.flush()
@@ -443,17 +446,12 @@ class EngineCore:
         while self._ready and self._running < self._limit and not self._closing:
             entry = heapq.heappop(self._ready)
             node = entry[2]
-            if (
-                node.status != statuses.PENDING
-                or node.waiting
-                or node.retry_at_us is not None
-                or entry[0] != node.priority
-            ):
-                continue  # stale entry (finished, waiting again, or re-prioritised)
+            if not _still_ready(entry):
+                continue
             assert node.executor is not None
             limit = self._executor_limits.get(node.executor)
             if limit is not None and self._running_by_executor[node.executor] >= limit:
-                self._held[node.executor].append(entry)
+                heapq.heappush(self._held[node.executor], entry)
                 continue
             node.attempt += 1
             node.error = None
@@ -480,11 +478,14 @@ class EngineCore:
         assert node.executor is not None
         self._running -= 1
         self._running_by_executor[node.executor] -= 1
+        # The slot goes back to the most urgent task this executor's limit held back (one
+        # per slot: re-queueing all of them on every release would cost O(held) per task).
         held = self._held.get(node.executor)
-        if held:
-            for entry in held:
+        while held:
+            entry = heapq.heappop(held)
+            if _still_ready(entry):
                 heapq.heappush(self._ready, entry)
-            held.clear()
+                break
 
     async def _run(self, node: Node, attempt: int) -> None:
         assert node.executor is not None
@@ -609,6 +610,17 @@ class _Pin:
                 del self._engine._pins[root_id]
             self._engine._touched_trees.add(root_id)
         self._roots.clear()
+
+
+def _still_ready(entry: tuple[int, str, Node]) -> bool:
+    """A queue entry is stale once its task finished, waits again, or was re-prioritised."""
+    node = entry[2]
+    return (
+        node.status == statuses.PENDING
+        and not node.waiting
+        and node.retry_at_us is None
+        and entry[0] == node.priority
+    )
 
 
 def _backoff_seconds(base_ms: int, attempt: int) -> float:
