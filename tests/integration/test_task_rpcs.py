@@ -849,3 +849,24 @@ async def test_create_task_tree_basic_view_leaves_out_the_bulky_fields(client: A
     assert task.inputs == {} and task.create_time is None  # left out, not lost:
     stored = await client.get_task(task.id)
     assert stored.inputs == {"seconds": 0, "result": {"big": [1, 2, 3]}}
+
+
+async def test_a_task_added_under_a_finished_group_reopens_it(client: AsyncClient) -> None:
+    created = await client.create_task_tree(
+        [
+            {"id": "root", "name": "root_task", "user_id": "reopen"},
+            {"id": "a", "name": "sleep_executor", "parent_id": "root"},
+        ],
+        execute=True,
+    )
+    root = created["root"].id
+    async with asyncio.timeout(10):
+        assert (await client.wait(root)).status == statuses.COMPLETED
+    late = await client.create_task(name="sleep_executor", user_id="reopen", parent_id=root)
+    reopened = await client.get_task(root)
+    assert reopened.status == statuses.IN_PROGRESS  # something below is not finished
+    assert reopened.progress == 0.5
+    await client.execute_task(late.id)
+    async with asyncio.timeout(10):
+        assert (await client.wait(root)).status == statuses.COMPLETED
+    assert (await client.get_task(root)).progress == 1.0

@@ -79,19 +79,22 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
     async def _task(self, task_id: str) -> task_pb2.Task:
         return await self._to_proto(await self._row(task_id))
 
-    async def _group_progress(self, task_id: str) -> float:
+    async def _group_progress(self, row: Mapping[Any, Any]) -> float:
         """A group's progress is its subtree's: from the engine's memory while its tree
-        runs, else computed from the stored subtree."""
-        progress = self._engine.group_progress(task_id)
-        if progress is None:
-            rows = await self._repository.subtree(task_id, progress_only=True)
-            progress = subtree_progress(rows)[task_id]
-        return progress
+        runs; as stored when the group finished (nothing below changes after that without
+        loading the tree); else computed from the stored subtree."""
+        progress = self._engine.group_progress(row["id"])
+        if progress is not None:
+            return progress
+        if row["status"] in statuses.TERMINAL:
+            return float(row["progress"])
+        rows = await self._repository.subtree(row["id"], progress_only=True)
+        return subtree_progress(rows)[row["id"]]
 
     async def _to_proto(self, row: Mapping[Any, Any]) -> task_pb2.Task:
         if row["executor"] is not None:
             return task_to_proto(row)
-        return task_to_proto(row, await self._group_progress(row["id"]))
+        return task_to_proto(row, await self._group_progress(row))
 
     # ------------------------------------------------------------------ creation
 

@@ -142,6 +142,24 @@ class EngineCore:
         elif keep_loaded and existing_parent is None:
             self._trees[root_id] = self._build_tree([Node.from_row(row) for row in rows])
             self._touched_trees.add(root_id)
+        elif existing_parent is not None and await self._has_started_group(existing_parent):
+            # New tasks under a group that already started change its derived status;
+            # load the tree so the groups above them are derived again.
+            async with self._pinned([root_id]):
+                above = {a.id: a for r in rows for a in self._nodes[r["id"]].ancestors()}
+                for group in above.values():
+                    if group.is_group:
+                        self._refresh_group(group)
+            self._settle()
+            await self._writer.flush()
+
+    async def _has_started_group(self, task_id: str) -> bool:
+        """Whether the task or one of its ancestors is a group that is no longer pending."""
+        chain = [task_id, *await self._repository.ancestors(task_id)]
+        rows = await self._repository.get_many(chain)
+        return any(
+            row["executor"] is None and row["status"] != statuses.PENDING for row in rows.values()
+        )
 
     async def execute(self, task_id: str, root_id: str) -> int:
         """Request execution of a task's subtree; returns how many tasks it scheduled."""

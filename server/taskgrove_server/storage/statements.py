@@ -9,7 +9,7 @@ from taskgrove import statuses
 
 from taskgrove_server.clock import now_us
 from taskgrove_server.storage.schema import task_dependencies, tasks
-from taskgrove_server.storage.writer import Statement
+from taskgrove_server.storage.writer import Statement, dependency_edges
 
 if TYPE_CHECKING:
     from taskgrove_server.engine.changes import TaskChanges
@@ -41,14 +41,12 @@ def mark_execution_requested(ids: list[str]) -> Statement:
 
 def update_task_fields(node: Node, changes: TaskChanges) -> Statement:
     """Store an UpdateTask (guarded: the task is still pending) and re-index dependencies."""
-    values = {**changes.columns(), "updated_us": now_us(), "version": tasks.c.version + 1}
+    columns = changes.columns()
+    values = {**columns, "updated_us": now_us(), "version": tasks.c.version + 1}
     task_id = node.id
     edges = (
-        [
-            {"task_id": task_id, "depends_on": dep, "required": req}
-            for dep, req in changes.dependencies.items()
-        ]
-        if changes.dependencies is not None
+        dependency_edges([{"id": task_id, "dependencies": columns["dependencies"]}])
+        if "dependencies" in columns
         else None
     )
 
