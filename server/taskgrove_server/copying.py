@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import RowMapping
 from taskgrove import statuses
 
-from taskgrove_server.validation import TaskSpec
+from taskgrove_server.validation import TaskSpec, spec_from_stored
 
 
 def copy_specs(rows: Sequence[RowMapping], *, only_unfinished: bool) -> list[TaskSpec]:
@@ -30,24 +30,7 @@ def copy_specs(rows: Sequence[RowMapping], *, only_unfinished: bool) -> list[Tas
                     node = parents.get(node)
     specs = []
     for index, row in enumerate(r for r in rows if r["id"] in keep):
-        specs.append(
-            TaskSpec(
-                ref=row["id"],
-                field=f"tasks[{index}]",
-                name=row["name"],
-                parent=None if row is top else row["parent_id"],
-                user_id=row["user_id"],
-                executor=row["executor"] or "",
-                priority=row["priority"],
-                dependencies=[
-                    (d["id"], bool(d.get("required", True))) for d in row["dependencies"]
-                ],
-                inputs=dict(row["inputs"]),
-                params=dict(row["params"]),
-                max_attempts=row["max_attempts"],
-                retry_backoff_ms=row["retry_backoff_ms"],
-                timeout_ms=row["timeout_ms"],
-                original_task_id=row["id"],
-            )
-        )
+        spec = spec_from_stored(row, f"tasks[{index}]", None if row is top else row["parent_id"])
+        spec.original_task_id = row["id"]
+        specs.append(spec)
     return specs

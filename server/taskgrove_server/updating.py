@@ -14,28 +14,10 @@ from taskgrove_server.errors import FieldViolation, invalid
 from taskgrove_server.executors import ExecutorRegistry
 from taskgrove_server.validation import (
     DEFAULT_PRIORITY,
-    TaskSpec,
     resolve_executor,
+    spec_from_stored,
     validate_new_tasks,
 )
-
-
-def _stored_spec(row: RowMapping) -> TaskSpec:
-    return TaskSpec(
-        ref=row["id"],
-        field="task",
-        name=row["name"],
-        parent=row["parent_id"],
-        user_id=row["user_id"],
-        executor=row["executor"] or "",
-        priority=row["priority"],
-        dependencies=[(d["id"], bool(d.get("required", True))) for d in row["dependencies"]],
-        inputs=dict(row["inputs"]),
-        params=dict(row["params"]),
-        max_attempts=row["max_attempts"],
-        retry_backoff_ms=row["retry_backoff_ms"],
-        timeout_ms=row["timeout_ms"],
-    )
 
 
 async def validated_changes(
@@ -61,7 +43,7 @@ async def validated_changes(
                 for path in bad
             ]
         )
-    stored = _stored_spec(row)
+    stored = spec_from_stored(row, "task", row["parent_id"])
     wanted = spec_from_proto(task, ref=row["id"], field="task")
     merged = replace(
         stored, **{_SPEC_FIELDS[path]: getattr(wanted, _SPEC_FIELDS[path]) for path in paths}

@@ -50,6 +50,25 @@ class TaskSpec:
     """How messages name a task the request gave no id (its `ref` is then internal)."""
 
 
+def spec_from_stored(row: Mapping[Any, Any], field: str, parent: str | None) -> TaskSpec:
+    """A stored task as a spec again (UpdateTask re-validates it, CopyTaskTree copies it)."""
+    return TaskSpec(
+        ref=row["id"],
+        field=field,
+        name=row["name"],
+        parent=parent,
+        user_id=row["user_id"],
+        executor=row["executor"] or "",
+        priority=row["priority"],
+        dependencies=[(d["id"], bool(d.get("required", True))) for d in row["dependencies"]],
+        inputs=dict(row["inputs"]),
+        params=dict(row["params"]),
+        max_attempts=row["max_attempts"],
+        retry_backoff_ms=row["retry_backoff_ms"],
+        timeout_ms=row["timeout_ms"],
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ExistingTask:
     """What validation needs to know of a stored task."""
