@@ -10,7 +10,7 @@ PROTO_SRC := $(shell find protos/taskgrove -name '*.proto')
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,postgres]'
+	$(BIN)/python -m pip install --quiet -e '.[server,postgres,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -33,8 +33,7 @@ import grpc
 import psutil
 from pgdb import PgServer
 from serverproc import MB, RssSampler, ServerProcess
-from taskgrove import AsyncClient, TaskgroveError, statuses
-from taskgrove.client import task_message
+from taskgrove import AsyncClient, TaskgroveError, statuses, task_message
 from taskgrove.v1 import task_pb2, task_service_pb2
 from trees import ROOT_ID, SHAPES, TaskDict, flat, leaf, leaf_count
 from watcher import Followed, follow_root, monotonic
@@ -256,7 +255,7 @@ async def measure_tree(address: str, request: Any, run: Run, args: argparse.Name
                 else:
                     followed = await follower
                     run.seconds = followed.done_at - start_mono
-                    run.root_status = statuses.from_proto(
+                    run.root_status = wire.status_from_proto(
                         task_pb2.TaskStatus.Value(followed.root_status)
                     )
                     run.events = followed.events

@@ -1,33 +1,36 @@
-"""The `taskgrove` command line."""
+"""The `taskgrove` command line: the client commands, and `serve` where the server is
+installed (it adds itself through the entry point group `taskgrove.cli`)."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
-import os
 import sys
+from importlib.metadata import entry_points
 
 from taskgrove.cli.parser import add_client_commands, add_global_options
 
+COMMANDS_GROUP = "taskgrove.cli"
+SERVER_MISSING = "taskgrove serve needs the server: pip install 'taskgrove[server]'"
 
-def _serve(args: argparse.Namespace) -> int:
-    # The server is imported only here: SDK users never load it.
-    from taskgrove_server.app import serve
-    from taskgrove_server.config import ServerConfig
 
-    config = ServerConfig.from_env()
-    if args.address:
-        config.address = args.address
-    if args.db:
-        config.db_url = args.db
-    if args.max_concurrency:
-        config.max_concurrency = args.max_concurrency
-    if args.allow_command:
-        config.allowed_commands = [*config.allowed_commands, *args.allow_command]
-    logging.basicConfig(level=os.environ.get("TASKGROVE_LOG_LEVEL", "INFO"))
-    asyncio.run(serve(config))
-    return 0
+def _server_missing(args: argparse.Namespace) -> int:
+    print(f"error: {SERVER_MISSING}", file=sys.stderr)
+    return 2
+
+
+def _add_plugin_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    names = set()
+    for point in entry_points(group=COMMANDS_GROUP):
+        try:
+            add = point.load()
+        except ImportError:
+            continue  # installed without its extra (e.g. `serve` without the server's)
+        add(commands)
+        names.add(point.name)
+    if "serve" not in names:
+        serve = commands.add_parser("serve", help="run the server (needs taskgrove[server])")
+        serve.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        serve.set_defaults(handler=_server_missing)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,23 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_global_options(parser)
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the server (embedded SQLite by default)")
-    serve.add_argument(
-        "--address",
-        default=argparse.SUPPRESS,
-        help="host:port (env TASKGROVE_ADDRESS; 127.0.0.1:50051)",
-    )
-    serve.add_argument("--db", help="database URL (env TASKGROVE_DB; SQLite file by default)")
-    serve.add_argument("--max-concurrency", type=int, help="executor attempts at once")
-    serve.add_argument(
-        "--allow-command",
-        action="append",
-        default=[],
-        metavar="PROGRAM",
-        help="let command_executor run PROGRAM (repeatable; env TASKGROVE_ALLOW_COMMANDS "
-        "comma-separated); without any, command_executor is disabled",
-    )
-    serve.set_defaults(handler=_serve)
+    _add_plugin_commands(commands)
     add_client_commands(commands)
     return parser
 

@@ -1,10 +1,16 @@
-"""Assembling and running the server: storage, engine, gRPC services, shutdown."""
+"""Assembling and running the server (the composition root: it may import every room).
+
+storage (database, writer, reads) <- engine <- use-cases <- gRPC services; health goes
+NOT_SERVING while storage fails and while shutting down.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
+from collections.abc import Coroutine
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -18,12 +24,13 @@ from taskgrove_server.config import ServerConfig
 from taskgrove_server.engine import Engine
 from taskgrove_server.events.hub import EventHub
 from taskgrove_server.executors import ExecutorRegistry
-from taskgrove_server.idempotency import Idempotency, prune_keys
-from taskgrove_server.storage.database import create_engine
-from taskgrove_server.storage.event_log import EventLog, prune_finished
+from taskgrove_server.service.idempotency import Idempotency
+from taskgrove_server.service.tasks import Tasks
+from taskgrove_server.storage.database import FileLock, open_database, sqlite_path
+from taskgrove_server.storage.event_log import EventLog
 from taskgrove_server.storage.migrations import migrate
-from taskgrove_server.storage.repository import TaskRepository
-from taskgrove_server.storage.writer import Writer
+from taskgrove_server.storage.store import sql_store
+from taskgrove_server.storage.writes import PruneHistory
 
 log = logging.getLogger(__name__)
 
@@ -37,18 +44,18 @@ class TaskgroveServer:
             allowed_commands=config.allowed_commands
         )
         self.port = 0
-        self._db = create_engine(config.db_url)
+        path = sqlite_path(config.db_url)
+        self._lock = FileLock(path) if path is not None else None
+        self._db = open_database(config.db_url)
         self.hub = EventHub(config.watcher_buffer_events)
-        self._writer = Writer(self._db, self.hub.publish, url=config.db_url)
-        self._event_log = EventLog(self._db)
-        self._pruner: asyncio.Task[None] | None = None
-        self._repository = TaskRepository(self._db)
+        self.store = sql_store(self._db, config.db_url, self.hub.publish)
+        self.store.writer.on_availability = self._storage_availability
         self.engine = Engine(
-            self._repository,
-            self._writer,
+            self.store,
             self.registry,
             max_concurrency=config.max_concurrency,
             executor_limits=config.executor_limits,
+            max_result_bytes=config.max_result_bytes,
         )
         options = [
             ("grpc.max_receive_message_length", config.max_message_bytes),
@@ -57,22 +64,33 @@ class TaskgroveServer:
         ]
         self._grpc = grpc.aio.server(options=options)
         self._health = health.aio.HealthServicer()
+        self._background: set[asyncio.Task[None]] = set()
+        self._stopping = False
 
     async def start(self) -> None:
+        """Take the database (raises `DatabaseInUse` if another server has the SQLite
+        file), migrate it, resume executing trees, then serve."""
+        if self._lock is not None:
+            self._lock.acquire()
         applied = await migrate(self._db)
         if applied:
             log.info("applied migrations %s", applied)
-        await self._writer.start()
-        self.hub.last_sequence = self._writer.last_sequence
+        writer = self.store.writer
+        await writer.start()
+        self.hub.last_sequence = writer.last_sequence
         await self.engine.start()
+        tasks = Tasks(
+            self.store, self.engine, self.registry, max_tree_size=self.config.max_tree_size
+        )
+        streamer = EventStreamer(
+            self.hub, EventLog(self._db), max_watchers=self.config.max_watchers
+        )
         add_task_service(
             TaskService(
-                self._repository,
-                self.engine,
-                self.registry,
-                EventStreamer(self.hub, self._event_log),
-                Idempotency(self._db, self._writer),
-                max_tree_size=self.config.max_tree_size,
+                tasks,
+                Idempotency(self.store.reads, writer),
+                streamer,
+                max_message_bytes=self.config.max_message_bytes,
             ),
             self._grpc,
         )
@@ -84,17 +102,20 @@ class TaskgroveServer:
         if self.port == 0:
             raise OSError(f"cannot listen on {self.config.address}")
         await self._grpc.start()
-        for service in ("", SERVICE_NAME):
-            await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
-        self._pruner = asyncio.create_task(self._prune_periodically(), name="taskgrove-pruner")
+        await self._set_health(True)
+        self._spawn(self._prune_periodically())
 
     async def prune_events(self) -> None:
-        """Delete the history of trees that finished longer ago than the retention."""
-        cutoff = now_us() - int(self.config.event_retention_seconds * 1_000_000)
-        self._writer.execute(prune_finished(cutoff))
-        key_cutoff = now_us() - int(self.config.idempotency_retention_seconds * 1_000_000)
-        self._writer.execute(prune_keys(key_cutoff))
-        await self._writer.flush()
+        """Delete the history of trees that finished longer ago than the retention, and
+        request ids older than theirs."""
+        now = now_us()
+        self.store.writer.queue(
+            PruneHistory(
+                events_before_us=now - int(self.config.event_retention_seconds * 1_000_000),
+                keys_before_us=now - int(self.config.idempotency_retention_seconds * 1_000_000),
+            )
+        )
+        await self.store.writer.flush()
 
     async def _prune_periodically(self) -> None:
         while True:
@@ -104,21 +125,40 @@ class TaskgroveServer:
             except Exception:
                 log.exception("pruning events failed")
 
+    def _storage_availability(self, available: bool) -> None:
+        if not self._stopping:
+            self._spawn(self._set_health(available))
+
+    async def _set_health(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for service in ("", SERVICE_NAME):
+            await self._health.set(service, status)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def stop(self, grace: float | None = None) -> None:
         """Refuse new work, let in-flight calls finish, then close storage cleanly."""
+        self._stopping = True
         await self._health.enter_graceful_shutdown()
-        if self._pruner is not None:
-            self._pruner.cancel()
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         # Watch streams never finish by themselves: end them first (UNAVAILABLE) so that
         # clients resume elsewhere and the grace period serves the unary calls.
         self.hub.close()
         await self._grpc.stop(self.config.grace_seconds if grace is None else grace)
         await self.engine.close()
-        await self._writer.close()
+        await self.store.writer.close()
         await self._db.dispose()
-
-    async def wait_for_termination(self) -> None:
-        await self._grpc.wait_for_termination()
+        if self._lock is not None:
+            self._lock.release()
 
 
 async def serve(config: ServerConfig) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 
@@ -17,22 +19,31 @@ def default_db_url() -> str:
 
 @dataclass(slots=True)
 class ServerConfig:
+    """Every field can be set by TASKGROVE_<FIELD NAME IN CAPITALS> (lists comma-separated,
+    `executor_limits` as `name=n,name=n`); flags of `taskgrove serve` win over both."""
+
     address: str = DEFAULT_ADDRESS
     """host:port to listen on; port 0 picks a free port."""
     db_url: str = field(default_factory=default_db_url)
-    """SQLAlchemy async URL: sqlite+aiosqlite:///PATH or postgresql+asyncpg://..."""
+    """SQLAlchemy async URL: sqlite+aiosqlite:///PATH or postgresql+asyncpg://...
+    (environment: TASKGROVE_DB)."""
     max_concurrency: int = 256
     """Executor attempts running at once, across the whole server."""
     executor_limits: dict[str, int] = field(default_factory=dict)
     """Optional per-executor concurrency limits."""
     allowed_commands: list[str] = field(default_factory=list)
-    """Programs `command_executor` may run; empty: the executor is disabled."""
+    """Programs `command_executor` may run; empty: the executor is disabled
+    (environment: TASKGROVE_ALLOW_COMMANDS)."""
     grace_seconds: float = 10.0
     """On shutdown, how long in-flight calls may take to finish."""
     max_tree_size: int = 200_000
     """Most tasks one CreateTaskTree may create."""
     max_message_bytes: int = 64 * 1024 * 1024
     """Largest gRPC message accepted or sent."""
+    max_result_bytes: int = 1024 * 1024
+    """Largest task result stored; a larger one is replaced by a marker with a preview."""
+    max_watchers: int = 1000
+    """Most WatchEvents streams served at once."""
     event_retention_seconds: float = 7 * 24 * 3600
     """How long the events of a finished tree stay replayable."""
     prune_interval_seconds: float = 3600
@@ -43,14 +54,28 @@ class ServerConfig:
     """Events buffered per watcher before it is cut off as too slow."""
 
     @classmethod
-    def from_env(cls) -> ServerConfig:
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerConfig:
+        env = os.environ if environ is None else environ
         config = cls()
-        config.address = os.environ.get("TASKGROVE_ADDRESS", config.address)
-        config.db_url = os.environ.get("TASKGROVE_DB", config.db_url)
-        if value := os.environ.get("TASKGROVE_MAX_CONCURRENCY"):
-            config.max_concurrency = int(value)
-        if value := os.environ.get("TASKGROVE_EVENT_RETENTION_SECONDS"):
-            config.event_retention_seconds = float(value)
-        if value := os.environ.get("TASKGROVE_ALLOW_COMMANDS"):
-            config.allowed_commands = [p for p in value.split(",") if p]
+        for spec in fields(cls):
+            value = env.get(_ENV_NAMES.get(spec.name, f"TASKGROVE_{spec.name.upper()}"))
+            if value:
+                setattr(config, spec.name, _PARSERS[type(getattr(config, spec.name))](value))
         return config
+
+
+_ENV_NAMES = {"db_url": "TASKGROVE_DB", "allowed_commands": "TASKGROVE_ALLOW_COMMANDS"}
+
+
+def _limits(value: str) -> dict[str, int]:
+    pairs = (item.split("=", 1) for item in value.split(",") if item)
+    return {name.strip(): int(limit) for name, limit in pairs}
+
+
+_PARSERS: dict[type, Callable[[str], Any]] = {
+    str: str,
+    int: int,
+    float: float,
+    list: lambda value: [item for item in value.split(",") if item],
+    dict: _limits,
+}

@@ -1,4 +1,5 @@
-"""Domain errors: raised anywhere below the API layer, mapped to gRPC status in one place."""
+"""Domain errors: raised anywhere below the API layer, mapped to gRPC status in one place
+(`api/error_mapping.py`). Reasons are the shared constants of `taskgrove.domain.reasons`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass, field
 
 
 class Code(enum.Enum):
-    """The canonical gRPC codes the domain uses (mapped in api/error_mapping.py)."""
+    """The canonical gRPC codes the domain uses."""
 
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
     NOT_FOUND = "NOT_FOUND"
@@ -17,6 +18,7 @@ class Code(enum.Enum):
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
     UNAVAILABLE = "UNAVAILABLE"
     OUT_OF_RANGE = "OUT_OF_RANGE"
+    INTERNAL = "INTERNAL"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +31,7 @@ class FieldViolation:
 
 
 @dataclass(slots=True)
-class TaskgroveError(Exception):
+class ServiceError(Exception):
     """A request that cannot be served, with a stable UPPER_SNAKE reason."""
 
     code: Code
@@ -42,15 +44,19 @@ class TaskgroveError(Exception):
         return f"{self.reason}: {self.message}"
 
 
-def invalid(violations: list[FieldViolation]) -> TaskgroveError:
+def invalid(violations: list[FieldViolation]) -> ServiceError:
     """INVALID_ARGUMENT carrying every violation; the reason is that of the first."""
     first = violations[0]
     message = "; ".join(f"{v.field}: {v.description}" for v in violations)
-    return TaskgroveError(Code.INVALID_ARGUMENT, first.reason, message, list(violations))
+    return ServiceError(Code.INVALID_ARGUMENT, first.reason, message, list(violations))
 
 
-def not_found(reason: str, what: str, ident: str, field_name: str = "id") -> TaskgroveError:
-    return TaskgroveError(
+def invalid_field(field_path: str, reason: str, description: str) -> ServiceError:
+    return invalid([FieldViolation(field_path, description, reason)])
+
+
+def not_found(reason: str, what: str, ident: str, field_name: str = "id") -> ServiceError:
+    return ServiceError(
         Code.NOT_FOUND,
         reason,
         f"{what} {ident!r} not found",

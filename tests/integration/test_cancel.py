@@ -22,8 +22,7 @@ from support.events import history
 from support.trees import group, ids, sleeper
 from support.waiting import WAIT_S, wait_finished
 from support.waiting import until_task as until
-from taskgrove import AsyncClient, statuses
-from taskgrove.models import TaskEvent
+from taskgrove import AsyncClient, TaskEvent, statuses
 from taskgrove_server.executors import ExecutionContext, Executor, ExecutorRegistry
 
 if TYPE_CHECKING:
@@ -47,7 +46,7 @@ ALLOWED_TRANSITIONS = {
 def status_events(events: list[TaskEvent]) -> dict[str, list[TaskEvent]]:
     by_task: dict[str, list[TaskEvent]] = defaultdict(list)
     for event in sorted(events, key=lambda e: e.sequence):
-        if event.type == "status":
+        if event.type == "status_changed":
             by_task[event.task_id].append(event)
     return by_task
 

@@ -269,7 +269,7 @@ async def test_watch_json_until_done_prints_every_event_and_exits_0(
     assert sequences == sorted(set(sequences))
     assert {event["root_id"] for event in events} == {root_id}
     assert [e["type"] for e in events[:3]] == ["created"] * 3
-    final = {e["task_id"]: e["status"] for e in events if e["type"] == "status"}
+    final = {e["task_id"]: e["status"] for e in events if e["type"] == "status_changed"}
     assert set(final) == {task.id for task in tasks.values()}
     assert set(final.values()) == {statuses.COMPLETED}
     assert events[-1]["task_id"] == root_id

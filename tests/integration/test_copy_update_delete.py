@@ -153,7 +153,8 @@ async def test_copy_keeps_the_structure_with_new_ids(lab: Lab) -> None:
         assert copy.inputs == original.inputs
         assert copy.params == original.params
         assert copy.max_attempts == original.max_attempts
-        assert copy.timeout_seconds == original.timeout_seconds
+        assert copy.timeout == original.timeout
+        assert copy.retry_backoff == original.retry_backoff
         assert copy.has_children == original.has_children
         assert copy.status == statuses.PENDING
         assert copy.attempt == 0
@@ -305,7 +306,7 @@ async def test_update_each_updatable_field(lab: Lab) -> None:
     assert (await check(max_attempts=4)).max_attempts == 4
     await check(retry_backoff=0.75)
     assert (await raw_task(lab.client, t)).retry_backoff.ToTimedelta() == timedelta(seconds=0.75)
-    assert (await check(timeout=3)).timeout_seconds == 3
+    assert (await check(timeout=3)).timeout == timedelta(seconds=3)
     final = await lab.client.get_task(t)
     assert (final.name, final.priority, final.max_attempts) == ("renamed", 0, 4)
     assert final.inputs == {"seconds": 0.5}

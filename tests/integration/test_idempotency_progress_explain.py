@@ -112,7 +112,7 @@ async def test_cancel_task_repeated_returns_the_first_answer(client: AsyncClient
     cancelled = [
         e
         for e in await history(client, task_id=tid["long"])
-        if e.type == "status" and e.status == statuses.CANCELLED
+        if e.type == "status_changed" and e.status == statuses.CANCELLED
     ]
     assert len(cancelled) == 1
 
@@ -232,7 +232,7 @@ async def test_sleep_progress_is_reported_rate_limited_and_ends_at_one(
         assert earlier.time is not None and later.time is not None
         assert (later.time - earlier.time).total_seconds() >= 0.05
     assert all(e.progress_message.startswith("slept") for e in progress)
-    final = [e for e in events if e.type == "status"][-1]
+    final = [e for e in events if e.type == "status_changed"][-1]
     assert (final.status, final.progress) == (statuses.COMPLETED, 1.0)
     assert (await client.get_task(tid["root"])).progress == 1.0
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlalchemy import inspect, select
-from taskgrove_server.storage.database import create_engine
+from taskgrove_server.storage.database import open_database
 from taskgrove_server.storage.migrations import latest_version, migrate
 from taskgrove_server.storage.schema import metadata, schema_migrations
 
 
 async def test_migrating_an_empty_database_builds_schema_py(tmp_path: Path) -> None:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'm.db'}")
+    engine = open_database(f"sqlite+aiosqlite:///{tmp_path / 'm.db'}")
     try:
         applied = await migrate(engine)
         assert applied == list(range(1, latest_version() + 1))

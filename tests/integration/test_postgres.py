@@ -20,8 +20,15 @@ from conftest import pg_dsn
 from support.trees import ROOT, group, ids, sleeper
 from support.waiting import WAIT_S, wait_finished
 from support.waiting import until_task as until
-from taskgrove import AsyncClient, InvalidArgumentError, NotFoundError, Task, statuses
-from taskgrove.models import Snapshot, TaskEvent
+from taskgrove import (
+    AsyncClient,
+    InvalidArgumentError,
+    NotFoundError,
+    Snapshot,
+    Task,
+    TaskEvent,
+    statuses,
+)
 from taskgrove_server.app import TaskgroveServer
 from taskgrove_server.executors import (
     ExecutionContext,
@@ -442,5 +449,5 @@ async def test_list_tasks_paging(pg_client: AsyncClient, pg_server: TaskgroveSer
         task.id async for task in pg_client.list_tasks(parent_id=created["root"].id, page_size=4)
     ]
     assert children == [created[f"t{i}"].id for i in range(19)]
-    pending = [task.id async for task in pg_client.list_tasks(statuses_=[statuses.PENDING])]
+    pending = [task.id async for task in pg_client.list_tasks(statuses=[statuses.PENDING])]
     assert pending == expected

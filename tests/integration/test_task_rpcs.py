@@ -147,7 +147,8 @@ async def test_create_task_keeps_given_fields(client: AsyncClient) -> None:
     assert task.dependencies == [{"id": first.id, "required": False}]
     assert task.params == {"mode": "fast", "n": 3}
     assert task.max_attempts == 3
-    assert task.timeout_seconds == 5.0
+    assert task.timeout == timedelta(seconds=5)
+    assert task.retry_backoff == timedelta(milliseconds=250)
     raw = await client.stub.GetTask(task_service_pb2.GetTaskRequest(id=task.id))
     assert raw.retry_backoff.ToMilliseconds() == 250
     # Required defaults to true.
@@ -493,11 +494,11 @@ async def test_list_tasks_filters(client: AsyncClient, population: dict[str, str
     def refs(*names: str) -> list[str]:
         return [p[name] for name in names]
 
-    assert await listed(client, statuses_=[statuses.COMPLETED]) == refs("r1", "x", "y")
-    assert await listed(client, statuses_=[statuses.PENDING]) == refs("r2", "z", "w")
-    both = await listed(client, statuses_=[statuses.PENDING, statuses.COMPLETED])
+    assert await listed(client, statuses=[statuses.COMPLETED]) == refs("r1", "x", "y")
+    assert await listed(client, statuses=[statuses.PENDING]) == refs("r2", "z", "w")
+    both = await listed(client, statuses=[statuses.PENDING, statuses.COMPLETED])
     assert both == refs("r1", "x", "y", "r2", "z", "w")
-    assert await listed(client, statuses_=[statuses.FAILED]) == []
+    assert await listed(client, statuses=[statuses.FAILED]) == []
     assert await listed(client, parent_id=p["r1"]) == refs("x", "y")
     assert await listed(client, parent_id=p["x"]) == []
     assert await listed(client, roots_only=True) == refs("r1", "r2", "w")
@@ -505,7 +506,7 @@ async def test_list_tasks_filters(client: AsyncClient, population: dict[str, str
     assert await listed(client, user_id="nobody") == []
     assert await listed(client, user_id="alice", roots_only=True) == refs("r1", "w")
     assert await listed(
-        client, user_id="alice", statuses_=[statuses.PENDING], roots_only=True
+        client, user_id="alice", statuses=[statuses.PENDING], roots_only=True
     ) == refs("w")
 
 
@@ -656,7 +657,7 @@ async def test_list_tasks_token_of_filtered_listing_reused_unfiltered(
 ) -> None:
     for _ in range(3):
         await client.create_task(name="sleep_executor")
-    _, token = await client.list_tasks_page(page_size=1, statuses_=[statuses.PENDING])
+    _, token = await client.list_tasks_page(page_size=1, statuses=[statuses.PENDING])
     error = await raw_failure(
         client.stub.ListTasks(task_service_pb2.ListTasksRequest(page_token=token))
     )

@@ -20,8 +20,7 @@ import pytest
 from google.protobuf import json_format
 from google.rpc import error_details_pb2, status_pb2
 from support.status_details import DETAILS_KEY, DOMAIN, status_trailers, unpack
-from taskgrove import AsyncClient, InvalidArgumentError, NotFoundError, task_message
-from taskgrove.errors import TaskgroveError
+from taskgrove import AsyncClient, InvalidArgumentError, NotFoundError, TaskgroveError, task_message
 from taskgrove.v1 import task_pb2, task_service_pb2
 from taskgrove_server.app import TaskgroveServer
 from taskgrove_server.config import ServerConfig

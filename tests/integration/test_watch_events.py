@@ -32,14 +32,16 @@ from support.waiting import wait_finished
 from taskgrove import (
     AsyncClient,
     InvalidArgumentError,
+    OutOfRangeError,
+    Snapshot,
+    TaskEvent,
     TaskManager,
     TaskTreeNode,
     UnavailableError,
     create_session,
     statuses,
 )
-from taskgrove.errors import OutOfRangeError
-from taskgrove.models import Snapshot, TaskEvent
+from taskgrove.domain import wire
 from taskgrove.v1 import event_pb2, task_pb2, task_service_pb2_grpc
 from taskgrove_server.app import TaskgroveServer
 from taskgrove_server.executors import ExecutionContext, Executor, ExecutorRegistry
@@ -747,7 +749,7 @@ async def test_snapshot_then_live_events_without_duplicates(make_server: ServerF
         snap = {task.id: task for task in first.snapshot}
         assert set(snap) == {task.id for task in created.values()}
         for task_id, task in snap.items():
-            assert statuses.from_proto(task.status) == status_at[task_id], task.name
+            assert wire.status_from_proto(task.status) == status_at[task_id], task.name
         assert snap[created["a0"].id].status == task_pb2.TASK_STATUS_IN_PROGRESS
         assert snap[created["b0"].id].status == task_pb2.TASK_STATUS_PENDING
 
@@ -763,9 +765,9 @@ async def test_snapshot_then_live_events_without_duplicates(make_server: ServerF
     assert_exact(follower.sequences, expected)
     assert_resumable(follower)
     # Snapshot + events = the final state.
-    final = {task.id: statuses.from_proto(task.status) for task in first.snapshot}
+    final = {task.id: wire.status_from_proto(task.status) for task in first.snapshot}
     for event in follower.events:
-        final[event.task_id] = statuses.from_proto(event.status)
+        final[event.task_id] = wire.status_from_proto(event.status)
     stored = stored_tasks(db_of(server), root)
     assert final == {task_id: row["status"] for task_id, row in stored.items()}
 
@@ -802,7 +804,7 @@ async def test_snapshots_taken_while_the_writer_commits_match_their_sequence(
         for row in history:
             if row["sequence"] <= first.sequence:
                 reflected[row["task_id"]] = row["status"]
-        state = {task.id: statuses.from_proto(task.status) for task in first.snapshot}
+        state = {task.id: wire.status_from_proto(task.status) for task in first.snapshot}
         differing = sorted(t for t in state if state[t] != reflected.get(t))
         if differing:
             example = differing[0]
@@ -971,7 +973,7 @@ def assert_events_match_state(
         assert rows[0]["status"] == statuses.PENDING
         assert [row["type"] for row in rows].count("created") == 1
         for before, after in itertools.pairwise(rows):
-            if after["type"] == "status":
+            if after["type"] == "status_changed":
                 assert after["previous_status"] == before["status"], (before, after)
             else:
                 assert after["status"] == before["status"], (before, after)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from taskgrove import AsyncClient
-from taskgrove.models import Snapshot, TaskEvent
+from taskgrove import AsyncClient, Snapshot, TaskEvent
 from taskgrove.v1 import task_service_pb2
 from taskgrove_server.api.watch import SNAPSHOT_CHUNK
 
@@ -59,5 +58,5 @@ async def test_sdk_assembles_the_snapshot_then_follows_events(client: AsyncClien
                     break
     finally:
         await stream.aclose()
-    completed = {e.task_id for e in seen if e.type == "status" and e.status == "completed"}
+    completed = {e.task_id for e in seen if e.type == "status_changed" and e.status == "completed"}
     assert completed == {task.id for task in created.values()}

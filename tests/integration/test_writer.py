@@ -1,91 +1,194 @@
-"""The group-commit writer on a real SQLite file: batching, guards, events."""
+"""The group-commit writer on a real SQLite file: batching, guards, events, and what a
+refused or failed commit does (only its own request fails; nothing of it is published)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from taskgrove.domain import reasons
 from taskgrove_server.clock import now_us
+from taskgrove_server.errors import ServiceError
 from taskgrove_server.events.event import Event
-from taskgrove_server.storage.database import create_engine
+from taskgrove_server.storage.database import open_database
 from taskgrove_server.storage.migrations import migrate
+from taskgrove_server.storage.records import StateChange, TaskRow
 from taskgrove_server.storage.schema import task_events, tasks
+from taskgrove_server.storage.sql_writes import SqlWrites
 from taskgrove_server.storage.writer import Writer
+from taskgrove_server.storage.writes import InsertTasks, UpdateState
 
 
-def task_row(task_id: str) -> dict[str, Any]:
+def task_row(task_id: str, name: str | None = None) -> TaskRow:
     now = now_us()
-    return {
-        "id": task_id, "parent_id": None, "root_id": task_id, "user_id": "u", "name": task_id,
-        "executor": "sleep_executor", "priority": 2, "dependencies": [], "inputs": {},
-        "params": {}, "status": "pending", "execution_requested": False, "result": None,
-        "error": None, "progress": 0.0, "progress_message": "", "attempt": 0,
-        "max_attempts": 1, "retry_backoff_ms": 1000, "timeout_ms": None,
-        "original_task_id": None, "has_children": False, "created_us": now,
-        "started_us": None, "updated_us": now, "ended_us": None, "version": 1,
-    }  # fmt: skip
+    return TaskRow(
+        id=task_id, parent_id=None, root_id=task_id, user_id="u", name=name or task_id,
+        executor="sleep_executor", priority=2, dependencies=[], inputs={}, params={},
+        status="pending", execution_requested=False, result=None, error=None, progress=0.0,
+        progress_message="", attempt=0, max_attempts=1, retry_backoff_ms=1000,
+        timeout_ms=None, original_task_id=None, has_children=False, created_us=now,
+        started_us=None, updated_us=now, ended_us=None, version=1,
+    )  # fmt: skip
 
 
 def event(task_id: str, status: str, previous: str | None) -> Event:
     return Event(
         task_id=task_id, root_id=task_id, user_id="u", parent_id=None, name=task_id,
-        type="status" if previous else "created", status=status, previous_status=previous,
-        progress=0.0, progress_message="", error=None, attempt=0, is_group=False,
-        time_us=now_us(),
+        type="status_changed" if previous else "created", status=status,
+        previous_status=previous, progress=0.0, progress_message="", error=None, attempt=0,
+        is_group=False, time_us=now_us(),
     )  # fmt: skip
 
 
-def state(task_id: str, status: str, expected: str) -> dict[str, Any]:
-    return {
-        "b_id": task_id, "b_expected": expected, "status": status,
-        "execution_requested": True, "attempt": 1, "result": None, "error": None,
-        "progress": 0.0, "progress_message": "", "started_us": None, "ended_us": None,
-        "updated_us": now_us(),
-    }  # fmt: skip
+def insert(task_id: str, name: str | None = None) -> InsertTasks:
+    return InsertTasks([task_row(task_id, name)], [event(task_id, "pending", None)])
 
 
-async def test_batches_guards_and_events(tmp_path: Path) -> None:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'w.db'}")
+def change(task_id: str, status: str, expected: str) -> UpdateState:
+    state = StateChange(
+        task_id=task_id, expected_status=expected, status=status, execution_requested=True,
+        attempt=1, result=None, error=None, progress=0.0, progress_message="",
+        started_us=None, ended_us=None, updated_us=now_us(),
+    )  # fmt: skip
+    return UpdateState(state, event(task_id, status, expected), task_id)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.published: list[list[Event]] = []
+        self.stale: list[set[str]] = []
+
+    def statuses(self) -> list[tuple[str, str]]:
+        return [(e.task_id, e.status) for batch in self.published for e in batch]
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[tuple[AsyncEngine, str]]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'w.db'}"
+    engine = open_database(url)
     await migrate(engine)
-    published: list[list[Event]] = []
-    writer = Writer(engine, published.append, url=f"sqlite+aiosqlite:///{tmp_path / 'w.db'}")
-    await writer.start()
-    try:
-        writer.insert_tasks(
-            [task_row("a"), task_row("b")],
-            [event("a", "pending", None), event("b", "pending", None)],
+    # The database refuses tasks named "poison" (as it would refuse a value it cannot hold).
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "CREATE TRIGGER refuse_poison BEFORE INSERT ON tasks WHEN NEW.name = 'poison' "
+                "BEGIN SELECT RAISE(ABORT, 'poison refused'); END"
+            )
         )
+    yield engine, url
+    await engine.dispose()
+
+
+async def started_writer(db: tuple[AsyncEngine, str], recorder: Recorder) -> Writer:
+    engine, url = db
+    writer = Writer(SqlWrites(engine, url), recorder.published.append)
+    writer.on_stale = recorder.stale.append
+    await writer.start()
+    return writer
+
+
+async def stored(engine: AsyncEngine) -> tuple[dict[str, str], list[tuple[int, str, str]]]:
+    async with engine.connect() as conn:
+        rows = dict((await conn.execute(select(tasks.c.id, tasks.c.status))).all())  # type: ignore[arg-type]
+        events = [
+            (row[0], row[1], row[2])
+            for row in await conn.execute(
+                select(
+                    task_events.c.sequence, task_events.c.task_id, task_events.c.status
+                ).order_by(task_events.c.sequence)
+            )
+        ]
+    return rows, events
+
+
+async def test_batches_guards_and_events(db: tuple[AsyncEngine, str]) -> None:
+    recorder = Recorder()
+    writer = await started_writer(db, recorder)
+    try:
+        writer.queue(insert("a"))
+        writer.queue(insert("b"))
         await writer.flush()
         # Three changes queued together commit together, events numbered in order.
         commits = writer.commits
-        writer.update_state(
-            state("a", "in_progress", "pending"), event("a", "in_progress", "pending")
-        )
-        writer.update_state(
-            state("a", "completed", "in_progress"), event("a", "completed", "in_progress")
-        )
+        writer.queue(change("a", "in_progress", "pending"))
+        writer.queue(change("a", "completed", "in_progress"))
         # A transition from a state the row is not in is refused, with its event.
-        writer.update_state(
-            state("b", "completed", "in_progress"), event("b", "completed", "in_progress")
-        )
+        writer.queue(change("b", "completed", "in_progress"))
         await writer.flush()  # queued before the writer ran: one transaction
         assert writer.commits == commits + 1
 
-        async with engine.connect() as conn:
-            rows = dict((await conn.execute(select(tasks.c.id, tasks.c.status))).all())
-            stored = (await conn.execute(
-                select(task_events.c.sequence, task_events.c.task_id, task_events.c.status)
-                .order_by(task_events.c.sequence)
-            )).all()  # fmt: skip
+        rows, events = await stored(db[0])
         assert rows == {"a": "completed", "b": "pending"}
-        assert [(t, s) for _, t, s in stored] == [
+        assert [(t, s) for _, t, s in events] == [
             ("a", "pending"), ("b", "pending"), ("a", "in_progress"), ("a", "completed"),
         ]  # fmt: skip
-        assert [e.sequence for e in stored] == sorted(e.sequence for e in stored)
-        assert [e.status for batch in published for e in batch] == [
-            "pending", "pending", "in_progress", "completed",
+        assert [seq for seq, _, _ in events] == sorted(seq for seq, _, _ in events)
+        assert recorder.statuses() == [
+            ("a", "pending"), ("b", "pending"), ("a", "in_progress"), ("a", "completed"),
         ]  # fmt: skip
+        # The refused guard's tree is reported, so the engine reloads it.
+        assert recorder.stale == [{"b"}]
     finally:
         await writer.close()
-        await engine.dispose()
+
+
+async def test_a_refused_write_fails_only_its_own_request(db: tuple[AsyncEngine, str]) -> None:
+    recorder = Recorder()
+    writer = await started_writer(db, recorder)
+    gate = asyncio.Event()
+
+    async def request(task_id: str, name: str | None = None) -> None:
+        await gate.wait()
+        writer.queue(insert(task_id, name))
+        await writer.flush()
+
+    try:
+        # Eleven requests in one batch; the database refuses one of them.
+        names = {f"t{i}": None for i in range(10)} | {"bad": "poison"}
+        calls = {
+            task_id: asyncio.create_task(request(task_id, name)) for task_id, name in names.items()
+        }
+        await asyncio.sleep(0)
+        gate.set()
+        done = await asyncio.gather(*calls.values(), return_exceptions=True)
+        outcome = dict(zip(calls, done, strict=True))
+        error = outcome.pop("bad")
+        assert isinstance(error, ServiceError), error
+        assert error.reason == reasons.WRITE_REFUSED
+        assert all(result is None for result in outcome.values()), outcome
+
+        rows, events = await stored(db[0])
+        assert set(rows) == {f"t{i}" for i in range(10)}
+        assert {task_id for _, task_id, _ in events} == set(rows)
+        # Nothing of the refused write reached a watcher; the rest did, each once.
+        published = [task_id for task_id, _ in recorder.statuses()]
+        assert sorted(published) == sorted(rows)
+        assert recorder.stale == [{"bad"}]
+        # The writer goes on.
+        writer.queue(insert("after"))
+        await writer.flush()
+        assert "after" in (await stored(db[0]))[0]
+    finally:
+        await writer.close()
+
+
+async def test_a_refused_write_queued_by_a_callback_fails_no_request(
+    db: tuple[AsyncEngine, str],
+) -> None:
+    """Writes queued outside any request (timers, after-commit callbacks) belong to none:
+    a refusal of one is reported as stale trees, and every waiter succeeds."""
+    recorder = Recorder()
+    writer = await started_writer(db, recorder)
+    try:
+        asyncio.get_running_loop().call_soon(writer.queue, insert("bad", "poison"))
+        await asyncio.sleep(0)
+        writer.queue(insert("good"))
+        await writer.flush()  # does not raise: the refused write was not this task's
+        assert set((await stored(db[0]))[0]) == {"good"}
+        assert recorder.stale == [{"bad"}]
+    finally:
+        await writer.close()

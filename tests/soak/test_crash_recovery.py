@@ -24,8 +24,7 @@ from typing import Any
 import pytest
 from conftest import ServerProcess, sqlite_url
 from support.events import history as watch_history
-from taskgrove import AsyncClient, Task, statuses
-from taskgrove.models import TaskEvent
+from taskgrove import AsyncClient, Task, TaskEvent, statuses
 
 pytestmark = pytest.mark.soak
 
@@ -172,7 +171,7 @@ async def test_sigkill_mid_run_then_restart(
     # left a terminal status.
     by_task: dict[str, list[TaskEvent]] = defaultdict(list)
     for event in sorted(events, key=lambda e: e.sequence):
-        if event.type == "status" and event.task_id in names:
+        if event.type == "status_changed" and event.task_id in names:
             by_task[names[event.task_id]].append(event)
     for name in completed_before:
         starts = [e for e in by_task[name] if e.status == statuses.IN_PROGRESS]

@@ -27,8 +27,8 @@ from support.status_details import reason_of
 from support.trees import sleep_tree as shared_sleep_tree
 from support.waiting import until as wait_until
 from support.waiting import wait_finished
-from taskgrove import AsyncClient, statuses
-from taskgrove.models import Snapshot, TaskEvent
+from taskgrove import AsyncClient, Snapshot, TaskEvent, statuses
+from taskgrove.domain import wire
 from taskgrove.v1 import task_service_pb2_grpc
 
 if TYPE_CHECKING:
@@ -124,7 +124,7 @@ def assert_events_match_state(
     for task_id, rows in by_task.items():
         assert rows[0]["type"] == "created"
         for before, after in itertools.pairwise(rows):
-            if after["type"] == "status":
+            if after["type"] == "status_changed":
                 assert after["previous_status"] == before["status"], (before, after)
         assert rows[-1]["status"] == stored[task_id]["status"], task_id
 
@@ -413,7 +413,7 @@ async def test_soak_snapshot_watchers_joining_mid_run(make_server: ServerFactory
         assert follower.error is None
         first = follower.messages[0]
         at = first.sequence
-        state = {task.id: statuses.from_proto(task.status) for task in first.snapshot}
+        state = {task.id: wire.status_from_proto(task.status) for task in first.snapshot}
         reflected: dict[str, str] = {}
         for row in history:
             if row["sequence"] <= at:
@@ -425,7 +425,7 @@ async def test_soak_snapshot_watchers_joining_mid_run(make_server: ServerFactory
         )
         assert_resumable(follower)
         for event in follower.events:
-            state[event.task_id] = statuses.from_proto(event.status)
+            state[event.task_id] = wire.status_from_proto(event.status)
         assert state == final
     assert mid_run > 0, "no snapshot was taken mid-run: the test exercised nothing live"
 

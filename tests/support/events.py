@@ -9,8 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import grpc
-from taskgrove import AsyncClient
-from taskgrove.models import TaskEvent
+from taskgrove import AsyncClient, TaskEvent
 from taskgrove.v1 import event_pb2, task_service_pb2, task_service_pb2_grpc
 
 from support.status_details import describe

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
-from taskgrove.errors import from_rpc_error
+from taskgrove._errors import from_rpc_error
 
 T = TypeVar("T")
 

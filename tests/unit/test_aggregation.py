@@ -7,9 +7,8 @@ import itertools
 from typing import Any
 
 import pytest
-from taskgrove import TaskTreeNode, statuses
-from taskgrove.aggregation import StatusCounts, derived_status, mean_progress
-from taskgrove.models import Task
+from taskgrove import Task, TaskTreeNode, statuses
+from taskgrove.domain.aggregation import StatusCounts, derived_status, mean_progress
 
 PENDING = statuses.PENDING
 IN_PROGRESS = statuses.IN_PROGRESS

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from rich.console import Console
-from taskgrove import statuses
+from taskgrove import Task, TaskError, TaskEvent
 from taskgrove.cli.render import ViewOptions, live_view, pick_children, render_tree
 from taskgrove.cli.state import TreeState
-from taskgrove.models import Task, TaskError, TaskEvent
+from taskgrove.domain import statuses
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -31,7 +31,7 @@ def event(
     task_id: str,
     status: str,
     *,
-    kind: str = "status",
+    kind: str = "status_changed",
     progress: float = 0.0,
     previous: str | None = None,
     error: TaskError | None = None,

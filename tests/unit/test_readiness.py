@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from taskgrove import statuses
+from taskgrove.domain import statuses
 from taskgrove_server.engine.readiness import Outcome, dependency_outcome
 
 

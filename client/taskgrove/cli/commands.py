@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from taskgrove._client import AsyncClient
+from taskgrove._models import Task
 from taskgrove.cli.output import (
     format_duration,
     format_percent,
@@ -18,8 +20,6 @@ from taskgrove.cli.output import (
 from taskgrove.cli.render import ViewOptions, render_tree
 from taskgrove.cli.session import EXIT_OK
 from taskgrove.cli.state import TreeState
-from taskgrove.client import AsyncClient
-from taskgrove.models import Task
 
 MAX_PAGE_SIZE = 1000
 
@@ -43,8 +43,8 @@ def task_lines(task: Task) -> list[str]:
     ]
     if not task.is_group:
         rows.append(("attempt", f"{task.attempt} of {task.max_attempts}"))
-    if task.timeout_seconds is not None:
-        rows.append(("timeout", format_duration(task.timeout_seconds)))
+    if task.timeout is not None:
+        rows.append(("timeout", format_duration(task.timeout.total_seconds())))
     if task.dependencies:
         deps = ", ".join(
             dep["id"] + ("" if dep.get("required", True) else " (optional)")
@@ -127,7 +127,7 @@ async def list_tasks(client: AsyncClient, args: argparse.Namespace) -> int:
     while True:
         want = MAX_PAGE_SIZE if limit <= 0 else min(MAX_PAGE_SIZE, limit - len(found))
         page, token = await client.list_tasks_page(
-            statuses_=args.status or (),
+            statuses=args.status or (),
             parent_id=args.parent or "",
             roots_only=args.roots,
             user_id=args.user or "",

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import argparse
 
+from taskgrove._client import AsyncClient
 from taskgrove.cli.output import format_table, print_json, to_jsonable
 from taskgrove.cli.session import EXIT_OK
-from taskgrove.client import AsyncClient
 
 
 def _plural(count: int) -> str:

@@ -7,22 +7,25 @@ import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TextIO
 
 from rich.console import Console
 
-from taskgrove.models import Task, TaskEvent
+from taskgrove._models import Task, TaskEvent
 
 
 def to_jsonable(value: Any) -> Any:
-    """SDK models (dataclasses), datetimes and containers as plain JSON values."""
+    """SDK models (dataclasses), datetimes, durations (seconds) and containers as plain
+    JSON values."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {
             item.name: to_jsonable(getattr(value, item.name)) for item in dataclasses.fields(value)
         }
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
     if isinstance(value, Mapping):
         return {str(key): to_jsonable(item) for key, item in value.items()}
     if isinstance(value, list | tuple):

@@ -7,8 +7,8 @@ import argparse
 import importlib
 from collections.abc import Callable
 
-from taskgrove import statuses
-from taskgrove.client import ADDRESS_ENV, DEFAULT_ADDRESS
+from taskgrove._config import ADDRESS_ENV, DEFAULT_ADDRESS
+from taskgrove.domain import statuses
 
 Handler = Callable[[argparse.Namespace], int]
 

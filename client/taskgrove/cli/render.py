@@ -18,9 +18,9 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from taskgrove import statuses
 from taskgrove.cli.output import format_duration, format_percent, short_id
 from taskgrove.cli.state import TaskNode, TreeState
+from taskgrove.domain import statuses
 
 SYMBOLS: dict[str, tuple[str, str]] = {
     statuses.PENDING: ("○", "dim"),

@@ -11,6 +11,9 @@ import time
 from rich.console import Console
 from rich.live import Live
 
+from taskgrove._client import AsyncClient
+from taskgrove._errors import TaskgroveError, UnavailableError
+from taskgrove._models import Snapshot
 from taskgrove.cli.output import print_json, stdout_console
 from taskgrove.cli.render import ViewOptions, live_view
 from taskgrove.cli.session import (
@@ -26,9 +29,6 @@ from taskgrove.cli.session import (
 from taskgrove.cli.state import TreeState
 from taskgrove.cli.summary import RunSummary
 from taskgrove.cli.tree_file import TreeFileError, load_tree_file
-from taskgrove.client import AsyncClient
-from taskgrove.errors import TaskgroveError, UnavailableError
-from taskgrove.models import Snapshot
 
 REFRESH_SECONDS = 0.125
 

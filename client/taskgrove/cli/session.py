@@ -20,8 +20,9 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 
-from taskgrove.client import AsyncClient, resolve_address
-from taskgrove.errors import TaskgroveError
+from taskgrove._client import AsyncClient
+from taskgrove._config import ClientConfig
+from taskgrove._errors import TaskgroveError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -80,10 +81,11 @@ def report_command_error(error: CommandError) -> None:
 
 def run_command(command: Command, args: argparse.Namespace) -> int:
     """Connect to `--address`, run the command, and turn failures into exit codes."""
-    address = resolve_address(getattr(args, "address", None))
+    config = ClientConfig.from_env(getattr(args, "address", None), timeout=args.rpc_timeout)
+    address = config.address
 
     async def main() -> int:
-        async with AsyncClient(address, timeout=args.rpc_timeout) as client:
+        async with AsyncClient(config=config) as client:
             return await command(client, args)
 
     try:

@@ -12,8 +12,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from taskgrove import statuses
-from taskgrove.models import Task, TaskError, TaskEvent
+from taskgrove._models import Task, TaskError, TaskEvent
+from taskgrove.domain import statuses
+from taskgrove.domain.aggregation import contribution, subtree_progress
 
 
 @dataclass(slots=True, eq=False)
@@ -48,7 +49,7 @@ class TaskNode:
     @property
     def own_progress(self) -> float:
         """This task's progress as the subtree mean counts it."""
-        return 1.0 if self.status == statuses.COMPLETED else self.progress
+        return contribution(self.status, self.progress)
 
     @property
     def total(self) -> int:
@@ -58,10 +59,7 @@ class TaskNode:
     @property
     def subtree_progress(self) -> float:
         """Mean progress of the subtree's executable tasks (DESIGN section 3)."""
-        total = self.total
-        if total:
-            return self.progress_sum / total
-        return 1.0 if self.status == statuses.COMPLETED else 0.0
+        return subtree_progress(self.progress_sum, self.total, self.status)
 
     @property
     def is_finished(self) -> bool:
@@ -185,7 +183,7 @@ class TreeState:
             status=event.status,
             progress=event.progress,
             progress_message=event.progress_message,
-            error=event.error if event.type == "status" else node.error,
+            error=event.error if event.type == "status_changed" else node.error,
             attempt=event.attempt,
         )
         if event.time is not None and previous != event.status:

@@ -9,10 +9,10 @@ from typing import Any
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from taskgrove import statuses
 from taskgrove.cli.output import format_duration, short_id
 from taskgrove.cli.render import count_summary, status_text, symbol
 from taskgrove.cli.state import TaskNode, TreeState
+from taskgrove.domain import statuses
 
 MAX_LISTED_FAILURES = 20
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from rich.text import Text
 
-from taskgrove import statuses
+from taskgrove._client import AsyncClient
+from taskgrove._models import Snapshot, Task, TaskEvent
 from taskgrove.cli.output import (
     dumps,
     event_json,
@@ -29,8 +30,7 @@ from taskgrove.cli.session import (
     WATCH_RECONNECTS,
     CommandError,
 )
-from taskgrove.client import AsyncClient
-from taskgrove.models import Snapshot, Task, TaskEvent
+from taskgrove.domain import statuses
 
 IDLE_CHECK_SECONDS = 1.0
 """With `--until-done`, how long the stream may stay quiet before the task is looked up
@@ -44,7 +44,7 @@ def event_line(event: TaskEvent) -> Text:
     line = Text(f"{event.sequence:>6}  {format_time(event.time)}  ")
     line.append(event.name, style="bold")
     line.append(f" {short_id(event.task_id)}  ", style="dim")
-    if event.type == "status":
+    if event.type == "status_changed":
         line.append_text(status_text(event.previous_status or "-"))
         line.append(" -> ")
         line.append_text(status_text(event.status))
@@ -64,7 +64,7 @@ def event_line(event: TaskEvent) -> Text:
             line.append(f" {event.progress_message}", style="dim")
     if event.attempt > 1:
         line.append(f"  attempt {event.attempt}", style="dim")
-    if event.error is not None and event.type == "status":
+    if event.error is not None and event.type == "status_changed":
         line.append(f"  {event.error.reason}: {event.error.message}", style="red")
     return line
 
@@ -174,7 +174,7 @@ async def _consume(
             until_done
             and target is not None
             and item.task_id == target.id
-            and item.type == "status"
+            and item.type == "status_changed"
             and item.status in statuses.TERMINAL
         ):
             return item.status

@@ -1,4 +1,9 @@
-"""The one place where domain errors become gRPC statuses with rich details."""
+"""The one place where domain errors become gRPC statuses with rich details.
+
+Details travel in trailing metadata, which gRPC caps (16 KiB): a status is trimmed to a
+budget (the first violations and a count, short messages and metadata values) so that its
+code and reason always arrive, whatever the request held.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,22 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import error_details_pb2, status_pb2
+from taskgrove.domain import reasons
 
-from taskgrove_server.errors import Code, TaskgroveError
+from taskgrove_server.errors import Code, FieldViolation, ServiceError
+from taskgrove_server.storage.failures import is_transient
+from taskgrove_server.storage.writer import storage_unavailable
 
 log = logging.getLogger(__name__)
 
 DOMAIN = "taskgrove.dev"
+MAX_VIOLATIONS = 20
+MAX_MESSAGE = 1000
+MAX_FIELD = 200
+MAX_METADATA_VALUE = 500
+MAX_STATUS_BYTES = 6000
+"""Serialised google.rpc.Status; base64 in metadata makes it a third larger."""
 
 _GRPC_CODES = {
     Code.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
@@ -26,33 +40,75 @@ _GRPC_CODES = {
     Code.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Code.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     Code.OUT_OF_RANGE: grpc.StatusCode.OUT_OF_RANGE,
+    Code.INTERNAL: grpc.StatusCode.INTERNAL,
 }
 
 
-def to_status(error: TaskgroveError) -> tuple[grpc.StatusCode, status_pb2.Status]:
-    code = _GRPC_CODES[error.code]
-    status = status_pb2.Status(code=code.value[0], message=error.message)
-    info = any_pb2.Any()
-    info.Pack(
-        error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=error.metadata)
+class Malformed:
+    """Stands in for a request that could not be decoded (see registration.py)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def malformed_error(request: Malformed) -> ServiceError:
+    return ServiceError(
+        Code.INVALID_ARGUMENT,
+        reasons.MALFORMED_REQUEST,
+        f"the request could not be decoded ({type(request.error).__name__}); "
+        "nested too deep, not protobuf, or invalid UTF-8",
     )
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _status(
+    error: ServiceError, violations: list[FieldViolation], extra: dict[str, str]
+) -> status_pb2.Status:
+    message = _cut(error.message, MAX_MESSAGE)
+    status = status_pb2.Status(code=_GRPC_CODES[error.code].value[0], message=message)
+    metadata = {
+        _cut(key, 64): _cut(value, MAX_METADATA_VALUE)
+        for key, value in list(error.metadata.items())[:10]
+    } | extra
+    info = any_pb2.Any()
+    info.Pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=metadata))
     status.details.append(info)
-    if error.violations:
-        bad_request = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(
-                    field=v.field, description=v.description, reason=v.reason
-                )
-                for v in error.violations
-            ]
-        )
+    if violations:
         packed = any_pb2.Any()
-        packed.Pack(bad_request)
+        packed.Pack(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=_cut(v.field, MAX_FIELD),
+                        description=_cut(v.description, 300),
+                        reason=v.reason,
+                    )
+                    for v in violations
+                ]
+            )
+        )
         status.details.append(packed)
-    return code, status
+    return status
 
 
-async def abort(context: Any, error: TaskgroveError) -> NoReturn:
+def to_status(error: ServiceError) -> tuple[grpc.StatusCode, status_pb2.Status]:
+    """The status for `error`, within the metadata budget."""
+    violations = error.violations[:MAX_VIOLATIONS]
+    extra = {}
+    if len(error.violations) > len(violations):
+        extra["violations_total"] = str(len(error.violations))
+    status = _status(error, violations, extra)
+    while status.ByteSize() > MAX_STATUS_BYTES and violations:
+        violations = violations[: len(violations) // 2]
+        extra["violations_total"] = str(len(error.violations))
+        status = _status(error, violations, extra)
+    return _GRPC_CODES[error.code], status
+
+
+async def abort(context: Any, error: ServiceError) -> NoReturn:
     code, status = to_status(error)
     await context.abort(
         code,
@@ -62,17 +118,15 @@ async def abort(context: Any, error: TaskgroveError) -> NoReturn:
     raise AssertionError("unreachable: abort raises")  # pragma: no cover
 
 
-async def abort_internal(context: Any, message: str) -> NoReturn:
-    status = status_pb2.Status(code=code_pb2.INTERNAL, message=message)
-    info = any_pb2.Any()
-    info.Pack(error_details_pb2.ErrorInfo(reason="INTERNAL", domain=DOMAIN))
-    status.details.append(info)
-    await context.abort(
-        grpc.StatusCode.INTERNAL,
-        message,
-        trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),),
-    )
-    raise AssertionError("unreachable: abort raises")  # pragma: no cover
+def service_error(exc: Exception, where: str) -> ServiceError:
+    """Any exception as the status it answers: its own, UNAVAILABLE while storage fails,
+    else INTERNAL (logged)."""
+    if isinstance(exc, ServiceError):
+        return exc
+    if is_transient(exc):
+        return storage_unavailable()
+    log.exception("unexpected error in %s", where)
+    return ServiceError(Code.INTERNAL, reasons.INTERNAL, f"internal error: {type(exc).__name__}")
 
 
 Req = TypeVar("Req")
@@ -82,18 +136,17 @@ Handler = Callable[[Self, Req, Any], Awaitable[Resp]]
 
 
 def maps_errors(handler: Handler[Self, Req, Resp]) -> Handler[Self, Req, Resp]:
-    """Turn TaskgroveError into its status, and any other exception into INTERNAL."""
+    """Undecodable requests, ServiceError and any other exception become their status."""
 
     @functools.wraps(handler)
     async def wrapper(self: Self, request: Req, context: Any) -> Resp:
+        if isinstance(request, Malformed):
+            await abort(context, malformed_error(request))
         try:
             return await handler(self, request, context)
-        except TaskgroveError as error:
-            await abort(context, error)
+        except grpc.aio.AbortError:
+            raise
         except Exception as exc:
-            if isinstance(exc, grpc.aio.AbortError):
-                raise
-            log.exception("unexpected error in %s", handler.__name__)
-            await abort_internal(context, f"internal error: {type(exc).__name__}")
+            await abort(context, service_error(exc, handler.__name__))
 
     return wrapper

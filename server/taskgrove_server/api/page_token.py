@@ -7,7 +7,11 @@ import binascii
 import hashlib
 import json
 
-from taskgrove_server.errors import FieldViolation, invalid
+from taskgrove.domain import reasons
+
+from taskgrove_server.errors import invalid_field
+
+MAX_TOKEN_LENGTH = 512
 
 
 def _fingerprint(filters: dict[str, object]) -> str:
@@ -24,20 +28,19 @@ def decode(token: str, filters: dict[str, object]) -> int:
     """The key to continue after; raises INVALID_ARGUMENT for a foreign or altered token."""
     if not token:
         return 0
-    try:
-        payload = json.loads(base64.urlsafe_b64decode(token.encode()))
-        after = int(payload["after"])
-        same_filters = payload["filters"] == _fingerprint(filters)
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        same_filters, after = False, 0
-    if not same_filters:
-        raise invalid(
-            [
-                FieldViolation(
-                    "page_token",
-                    "not a page token of this listing (filters must stay the same)",
-                    "INVALID_PAGE_TOKEN",
-                )
-            ]
+    after, same_filters = 0, False
+    if len(token) <= MAX_TOKEN_LENGTH:
+        try:
+            payload = json.loads(base64.urlsafe_b64decode(token.encode()))
+            after = payload["after"]
+            same_filters = payload["filters"] == _fingerprint(filters)
+        except (ValueError, KeyError, TypeError, binascii.Error, UnicodeError):
+            same_filters = False
+    # A key is a stored row's insertion order: a 63-bit integer, not a bool.
+    if not same_filters or type(after) is not int or not 0 <= after < 2**63:
+        raise invalid_field(
+            "page_token",
+            reasons.INVALID_PAGE_TOKEN,
+            "not a page token of this listing (filters must stay the same)",
         )
     return after

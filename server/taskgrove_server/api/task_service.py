@@ -1,100 +1,94 @@
-"""TaskService: the gRPC face of creation, reads, execution and lifecycle control."""
+"""TaskService: the gRPC face of the use-cases (service/tasks.py).
+
+Each method turns its request into plain arguments, calls one use-case, and turns the
+records it returns into protobuf. Replies are kept within the message limit: a reply that
+would exceed it is refused before anything is written, or cut into pages.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
-from sqlalchemy import RowMapping
-from taskgrove import _json, statuses
+from google.protobuf.message import Message
+from taskgrove.domain import reasons, wire
 from taskgrove.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
 
 from taskgrove_server.api import page_token
-from taskgrove_server.api.convert import (
-    spec_from_proto,
-    subtree_progress,
-    task_to_proto,
-    view_of,
-)
+from taskgrove_server.api.convert import converter, one_spec, task_to_proto, tree_specs
 from taskgrove_server.api.error_mapping import maps_errors
 from taskgrove_server.api.watch import EventStreamer
-from taskgrove_server.copying import copy_specs
-from taskgrove_server.creation import TaskCreator
-from taskgrove_server.engine import Engine
-from taskgrove_server.errors import FieldViolation, invalid, not_found
-from taskgrove_server.executors import ExecutorRegistry
-from taskgrove_server.idempotency import Idempotency
+from taskgrove_server.errors import Code, ServiceError, invalid_field
 from taskgrove_server.ids import new_id
-from taskgrove_server.storage.repository import ListFilter, TaskRepository
-from taskgrove_server.updating import validated_changes
-from taskgrove_server.validation import TaskSpec
+from taskgrove_server.service.idempotency import Idempotency, RequestKey
+from taskgrove_server.service.specs import TaskSpec
+from taskgrove_server.service.tasks import Tasks
+from taskgrove_server.storage.reads import ListFilter
 
 Context = Any  # grpc.aio.ServicerContext (grpc ships no type stubs)
+Req = TypeVar("Req", bound=Message)
+Reply = TypeVar("Reply", bound=Message)
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
+PAGE_BYTES = 4 * 1024 * 1024
+"""A ListTasks page ends early once it holds this much (large results)."""
+TASK_OVERHEAD_BYTES = 256
+"""What a FULL-view task adds to what was sent for it (ids, times, status, etag)."""
 
 
-def _tree_specs(request: task_service_pb2.CreateTaskTreeRequest) -> list[TaskSpec]:
-    specs = []
-    for index, task in enumerate(request.tasks):
-        # A task without a local id gets a fresh ref that nothing can refer to.
-        spec = spec_from_proto(task, ref=task.id or new_id(), field=f"tasks[{index}]")
-        spec.label = None if task.id else f"tasks[{index}]"
-        specs.append(spec)
-    return specs
+def _too_large(what: str, size: int, budget: int, hint: str) -> ServiceError:
+    return ServiceError(
+        Code.INVALID_ARGUMENT,
+        reasons.RESPONSE_TOO_LARGE,
+        f"{what} would be about {size} bytes, more than the {budget} a reply may hold; {hint}",
+        metadata={"estimated_bytes": str(size), "max_bytes": str(budget)},
+    )
 
 
-def _require_id(task_id: str, field: str = "id") -> None:
-    if not task_id:
-        raise invalid([FieldViolation(field, "id is required", "ID_REQUIRED")])
+def _request_key(method: str, request: Message) -> RequestKey | None:
+    request_id: str = getattr(request, "request_id", "")
+    if not request_id:
+        return None
+    clone = type(request)()
+    clone.CopyFrom(request)
+    clone.ClearField("request_id")
+    digest = hashlib.sha256(method.encode())
+    digest.update(clone.SerializeToString(deterministic=True))
+    return RequestKey(request_id, method, digest.hexdigest())
 
 
 class TaskService(task_service_pb2_grpc.TaskServiceServicer):
     def __init__(
         self,
-        repository: TaskRepository,
-        engine: Engine,
-        registry: ExecutorRegistry,
-        streamer: EventStreamer,
+        tasks: Tasks,
         idempotency: Idempotency,
+        streamer: EventStreamer,
         *,
-        max_tree_size: int,
+        max_message_bytes: int,
     ) -> None:
-        self._repository = repository
-        self._engine = engine
-        self._registry = registry
-        self._streamer = streamer
+        self._tasks = tasks
         self._idempotency = idempotency
-        self._creator = TaskCreator(repository, engine, registry)
-        self._max_tree_size = max_tree_size
+        self._streamer = streamer
+        # Leave room for the reply's own framing and the largest single task.
+        self._reply_budget = max_message_bytes - 64 * 1024
 
-    async def _row(self, task_id: str, field: str = "id") -> RowMapping:
-        _require_id(task_id, field)
-        row = await self._repository.get(task_id)
-        if row is None:
-            raise not_found("TASK_NOT_FOUND", "task", task_id, field)
-        return row
-
-    async def _task(self, task_id: str) -> task_pb2.Task:
-        return await self._to_proto(await self._row(task_id))
-
-    async def _group_progress(self, row: Mapping[Any, Any]) -> float:
-        """A group's progress is its subtree's: from the engine's memory while its tree
-        runs; as stored when the group finished (nothing below changes after that without
-        loading the tree); else computed from the stored subtree."""
-        progress = self._engine.group_progress(row["id"])
-        if progress is not None:
-            return progress
-        if row["status"] in statuses.TERMINAL:
-            return float(row["progress"])
-        rows = await self._repository.subtree(row["id"], progress_only=True)
-        return subtree_progress(rows)[row["id"]]
-
-    async def _to_proto(self, row: Mapping[Any, Any]) -> task_pb2.Task:
-        if row["executor"] is not None:
-            return task_to_proto(row)
-        return task_to_proto(row, await self._group_progress(row))
+    async def _once(
+        self,
+        method: str,
+        request: Req,
+        reply_type: type[Reply],
+        compute: Callable[[], Awaitable[Reply]],
+    ) -> Reply:
+        """Run a mutating call once per request_id (a repeat gets the first answer)."""
+        return await self._idempotency.run(
+            _request_key(method, request),
+            compute,
+            lambda reply: reply.SerializeToString(),
+            reply_type.FromString,
+        )
 
     # ------------------------------------------------------------------ creation
 
@@ -104,65 +98,86 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
     ) -> task_pb2.Task:
         async def create() -> task_pb2.Task:
             # A fresh ref: nothing in the request can name the task being created.
-            spec = spec_from_proto(request.task, ref=new_id(), field="task")
+            spec = one_spec(request.task, ref=new_id(), field="task")
             spec.label = "task"
-            created = await self._creator.create([spec])
-            return await self._task(created.top_id)
+            return task_to_proto(await self._tasks.create_task(spec))
 
-        return await self._idempotency.run("CreateTask", request, task_pb2.Task, create)
+        return await self._once("CreateTask", request, task_pb2.Task, create)
 
     @maps_errors
     async def CreateTaskTree(
         self, request: task_service_pb2.CreateTaskTreeRequest, context: Context
     ) -> task_service_pb2.CreateTaskTreeResponse:
-        return await self._idempotency.run(
-            "CreateTaskTree",
-            request,
-            task_service_pb2.CreateTaskTreeResponse,
-            lambda: self._create_tree(request),
+        async def create() -> task_service_pb2.CreateTaskTreeResponse:
+            view = self._tree_view(request)
+            created = await self._tasks.create_tree(
+                tree_specs(request.tasks, new_id), execute=request.execute
+            )
+            # The rows just stored answer the request: no need to read them back.
+            rows = {row.id: row for row in created.rows}
+            to_proto = converter(view)
+            return task_service_pb2.CreateTaskTreeResponse(
+                tasks=[to_proto(rows[created.ids[ref]]) for ref in created.refs],
+                task_ids={task.id: created.ids[task.id] for task in request.tasks if task.id},
+            )
+
+        return await self._once(
+            "CreateTaskTree", request, task_service_pb2.CreateTaskTreeResponse, create
         )
 
-    async def _create_tree(
-        self, request: task_service_pb2.CreateTaskTreeRequest
-    ) -> task_service_pb2.CreateTaskTreeResponse:
-        if not request.tasks:
-            raise invalid([FieldViolation("tasks", "at least one task is required", "EMPTY_TREE")])
-        if len(request.tasks) > self._max_tree_size:
-            raise invalid(
-                [
-                    FieldViolation(
-                        "tasks",
-                        f"{len(request.tasks)} tasks exceed the limit of {self._max_tree_size}",
-                        "TREE_TOO_LARGE",
-                    )
-                ]
+    def _tree_view(self, request: task_service_pb2.CreateTaskTreeRequest) -> int:
+        """The view that answers a new tree: BASIC when asked; FULL when asked and it fits
+        (else refused before writing); unspecified: FULL if it fits, else BASIC."""
+        if request.view == task_service_pb2.TASK_VIEW_BASIC:
+            return request.view
+        estimate = request.ByteSize() + TASK_OVERHEAD_BYTES * len(request.tasks)
+        if estimate <= self._reply_budget:
+            return task_service_pb2.TASK_VIEW_FULL
+        if request.view == task_service_pb2.TASK_VIEW_FULL:
+            raise _too_large(
+                "the FULL view of this tree",
+                estimate,
+                self._reply_budget,
+                "ask for TASK_VIEW_BASIC",
             )
-        created = await self._creator.create(_tree_specs(request), execute=request.execute)
-        # The rows just stored answer the request: no need to read them back.
-        rows = {row["id"]: row for row in created.rows}
-        to_proto = view_of(request.view)
-        return task_service_pb2.CreateTaskTreeResponse(
-            tasks=[to_proto(rows[created.ids[ref]]) for ref in created.refs],
-            task_ids={task.id: created.ids[task.id] for task in request.tasks if task.id},
-        )
+        return task_service_pb2.TASK_VIEW_BASIC
 
     @maps_errors
     async def CopyTaskTree(
         self, request: task_service_pb2.CopyTaskTreeRequest, context: Context
     ) -> task_service_pb2.CopyTaskTreeResponse:
         async def copy() -> task_service_pb2.CopyTaskTreeResponse:
-            _require_id(request.id)
-            rows = await self._repository.subtree(request.id)
-            if not rows:
-                raise not_found("TASK_NOT_FOUND", "task", request.id)
-            specs = copy_specs(rows, only_unfinished=request.only_unfinished)
-            created = await self._creator.create(specs, execute=request.execute)
-            to_proto = view_of(request.view)
+            view = request.view
+
+            def check(specs: list[TaskSpec]) -> None:
+                nonlocal view
+                if view == task_service_pb2.TASK_VIEW_BASIC:
+                    return
+                estimate = sum(_spec_bytes(spec) for spec in specs)
+                if estimate <= self._reply_budget:
+                    view = task_service_pb2.TASK_VIEW_FULL
+                elif view == task_service_pb2.TASK_VIEW_FULL:
+                    raise _too_large(
+                        "the FULL view of this copy",
+                        estimate,
+                        self._reply_budget,
+                        "ask for TASK_VIEW_BASIC",
+                    )
+                else:
+                    view = task_service_pb2.TASK_VIEW_BASIC
+
+            created = await self._tasks.copy(
+                request.id,
+                only_unfinished=request.only_unfinished,
+                execute=request.execute,
+                before_write=check,
+            )
+            to_proto = converter(view)
             return task_service_pb2.CopyTaskTreeResponse(
                 tasks=[to_proto(row) for row in created.rows], task_ids=created.ids
             )
 
-        return await self._idempotency.run(
+        return await self._once(
             "CopyTaskTree", request, task_service_pb2.CopyTaskTreeResponse, copy
         )
 
@@ -172,43 +187,35 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
     async def GetTask(
         self, request: task_service_pb2.GetTaskRequest, context: Context
     ) -> task_pb2.Task:
-        return await self._task(request.id)
+        return task_to_proto(await self._tasks.get(request.id))
 
     @maps_errors
     async def GetTaskTree(
         self, request: task_service_pb2.GetTaskTreeRequest, context: Context
     ) -> task_service_pb2.GetTaskTreeResponse:
-        if request.max_depth < 0:
-            raise invalid([FieldViolation("max_depth", "must be >= 0", "INVALID_DEPTH")])
-        _require_id(request.id)
-        rows = await self._repository.subtree(request.id, request.max_depth)
-        if not rows:
-            raise not_found("TASK_NOT_FOUND", "task", request.id)
-        # Group progress needs the whole subtree, even when fewer levels are returned.
-        if request.max_depth == 0:
-            full = rows
-        else:
-            full = await self._repository.subtree(request.id, progress_only=True)
-        progress = subtree_progress(full)
-        return task_service_pb2.GetTaskTreeResponse(
-            tasks=[task_to_proto(row, progress.get(row["id"])) for row in rows]
-        )
+        rows = await self._tasks.get_tree(request.id, request.max_depth)
+        tasks = [task_to_proto(row) for row in rows]
+        size = sum(task.ByteSize() for task in tasks)
+        if size > self._reply_budget:
+            raise _too_large(
+                "this tree",
+                size,
+                self._reply_budget,
+                "read fewer levels (max_depth) or page through ListTasks by parent_id",
+            )
+        return task_service_pb2.GetTaskTreeResponse(tasks=tasks)
 
     @maps_errors
     async def ListTasks(
         self, request: task_service_pb2.ListTasksRequest, context: Context
     ) -> task_service_pb2.ListTasksResponse:
         if request.page_size < 0:
-            raise invalid([FieldViolation("page_size", "must be >= 0", "INVALID_PAGE_SIZE")])
+            raise invalid_field("page_size", reasons.INVALID_PAGE_SIZE, "must be >= 0")
         try:
-            wanted = sorted({statuses.from_proto(value) for value in request.statuses})
+            wanted = sorted({wire.status_from_proto(value) for value in request.statuses})
         except KeyError:
-            raise invalid(
-                [
-                    FieldViolation(
-                        "statuses", "TASK_STATUS_UNSPECIFIED is not a status", "INVALID_STATUS"
-                    )
-                ]
+            raise invalid_field(
+                "statuses", reasons.INVALID_STATUS, "not a status (UNSPECIFIED or unknown)"
             ) from None
         filters: dict[str, object] = {
             "statuses": wanted,
@@ -218,7 +225,7 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         }
         after = page_token.decode(request.page_token, filters)
         size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        rows = await self._repository.list_tasks(
+        rows = await self._tasks.list_tasks(
             ListFilter(
                 statuses=wanted,
                 parent_id=request.parent_id or None,
@@ -229,10 +236,19 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
             )
         )
         more = len(rows) > size
-        rows = rows[:size]
+        page: list[task_pb2.Task] = []
+        total, last_seq = 0, after
+        for row in rows[:size]:
+            task = task_to_proto(row)
+            total += task.ByteSize()
+            if page and total > min(PAGE_BYTES, self._reply_budget):
+                more = True  # large tasks: the page ends early, the rest follows
+                break
+            page.append(task)
+            last_seq = row.seq
         return task_service_pb2.ListTasksResponse(
-            tasks=[await self._to_proto(row) for row in rows],
-            next_page_token=page_token.encode(rows[-1]["seq"], filters) if more else "",
+            tasks=page,
+            next_page_token=page_token.encode(last_seq, filters) if more else "",
         )
 
     @maps_errors
@@ -244,9 +260,9 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
                 task_pb2.Executor(
                     id=executor.id,
                     description=executor.description,
-                    input_schema=_json.to_struct(dict(executor.input_schema)),
+                    input_schema=wire.to_struct(dict(executor.input_schema)),
                 )
-                for executor in self._registry
+                for executor in self._tasks.executors()
             ]
         )
 
@@ -254,17 +270,16 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
     async def ExplainTask(
         self, request: task_service_pb2.ExplainTaskRequest, context: Context
     ) -> task_service_pb2.ExplainTaskResponse:
-        row = await self._row(request.id)
-        why = await self._engine.explain(row["id"], row["root_id"])
+        row, why = await self._tasks.explain(request.id)
         response = task_service_pb2.ExplainTaskResponse(
-            task=await self._task(row["id"]),
+            task=task_to_proto(row),
             reasons=why.reasons,
             summary=why.summary,
             waiting_dependencies=[
                 task_service_pb2.WaitingDependency(
                     id=w.id,
                     name=w.name,
-                    status=statuses.to_proto(w.status),
+                    status=wire.status_to_proto(w.status),
                     required=w.required,
                     execution_requested=w.execution_requested,
                 )
@@ -292,13 +307,12 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         self, request: task_service_pb2.ExecuteTaskRequest, context: Context
     ) -> task_service_pb2.ExecuteTaskResponse:
         async def execute() -> task_service_pb2.ExecuteTaskResponse:
-            row = await self._row(request.id)
-            scheduled = await self._engine.execute(row["id"], row["root_id"])
+            row, scheduled = await self._tasks.execute(request.id)
             return task_service_pb2.ExecuteTaskResponse(
-                task=await self._task(request.id), scheduled_count=scheduled
+                task=task_to_proto(row), scheduled_count=scheduled
             )
 
-        return await self._idempotency.run(
+        return await self._once(
             "ExecuteTask", request, task_service_pb2.ExecuteTaskResponse, execute
         )
 
@@ -307,55 +321,57 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         self, request: task_service_pb2.CancelTaskRequest, context: Context
     ) -> task_service_pb2.CancelTaskResponse:
         async def cancel() -> task_service_pb2.CancelTaskResponse:
-            row = await self._row(request.id)
-            cancelled = await self._engine.cancel(row["id"], row["root_id"])
+            row, cancelled = await self._tasks.cancel(request.id)
             return task_service_pb2.CancelTaskResponse(
-                task=await self._task(request.id), cancelled_task_ids=cancelled
+                task=task_to_proto(row), cancelled_task_ids=cancelled
             )
 
-        return await self._idempotency.run(
-            "CancelTask", request, task_service_pb2.CancelTaskResponse, cancel
-        )
+        return await self._once("CancelTask", request, task_service_pb2.CancelTaskResponse, cancel)
 
     @maps_errors
     async def RetryTask(
         self, request: task_service_pb2.RetryTaskRequest, context: Context
     ) -> task_service_pb2.RetryTaskResponse:
         async def retry() -> task_service_pb2.RetryTaskResponse:
-            row = await self._row(request.id)
-            retried = await self._engine.retry(row["id"], row["root_id"])
+            row, retried = await self._tasks.retry(request.id)
             return task_service_pb2.RetryTaskResponse(
-                task=await self._task(request.id), retried_task_ids=retried
+                task=task_to_proto(row), retried_task_ids=retried
             )
 
-        return await self._idempotency.run(
-            "RetryTask", request, task_service_pb2.RetryTaskResponse, retry
-        )
+        return await self._once("RetryTask", request, task_service_pb2.RetryTaskResponse, retry)
 
     @maps_errors
     async def UpdateTask(
         self, request: task_service_pb2.UpdateTaskRequest, context: Context
     ) -> task_pb2.Task:
         async def update() -> task_pb2.Task:
-            row = await self._row(request.task.id, "task.id")
-            paths = list(request.update_mask.paths)
-            changes = await validated_changes(
-                row, request.task, paths, self._creator, self._registry
+            task_id = request.task.id
+            wanted = one_spec(request.task, ref=task_id, field="task")
+            row = await self._tasks.update(
+                task_id, wanted, list(request.update_mask.paths), request.task.etag
             )
-            await self._engine.update(row["id"], row["root_id"], changes, request.task.etag)
-            return await self._task(row["id"])
+            return task_to_proto(row)
 
-        return await self._idempotency.run("UpdateTask", request, task_pb2.Task, update)
+        return await self._once("UpdateTask", request, task_pb2.Task, update)
 
     @maps_errors
     async def DeleteTask(
         self, request: task_service_pb2.DeleteTaskRequest, context: Context
     ) -> task_service_pb2.DeleteTaskResponse:
         async def delete() -> task_service_pb2.DeleteTaskResponse:
-            row = await self._row(request.id)
-            deleted = await self._engine.delete(row["id"], row["root_id"], request.etag)
+            deleted = await self._tasks.delete(request.id, request.etag)
             return task_service_pb2.DeleteTaskResponse(deleted_task_ids=deleted)
 
-        return await self._idempotency.run(
-            "DeleteTask", request, task_service_pb2.DeleteTaskResponse, delete
-        )
+        return await self._once("DeleteTask", request, task_service_pb2.DeleteTaskResponse, delete)
+
+
+def _spec_bytes(spec: TaskSpec) -> int:
+    """About what a copied task weighs in a FULL reply (JSON text as a stand-in)."""
+    return (
+        TASK_OVERHEAD_BYTES
+        + len(spec.name)
+        + len(spec.user_id)
+        + 40 * len(spec.dependencies)
+        + len(json.dumps(spec.inputs))
+        + len(json.dumps(spec.params))
+    )

@@ -9,47 +9,77 @@ and resumes from its last sequence; nothing waits for it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+import grpc
+from taskgrove.domain import reasons
 from taskgrove.v1 import task_service_pb2
 
-from taskgrove_server.api.convert import task_to_proto
-from taskgrove_server.api.error_mapping import abort
-from taskgrove_server.errors import Code, FieldViolation, TaskgroveError, invalid
-from taskgrove_server.events.event import Event
-from taskgrove_server.events.hub import Closed, EventFilter, EventHub, Overflow, Subscription
-from taskgrove_server.events.wire import events_response
+from taskgrove_server.api.convert import Problems, duration_ms, task_to_proto
+from taskgrove_server.api.error_mapping import Malformed, abort, malformed_error, service_error
+from taskgrove_server.api.event_wire import events_response
+from taskgrove_server.errors import Code, ServiceError, invalid_field
+from taskgrove_server.events.event import Event, EventFilter
+from taskgrove_server.events.hub import Closed, EventHub, Overflow, Subscription
 from taskgrove_server.storage.event_log import EventLog
 
 REPLAY_PAGE = 5_000
 EVENTS_PER_MESSAGE = 1_000
 SNAPSHOT_CHUNK = 5_000
+SNAPSHOT_MESSAGE_BYTES = 4 * 1024 * 1024
+"""A snapshot message ends early once it holds this much (large tasks)."""
 DEFAULT_HEARTBEAT_S = 5.0
-MIN_HEARTBEAT_S = 0.01
+MIN_HEARTBEAT_S = 0.5
+"""Shorter intervals are raised to this: a heartbeat costs the server a wake-up."""
+MAX_HEARTBEAT_S = 3600.0
 
 
 def _validate(request: task_service_pb2.WatchEventsRequest) -> float:
+    """The heartbeat interval in seconds, once the request is known to be valid."""
     if request.root_id and request.task_id:
-        raise invalid(
-            [FieldViolation("task_id", "set at most one of root_id and task_id", "INVALID_FILTER")]
+        raise invalid_field(
+            "task_id", reasons.INVALID_FILTER, "set at most one of root_id and task_id"
         )
     if request.after_sequence < 0:
-        raise invalid([FieldViolation("after_sequence", "must be >= 0", "INVALID_SEQUENCE")])
-    if request.HasField("heartbeat_interval"):
-        return max(MIN_HEARTBEAT_S, request.heartbeat_interval.ToTimedelta().total_seconds())
-    return DEFAULT_HEARTBEAT_S
+        raise invalid_field("after_sequence", reasons.INVALID_SEQUENCE, "must be >= 0")
+    if not request.HasField("heartbeat_interval"):
+        return DEFAULT_HEARTBEAT_S
+    problems = Problems()
+    millis = duration_ms(
+        request.heartbeat_interval, "heartbeat_interval", reasons.INVALID_HEARTBEAT, problems
+    )
+    if problems.found or millis < 0 or millis > MAX_HEARTBEAT_S * 1000:
+        raise invalid_field(
+            "heartbeat_interval",
+            reasons.INVALID_HEARTBEAT,
+            f"a duration between 0 and {MAX_HEARTBEAT_S:.0f}s "
+            f"(below {MIN_HEARTBEAT_S}s counts as {MIN_HEARTBEAT_S}s)",
+        )
+    return max(MIN_HEARTBEAT_S, millis / 1000)
 
 
 class EventStreamer:
-    def __init__(self, hub: EventHub, log: EventLog) -> None:
+    def __init__(self, hub: EventHub, log: EventLog, *, max_watchers: int) -> None:
         self._hub = hub
         self._log = log
+        self._max_watchers = max_watchers
 
-    async def watch(self, request: task_service_pb2.WatchEventsRequest, context: Any) -> None:
+    async def watch(
+        self, request: task_service_pb2.WatchEventsRequest | Malformed, context: Any
+    ) -> None:
+        if isinstance(request, Malformed):
+            await abort(context, malformed_error(request))
         try:
             heartbeat = _validate(request)
-        except TaskgroveError as error:
+            if self._hub.subscriber_count >= self._max_watchers:
+                raise ServiceError(
+                    Code.RESOURCE_EXHAUSTED,
+                    reasons.TOO_MANY_WATCHERS,
+                    f"this server serves at most {self._max_watchers} watch streams; "
+                    "try again later",
+                )
+        except ServiceError as error:
             await abort(context, error)
         flt = EventFilter(request.root_id, request.task_id, request.user_id)
         subscription = self._hub.subscribe(flt)
@@ -57,26 +87,28 @@ class EventStreamer:
             last = await self._start(request, flt, subscription, context)
             last = await self._replay(flt, last, subscription, context)
             await self._live(last, heartbeat, subscription, context)
-        except TaskgroveError as error:
-            await abort(context, error)
         except Overflow:
             await abort(
                 context,
-                TaskgroveError(
+                ServiceError(
                     Code.RESOURCE_EXHAUSTED,
-                    "SUBSCRIBER_TOO_SLOW",
+                    reasons.SUBSCRIBER_TOO_SLOW,
                     "the watcher fell too far behind; resume from its last sequence",
                 ),
             )
         except Closed:
             await abort(
                 context,
-                TaskgroveError(
+                ServiceError(
                     Code.UNAVAILABLE,
-                    "SERVER_SHUTTING_DOWN",
+                    reasons.SERVER_SHUTTING_DOWN,
                     "the server is shutting down; resume from the last sequence",
                 ),
             )
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception as exc:
+            await abort(context, service_error(exc, "WatchEvents"))
         finally:
             self._hub.unsubscribe(subscription)
 
@@ -93,11 +125,12 @@ class EventStreamer:
             sequence = 0
             pending: task_service_pb2.WatchEventsResponse | None = None
             async for rows, sequence in self._log.snapshot(flt, SNAPSHOT_CHUNK):
-                if pending is not None:
-                    await self._send(context, subscription, pending)
-                pending = task_service_pb2.WatchEventsResponse(
-                    snapshot=[task_to_proto(row) for row in rows], sequence=sequence
-                )
+                for tasks in _by_size([task_to_proto(row) for row in rows]):
+                    if pending is not None:
+                        await self._send(context, subscription, pending)
+                    pending = task_service_pb2.WatchEventsResponse(
+                        snapshot=tasks, sequence=sequence
+                    )
             assert pending is not None
             pending.snapshot_complete = True
             await self._send(context, subscription, pending)
@@ -106,9 +139,9 @@ class EventStreamer:
         if after > 0:
             compacted = await self._log.compacted_through(flt)
             if after < compacted:
-                raise TaskgroveError(
+                raise ServiceError(
                     Code.OUT_OF_RANGE,
-                    "EVENTS_COMPACTED",
+                    reasons.EVENTS_COMPACTED,
                     f"events up to {compacted} were pruned; resume after {compacted} "
                     "or start again from a snapshot",
                     metadata={"oldest_sequence": str(compacted + 1)},
@@ -176,3 +209,17 @@ class EventStreamer:
             write.cancel()
             raise Overflow
         write.result()
+
+
+def _by_size(tasks: list[Any]) -> Iterator[list[Any]]:
+    """Tasks cut into runs of at most SNAPSHOT_MESSAGE_BYTES (at least one task each)."""
+    run: list[Any] = []
+    size = 0
+    for task in tasks:
+        weight = task.ByteSize()
+        if run and size + weight > SNAPSHOT_MESSAGE_BYTES:
+            yield run
+            run, size = [], 0
+        run.append(task)
+        size += weight
+    yield run

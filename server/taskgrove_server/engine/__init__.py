@@ -1,4 +1,7 @@
-"""Scheduling and execution: which task runs when, and what happens when it ends."""
+"""Scheduling and execution: which task runs when, and what happens when it ends.
+
+`Engine` (engine.py) is the facade; see its docstring for the parts it is made of.
+"""
 
 from __future__ import annotations
 

@@ -7,9 +7,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from taskgrove import statuses
+from taskgrove.domain import reasons, statuses
 
+from taskgrove_server.engine.transitions import failure
 from taskgrove_server.executors.base import ExecutionContext, Executor, ExecutorError
+
+RESULT_PREVIEW_CHARS = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,12 +23,8 @@ class AttemptOutcome:
     error: dict[str, Any] | None = None
 
 
-def failure(reason: str, message: str, **details: Any) -> dict[str, Any]:
-    return {"reason": reason, "message": message, "details": details}
-
-
 async def run_attempt(
-    executor: Executor, context: ExecutionContext, timeout_s: float | None
+    executor: Executor, context: ExecutionContext, timeout_s: float | None, max_result_bytes: int
 ) -> AttemptOutcome:
     """Runs the executor; `asyncio.CancelledError` propagates to the caller."""
     try:
@@ -35,7 +34,7 @@ async def run_attempt(
         if scope.expired():
             return AttemptOutcome(
                 statuses.FAILED,
-                error=failure("TIMEOUT", f"attempt exceeded its timeout of {timeout_s}s"),
+                error=failure(reasons.TIMEOUT, f"attempt exceeded its timeout of {timeout_s}s"),
             )
         return _executor_failure(exc)
     except asyncio.CancelledError as exc:
@@ -44,21 +43,44 @@ async def run_attempt(
             raise  # cancelled from outside: the caller decides what that means
         return _executor_failure(exc)  # the executor raised it by itself
     except ExecutorError as exc:
-        return AttemptOutcome(statuses.FAILED, error=failure(exc.reason, str(exc), **exc.details))
+        return AttemptOutcome(
+            statuses.FAILED,
+            error=failure(str(exc.reason)[:100], str(exc)[:2000], **_plain(exc.details)),
+        )
     except Exception as exc:
         return _executor_failure(exc)
     try:
-        json.dumps(result)
-    except (TypeError, ValueError) as exc:
+        text = json.dumps(result, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
         return AttemptOutcome(
             statuses.FAILED,
-            error=failure("INVALID_RESULT", f"result is not JSON serialisable: {exc}"),
+            error=failure(reasons.INVALID_RESULT, f"result is not plain JSON: {exc}"[:2000]),
         )
+    if len(text) > max_result_bytes:
+        # Stored and sent with the task: a result too large for a reply is cut here.
+        result = {
+            "truncated": True,
+            "size_bytes": len(text.encode()),
+            "preview": text[:RESULT_PREVIEW_CHARS],
+        }
     return AttemptOutcome(statuses.COMPLETED, result=result)
+
+
+def _plain(details: dict[str, Any]) -> dict[str, Any]:
+    """An executor's error details, if they are small plain JSON (else a description)."""
+    try:
+        text = json.dumps(details, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        return {"details": "not plain JSON"}
+    return details if len(text) <= 16_384 else {"details": f"{len(text)} characters, left out"}
 
 
 def _executor_failure(exc: BaseException) -> AttemptOutcome:
     return AttemptOutcome(
         statuses.FAILED,
-        error=failure("EXECUTOR_ERROR", f"{type(exc).__name__}: {exc}", type=type(exc).__name__),
+        error=failure(
+            reasons.EXECUTOR_ERROR,
+            f"{type(exc).__name__}: {exc}"[:2000],
+            type=type(exc).__name__,
+        ),
     )

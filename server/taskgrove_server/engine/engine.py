@@ -1,254 +1,247 @@
-"""The engine's operations that steer runs: cancel, retry, update, delete, explain.
+"""The execution engine: the one object the use-cases talk to.
 
-Each loads (and pins) the trees it needs, decides in memory, queues its writes, and
-answers once they are committed.
+The engine keeps every tree with executing tasks in memory, decides every state change
+there, single-threaded on the event loop, and queues each change on the writer. Effects
+that others can observe happen only after the change is committed: an executor starts
+once its claim (pending -> in_progress) is durable, events reach watchers after commit,
+and each operation answers once its writes are durable. When the database refuses a
+write, the trees it touched are let go and loaded again from what is durable.
+
+It is composed of parts, each owning its data:
+- `TreeCache` (tree_cache.py): the loaded trees and their nodes;
+- `ReadyQueue` (ready_queue.py): ready tasks in (priority, creation) order, and the limits;
+- `Transitions` (transitions.py): state changes, group derivation, their writes;
+- `DependencyWaits` (waiting.py): who waits for whom;
+- `AttemptRunner` (runner.py): claiming, running and ending attempts;
+- `Steering` (steering.py): cancel, retry, update, delete, explain.
+
+Cost per task is independent of the tree's size: dependents are found through an index,
+ready tasks wait in a heap, and a status change updates the counters of the task's
+ancestors only (O(depth)).
 """
 
 from __future__ import annotations
 
-from taskgrove import statuses
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
 
-from taskgrove_server.engine.attempt import failure
+from taskgrove.domain import statuses
+
 from taskgrove_server.engine.changes import TaskChanges
-from taskgrove_server.engine.core import EngineCore
-from taskgrove_server.engine.explain import Explanation, WaitingOn, explain
-from taskgrove_server.engine.node import Node
-from taskgrove_server.errors import Code, TaskgroveError
-from taskgrove_server.events import event as events
-from taskgrove_server.storage.statements import delete_tasks, update_task_fields
+from taskgrove_server.engine.explain import Explanation
+from taskgrove_server.engine.node import Node, Tree, created_event
+from taskgrove_server.engine.ready_queue import ReadyQueue
+from taskgrove_server.engine.runner import AttemptRunner
+from taskgrove_server.engine.steering import Steering
+from taskgrove_server.engine.transitions import Transitions
+from taskgrove_server.engine.tree_cache import TreeCache
+from taskgrove_server.engine.waiting import DependencyWaits
+from taskgrove_server.executors import ExecutorRegistry
+from taskgrove_server.storage.records import TaskRow
+from taskgrove_server.storage.store import TaskStore
+from taskgrove_server.storage.writes import InsertTasks, MarkExecutionRequested
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_RESULT_BYTES = 1024 * 1024
 
 
-class Engine(EngineCore):
-    async def cancel(self, task_id: str, root_id: str) -> list[str]:
-        """Cancel the task and every unfinished task below it; returns what it cancelled."""
-        async with self._pinned([root_id]):
-            top = self._nodes[task_id]
-            cancelled = []
-            for node in top.subtree():
-                if node.is_group or node.status in statuses.TERMINAL:
-                    continue
-                running = node.status == statuses.IN_PROGRESS
-                self._finish(
-                    node,
-                    statuses.CANCELLED,
-                    error=failure("CANCELLED", "cancelled by request"),
-                )
-                cancelled.append(node.id)
-                attempt = self._attempts.get(node.id)
-                if running and attempt is not None:
-                    attempt.cancel()
-            self._settle()
+class Engine:
+    def __init__(
+        self,
+        store: TaskStore,
+        registry: ExecutorRegistry,
+        *,
+        max_concurrency: int = 256,
+        executor_limits: dict[str, int] | None = None,
+        max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
+    ) -> None:
+        self._reads = store.reads
+        self._writer = store.writer
+        self._cache = TreeCache(store.reads, store.writer, self._activate)
+        self._queue = ReadyQueue(max_concurrency, executor_limits)
+        self._transitions = Transitions(store.writer, self._cache)
+        self._waits = DependencyWaits(
+            self._cache, self._transitions, self._queue, store.reads, store.writer
+        )
+        self._runner = AttemptRunner(
+            registry,
+            self._cache,
+            self._transitions,
+            self._queue,
+            store.reads,
+            store.writer,
+            self.settle,
+            max_result_bytes=max_result_bytes,
+        )
+        self._steering = Steering(
+            self._cache,
+            self._transitions,
+            self._waits,
+            self._queue,
+            self._runner,
+            store.reads,
+            store.writer,
+            self.settle,
+        )
+        store.writer.on_stale = self._reload
+        self._reloads: set[asyncio.Task[None]] = set()
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Resume every tree that was executing when the server last stopped."""
+        for root_id in await self._reads.active_roots():
+            await self._cache.ensure_loaded(root_id)
+        self.settle()
+
+    def begin_close(self) -> list[asyncio.Task[None]]:
+        """Stop starting attempts and hand back every claimed one (synchronously, so an
+        attempt not yet started is handed back too); returns the attempts to await."""
+        return self._runner.begin_close()
+
+    async def close(self) -> None:
+        """Interrupt running attempts and give them back (pending) for the next start."""
+        attempts = self.begin_close()
+        await asyncio.gather(*attempts, *self._reloads, return_exceptions=True)
+
+    # ----------------------------------------------------------------- queries
+
+    @property
+    def running(self) -> int:
+        """Attempts claimed or running now."""
+        return self._queue.running
+
+    def group_progress(self, task_id: str) -> float | None:
+        """A loaded group's progress from memory (None when its tree is not loaded)."""
+        node = self._cache.get(task_id)
+        if node is None or not node.is_group:
+            return None
+        return node.group_progress()
+
+    # ----------------------------------------------------------------- commands
+
+    async def create(self, rows: Sequence[TaskRow], *, under: str | None) -> None:
+        """Store new tasks (rows parents first; `under`: the stored task they hang from) in
+        one commit, and take them into memory if they execute or join a loaded tree.
+        Rows created with `execution_requested` run: creating and executing is one commit."""
+        self._writer.queue(InsertTasks(list(rows), [created_event(row) for row in rows], under))
         await self._writer.flush()
-        return cancelled
+        root_id = rows[0].root_id
+        executing = rows[0].execution_requested
+        if self._cache.is_loaded(root_id) or self._cache.is_loading(root_id):
+            await self._cache.add_rows(rows, new_tree=False)
+        elif executing and under is None:
+            await self._cache.add_rows(rows, new_tree=True)
+        elif executing or (under is not None and await self._has_started_group(under)):
+            # New tasks under a group that already started change its derived status.
+            async with self._cache.pinned([root_id]):
+                pass
+        else:
+            return
+        self.settle()
+        await self._writer.flush()
 
-    async def retry(self, task_id: str, root_id: str) -> list[str]:
-        """Set a failed or cancelled task back to pending, with its failed or cancelled
-        descendants and every dependent that failed or was cancelled because of them,
-        and run them again (each attempt numbered on from the last)."""
-        async with self._pinned([root_id]) as pin:
-            top = self._nodes[task_id]
-            if top.status not in (statuses.FAILED, statuses.CANCELLED):
-                raise TaskgroveError(
-                    Code.FAILED_PRECONDITION,
-                    "TASK_NOT_RETRYABLE",
-                    f"task {task_id} is {top.status}; only failed or cancelled tasks are retried",
-                )
-            chosen = {
-                node.id: node
-                for node in top.subtree()
-                if not node.is_group and node.status in (statuses.FAILED, statuses.CANCELLED)
-            }
-            # Dependents anywhere that failed because of a chosen task (or of a group
-            # that failed because of one), found through the reverse dependency index.
-            causes = set(chosen) | {a.id for n in chosen.values() for a in n.ancestors()}
-            frontier = set(causes)
-            while frontier:
-                edges = await self._repository.dependents_of(frontier)
-                candidates = {dependent for dependent, _ in edges} - set(chosen)
-                rows = await self._repository.get_many(candidates)
-                await pin.add({row["root_id"] for row in rows.values()})
-                frontier = set()
-                for candidate_id in candidates:
-                    node = self._nodes.get(candidate_id)
-                    if node is not None and _failed_because_of(node, causes):
-                        chosen[node.id] = node
-                        new_causes = {node.id} | {a.id for a in node.ancestors()}
-                        frontier |= new_causes - causes
-                        causes |= new_causes
-            retried = [
-                n for n in chosen.values() if n.status in (statuses.FAILED, statuses.CANCELLED)
-            ]
-            for node in retried:
-                node.error = None
-                node.result = None
-                node.progress = 0.0
-                node.progress_message = ""
-                node.ended_us = None
-                node.retry_at_us = None
+    async def _has_started_group(self, task_id: str) -> bool:
+        """Whether the task or one of its ancestors is a group that is no longer pending."""
+        chain = [task_id, *await self._reads.ancestors(task_id)]
+        rows = await self._reads.get_many(chain)
+        return any(row.is_group and row.status != statuses.PENDING for row in rows.values())
+
+    async def execute(self, task_id: str, root_id: str) -> int:
+        """Request execution of a task's subtree; returns how many tasks it scheduled."""
+        async with self._cache.pinned([root_id]):
+            top = self._cache[task_id]
+            tree = self._cache.tree(root_id)
+            assert tree is not None
+            flagged = []
+            for node in top.subtree():
                 if not node.execution_requested:
                     node.execution_requested = True
-                    for group in node.ancestors():
-                        if group.is_group and not group.execution_requested:
-                            group.execution_requested = True
-                            self._persist(group, group.status, None)
-                self._trees[node.root_id].active += 1
-                self._set_status(node, statuses.PENDING)
-            await self._arm(retried)
-            self._touched_trees.update(node.root_id for node in retried)
-            self._settle()
+                    node.version += 1
+                    flagged.append(node)
+            # One statement for the flag (no event: nothing a watcher sees changes yet).
+            self._writer.queue(MarkExecutionRequested([n.id for n in flagged], root_id))
+            scheduled = await self._activate(tree, flagged)
+            self.settle()
         await self._writer.flush()
-        return [node.id for node in retried]
+        return scheduled
+
+    async def cancel(self, task_id: str, root_id: str) -> list[str]:
+        return await self._steering.cancel(task_id, root_id)
+
+    async def retry(self, task_id: str, root_id: str) -> list[str]:
+        return await self._steering.retry(task_id, root_id)
 
     async def update(
         self, task_id: str, root_id: str, changes: TaskChanges, expected_etag: str
     ) -> None:
-        """Apply validated changes to a pending task (ABORTED when the etag moved on)."""
-        async with self._pinned([root_id]):
-            node = self._nodes[task_id]
-            self._check_etag(node, expected_etag)
-            if node.status != statuses.PENDING or node.retry_at_us is not None:
-                raise TaskgroveError(
-                    Code.FAILED_PRECONDITION,
-                    "TASK_NOT_PENDING",
-                    f"task {task_id} is {node.status}; only pending tasks can be updated",
-                )
-            dependencies_changed = changes.dependencies is not None
-            changes.apply(node)
-            self._writer.execute(update_task_fields(node, changes))
-            node.version += 1
-            if dependencies_changed and node.execution_requested and not node.is_group:
-                await self._arm([node])
-            elif node.execution_requested and not node.waiting and not node.is_group:
-                self._push_ready(node)  # priority may have changed; stale entries are skipped
-            self._settle()
-        await self._writer.flush()
+        await self._steering.update(task_id, root_id, changes, expected_etag)
 
     async def delete(self, task_id: str, root_id: str, expected_etag: str) -> list[str]:
-        """Delete a pending subtree that nothing outside it depends on."""
-        async with self._pinned([root_id]):
-            top = self._nodes[task_id]
-            self._check_etag(top, expected_etag)
-            doomed = list(top.subtree())
-            busy = [n.id for n in doomed if not n.is_group and n.status != statuses.PENDING]
-            if busy:
-                raise TaskgroveError(
-                    Code.FAILED_PRECONDITION,
-                    "TASK_NOT_PENDING",
-                    f"only pending subtrees can be deleted; not pending: {', '.join(busy[:10])}",
-                    metadata={"task_ids": ",".join(busy[:100])},
-                )
-            ids = {node.id for node in doomed}
-            outside = sorted(
-                {
-                    dependent
-                    for dependent, _ in await self._repository.dependents_of(ids)
-                    if dependent not in ids
-                }
-            )
-            if outside:
-                raise TaskgroveError(
-                    Code.FAILED_PRECONDITION,
-                    "HAS_DEPENDENTS",
-                    f"other tasks depend on this subtree: {', '.join(outside[:10])}",
-                    metadata={"dependent_ids": ",".join(outside[:100])},
-                )
-            self._remove(top, doomed)
-            self._settle()
-        await self._writer.flush()
-        return [node.id for node in doomed]
+        return await self._steering.delete(task_id, root_id, expected_etag)
 
     async def explain(self, task_id: str, root_id: str) -> Explanation:
-        async with self._pinned([root_id]):
-            node = self._nodes[task_id]
-            pending_deps = [d for d in node.dependencies if d not in self._nodes]
-            rows = await self._repository.get_many(pending_deps)
-            waiting = []
-            for dep_id, required in node.dependencies.items():
-                dep = self._nodes.get(dep_id)
-                row = rows.get(dep_id)
-                status = dep.status if dep else (row["status"] if row else None)
-                if status is None or status in statuses.TERMINAL:
-                    continue
-                waiting.append(
-                    WaitingOn(
-                        id=dep_id,
-                        name=dep.name if dep else row["name"] if row else "",
-                        status=status,
-                        required=required,
-                        execution_requested=dep.execution_requested
-                        if dep
-                        else bool(row and row["execution_requested"]),
-                    )
+        return await self._steering.explain(task_id, root_id)
+
+    # ----------------------------------------------------------------- internals
+
+    async def _activate(self, tree: Tree, nodes: list[Node]) -> int:
+        """Nodes (parents first) just loaded, added or executed: count what executes,
+        recover attempts that are gone, arm what is pending, and derive the groups again.
+        Returns how many pending tasks it armed."""
+        to_arm = []
+        for node in nodes:
+            if node.is_group or not node.execution_requested:
+                continue
+            if node.status in statuses.TERMINAL:
+                continue
+            tree.active += 1
+            if node.status == statuses.IN_PROGRESS and not self._runner.is_running(
+                node.id, node.attempt
+            ):
+                self._transitions.recover(
+                    node, "the attempt was lost (the server stopped, or storage refused it)"
                 )
-            key = (node.priority, node.id)
-            ahead = len(
-                {
-                    other_id
-                    for priority, other_id, other in self._ready
-                    if (priority, other_id) < key
-                    and priority == other.priority  # not a stale entry
-                    and other.status == statuses.PENDING
-                    and not other.waiting
-                    and other.retry_at_us is None
-                }
-            )
-            executor = node.executor or ""
-            return explain(
-                node,
-                waiting,
-                queue_position=ahead + 1,
-                running=self._running,
-                limit=self._limit,
-                executor_running=self._running_by_executor.get(executor, 0),
-                executor_limit=self._executor_limits.get(executor),
-            )
-
-    def _check_etag(self, node: Node, expected_etag: str) -> None:
-        if expected_etag and expected_etag != str(node.version):
-            raise TaskgroveError(
-                Code.ABORTED,
-                "ETAG_MISMATCH",
-                f"task {node.id} changed (etag {node.version}, request had {expected_etag}); "
-                "read it again",
-                metadata={"etag": str(node.version)},
-            )
-
-    def _remove(self, top: Node, doomed: list[Node]) -> None:
-        """Forget a deleted subtree and queue its deletion with `deleted` events."""
-        tree = self._trees[top.root_id]
-        gone = {node.id for node in doomed}
-        deleted_events = []
-        for node in doomed:
-            if not node.is_group:
-                if node.execution_requested:
-                    tree.active -= 1
-                for ancestor in top.ancestors():
-                    if ancestor.counts is not None:
-                        ancestor.counts.add(node.status, -1)
-                        ancestor.progress_total -= node.contribution
-            deleted_events.append(node.event(events.DELETED, node.status))
-            self._nodes.pop(node.id, None)
-            node.status = statuses.CANCELLED  # any stale ready-queue entry is skipped
-        tree.nodes = [node for node in tree.nodes if node.id not in gone]
-        parent = top.parent
-        if parent is not None:
-            parent.children.remove(top)
-        self._writer.execute(delete_tasks(sorted(gone), parent.id if parent else None))
-        self._writer.append_events(deleted_events)
-        if parent is None:
-            del self._trees[top.root_id]
-        else:
-            for ancestor in top.ancestors():
+            if node.status == statuses.PENDING:
+                to_arm.append(node)
+        await self._waits.arm(to_arm)
+        # Groups derive their status again, children before parents: those among the
+        # nodes, then those above them.
+        groups = [node for node in reversed(nodes) if node.is_group]
+        seen = {node.id for node in nodes}
+        for node in nodes:
+            for ancestor in node.ancestors():
+                if ancestor.id in seen:
+                    break
+                seen.add(ancestor.id)
                 if ancestor.is_group:
-                    self._refresh_group(ancestor)
-        self._touched_trees.add(top.root_id)
+                    groups.append(ancestor)
+        for group in groups:
+            self._transitions.refresh_group(group)
+        self._cache.touch(tree.root.id)
+        return len(to_arm)
 
+    def settle(self) -> None:
+        """Propagate finished tasks to their dependents, start what is ready, let go of
+        trees with nothing left to run."""
+        while self._transitions.finished:
+            self._waits.notify(self._transitions.finished.popleft())
+        self._runner.pump()
+        self._cache.unload_idle()
 
-def _failed_because_of(node: Node, causes: set[str]) -> bool:
-    error = node.error or {}
-    details = error.get("details") or {}
-    return (
-        node.status in (statuses.FAILED, statuses.CANCELLED)
-        and error.get("reason") in ("DEPENDENCY_FAILED", "DEPENDENCY_CANCELLED")
-        and details.get("dependency_id") in causes
-    )
+    def _reload(self, root_ids: Iterable[str]) -> None:
+        """The database refused changes to these trees: forget them and load them again."""
+        for root_id in self._cache.drop(root_ids):
+            log.warning("reloading tree %s from the database", root_id)
+            task = asyncio.get_running_loop().create_task(self._load(root_id))
+            self._reloads.add(task)
+            task.add_done_callback(self._reloads.discard)
+
+    async def _load(self, root_id: str) -> None:
+        try:
+            await self._cache.ensure_loaded(root_id)
+            self.settle()
+        except Exception:
+            log.exception("reloading tree %s failed", root_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from taskgrove import statuses
+from taskgrove.domain import statuses
 
 from taskgrove_server.engine.node import Node
 

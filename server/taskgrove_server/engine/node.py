@@ -1,16 +1,16 @@
-"""The engine's in-memory view of one task of a loaded tree."""
+"""The engine's in-memory view of one task of a loaded tree, and of a loaded tree."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from taskgrove import statuses
-from taskgrove.aggregation import StatusCounts
+from taskgrove.domain.aggregation import StatusCounts, contribution, subtree_progress
 
 from taskgrove_server.clock import now_us
-from taskgrove_server.events.event import Event
+from taskgrove_server.events.event import CREATED, Event
+from taskgrove_server.storage.records import StateChange, TaskRow
 
 
 @dataclass(slots=True, eq=False)
@@ -54,48 +54,48 @@ class Node:
     """While waiting out a retry backoff: when the next attempt may start."""
     progress_written_us: int = 0
     progress_flush_pending: bool = False
+    detached: bool = False
+    """Set when the engine let go of this node's tree (unloaded or reloaded): whatever
+    still refers to it (a timer, a queue entry, a running attempt) must leave it alone."""
 
     @property
     def is_group(self) -> bool:
         return self.executor is None
 
     def current_contribution(self) -> float:
-        """Subtree progress counts a completed task as 1.0, others as last reported."""
-        return 1.0 if self.status == statuses.COMPLETED else self.progress
+        return contribution(self.status, self.progress)
 
     def group_progress(self, status: str | None = None) -> float:
         """A group's progress: the mean over the executable tasks below (DESIGN 3)."""
         assert self.counts is not None
-        if self.counts.total:
-            return min(1.0, max(0.0, self.progress_total / self.counts.total))
-        return 1.0 if (status or self.status) == statuses.COMPLETED else 0.0
+        return subtree_progress(self.progress_total, self.counts.total, status or self.status)
 
     @classmethod
-    def from_row(cls, row: Mapping[Any, Any]) -> Node:
+    def from_row(cls, row: TaskRow) -> Node:
         return cls(
-            id=row["id"],
-            parent_id=row["parent_id"],
-            root_id=row["root_id"],
-            user_id=row["user_id"],
-            name=row["name"],
-            executor=row["executor"],
-            priority=row["priority"],
-            dependencies={d["id"]: bool(d.get("required", True)) for d in row["dependencies"]},
-            inputs=row["inputs"],
-            params=row["params"],
-            status=row["status"],
-            execution_requested=row["execution_requested"],
-            attempt=row["attempt"],
-            max_attempts=row["max_attempts"],
-            retry_backoff_ms=row["retry_backoff_ms"],
-            timeout_ms=row["timeout_ms"],
-            result=row["result"],
-            error=row["error"],
-            progress=row["progress"],
-            progress_message=row["progress_message"],
-            started_us=row["started_us"],
-            ended_us=row["ended_us"],
-            version=row["version"],
+            id=row.id,
+            parent_id=row.parent_id,
+            root_id=row.root_id,
+            user_id=row.user_id,
+            name=row.name,
+            executor=row.executor,
+            priority=row.priority,
+            dependencies={d["id"]: bool(d.get("required", True)) for d in row.dependencies},
+            inputs=row.inputs,
+            params=row.params,
+            status=row.status,
+            execution_requested=row.execution_requested,
+            attempt=row.attempt,
+            max_attempts=row.max_attempts,
+            retry_backoff_ms=row.retry_backoff_ms,
+            timeout_ms=row.timeout_ms,
+            result=row.result,
+            error=row.error,
+            progress=row.progress,
+            progress_message=row.progress_message,
+            started_us=row.started_us,
+            ended_us=row.ended_us,
+            version=row.version,
         )
 
     def ancestors(self) -> Iterator[Node]:
@@ -130,19 +130,49 @@ class Node:
             time_us=now_us(),
         )
 
-    def state_row(self, expected_status: str) -> dict[str, Any]:
+    def state_change(self, expected_status: str) -> StateChange:
         """The guarded update that persists this node's mutable state."""
-        return {
-            "b_id": self.id,
-            "b_expected": expected_status,
-            "status": self.status,
-            "execution_requested": self.execution_requested,
-            "attempt": self.attempt,
-            "result": self.result,
-            "error": self.error,
-            "progress": self.progress,
-            "progress_message": self.progress_message,
-            "started_us": self.started_us,
-            "ended_us": self.ended_us,
-            "updated_us": now_us(),
-        }
+        return StateChange(
+            task_id=self.id,
+            expected_status=expected_status,
+            status=self.status,
+            execution_requested=self.execution_requested,
+            attempt=self.attempt,
+            result=self.result,
+            error=self.error,
+            progress=self.progress,
+            progress_message=self.progress_message,
+            started_us=self.started_us,
+            ended_us=self.ended_us,
+            updated_us=now_us(),
+        )
+
+
+@dataclass(slots=True, eq=False)
+class Tree:
+    """A loaded tree: its nodes (parents first) and how many of them still run."""
+
+    root: Node
+    nodes: list[Node] = field(default_factory=list)
+    active: int = 0
+    """Executable tasks requested to run that have not finished."""
+
+
+def created_event(row: TaskRow) -> Event:
+    """The `created` event of a task row about to be stored."""
+    return Event(
+        task_id=row.id,
+        root_id=row.root_id,
+        user_id=row.user_id,
+        parent_id=row.parent_id,
+        name=row.name,
+        type=CREATED,
+        status=row.status,
+        previous_status=None,
+        progress=row.progress,
+        progress_message=row.progress_message,
+        error=None,
+        attempt=row.attempt,
+        is_group=row.executor is None,
+        time_us=row.created_us,
+    )

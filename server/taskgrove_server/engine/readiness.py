@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-from taskgrove import statuses
+from taskgrove.domain import statuses
 
 
 class Outcome(enum.Enum):

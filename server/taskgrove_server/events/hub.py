@@ -13,21 +13,7 @@ from collections import defaultdict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from taskgrove_server.events.event import Event
-
-
-@dataclass(frozen=True, slots=True)
-class EventFilter:
-    root_id: str = ""
-    task_id: str = ""
-    user_id: str = ""
-
-    def matches(self, event: Event) -> bool:
-        return (
-            (not self.root_id or event.root_id == self.root_id)
-            and (not self.task_id or event.task_id == self.task_id)
-            and (not self.user_id or event.user_id == self.user_id)
-        )
+from taskgrove_server.events.event import Event, EventFilter
 
 
 class Overflow(Exception):

@@ -1,7 +1,9 @@
-"""Database engine creation: SQLite (WAL) by default, PostgreSQL by URL."""
+"""Opening the database: SQLite (WAL) by default, PostgreSQL by URL; one server per file."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +21,57 @@ def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(url: str) -> AsyncEngine:
-    """An async engine for `url`; creates the SQLite file's directory when needed."""
+def sqlite_path(url: str) -> Path | None:
+    """The file of an SQLite URL (None: not SQLite, or in memory)."""
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        database = parsed.database or ""
-        if database and database != ":memory:":
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, pool_size=5, max_overflow=5)
-        event.listen(engine.sync_engine, "connect", sqlite_pragmas)
-        return engine
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database or ""
+    if not database or database == ":memory:":
+        return None
+    return Path(database).expanduser()
+
+
+def open_database(url: str) -> AsyncEngine:
+    """An async SQLAlchemy engine for `url`; creates the SQLite file's directory."""
+    path = sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    if make_url(url).get_backend_name() == "sqlite":
+        db = create_async_engine(url, pool_size=5, max_overflow=5)
+        event.listen(db.sync_engine, "connect", sqlite_pragmas)
+        return db
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+class DatabaseInUse(Exception):
+    """Another server holds this SQLite file."""
+
+
+class FileLock:
+    """An exclusive lock on `<database>.lock`, held while the server runs: the engine
+    keeps the state of executing trees in memory, so two servers on one SQLite file would
+    run tasks twice. The kernel drops the lock when the process dies, however it dies."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path.with_name(path.name + ".lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise DatabaseInUse(
+                f"another taskgrove server (pid {holder}) is using {self.path.with_suffix('')}"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

@@ -1,68 +1,48 @@
-"""Reads of the event log, snapshots, and pruning of finished trees' history."""
+"""Reads of the event log, and snapshots of the tasks a watcher covers (SQL)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Any
 
-from sqlalchemy import (
-    Connection,
-    RowMapping,
-    and_,
-    case,
-    delete,
-    exists,
-    func,
-    insert,
-    select,
-    true,
-    update,
-)
+from sqlalchemy import and_, case, func, select, true
 from sqlalchemy.ext.asyncio import AsyncEngine
-from taskgrove import statuses
 
-from taskgrove_server.events.event import Event
-from taskgrove_server.events.hub import EventFilter
+from taskgrove_server.events.event import Event, EventFilter
+from taskgrove_server.storage.records import TASK_COLUMNS, TaskRow
 from taskgrove_server.storage.schema import event_compaction, task_events, tasks
-from taskgrove_server.storage.writer import Statement
+
+_EVENT_COLUMNS = [column for column in task_events.columns]
+_TASK_COLUMNS = [tasks.c[name] for name in TASK_COLUMNS]
 
 
-def _event_conditions(flt: EventFilter) -> list[Any]:
+def _conditions(flt: EventFilter, table: Any, task_column: str) -> list[Any]:
     conditions = []
     if flt.root_id:
-        conditions.append(task_events.c.root_id == flt.root_id)
+        conditions.append(table.c.root_id == flt.root_id)
     if flt.task_id:
-        conditions.append(task_events.c.task_id == flt.task_id)
+        conditions.append(table.c[task_column] == flt.task_id)
     if flt.user_id:
-        conditions.append(task_events.c.user_id == flt.user_id)
-    return conditions
-
-
-def _task_conditions(flt: EventFilter) -> list[Any]:
-    conditions = []
-    if flt.root_id:
-        conditions.append(tasks.c.root_id == flt.root_id)
-    if flt.task_id:
-        conditions.append(tasks.c.id == flt.task_id)
-    if flt.user_id:
-        conditions.append(tasks.c.user_id == flt.user_id)
+        conditions.append(table.c.user_id == flt.user_id)
     return conditions
 
 
 class EventLog:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+    def __init__(self, db: AsyncEngine) -> None:
+        self._db = db
 
     async def after(self, flt: EventFilter, after_sequence: int, limit: int) -> list[Event]:
         """Stored events matching `flt` with a sequence above `after_sequence`, oldest first."""
         query = (
-            select(task_events)
-            .where(task_events.c.sequence > after_sequence, *_event_conditions(flt))
+            select(*_EVENT_COLUMNS)
+            .where(
+                task_events.c.sequence > after_sequence, *_conditions(flt, task_events, "task_id")
+            )
             .order_by(task_events.c.sequence)
             .limit(limit)
         )
-        async with self._engine.connect() as conn:
-            return [Event.from_row(row) for row in (await conn.execute(query)).mappings()]
+        async with self._db.connect() as conn:
+            return [_event(row._mapping) for row in await conn.execute(query)]
 
     async def compacted_through(self, flt: EventFilter) -> int:
         """Highest pruned sequence among the trees `flt` can see (0: nothing pruned)."""
@@ -70,7 +50,7 @@ class EventLog:
         if flt.root_id or flt.task_id:
             root_id = flt.root_id
             if flt.task_id:
-                async with self._engine.connect() as conn:
+                async with self._db.connect() as conn:
                     found = await conn.scalar(
                         select(tasks.c.root_id).where(tasks.c.id == flt.task_id)
                     )
@@ -78,12 +58,12 @@ class EventLog:
             query = query.where(event_compaction.c.root_id == root_id)
         elif flt.user_id:
             query = query.where(event_compaction.c.user_id == flt.user_id)
-        async with self._engine.connect() as conn:
+        async with self._db.connect() as conn:
             return int(await conn.scalar(query) or 0)
 
     async def snapshot(
         self, flt: EventFilter, chunk: int
-    ) -> AsyncIterator[tuple[list[RowMapping], int]]:
+    ) -> AsyncIterator[tuple[list[TaskRow], int]]:
         """The tasks matching `flt`, `chunk` at a time, with the sequence they reflect.
 
         One statement reads both, so both come from one database snapshot (SQLite runs
@@ -98,53 +78,34 @@ class EventLog:
             case((newest > pruned, newest), else_=pruned).label("snapshot_sequence")
         ).subquery("high_water")
         query = (
-            select(high_water.c.snapshot_sequence, tasks)
-            .select_from(high_water.outerjoin(tasks, and_(true(), *_task_conditions(flt))))
+            select(high_water.c.snapshot_sequence, *_TASK_COLUMNS)
+            .select_from(high_water.outerjoin(tasks, and_(true(), *_conditions(flt, tasks, "id"))))
             .order_by(tasks.c.seq)
         )
-        async with self._engine.connect() as conn:
+        async with self._db.connect() as conn:
             if conn.dialect.name == "postgresql":  # a server-side cursor needs a transaction
                 await conn.begin()
             result = await conn.stream(query)
-            async for rows in result.mappings().partitions(chunk):
-                sequence = int(rows[0]["snapshot_sequence"])
-                yield [row for row in rows if row["id"] is not None], sequence
+            async for rows in result.partitions(chunk):
+                sequence = int(rows[0][0])
+                yield [TaskRow(*row[1:]) for row in rows if row[1] is not None], sequence
 
 
-def prune_finished(cutoff_us: int) -> Statement:
-    """A writer statement deleting the events of trees that finished before `cutoff_us`,
-    remembering per tree how far history was pruned (so resuming there is refused)."""
-
-    def run(conn: Connection) -> None:
-        roots = tasks.alias("roots")
-        inner = tasks.alias("inner")
-        busy = exists().where(
-            inner.c.root_id == roots.c.id,
-            inner.c.status.in_([statuses.PENDING, statuses.IN_PROGRESS]),
-        )
-        has_events = exists().where(task_events.c.root_id == roots.c.id)
-        query = select(roots.c.id, roots.c.user_id).where(
-            roots.c.parent_id.is_(None),
-            roots.c.ended_us < cutoff_us,
-            roots.c.status.in_(sorted(statuses.TERMINAL)),
-            has_events,
-            ~busy,
-        )
-        for root_id, user_id in conn.execute(query).all():
-            through = conn.scalar(
-                select(func.max(task_events.c.sequence)).where(task_events.c.root_id == root_id)
-            )
-            conn.execute(delete(task_events).where(task_events.c.root_id == root_id))
-            result = conn.execute(
-                update(event_compaction)
-                .where(event_compaction.c.root_id == root_id)
-                .values(compacted_through=through)
-            )
-            if result.rowcount == 0:
-                conn.execute(
-                    insert(event_compaction).values(
-                        root_id=root_id, user_id=user_id, compacted_through=through
-                    )
-                )
-
-    return run
+def _event(row: Any) -> Event:
+    return Event(
+        task_id=row["task_id"],
+        root_id=row["root_id"],
+        user_id=row["user_id"],
+        parent_id=row["parent_id"],
+        name=row["name"],
+        type=row["type"],
+        status=row["status"],
+        previous_status=row["previous_status"],
+        progress=row["progress"],
+        progress_message=row["progress_message"],
+        error=row["error"],
+        attempt=row["attempt"],
+        is_group=row["is_group"],
+        time_us=row["time_us"],
+        sequence=row["sequence"],
+    )

@@ -45,8 +45,8 @@ tasks = Table(
     Column("progress_message", Text, nullable=False),
     Column("attempt", Integer, nullable=False),
     Column("max_attempts", Integer, nullable=False),
-    Column("retry_backoff_ms", Integer, nullable=False),
-    Column("timeout_ms", Integer, nullable=True),
+    Column("retry_backoff_ms", BigInteger, nullable=False),
+    Column("timeout_ms", BigInteger, nullable=True),
     Column("original_task_id", String(36), nullable=True),
     Column("has_children", Boolean, nullable=False),
     # Microseconds since the epoch (UTC): portable and cheap to compare.

@@ -6,17 +6,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
-from taskgrove import statuses
-from taskgrove.client import AsyncClient
-from taskgrove.models import Snapshot, Task, TaskEvent
-from taskgrove.tree import TaskTreeNode
+from taskgrove._client import AsyncClient
+from taskgrove._models import Snapshot, Task, TaskEvent
+from taskgrove._tree import TaskTreeNode
+from taskgrove.domain import statuses
 
 
 class Session:
     """A connection to a taskgrove server (connects on first use)."""
 
-    def __init__(self, address: str | None = None, **client_options: Any) -> None:
-        self.client = AsyncClient(address, **client_options)
+    def __init__(self, address: str | None = None, **settings: Any) -> None:
+        self.client = AsyncClient(address, **settings)
 
     @property
     def address(self) -> str:
@@ -26,9 +26,10 @@ class Session:
         await self.client.close()
 
 
-def create_session(address: str | None = None, **client_options: Any) -> Session:
-    """A session with the server at `address`, else $TASKGROVE_ADDRESS, else 127.0.0.1:50051."""
-    return Session(address, **client_options)
+def create_session(address: str | None = None, **settings: Any) -> Session:
+    """A session with the server at `address`, else $TASKGROVE_ADDRESS, else 127.0.0.1:50051
+    (`settings`: `ClientConfig` fields, e.g. `token=...`, or `config=ClientConfig(...)`)."""
+    return Session(address, **settings)
 
 
 class TaskRepository:
@@ -77,7 +78,7 @@ class TaskManager:
                     assert tracker is not None
                     tracker.apply(item)
                     node = nodes.get(item.task_id)
-                    if node is not None and item.type in ("status", "progress"):
+                    if node is not None and item.type in ("status_changed", "progress"):
                         node.task = replace(
                             node.task,
                             status=item.status,
@@ -135,7 +136,7 @@ class _SubtreeTracker:
     def apply(self, event: TaskEvent) -> None:
         # Tasks created after the run started were not executed by it: not waited for.
         old = self._status.get(event.task_id)
-        if old is None or event.type != "status":
+        if old is None or event.type != "status_changed":
             return
         self._status[event.task_id] = event.status
         self.unfinished += (old in statuses.TERMINAL) - (event.status in statuses.TERMINAL)

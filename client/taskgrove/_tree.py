@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from taskgrove import statuses
-from taskgrove.aggregation import StatusCounts, derived_status, mean_progress
-from taskgrove.models import Task
+from taskgrove._models import Task
+from taskgrove.domain.aggregation import StatusCounts, derived_status, mean_progress
 
 
 class TaskTreeNode:
@@ -46,9 +45,9 @@ class TaskTreeNode:
     def calculate_progress(self) -> float:
         """Mean progress (0..1) of the executable tasks of this subtree; `completed` = 1.0."""
         tasks = self._executables()
-        if not tasks:
-            return 1.0 if self.calculate_status() == statuses.COMPLETED else 0.0
-        return mean_progress((task.status, task.progress) for task in tasks)
+        return mean_progress(
+            ((task.status, task.progress) for task in tasks), self.calculate_status()
+        )
 
     def __repr__(self) -> str:
         task = self.task

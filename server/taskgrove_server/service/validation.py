@@ -1,7 +1,7 @@
 """Validation of new tasks before anything is written (no gRPC, no SQL here).
 
 `validate_new_tasks` checks a whole request against the executors and the existing tasks it
-refers to, and either raises one `TaskgroveError` listing every violation or returns the
+refers to, and either raises one `ServiceError` listing every violation or returns the
 tasks resolved (executor, owner, parent, priority) in parents-first order.
 
 Deadlocks are cycles of "waits for": a task waits for its dependencies; a dependency on a
@@ -12,61 +12,20 @@ and a request is rejected when the graph over new and reachable existing tasks h
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from taskgrove_server.errors import Code, FieldViolation, TaskgroveError, invalid, not_found
+from taskgrove.domain import reasons
+
+from taskgrove_server.errors import Code, FieldViolation, ServiceError, invalid, not_found
 from taskgrove_server.executors import ExecutorRegistry
+from taskgrove_server.service import limits
+from taskgrove_server.service.specs import TaskSpec
 
 DEFAULT_PRIORITY = 2
 DEFAULT_OWNER = "default"
-MAX_NAME_LENGTH = 255
-
-
-@dataclass(slots=True)
-class TaskSpec:
-    """A task as requested; ids may be client-local (CreateTaskTree)."""
-
-    ref: str
-    """Client-local id (CreateTaskTree) or a placeholder (CreateTask)."""
-    field: str
-    """Field path of this task in the request, e.g. `tasks[3]`."""
-    name: str
-    parent: str | None
-    user_id: str
-    executor: str
-    priority: int | None
-    dependencies: list[tuple[str, bool]]
-    inputs: dict[str, Any]
-    params: dict[str, Any]
-    max_attempts: int
-    retry_backoff_ms: int | None
-    """None: the default (1 s)."""
-    timeout_ms: int | None
-    original_task_id: str | None = None
-    """Set on copies (CopyTaskTree)."""
-    label: str | None = None
-    """How messages name a task the request gave no id (its `ref` is then internal)."""
-
-
-def spec_from_stored(row: Mapping[Any, Any], field: str, parent: str | None) -> TaskSpec:
-    """A stored task as a spec again (UpdateTask re-validates it, CopyTaskTree copies it)."""
-    return TaskSpec(
-        ref=row["id"],
-        field=field,
-        name=row["name"],
-        parent=parent,
-        user_id=row["user_id"],
-        executor=row["executor"] or "",
-        priority=row["priority"],
-        dependencies=[(d["id"], bool(d.get("required", True))) for d in row["dependencies"]],
-        inputs=dict(row["inputs"]),
-        params=dict(row["params"]),
-        max_attempts=row["max_attempts"],
-        retry_backoff_ms=row["retry_backoff_ms"],
-        timeout_ms=row["timeout_ms"],
-    )
+MAX_VIOLATIONS = 1000
+"""Collecting stops here: a request with more problems hears of the first ones."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +44,7 @@ class ExistingTask:
 class ResolvedTask:
     spec: TaskSpec
     executor: str | None
-    owner: str
+    user_id: str
     priority: int
     parent_is_local: bool
 
@@ -95,7 +54,8 @@ class ValidatedTree:
     tasks: list[ResolvedTask]
     """Parents before children."""
     attach_parent: ExistingTask | None
-    owner: str
+    """The stored task the tree hangs from (None: a new root)."""
+    user_id: str
 
 
 def resolve_executor(spec: TaskSpec, registry: ExecutorRegistry) -> str | None:
@@ -114,25 +74,31 @@ def validate_new_tasks(
     violations: list[FieldViolation] = []
 
     def violate(field_path: str, reason: str, description: str) -> None:
-        violations.append(FieldViolation(field_path, description, reason))
+        if len(violations) < MAX_VIOLATIONS:
+            violations.append(FieldViolation(field_path, description, reason))
 
     local = {spec.ref: spec for spec in specs}
     if len(local) != len(specs):
         seen: set[str] = set()
         for spec in specs:
             if spec.ref in seen:
-                violate(f"{spec.field}.id", "DUPLICATE_ID", f"id {spec.ref!r} is used twice")
+                violate(
+                    f"{spec.field}.id", reasons.DUPLICATE_ID, f"id {_short(spec.ref)} is used twice"
+                )
             seen.add(spec.ref)
 
-    tops = [spec for spec in specs if spec.parent is None or spec.parent not in local]
+    tops = [spec for spec in specs if spec.parent_id is None or spec.parent_id not in local]
     # An unknown parent is NOT_FOUND, before anything else: the request names a missing task.
     for spec in tops:
-        if spec.parent is not None and spec.parent not in existing:
+        if spec.parent_id is not None and spec.parent_id not in existing:
             raise not_found(
-                "PARENT_NOT_FOUND", "parent task", spec.parent, f"{spec.field}.parent_id"
+                reasons.PARENT_NOT_FOUND, "parent task", spec.parent_id, f"{spec.field}.parent_id"
             )
     if len(tops) != 1:
-        detail = ", ".join(spec.field for spec in tops) or "none (parent links form a cycle)"
+        named = [spec.field for spec in tops[:10]]
+        detail = ", ".join(named) or "none (parent links form a cycle)"
+        if len(tops) > 10:
+            detail += f" and {len(tops) - 10} more"
         raise invalid(
             [
                 *violations,  # duplicate ids found above are reported too
@@ -140,76 +106,72 @@ def validate_new_tasks(
                     "tasks",
                     f"a tree needs exactly one top task (without a parent in the request); "
                     f"found: {detail}",
-                    "INVALID_TREE_SHAPE",
+                    reasons.INVALID_TREE_SHAPE,
                 ),
             ]
         )
     top = tops[0]
-    attach_parent = existing.get(top.parent) if top.parent is not None else None
-    owner = top.user_id or (attach_parent.user_id if attach_parent else "") or DEFAULT_OWNER
-    if attach_parent is not None and attach_parent.user_id != owner:
+    attach_parent = existing.get(top.parent_id) if top.parent_id is not None else None
+    user_id = top.user_id or (attach_parent.user_id if attach_parent else "") or DEFAULT_OWNER
+    if attach_parent is not None and attach_parent.user_id != user_id:
         # Another owner's tasks are invisible, not forbidden.
         raise not_found(
-            "PARENT_NOT_FOUND", "parent task", attach_parent.id, f"{top.field}.parent_id"
+            reasons.PARENT_NOT_FOUND, "parent task", attach_parent.id, f"{top.field}.parent_id"
         )
 
     ordered = _parents_first(specs, top)
     if len(ordered) != len(specs):
-        violate("tasks", "INVALID_TREE_SHAPE", "parent links form a cycle")
+        violate("tasks", reasons.INVALID_TREE_SHAPE, "parent links form a cycle")
 
     resolved: list[ResolvedTask] = []
     for spec in ordered:
+        _check_values(spec, violate)
         executor = resolve_executor(spec, registry)
-        task_owner = spec.user_id or owner
-        if task_owner != owner:
+        if (spec.user_id or user_id) != user_id:
             violate(
                 f"{spec.field}.user_id",
-                "OWNER_MISMATCH",
-                f"every task of a tree belongs to {owner!r}",
+                reasons.OWNER_MISMATCH,
+                f"every task of a tree belongs to {_short(user_id)}",
             )
-        if not spec.name.strip():
-            violate(f"{spec.field}.name", "NAME_REQUIRED", "name must not be empty")
-        elif len(spec.name) > MAX_NAME_LENGTH:
-            violate(f"{spec.field}.name", "NAME_TOO_LONG", f"name is longer than {MAX_NAME_LENGTH}")
-        if spec.priority is not None and spec.priority < 0:
-            violate(f"{spec.field}.priority", "INVALID_PRIORITY", "priority must be >= 0")
-        if spec.max_attempts < 0:
-            violate(f"{spec.field}.max_attempts", "INVALID_RETRY_POLICY", "must be >= 0")
-        if spec.retry_backoff_ms is not None and spec.retry_backoff_ms < 0:
-            violate(f"{spec.field}.retry_backoff", "INVALID_RETRY_POLICY", "must be >= 0")
-        if spec.timeout_ms is not None and spec.timeout_ms <= 0:
-            violate(f"{spec.field}.timeout", "INVALID_TIMEOUT", "timeout must be positive")
         if spec.executor and spec.executor not in registry:
             violate(
                 f"{spec.field}.executor",
-                "UNKNOWN_EXECUTOR",
-                f"executor {spec.executor!r} is not registered",
+                reasons.UNKNOWN_EXECUTOR,
+                f"executor {_short(spec.executor)} is not registered",
             )
         elif executor is not None:
-            for message in registry.input_errors(executor, spec.inputs):
-                violate(f"{spec.field}.inputs", "INVALID_INPUTS", message)
+            for message in registry.input_errors(executor, spec.inputs)[:20]:
+                violate(f"{spec.field}.inputs", reasons.INVALID_INPUTS, message[:500])
         if executor is None and spec.dependencies:
             violate(
                 f"{spec.field}.dependencies",
-                "GROUP_WITH_DEPENDENCIES",
+                reasons.GROUP_WITH_DEPENDENCIES,
                 "a group (a task without an executor) cannot have dependencies",
             )
         seen_deps: set[str] = set()
         for index, (dep_id, _required) in enumerate(spec.dependencies):
             path = f"{spec.field}.dependencies[{index}].id"
             if dep_id in seen_deps:
-                violate(path, "DUPLICATE_DEPENDENCY", f"dependency {dep_id!r} is listed twice")
+                violate(
+                    path,
+                    reasons.DUPLICATE_DEPENDENCY,
+                    f"dependency {_short(dep_id)} is listed twice",
+                )
             seen_deps.add(dep_id)
             if dep_id in local:
                 continue
             target = existing.get(dep_id)
-            if target is None or target.user_id != owner:
-                violate(path, "DEPENDENCY_NOT_FOUND", f"dependency {dep_id!r} does not exist")
+            if target is None or target.user_id != user_id:
+                violate(
+                    path,
+                    reasons.DEPENDENCY_NOT_FOUND,
+                    f"dependency {_short(dep_id)} does not exist",
+                )
         resolved.append(
             ResolvedTask(
                 spec=spec,
                 executor=executor,
-                owner=owner,
+                user_id=user_id,
                 priority=spec.priority if spec.priority is not None else DEFAULT_PRIORITY,
                 parent_is_local=spec is not top,
             )
@@ -221,17 +183,91 @@ def validate_new_tasks(
     if cycle:
         cycle, field_path = _name_cycle(cycle, local)
         labels = {spec.ref: spec.label for spec in specs if spec.label}
-        path = " -> ".join(labels.get(ref, ref) for ref in cycle)
-        raise TaskgroveError(
+        path = _cycle_text([labels.get(ref, ref) for ref in cycle])
+        raise ServiceError(
             code=Code.INVALID_ARGUMENT,
-            reason="DEPENDENCY_CYCLE",
+            reason=reasons.DEPENDENCY_CYCLE,
             message=f"dependency cycle: {path}",
             violations=[
-                FieldViolation(field_path, f"dependency cycle: {path}", "DEPENDENCY_CYCLE")
+                FieldViolation(field_path, f"dependency cycle: {path}", reasons.DEPENDENCY_CYCLE)
             ],
-            metadata={"cycle": path},
+            metadata={"cycle": path, "cycle_length": str(len(cycle) - 1)},
         )
-    return ValidatedTree(tasks=resolved, attach_parent=attach_parent, owner=owner)
+    return ValidatedTree(tasks=resolved, attach_parent=attach_parent, user_id=user_id)
+
+
+def _short(value: str, limit: int = 80) -> str:
+    """A value quoted for a message, cut so a huge one cannot blow up the error."""
+    return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
+def _cycle_text(names: list[str], keep: int = 8) -> str:
+    """`a -> b -> ... -> a`, shortened in the middle when the cycle is long."""
+    names = [name if len(name) <= 80 else name[:80] + "..." for name in names]
+    if len(names) > 2 * keep + 1:
+        hidden = len(names) - 2 * keep
+        names = [*names[:keep], f"... {hidden} more ...", *names[-keep:]]
+    return " -> ".join(names)
+
+
+def _text_problem(value: str, max_length: int) -> str | None:
+    if len(value) > max_length:
+        return f"longer than {max_length} characters"
+    if "\x00" in value:
+        return "contains a NUL character"
+    return None
+
+
+def _check_values(spec: TaskSpec, violate: Callable[[str, str, str], None]) -> None:
+    """Bounds on the task's own values (DESIGN section 8; see limits.py)."""
+    field = spec.field
+    if not spec.name.strip():
+        violate(f"{field}.name", reasons.NAME_REQUIRED, "name must not be empty")
+    elif len(spec.name) > limits.MAX_NAME_LENGTH:
+        violate(
+            f"{field}.name", reasons.NAME_TOO_LONG, f"name is longer than {limits.MAX_NAME_LENGTH}"
+        )
+    elif "\x00" in spec.name:
+        violate(f"{field}.name", reasons.INVALID_STRING, "name contains a NUL character")
+    if problem := _text_problem(spec.user_id, limits.MAX_USER_ID_LENGTH):
+        violate(f"{field}.user_id", reasons.INVALID_USER_ID, f"user_id is {problem}")
+    if problem := _text_problem(spec.executor, limits.MAX_EXECUTOR_LENGTH):
+        violate(f"{field}.executor", reasons.INVALID_STRING, f"executor is {problem}")
+    for name, value in (("id", spec.ref), ("parent_id", spec.parent_id or "")):
+        if problem := _text_problem(value, limits.MAX_ID_LENGTH):
+            violate(f"{field}.{name}", reasons.INVALID_ID, f"{name} is {problem}")
+    if spec.priority is not None and spec.priority < 0:
+        violate(f"{field}.priority", reasons.INVALID_PRIORITY, "priority must be >= 0")
+    if not 0 <= spec.max_attempts <= limits.MAX_ATTEMPTS:
+        violate(
+            f"{field}.max_attempts",
+            reasons.INVALID_RETRY_POLICY,
+            f"must be between 0 and {limits.MAX_ATTEMPTS}",
+        )
+    if (
+        spec.retry_backoff_ms is not None
+        and not 0 <= spec.retry_backoff_ms <= limits.MAX_DURATION_MS
+    ):
+        violate(
+            f"{field}.retry_backoff",
+            reasons.INVALID_RETRY_POLICY,
+            "must be between 0 and 366 days",
+        )
+    if spec.timeout_ms is not None and not 0 < spec.timeout_ms <= limits.MAX_DURATION_MS:
+        violate(
+            f"{field}.timeout",
+            reasons.INVALID_TIMEOUT,
+            "timeout must be positive and at most 366 days",
+        )
+    if len(spec.dependencies) > limits.MAX_DEPENDENCIES:
+        violate(
+            f"{field}.dependencies",
+            reasons.TOO_MANY_DEPENDENCIES,
+            f"more than {limits.MAX_DEPENDENCIES} dependencies",
+        )
+    for index, (dep_id, _) in enumerate(spec.dependencies[: limits.MAX_DEPENDENCIES]):
+        if problem := _text_problem(dep_id, limits.MAX_ID_LENGTH):
+            violate(f"{field}.dependencies[{index}].id", reasons.INVALID_ID, f"id is {problem}")
 
 
 def _name_cycle(cycle: list[str], local: Mapping[str, TaskSpec]) -> tuple[list[str], str]:
@@ -257,8 +293,8 @@ def _name_cycle(cycle: list[str], local: Mapping[str, TaskSpec]) -> tuple[list[s
 def _parents_first(specs: Sequence[TaskSpec], top: TaskSpec) -> list[TaskSpec]:
     children: dict[str, list[TaskSpec]] = {}
     for spec in specs:
-        if spec is not top and spec.parent is not None:
-            children.setdefault(spec.parent, []).append(spec)
+        if spec is not top and spec.parent_id is not None:
+            children.setdefault(spec.parent_id, []).append(spec)
     ordered: list[TaskSpec] = []
     queue = [top]
     seen: set[int] = set()  # by identity: a duplicate id is reported as such, not as a cycle
@@ -291,8 +327,8 @@ def find_cycle(
         deps[ref] = [dep for dep, _ in task.spec.dependencies]
         children.setdefault(ref, [])
     for task in tasks:
-        if task.spec.parent is not None:
-            children.setdefault(task.spec.parent, []).append(task.spec.ref)
+        if task.spec.parent_id is not None:
+            children.setdefault(task.spec.parent_id, []).append(task.spec.ref)
 
     def edges(vertex: Vertex) -> list[Vertex]:
         kind, ident = vertex

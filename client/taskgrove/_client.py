@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, timedelta
 from typing import Any, TypeVar
 
 import grpc
 
-from taskgrove import _json, statuses
-from taskgrove.errors import from_rpc_error
-from taskgrove.models import (
+from taskgrove._channel import new_channel
+from taskgrove._config import ClientConfig
+from taskgrove._errors import from_rpc_error
+from taskgrove._models import (
     Executor,
     Explanation,
     Snapshot,
@@ -21,21 +22,14 @@ from taskgrove.models import (
     TaskEvent,
     WaitingDependency,
 )
+from taskgrove.domain import wire
 from taskgrove.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
-
-DEFAULT_ADDRESS = "127.0.0.1:50051"
-ADDRESS_ENV = "TASKGROVE_ADDRESS"
 
 T = TypeVar("T")
 
 # Codes after which a watch resumes where it stopped (server restarting or moving on,
 # or this watcher cut off as too slow).
 _RESUMABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
-
-
-def resolve_address(address: str | None) -> str:
-    """The address argument, else $TASKGROVE_ADDRESS, else 127.0.0.1:50051."""
-    return address or os.environ.get(ADDRESS_ENV) or DEFAULT_ADDRESS
 
 
 def _seconds(value: float | timedelta | None) -> timedelta | None:
@@ -66,8 +60,8 @@ def task_message(
         user_id=user_id,
         parent_id=parent_id or "",
         executor=executor or "",
-        inputs=_json.to_struct(dict(inputs or {})),
-        params=_json.to_struct(dict(params or {})),
+        inputs=wire.to_struct(dict(inputs or {})),
+        params=wire.to_struct(dict(params or {})),
         max_attempts=max_attempts,
     )
     if priority is not None:
@@ -90,28 +84,26 @@ class AsyncClient:
     """Connects lazily; use as `async with AsyncClient(...) as client:` or call `close()`."""
 
     def __init__(
-        self,
-        address: str | None = None,
-        *,
-        options: Sequence[tuple[str, Any]] = (),
-        timeout: float | None = 60.0,
+        self, address: str | None = None, *, config: ClientConfig | None = None, **settings: Any
     ) -> None:
-        self.address = resolve_address(address)
-        self._options = [
-            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-            ("grpc.max_send_message_length", 64 * 1024 * 1024),
-            ("grpc.keepalive_time_ms", 30_000),
-            *options,
-        ]
-        self._timeout = timeout
+        """`config` (else `ClientConfig.from_env(address)`), with `settings` overriding its
+        fields (e.g. `timeout=5`, `token=...`)."""
+        base = config if config is not None else ClientConfig.from_env(address)
+        if address and config is not None:
+            settings["address"] = address
+        self.config = replace(base, **settings) if settings else base
         self._channel: grpc.aio.Channel | None = None
         self._stub: task_service_pb2_grpc.TaskServiceStub | None = None
+
+    @property
+    def address(self) -> str:
+        return self.config.address
 
     @property
     def stub(self) -> task_service_pb2_grpc.TaskServiceStub:
         """The raw generated stub, for what the friendly methods do not cover."""
         if self._stub is None:
-            self._channel = grpc.aio.insecure_channel(self.address, options=self._options)
+            self._channel = new_channel(self.config)
             self._stub = task_service_pb2_grpc.TaskServiceStub(self._channel)
         return self._stub
 
@@ -142,7 +134,7 @@ class AsyncClient:
             task=task_message(name=name, **fields), request_id=request_id
         )
         return Task.from_proto(
-            await self._call(self.stub.CreateTask(request, timeout=self._timeout))
+            await self._call(self.stub.CreateTask(request, timeout=self.config.timeout))
         )
 
     async def create_task_tree(
@@ -163,7 +155,7 @@ class AsyncClient:
             request_id=request_id,
             view=task_service_pb2.TASK_VIEW_BASIC if basic else task_service_pb2.TASK_VIEW_FULL,
         )
-        reply = await self._call(self.stub.CreateTaskTree(request, timeout=self._timeout))
+        reply = await self._call(self.stub.CreateTaskTree(request, timeout=self.config.timeout))
         return {
             message.id or f"tasks[{index}]": Task.from_proto(created)
             for index, (message, created) in enumerate(zip(messages, reply.tasks, strict=True))
@@ -171,18 +163,20 @@ class AsyncClient:
 
     async def get_task(self, task_id: str) -> Task:
         request = task_service_pb2.GetTaskRequest(id=task_id)
-        return Task.from_proto(await self._call(self.stub.GetTask(request, timeout=self._timeout)))
+        return Task.from_proto(
+            await self._call(self.stub.GetTask(request, timeout=self.config.timeout))
+        )
 
     async def get_task_tree(self, task_id: str, *, max_depth: int = 0) -> list[Task]:
         """The task and its descendants, parents before children."""
         request = task_service_pb2.GetTaskTreeRequest(id=task_id, max_depth=max_depth)
-        reply = await self._call(self.stub.GetTaskTree(request, timeout=self._timeout))
+        reply = await self._call(self.stub.GetTaskTree(request, timeout=self.config.timeout))
         return [Task.from_proto(task) for task in reply.tasks]
 
     async def list_tasks_page(
         self,
         *,
-        statuses_: Sequence[str] = (),
+        statuses: Sequence[str] = (),
         parent_id: str = "",
         roots_only: bool = False,
         user_id: str = "",
@@ -191,14 +185,14 @@ class AsyncClient:
     ) -> tuple[list[Task], str]:
         """One page of tasks and the next page's token ("" on the last page)."""
         request = task_service_pb2.ListTasksRequest(
-            statuses=[statuses.to_proto(status) for status in statuses_],
+            statuses=[wire.status_to_proto(status) for status in statuses],
             parent_id=parent_id,
             roots_only=roots_only,
             user_id=user_id,
             page_size=page_size,
             page_token=page_token,
         )
-        reply = await self._call(self.stub.ListTasks(request, timeout=self._timeout))
+        reply = await self._call(self.stub.ListTasks(request, timeout=self.config.timeout))
         return [Task.from_proto(task) for task in reply.tasks], reply.next_page_token
 
     async def list_tasks(self, **filters: Any) -> AsyncIterator[Task]:
@@ -214,21 +208,21 @@ class AsyncClient:
     async def execute_task(self, task_id: str, *, request_id: str = "") -> Task:
         """Start the task and its whole subtree; returns the task as it is now."""
         request = task_service_pb2.ExecuteTaskRequest(id=task_id, request_id=request_id)
-        reply = await self._call(self.stub.ExecuteTask(request, timeout=self._timeout))
+        reply = await self._call(self.stub.ExecuteTask(request, timeout=self.config.timeout))
         return Task.from_proto(reply.task)
 
     async def cancel_task(self, task_id: str, *, request_id: str = "") -> list[str]:
         """Cancel the task and everything unfinished below it (running executors are
         interrupted); returns the ids this call cancelled. Idempotent."""
         request = task_service_pb2.CancelTaskRequest(id=task_id, request_id=request_id)
-        reply = await self._call(self.stub.CancelTask(request, timeout=self._timeout))
+        reply = await self._call(self.stub.CancelTask(request, timeout=self.config.timeout))
         return list(reply.cancelled_task_ids)
 
     async def retry_task(self, task_id: str, *, request_id: str = "") -> list[str]:
         """Run a failed or cancelled task again, with its failed or cancelled descendants
         and the dependents that failed because of them; returns their ids."""
         request = task_service_pb2.RetryTaskRequest(id=task_id, request_id=request_id)
-        reply = await self._call(self.stub.RetryTask(request, timeout=self._timeout))
+        reply = await self._call(self.stub.RetryTask(request, timeout=self.config.timeout))
         return list(reply.retried_task_ids)
 
     async def copy_task_tree(
@@ -244,7 +238,7 @@ class AsyncClient:
         request = task_service_pb2.CopyTaskTreeRequest(
             id=task_id, only_unfinished=only_unfinished, execute=execute, request_id=request_id
         )
-        reply = await self._call(self.stub.CopyTaskTree(request, timeout=self._timeout))
+        reply = await self._call(self.stub.CopyTaskTree(request, timeout=self.config.timeout))
         copies = {task.id: Task.from_proto(task) for task in reply.tasks}
         return {original: copies[copy] for original, copy in reply.task_ids.items()}
 
@@ -263,26 +257,30 @@ class AsyncClient:
         request = task_service_pb2.UpdateTaskRequest(task=message, request_id=request_id)
         request.update_mask.paths.extend(sorted(fields))
         return Task.from_proto(
-            await self._call(self.stub.UpdateTask(request, timeout=self._timeout))
+            await self._call(self.stub.UpdateTask(request, timeout=self.config.timeout))
         )
 
     async def delete_task(self, task_id: str, *, etag: str = "", request_id: str = "") -> list[str]:
         """Delete a pending subtree that nothing else depends on; returns the deleted ids."""
         request = task_service_pb2.DeleteTaskRequest(id=task_id, etag=etag, request_id=request_id)
-        reply = await self._call(self.stub.DeleteTask(request, timeout=self._timeout))
+        reply = await self._call(self.stub.DeleteTask(request, timeout=self.config.timeout))
         return list(reply.deleted_task_ids)
 
     async def explain_task(self, task_id: str) -> Explanation:
         """Why the task is not running (yet): dependencies, limits, queue position."""
         request = task_service_pb2.ExplainTaskRequest(id=task_id)
-        reply = await self._call(self.stub.ExplainTask(request, timeout=self._timeout))
+        reply = await self._call(self.stub.ExplainTask(request, timeout=self.config.timeout))
         return Explanation(
             task=Task.from_proto(reply.task),
             reasons=list(reply.reasons),
             summary=reply.summary,
             waiting_dependencies=[
                 WaitingDependency(
-                    d.id, d.name, statuses.from_proto(d.status), d.required, d.execution_requested
+                    d.id,
+                    d.name,
+                    wire.status_from_proto(d.status),
+                    d.required,
+                    d.execution_requested,
                 )
                 for d in reply.waiting_dependencies
             ],
@@ -296,10 +294,9 @@ class AsyncClient:
 
     async def list_executors(self) -> list[Executor]:
         request = task_service_pb2.ListExecutorsRequest()
-        reply = await self._call(self.stub.ListExecutors(request, timeout=self._timeout))
+        reply = await self._call(self.stub.ListExecutors(request, timeout=self.config.timeout))
         return [
-            Executor(e.id, e.description, _json.from_struct(e.input_schema))
-            for e in reply.executors
+            Executor(e.id, e.description, wire.from_struct(e.input_schema)) for e in reply.executors
         ]
 
     async def watch(

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf import timestamp_pb2
 
-from taskgrove import _json, statuses
+from taskgrove.domain import statuses, wire
 from taskgrove.v1 import event_pb2, task_pb2
 
 
@@ -55,7 +55,8 @@ class Task:
     progress_message: str = ""
     attempt: int = 0
     max_attempts: int = 1
-    timeout_seconds: float | None = None
+    retry_backoff: timedelta = timedelta(seconds=1)
+    timeout: timedelta | None = None
     original_task_id: str | None = None
     has_children: bool = False
     execution_requested: bool = False
@@ -80,29 +81,28 @@ class Task:
             error = TaskError(
                 message.error.reason,
                 message.error.message,
-                _json.from_struct(message.error.details),
+                wire.from_struct(message.error.details),
             )
         return cls(
             id=message.id,
             name=message.name,
             user_id=message.user_id,
-            status=statuses.from_proto(message.status),
+            status=wire.status_from_proto(message.status),
             parent_id=message.parent_id or None,
             root_id=message.root_id,
             executor=message.executor or None,
             priority=message.priority,
             dependencies=[{"id": d.id, "required": d.required} for d in message.dependencies],
-            inputs=_json.from_struct(message.inputs),
-            params=_json.from_struct(message.params),
-            result=_json.from_value(message.result) if message.HasField("result") else None,
+            inputs=wire.from_struct(message.inputs),
+            params=wire.from_struct(message.params),
+            result=wire.from_value(message.result) if message.HasField("result") else None,
             error=error,
             progress=message.progress,
             progress_message=message.progress_message,
             attempt=message.attempt,
             max_attempts=message.max_attempts,
-            timeout_seconds=message.timeout.ToTimedelta().total_seconds()
-            if message.HasField("timeout")
-            else None,
+            retry_backoff=message.retry_backoff.ToTimedelta(),
+            timeout=message.timeout.ToTimedelta() if message.HasField("timeout") else None,
             original_task_id=message.original_task_id or None,
             has_children=message.has_children,
             execution_requested=message.execution_requested,
@@ -116,7 +116,7 @@ class Task:
 
 _EVENT_TYPES = {
     event_pb2.TASK_EVENT_TYPE_CREATED: "created",
-    event_pb2.TASK_EVENT_TYPE_STATUS_CHANGED: "status",
+    event_pb2.TASK_EVENT_TYPE_STATUS_CHANGED: "status_changed",
     event_pb2.TASK_EVENT_TYPE_PROGRESS: "progress",
     event_pb2.TASK_EVENT_TYPE_DELETED: "deleted",
 }
@@ -124,7 +124,8 @@ _EVENT_TYPES = {
 
 @dataclass(frozen=True, slots=True)
 class TaskEvent:
-    """One state change. `type` is "created", "status", "progress" or "deleted"."""
+    """One state change. `type` is "created", "status_changed", "progress" or "deleted"
+    (the proto's `TaskEventType` names)."""
 
     sequence: int
     task_id: str
@@ -149,7 +150,7 @@ class TaskEvent:
             error = TaskError(
                 message.error.reason,
                 message.error.message,
-                _json.from_struct(message.error.details),
+                wire.from_struct(message.error.details),
             )
         previous = message.previous_status
         return cls(
@@ -160,8 +161,8 @@ class TaskEvent:
             parent_id=message.parent_id or None,
             name=message.name,
             type=_EVENT_TYPES.get(message.type, "unknown"),
-            status=statuses.from_proto(message.status),
-            previous_status=statuses.from_proto(previous) if previous else None,
+            status=wire.status_from_proto(message.status),
+            previous_status=wire.status_from_proto(previous) if previous else None,
             progress=message.progress,
             progress_message=message.progress_message,
             error=error,

@@ -10,15 +10,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pytest
-from taskgrove_server.errors import Code, TaskgroveError
+from taskgrove_server.errors import Code, ServiceError
 from taskgrove_server.executors import ExecutorRegistry
-from taskgrove_server.validation import (
+from taskgrove_server.service.limits import MAX_NAME_LENGTH
+from taskgrove_server.service.specs import TaskSpec
+from taskgrove_server.service.validation import (
     DEFAULT_OWNER,
     DEFAULT_PRIORITY,
-    MAX_NAME_LENGTH,
     ExistingTask,
     ResolvedTask,
-    TaskSpec,
     ValidatedTree,
     find_cycle,
     validate_new_tasks,
@@ -45,7 +45,7 @@ def spec(
         "ref": ref,
         "field": f"tasks[{index}]",
         "name": name,
-        "parent": parent,
+        "parent_id": parent,
         "user_id": "",
         "executor": "",
         "priority": None,
@@ -98,13 +98,13 @@ def validate(
 
 def rejected(
     specs: Sequence[TaskSpec], stored: Mapping[str, ExistingTask] | None = None
-) -> TaskgroveError:
-    with pytest.raises(TaskgroveError) as caught:
+) -> ServiceError:
+    with pytest.raises(ServiceError) as caught:
         validate(specs, stored)
     return caught.value
 
 
-def fields(error: TaskgroveError) -> list[tuple[str, str]]:
+def fields(error: ServiceError) -> list[tuple[str, str]]:
     return [(v.field, v.reason) for v in error.violations]
 
 
@@ -118,7 +118,7 @@ def assert_cycle(path: Sequence[str], expected: Sequence[str]) -> None:
     assert ring[start:] + ring[:start] == list(expected), path
 
 
-def cycle_error(error: TaskgroveError) -> list[str]:
+def cycle_error(error: ServiceError) -> list[str]:
     """The cycle path of a DEPENDENCY_CYCLE error, checked for consistency."""
     assert error.code is Code.INVALID_ARGUMENT
     assert error.reason == "DEPENDENCY_CYCLE"
@@ -137,10 +137,10 @@ def cycle_error(error: TaskgroveError) -> list[str]:
 def test_single_task_defaults() -> None:
     result = validate([spec("task", 0)])
     assert result.attach_parent is None
-    assert result.owner == DEFAULT_OWNER
+    assert result.user_id == DEFAULT_OWNER
     [task] = result.tasks
     assert task.executor == SLEEP  # chosen by name
-    assert task.owner == DEFAULT_OWNER
+    assert task.user_id == DEFAULT_OWNER
     assert task.priority == DEFAULT_PRIORITY == 2
     assert task.parent_is_local is False
 
@@ -184,15 +184,15 @@ def test_owner_comes_from_top_task_and_applies_to_all() -> None:
     result = validate(
         tree(spec("root", 0, "root_task", user_id="alice"), spec("a", 0, parent="root"))
     )
-    assert result.owner == "alice"
-    assert {task.owner for task in result.tasks} == {"alice"}
+    assert result.user_id == "alice"
+    assert {task.user_id for task in result.tasks} == {"alice"}
 
 
 def test_attached_tree_inherits_parent_owner() -> None:
     parent = existing("P", user="bob", group=True)
     result = validate([spec("t", 0, parent="P")], by_id(parent))
     assert result.attach_parent == parent
-    assert result.owner == "bob"
+    assert result.user_id == "bob"
     assert result.tasks[0].parent_is_local is False
 
 
@@ -550,9 +550,9 @@ def resolved(specs: Sequence[TaskSpec]) -> list[ResolvedTask]:
         ResolvedTask(
             spec=item,
             executor=item.name if item.name in REGISTRY else None,
-            owner=DEFAULT_OWNER,
+            user_id=DEFAULT_OWNER,
             priority=DEFAULT_PRIORITY,
-            parent_is_local=item.parent is not None,
+            parent_is_local=item.parent_id is not None,
         )
         for item in specs
     ]

@@ -4,25 +4,30 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from sqlalchemy import RowMapping
-from taskgrove.v1 import task_pb2
+from taskgrove.domain import reasons
 
-from taskgrove_server.api.convert import spec_from_proto
-from taskgrove_server.creation import DEFAULT_RETRY_BACKOFF_MS, TaskCreator
 from taskgrove_server.engine.changes import UPDATABLE, TaskChanges
 from taskgrove_server.errors import FieldViolation, invalid
 from taskgrove_server.executors import ExecutorRegistry
-from taskgrove_server.validation import (
+from taskgrove_server.service.creation import DEFAULT_RETRY_BACKOFF_MS, TaskCreator
+from taskgrove_server.service.specs import TaskSpec, spec_from_stored
+from taskgrove_server.service.validation import (
     DEFAULT_PRIORITY,
     resolve_executor,
-    spec_from_stored,
     validate_new_tasks,
 )
+from taskgrove_server.storage.records import TaskRow
+
+# Mask path -> TaskSpec attribute.
+_SPEC_FIELDS = {path: path for path in UPDATABLE} | {
+    "retry_backoff": "retry_backoff_ms",
+    "timeout": "timeout_ms",
+}
 
 
 async def validated_changes(
-    row: RowMapping,
-    task: task_pb2.Task,
+    row: TaskRow,
+    wanted: TaskSpec,
     paths: list[str],
     creator: TaskCreator,
     registry: ExecutorRegistry,
@@ -30,33 +35,34 @@ async def validated_changes(
     """Check the mask and the task as it would be after the update (same rules as
     creation, cycles included); raises INVALID_ARGUMENT."""
     if not paths:
-        raise invalid([FieldViolation("update_mask", "name the fields to update", "EMPTY_MASK")])
+        raise invalid(
+            [FieldViolation("update_mask", "name the fields to update", reasons.EMPTY_MASK)]
+        )
     bad = [path for path in paths if path not in UPDATABLE]
     if bad:
         raise invalid(
             [
                 FieldViolation(
                     f"update_mask.paths[{paths.index(path)}]",
-                    f"{path!r} cannot be updated; updatable: {', '.join(UPDATABLE)}",
-                    "FIELD_NOT_UPDATABLE",
+                    f"{path[:100]!r} cannot be updated; updatable: {', '.join(UPDATABLE)}",
+                    reasons.FIELD_NOT_UPDATABLE,
                 )
-                for path in bad
+                for path in bad[:20]
             ]
         )
-    stored = spec_from_stored(row, "task", row["parent_id"])
-    wanted = spec_from_proto(task, ref=row["id"], field="task")
+    stored = spec_from_stored(row, "task", row.parent_id)
     merged = replace(
         stored, **{_SPEC_FIELDS[path]: getattr(wanted, _SPEC_FIELDS[path]) for path in paths}
     )
     if merged.max_attempts == 0:
         merged.max_attempts = 1
-    if resolve_executor(merged, registry) != row["executor"]:
+    if resolve_executor(merged, registry) != row.executor:
         raise invalid(
             [
                 FieldViolation(
                     "task.name",
                     "a rename may not change which executor runs the task",
-                    "EXECUTOR_NOT_UPDATABLE",
+                    reasons.EXECUTOR_NOT_UPDATABLE,
                 )
             ]
         )
@@ -83,10 +89,3 @@ async def validated_changes(
         changes.timeout_ms = merged.timeout_ms
         changes.clear_timeout = merged.timeout_ms is None
     return changes
-
-
-# Mask path -> TaskSpec attribute.
-_SPEC_FIELDS = {path: path for path in UPDATABLE} | {
-    "retry_backoff": "retry_backoff_ms",
-    "timeout": "timeout_ms",
-}

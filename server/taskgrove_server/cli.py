@@ -1,0 +1,68 @@
+"""`taskgrove serve`: the server's sub-command of the `taskgrove` command line.
+
+The SDK's CLI finds this through the entry point group `taskgrove.cli` (it never imports
+the server itself), so the command exists only where the server is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from typing import Any
+
+from taskgrove_server.config import ServerConfig
+from taskgrove_server.storage.database import DatabaseInUse
+
+
+def add_serve_command(commands: Any) -> None:
+    """Add `serve` to the `taskgrove` command line's sub-commands."""
+    serve = commands.add_parser("serve", help="run the server (embedded SQLite by default)")
+    serve.add_argument(
+        "--address",
+        default=argparse.SUPPRESS,
+        help="host:port (env TASKGROVE_ADDRESS; 127.0.0.1:50051)",
+    )
+    serve.add_argument("--db", help="database URL (env TASKGROVE_DB; SQLite file by default)")
+    serve.add_argument("--max-concurrency", type=int, help="executor attempts at once")
+    serve.add_argument(
+        "--allow-command",
+        action="append",
+        default=[],
+        metavar="PROGRAM",
+        help="let command_executor run PROGRAM (repeatable; env TASKGROVE_ALLOW_COMMANDS "
+        "comma-separated); without any, command_executor is disabled",
+    )
+    serve.set_defaults(handler=run_serve)
+
+
+def config_from(args: argparse.Namespace) -> ServerConfig:
+    """The environment's configuration with the flags applied over it."""
+    config = ServerConfig.from_env()
+    if getattr(args, "address", None):
+        config.address = args.address
+    if args.db:
+        config.db_url = args.db
+    if args.max_concurrency:
+        config.max_concurrency = args.max_concurrency
+    if args.allow_command:
+        config.allowed_commands = [*config.allowed_commands, *args.allow_command]
+    return config
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from taskgrove_server.app import serve
+
+    config = config_from(args)
+    logging.basicConfig(level=os.environ.get("TASKGROVE_LOG_LEVEL", "INFO"))
+    try:
+        asyncio.run(serve(config))
+    except DatabaseInUse as error:
+        print(f"taskgrove serve: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"taskgrove serve: {error}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,265 @@
+"""Running attempts: claiming ready tasks, starting executors once the claim is durable,
+recording how they end, retrying with backoff, and reporting progress.
+
+An attempt holds its node's id and number, never the node itself past its start: the tree
+may be let go and loaded again while the executor runs, and the outcome goes to whatever
+node the engine holds for that task then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import random
+from collections.abc import Callable
+from typing import Any
+
+from taskgrove.domain import reasons, statuses
+
+from taskgrove_server.clock import now_us
+from taskgrove_server.engine.attempt import AttemptOutcome, run_attempt
+from taskgrove_server.engine.node import Node
+from taskgrove_server.engine.ready_queue import ReadyQueue
+from taskgrove_server.engine.transitions import Transitions, failure
+from taskgrove_server.engine.tree_cache import TreeCache
+from taskgrove_server.events.event import PROGRESS
+from taskgrove_server.executors import ExecutionContext, ExecutorRegistry
+from taskgrove_server.storage.reads import TaskReads
+from taskgrove_server.storage.writer import Writer
+
+_MAX_BACKOFF_S = 300.0
+_PROGRESS_WRITE_INTERVAL_US = 100_000
+
+
+def backoff_seconds(base_ms: int, attempt: int) -> float:
+    """Exponential backoff with full jitter on the upper half."""
+    ceiling = min(_MAX_BACKOFF_S, (base_ms / 1000) * 2.0 ** (attempt - 1))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+class AttemptRunner:
+    def __init__(
+        self,
+        registry: ExecutorRegistry,
+        cache: TreeCache,
+        transitions: Transitions,
+        queue: ReadyQueue,
+        reads: TaskReads,
+        writer: Writer,
+        settle: Callable[[], None],
+        *,
+        max_result_bytes: int,
+    ) -> None:
+        self._registry = registry
+        self._cache = cache
+        self._transitions = transitions
+        self._queue = queue
+        self._reads = reads
+        self._writer = writer
+        self._settle = settle
+        self._max_result_bytes = max_result_bytes
+        self._attempts: dict[str, tuple[int, asyncio.Task[None]]] = {}
+        """Task id -> (attempt number, the asyncio task running it)."""
+        self._claimed: dict[str, tuple[Node, int]] = {}
+        """Attempts claimed and not yet ended (launched or not): handed back on close."""
+        self._relaunches: set[asyncio.Task[None]] = set()
+        self.closing = False
+
+    def is_running(self, task_id: str, attempt: int) -> bool:
+        """Whether this attempt of the task is claimed here and has not ended."""
+        claimed = self._claimed.get(task_id)
+        return claimed is not None and claimed[1] == attempt
+
+    def pump(self) -> None:
+        """Claim ready tasks while slots are free; each starts once its claim commits."""
+        while not self.closing:
+            node = self._queue.take()
+            if node is None:
+                return
+            node.attempt += 1
+            node.error = None
+            node.progress = 0.0
+            node.progress_message = ""
+            self._transitions.set_status(node, statuses.IN_PROGRESS)
+            self._claimed[node.id] = (node, node.attempt)
+            self._writer.after_commit(functools.partial(self._launch, node, node.attempt))
+
+    def cancel(self, task_id: str) -> None:
+        """Interrupt a running attempt (its task was cancelled)."""
+        running = self._attempts.get(task_id)
+        if running is not None:
+            running[1].cancel()
+
+    def begin_close(self) -> list[asyncio.Task[None]]:
+        """Stop claiming, hand back every claimed attempt, interrupt the running ones.
+
+        Handing back happens here, not in the attempts' clean-up: an attempt cancelled
+        before its first step never runs its clean-up."""
+        self.closing = True
+        for node, attempt in list(self._claimed.values()):
+            self._give_back(node, attempt)
+        tasks = [task for _, task in self._attempts.values()]
+        for task in tasks:
+            task.cancel()
+        return tasks
+
+    # ----------------------------------------------------------------- one attempt
+
+    def _launch(self, node: Node, attempt: int) -> None:
+        if not self.is_running(node.id, attempt):
+            return  # handed back (shutdown) before its claim committed
+        if node.detached:
+            # The tree was let go (a refused write) after the claim: whether the claim
+            # is durable shows once it is loaded again.
+            task = asyncio.create_task(self._relaunch(node, attempt), name=f"relaunch-{node.id}")
+            self._relaunches.add(task)
+            task.add_done_callback(self._relaunches.discard)
+            return
+        if node.status != statuses.IN_PROGRESS or node.attempt != attempt:
+            self._end(node, attempt)  # cancelled between its claim and the claim's commit
+            self._settle()
+            return
+        self._start(node, attempt)
+
+    async def _relaunch(self, stale: Node, attempt: int) -> None:
+        await self._cache.ensure_loaded(stale.root_id)
+        node = self._cache.get(stale.id)
+        if node is not None and node.status == statuses.IN_PROGRESS and node.attempt == attempt:
+            self._claimed[node.id] = (node, attempt)
+            self._start(node, attempt)
+        else:
+            self._end(stale, attempt)
+            self._settle()
+
+    def _start(self, node: Node, attempt: int) -> None:
+        task = asyncio.create_task(self._run(node, attempt), name=f"task-{node.id}")
+        self._attempts[node.id] = (attempt, task)
+
+    async def _run(self, node: Node, attempt: int) -> None:
+        task_id, root_id = node.id, node.root_id
+        try:
+            try:
+                outcome = await self._execute(node, attempt)
+            finally:
+                if self._attempts.get(task_id, (0,))[0] == attempt:
+                    del self._attempts[task_id]
+            if self._cache.get(task_id) is None:
+                # The tree was let go while the attempt ran: the outcome goes to it
+                # reloaded (the claim, still held, keeps the reload from abandoning it).
+                await self._cache.ensure_loaded(root_id)
+            self._record(task_id, attempt, outcome)
+        except asyncio.CancelledError:
+            if not self.closing:  # cancelled by CancelTask, which recorded it: free the slot
+                asyncio.get_running_loop().call_soon(self._settle)
+            raise
+        finally:
+            self._end(node, attempt)
+        self._settle()
+
+    async def _execute(self, node: Node, attempt: int) -> AttemptOutcome:
+        assert node.executor is not None
+        executor = self._registry.get(node.executor)
+        if executor is None:
+            return AttemptOutcome(
+                statuses.FAILED,
+                error=failure(
+                    reasons.UNKNOWN_EXECUTOR, f"executor {node.executor!r} is not registered"
+                ),
+            )
+        context = ExecutionContext(
+            task_id=node.id,
+            root_id=node.root_id,
+            name=node.name,
+            user_id=node.user_id,
+            attempt=attempt,
+            inputs=node.inputs,
+            params=node.params,
+            dependency_results=await self._dependency_results(node),
+            report_progress=functools.partial(self._report_progress, node, attempt),
+        )
+        timeout = node.timeout_ms / 1000 if node.timeout_ms else None
+        return await run_attempt(executor, context, timeout, self._max_result_bytes)
+
+    def _end(self, node: Node, attempt: int) -> None:
+        """The attempt's slot is free (once per claimed attempt)."""
+        if self.is_running(node.id, attempt):
+            del self._claimed[node.id]
+            assert node.executor is not None
+            self._queue.release(node.executor)
+
+    async def _dependency_results(self, node: Node) -> dict[str, Any]:
+        results: dict[str, Any] = {}
+        missing = []
+        for dep_id in node.dependencies:
+            dep = self._cache.get(dep_id)
+            if dep is None:
+                missing.append(dep_id)
+            elif dep.status == statuses.COMPLETED and not dep.is_group:
+                results[dep_id] = dep.result
+        if missing:
+            for dep_id, row in (await self._reads.get_many(missing)).items():
+                if row.status == statuses.COMPLETED and row.executor is not None:
+                    results[dep_id] = row.result
+        return results
+
+    def _record(self, task_id: str, attempt: int, outcome: AttemptOutcome) -> None:
+        node = self._cache.get(task_id)
+        if node is None or node.status != statuses.IN_PROGRESS or node.attempt != attempt:
+            return  # the task moved on (e.g. cancelled) while the attempt ran
+        if outcome.status == statuses.FAILED and node.attempt < node.max_attempts:
+            node.error = outcome.error
+            delay = backoff_seconds(node.retry_backoff_ms, node.attempt)
+            node.retry_at_us = now_us() + int(delay * 1_000_000)
+            self._transitions.set_status(node, statuses.PENDING)
+            asyncio.get_running_loop().call_later(delay, self._retry_due, node)
+        else:
+            self._transitions.finish(
+                node, outcome.status, result=outcome.result, error=outcome.error
+            )
+
+    def _retry_due(self, node: Node) -> None:
+        node.retry_at_us = None
+        if (
+            node.status == statuses.PENDING
+            and node.execution_requested
+            and not node.waiting
+            and not node.detached
+        ):
+            self._queue.push(node)
+            self._settle()
+
+    def _give_back(self, node: Node, attempt: int) -> None:
+        """Shutdown interrupted this attempt: it does not count, the task runs again later."""
+        if node.status == statuses.IN_PROGRESS and node.attempt == attempt:
+            node.attempt -= 1
+            self._transitions.set_status(node, statuses.PENDING)
+        self._end(node, attempt)
+
+    # ----------------------------------------------------------------- progress
+
+    def _report_progress(
+        self, node: Node, attempt: int, fraction: float, message: str = ""
+    ) -> None:
+        if node.status != statuses.IN_PROGRESS or node.attempt != attempt or node.detached:
+            return
+        node.progress = min(1.0, max(0.0, float(fraction)))
+        # Stored as text: no NUL (PostgreSQL refuses it), no novel.
+        node.progress_message = str(message).replace("\x00", "")[:1000]
+        self._transitions.carry_progress(node)
+        # Rate-limited: at most one stored progress change per task per 100 ms, and the
+        # latest value is always stored (a trailing write covers the rest).
+        wait_us = node.progress_written_us + _PROGRESS_WRITE_INTERVAL_US - now_us()
+        if wait_us <= 0:
+            self._write_progress(node, attempt)
+        elif not node.progress_flush_pending:
+            node.progress_flush_pending = True
+            asyncio.get_running_loop().call_later(
+                wait_us / 1_000_000, self._write_progress, node, attempt
+            )
+
+    def _write_progress(self, node: Node, attempt: int) -> None:
+        node.progress_flush_pending = False
+        if node.status != statuses.IN_PROGRESS or node.attempt != attempt:
+            return
+        node.progress_written_us = now_us()
+        self._transitions.persist(node, statuses.IN_PROGRESS, PROGRESS)

@@ -1,0 +1,131 @@
+"""State changes of loaded tasks, and what they imply for the groups above them.
+
+Every change is decided here in memory and queued on the writer with its event, under the
+status guard of the state it left (see storage/writer.py for what happens when the
+database refuses it). Finished tasks are collected for the engine to propagate.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from taskgrove.domain import statuses
+from taskgrove.domain.aggregation import derived_status
+
+from taskgrove_server.clock import now_us
+from taskgrove_server.engine.node import Node
+from taskgrove_server.engine.tree_cache import TreeCache
+from taskgrove_server.events.event import STATUS_CHANGED
+from taskgrove_server.storage.writer import Writer
+from taskgrove_server.storage.writes import UpdateState
+
+
+def failure(reason: str, message: str, **details: Any) -> dict[str, Any]:
+    """A task's `error`: a stable reason, a message and JSON details."""
+    return {"reason": reason, "message": message, "details": details}
+
+
+class Transitions:
+    def __init__(self, writer: Writer, cache: TreeCache) -> None:
+        self._writer = writer
+        self._cache = cache
+        self.finished: deque[Node] = deque()
+        """Tasks that reached a terminal status, for their dependents to hear of."""
+
+    def persist(self, node: Node, expected: str, event_type: str | None) -> None:
+        """Queue the node's state, guarded by `expected`, with an event of `event_type`."""
+        if node.detached:
+            return  # its tree was let go: the database holds the truth
+        event = node.event(event_type, expected) if event_type is not None else None
+        self._writer.queue(UpdateState(node.state_change(expected), event, node.root_id))
+        node.version += 1
+
+    def set_status(self, node: Node, status: str, *, expected: str | None = None) -> None:
+        old = node.status
+        node.status = status
+        now = now_us()
+        if status == statuses.IN_PROGRESS and node.started_us is None:
+            node.started_us = now
+        if status in statuses.TERMINAL:
+            node.ended_us = now
+            self.finished.append(node)
+            if not node.is_group and node.execution_requested:
+                tree = self._cache.tree(node.root_id)
+                if tree is not None:
+                    tree.active -= 1
+                self._cache.touch(node.root_id)
+        self.persist(node, expected or old, STATUS_CHANGED)
+        if not node.is_group:
+            self._adjust_ancestors(node, old)
+
+    def finish(
+        self,
+        node: Node,
+        status: str,
+        *,
+        result: Any = None,
+        error: dict[str, Any] | None = None,
+        expected: str | None = None,
+    ) -> None:
+        node.result = result
+        node.error = error
+        if status == statuses.COMPLETED:
+            node.progress = 1.0
+        self.set_status(node, status, expected=expected)
+
+    def recover(self, node: Node, message: str) -> None:
+        """An in-progress task whose attempt is gone: run it again, or abandon it."""
+        if node.attempt < node.max_attempts:
+            node.status = statuses.PENDING
+            self.persist(node, statuses.IN_PROGRESS, STATUS_CHANGED)
+            self._adjust_ancestors(node, statuses.IN_PROGRESS)
+        else:
+            self.finish(
+                node,
+                statuses.FAILED,
+                error=failure("ABANDONED", message),
+                expected=statuses.IN_PROGRESS,
+            )
+
+    def carry_progress(self, node: Node) -> None:
+        """A running task reported progress: add the difference to its groups."""
+        contribution = node.current_contribution()
+        delta = contribution - node.contribution
+        if delta:
+            node.contribution = contribution
+            for ancestor in node.ancestors():
+                ancestor.progress_total += delta
+
+    def refresh_group(self, group: Node) -> None:
+        """Derive a group's status again from its counters (DESIGN section 3)."""
+        assert group.counts is not None
+        status = derived_status(group.counts, execution_requested=group.execution_requested)
+        if status == group.status:
+            return
+        group.progress = group.group_progress(status)
+        if status not in statuses.TERMINAL:
+            group.ended_us = None
+        self.set_status(group, status)
+
+    def refresh_groups_above(self, nodes: list[Node]) -> None:
+        """New or removed tasks change the groups above them."""
+        above = {a.id: a for node in nodes for a in node.ancestors() if a.is_group}
+        for group in sorted(above.values(), key=_depth, reverse=True):
+            self.refresh_group(group)
+
+    def _adjust_ancestors(self, node: Node, old_status: str) -> None:
+        """Carry a task's new status (and progress) into the counters of its groups."""
+        contribution = node.current_contribution()
+        delta = contribution - node.contribution
+        node.contribution = contribution
+        for ancestor in node.ancestors():
+            if ancestor.counts is not None:
+                ancestor.counts.add(old_status, -1)
+                ancestor.counts.add(node.status)
+                ancestor.progress_total += delta
+                self.refresh_group(ancestor)
+
+
+def _depth(node: Node) -> int:
+    return sum(1 for _ in node.ancestors())

@@ -1,0 +1,149 @@
+"""Creating tasks: look up what a request refers to, validate it whole, store it in one
+commit (executing it too when asked)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+from taskgrove.domain import statuses
+
+from taskgrove_server.clock import now_us
+from taskgrove_server.engine import Engine
+from taskgrove_server.executors import ExecutorRegistry
+from taskgrove_server.ids import new_id
+from taskgrove_server.service.specs import Created, TaskSpec
+from taskgrove_server.service.validation import ExistingTask, ValidatedTree, validate_new_tasks
+from taskgrove_server.storage.reads import TaskReads
+from taskgrove_server.storage.records import TaskRow
+
+DEFAULT_RETRY_BACKOFF_MS = 1000
+
+
+def _existing(row: TaskRow, children: Sequence[str] = ()) -> ExistingTask:
+    return ExistingTask(
+        id=row.id,
+        root_id=row.root_id,
+        user_id=row.user_id,
+        is_group=row.is_group,
+        dependencies=tuple(dep["id"] for dep in row.dependencies),
+        children=tuple(children),
+    )
+
+
+class TaskCreator:
+    def __init__(self, reads: TaskReads, engine: Engine, registry: ExecutorRegistry) -> None:
+        self._reads = reads
+        self._engine = engine
+        self._registry = registry
+
+    async def create(self, specs: Sequence[TaskSpec], *, execute: bool = False) -> Created:
+        """Validate `specs` as one tree and store it atomically (raises ServiceError);
+        with `execute`, the same commit requests its execution."""
+        existing = await self.load_referenced(specs)
+        tree = validate_new_tasks(specs, existing, self._registry)
+        rows, ids = _rows(tree, execute=execute)
+        refs = [spec.ref for spec in specs]
+        under = tree.attach_parent.id if tree.attach_parent else None
+        # A large tree's specs are not needed any more: let them go before the write.
+        del specs, existing, tree
+        await self._engine.create(rows, under=under)
+        return Created(rows=rows, ids=ids, refs=refs)
+
+    async def load_referenced(self, specs: Sequence[TaskSpec]) -> dict[str, ExistingTask]:
+        """Stored tasks the request names, plus what a waits-for cycle could pass through.
+
+        A cycle through stored tasks must come back into the new tasks, which is only
+        possible through the parent they are attached under and its ancestors (groups wait
+        for their subtree). So the walk runs only when the tree is attached under a parent
+        and depends on stored tasks.
+        """
+        local = {spec.ref for spec in specs}
+        parents = {
+            s.parent_id for s in specs if s.parent_id is not None and s.parent_id not in local
+        }
+        deps = {dep for s in specs for dep, _ in s.dependencies if dep not in local}
+        rows = await self._reads.get_many(parents | deps)
+        existing = {task_id: _existing(row) for task_id, row in rows.items()}
+        attach = [task_id for task_id in parents if task_id in rows]
+        if not attach or not deps:
+            return existing
+        # Ancestors of the attach point, each with its child on the chain.
+        chain = [attach[0], *await self._reads.ancestors(attach[0])]
+        chain_rows = await self._reads.get_many(chain)
+        for child, ancestor in itertools.pairwise(chain):
+            if ancestor in chain_rows:
+                existing[ancestor] = _existing(chain_rows[ancestor], [child])
+        # Everything reachable from the stored dependencies, with full children.
+        frontier = {dep for dep in deps if dep in rows}
+        expanded: set[str] = set()
+        while frontier:
+            expanded |= frontier
+            found = await self._reads.get_many(frontier)
+            children = await self._reads.children_of(found)
+            frontier = set()
+            for task_id, row in found.items():
+                task = _existing(row, children.get(task_id, []))
+                if task_id in existing and existing[task_id].children:
+                    # Keep the chain child too (it may be a new task's parent).
+                    merged = tuple(dict.fromkeys(task.children + existing[task_id].children))
+                    task = ExistingTask(
+                        task.id,
+                        task.root_id,
+                        task.user_id,
+                        task.is_group,
+                        task.dependencies,
+                        merged,
+                    )
+                existing[task_id] = task
+                frontier |= set(task.dependencies) | set(task.children)
+            frontier -= expanded
+        return existing
+
+
+def _rows(tree: ValidatedTree, *, execute: bool) -> tuple[list[TaskRow], dict[str, str]]:
+    ids = {task.spec.ref: new_id() for task in tree.tasks}
+    parent = tree.attach_parent
+    root_id = parent.root_id if parent else ids[tree.tasks[0].spec.ref]
+    with_children = {t.spec.parent_id for t in tree.tasks if t.parent_is_local}
+    now = now_us()
+    rows = []
+    for task in tree.tasks:
+        spec = task.spec
+        rows.append(
+            TaskRow(
+                id=ids[spec.ref],
+                parent_id=ids.get(spec.parent_id, spec.parent_id) if spec.parent_id else None,
+                root_id=root_id,
+                user_id=task.user_id,
+                name=spec.name,
+                executor=task.executor,
+                priority=task.priority,
+                dependencies=[
+                    {"id": ids.get(dep, dep), "required": required}
+                    for dep, required in spec.dependencies
+                ],
+                inputs=spec.inputs,
+                params=spec.params,
+                status=statuses.PENDING,
+                execution_requested=execute,
+                result=None,
+                error=None,
+                progress=0.0,
+                progress_message="",
+                attempt=0,
+                max_attempts=spec.max_attempts or 1,
+                retry_backoff_ms=DEFAULT_RETRY_BACKOFF_MS
+                if spec.retry_backoff_ms is None
+                else spec.retry_backoff_ms,
+                timeout_ms=spec.timeout_ms,
+                original_task_id=spec.original_task_id,
+                has_children=spec.ref in with_children,
+                created_us=now,
+                started_us=None,
+                updated_us=now,
+                ended_us=None,
+                version=1,
+            )
+        )
+    return rows, ids

@@ -1,0 +1,20 @@
+"""Bounds on every value a request may carry (DESIGN section 8), checked before anything
+is written, so that neither the database nor protobuf ever refuses what was accepted."""
+
+from __future__ import annotations
+
+from typing import Final
+
+MAX_NAME_LENGTH: Final = 255
+MAX_USER_ID_LENGTH: Final = 255
+MAX_EXECUTOR_LENGTH: Final = 255
+MAX_ID_LENGTH: Final = 255
+"""Client-local ids of CreateTaskTree; stored ids are 36-character UUIDs."""
+MAX_REQUEST_ID_LENGTH: Final = 255
+MAX_DEPENDENCIES: Final = 1000
+"""Per task."""
+MAX_ATTEMPTS: Final = 1000
+MAX_DURATION_MS: Final = 366 * 24 * 3600 * 1000
+"""Longest timeout or retry backoff (a year)."""
+MAX_JSON_BYTES: Final = 1024 * 1024
+"""Largest `inputs` or `params` (serialised)."""

@@ -1,0 +1,183 @@
+"""The use-cases of TaskService, one method each: plain records in, typed records out.
+
+The API layer turns protobuf into these arguments and their results back into protobuf;
+everything a request means happens here and below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+from taskgrove.domain import reasons, statuses
+from taskgrove.domain.aggregation import ProgressInput, group_progress
+
+from taskgrove_server.engine import Engine
+from taskgrove_server.engine.explain import Explanation
+from taskgrove_server.errors import invalid_field, not_found
+from taskgrove_server.executors import Executor, ExecutorRegistry
+from taskgrove_server.service.copying import copy_specs
+from taskgrove_server.service.creation import TaskCreator
+from taskgrove_server.service.specs import Created, TaskSpec
+from taskgrove_server.service.updating import validated_changes
+from taskgrove_server.storage.reads import ListFilter
+from taskgrove_server.storage.records import TaskRow
+from taskgrove_server.storage.store import TaskStore
+from taskgrove_server.storage.writer import storage_unavailable
+
+
+class Tasks:
+    def __init__(
+        self, store: TaskStore, engine: Engine, registry: ExecutorRegistry, *, max_tree_size: int
+    ) -> None:
+        self._reads = store.reads
+        self._writer = store.writer
+        self._engine = engine
+        self._registry = registry
+        self._creator = TaskCreator(store.reads, engine, registry)
+        self.max_tree_size = max_tree_size
+
+    # ------------------------------------------------------------------ creation
+
+    async def create_task(self, spec: TaskSpec) -> TaskRow:
+        self.require_storage()
+        created = await self._creator.create([spec])
+        return await self.get(created.top.id)
+
+    async def create_tree(self, specs: Sequence[TaskSpec], *, execute: bool) -> Created:
+        """Create a tree atomically; with `execute`, creation and the execution request
+        are one commit (a tree asked to run always runs)."""
+        if not specs:
+            raise invalid_field("tasks", reasons.EMPTY_TREE, "at least one task is required")
+        if len(specs) > self.max_tree_size:
+            raise invalid_field(
+                "tasks",
+                reasons.TREE_TOO_LARGE,
+                f"{len(specs)} tasks exceed the limit of {self.max_tree_size}",
+            )
+        self.require_storage()
+        return await self._creator.create(specs, execute=execute)
+
+    async def copy(
+        self,
+        task_id: str,
+        *,
+        only_unfinished: bool,
+        execute: bool,
+        before_write: Callable[[list[TaskSpec]], None] | None = None,
+    ) -> Created:
+        """Copy a stored subtree as a new tree; `before_write` may refuse the copy once
+        its specs are known (e.g. a reply that would be too large)."""
+        _require_id(task_id)
+        rows = await self._reads.subtree(task_id)
+        if not rows:
+            raise not_found(reasons.TASK_NOT_FOUND, "task", task_id)
+        specs = copy_specs(rows, only_unfinished=only_unfinished)
+        if before_write is not None:
+            before_write(specs)
+        self.require_storage()
+        return await self._creator.create(specs, execute=execute)
+
+    # ------------------------------------------------------------------ reads
+
+    async def get(self, task_id: str, field: str = "id") -> TaskRow:
+        """The task as stored, groups with their subtree's progress."""
+        return await self._with_progress(await self._row(task_id, field))
+
+    async def get_tree(self, task_id: str, max_depth: int) -> list[TaskRow]:
+        if max_depth < 0:
+            raise invalid_field("max_depth", reasons.INVALID_DEPTH, "must be >= 0")
+        _require_id(task_id)
+        rows = await self._reads.subtree(task_id, max_depth)
+        if not rows:
+            raise not_found(reasons.TASK_NOT_FOUND, "task", task_id)
+        # Group progress needs the whole subtree, even when fewer levels are returned.
+        if max_depth == 0:
+            progress = group_progress(
+                [_progress_input(row) for row in rows]  # the rows are the whole subtree
+            )
+        else:
+            progress = group_progress(await self._reads.progress_inputs(task_id))
+        return [replace(row, progress=progress[row.id]) if row.is_group else row for row in rows]
+
+    async def list_tasks(self, flt: ListFilter) -> list[TaskRow]:
+        return [await self._with_progress(row) for row in await self._reads.list_tasks(flt)]
+
+    def executors(self) -> list[Executor]:
+        return list(self._registry)
+
+    async def explain(self, task_id: str) -> tuple[TaskRow, Explanation]:
+        row = await self._row(task_id)
+        why = await self._engine.explain(row.id, row.root_id)
+        return await self.get(row.id), why
+
+    # ------------------------------------------------------------------ control
+
+    async def execute(self, task_id: str) -> tuple[TaskRow, int]:
+        self.require_storage()
+        row = await self._row(task_id)
+        scheduled = await self._engine.execute(row.id, row.root_id)
+        return await self.get(task_id), scheduled
+
+    async def cancel(self, task_id: str) -> tuple[TaskRow, list[str]]:
+        self.require_storage()
+        row = await self._row(task_id)
+        cancelled = await self._engine.cancel(row.id, row.root_id)
+        return await self.get(task_id), cancelled
+
+    async def retry(self, task_id: str) -> tuple[TaskRow, list[str]]:
+        self.require_storage()
+        row = await self._row(task_id)
+        retried = await self._engine.retry(row.id, row.root_id)
+        return await self.get(task_id), retried
+
+    async def update(self, task_id: str, wanted: TaskSpec, paths: list[str], etag: str) -> TaskRow:
+        self.require_storage()
+        row = await self._row(task_id, "task.id")
+        changes = await validated_changes(row, wanted, paths, self._creator, self._registry)
+        await self._engine.update(row.id, row.root_id, changes, etag)
+        return await self.get(row.id)
+
+    async def delete(self, task_id: str, etag: str) -> list[str]:
+        self.require_storage()
+        row = await self._row(task_id)
+        return await self._engine.delete(row.id, row.root_id, etag)
+
+    # ------------------------------------------------------------------ helpers
+
+    def require_storage(self) -> None:
+        """New work waits for storage: refused (UNAVAILABLE) while it is failing."""
+        if not self._writer.available:
+            raise storage_unavailable()
+
+    async def _row(self, task_id: str, field: str = "id") -> TaskRow:
+        _require_id(task_id, field)
+        row = await self._reads.get(task_id)
+        if row is None:
+            raise not_found(reasons.TASK_NOT_FOUND, "task", task_id, field)
+        return row
+
+    async def _with_progress(self, row: TaskRow) -> TaskRow:
+        """A group's progress is its subtree's: from the engine's memory while its tree
+        runs; as stored once the group finished (nothing below changes after that without
+        loading the tree); else computed from the stored subtree."""
+        if not row.is_group:
+            return row
+        progress = self._engine.group_progress(row.id)
+        if progress is None:
+            if row.status in statuses.TERMINAL:
+                return row
+            progress = group_progress(await self._reads.progress_inputs(row.id))[row.id]
+        return replace(row, progress=progress)
+
+
+def _progress_input(row: TaskRow) -> ProgressInput:
+    return ProgressInput(row.id, row.parent_id, row.is_group, row.status, row.progress)
+
+
+def _require_id(task_id: str, field: str = "id") -> None:
+    if not task_id:
+        raise invalid_field(field, reasons.ID_REQUIRED, "id is required")
+    if len(task_id) > 64:
+        # Stored ids are 36-character UUIDs: a longer one names nothing.
+        raise not_found(reasons.TASK_NOT_FOUND, "task", task_id[:64] + "...", field)

@@ -1,0 +1,96 @@
+"""What the engine and the use-cases read from storage: the `TaskReads` interface, with
+`SqlReads` (repository.py) and `MemoryStore` (memory.py) behind it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from taskgrove.domain.aggregation import ProgressInput
+
+from taskgrove_server.storage.records import StoredResponse, TaskRow
+
+
+@dataclass(slots=True)
+class ListFilter:
+    statuses: Sequence[str] = ()
+    parent_id: str | None = None
+    roots_only: bool = False
+    user_id: str | None = None
+    after_seq: int = 0
+    """Only tasks stored after this insertion order (a page token's key)."""
+    limit: int = 100
+
+
+class TaskReads(Protocol):
+    async def get(self, task_id: str) -> TaskRow | None: ...
+
+    async def get_many(self, ids: Iterable[str]) -> dict[str, TaskRow]:
+        """The stored tasks among `ids`, by id."""
+        ...
+
+    async def children_of(self, ids: Iterable[str]) -> dict[str, list[str]]:
+        """Child ids of each given task, in creation order."""
+        ...
+
+    async def dependents_of(self, ids: Iterable[str]) -> list[tuple[str, str]]:
+        """(dependent id, dependency id) for every task depending on one of `ids`."""
+        ...
+
+    async def ancestors(self, task_id: str) -> list[str]:
+        """Ids from the task's parent up to its root."""
+        ...
+
+    async def subtree(self, task_id: str, max_depth: int = 0) -> list[TaskRow]:
+        """The task and its descendants (down to `max_depth` levels, 0 = all), parents
+        before children, siblings in creation order."""
+        ...
+
+    async def progress_inputs(self, task_id: str) -> list[ProgressInput]:
+        """What `group_progress` needs of each task of a subtree, parents first."""
+        ...
+
+    def tree(self, root_id: str, chunk: int = 2000) -> AsyncIterator[list[TaskRow]]:
+        """Every task of one tree in creation order, `chunk` rows at a time (a large tree
+        is never all in memory as rows)."""
+        ...
+
+    async def list_tasks(self, flt: ListFilter) -> list[TaskRow]: ...
+
+    async def active_roots(self) -> list[str]:
+        """Roots of trees with executing tasks that have not finished."""
+        ...
+
+    async def stored_response(self, request_id: str) -> StoredResponse | None: ...
+
+
+class _Linked(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def parent_id(self) -> str | None: ...
+
+
+L = TypeVar("L", bound=_Linked)
+
+
+def preorder(rows: Sequence[L], top_id: str) -> list[L]:
+    """Order rows parents-before-children, siblings by creation, starting at `top_id`."""
+    by_parent: dict[str | None, list[L]] = {}
+    top: L | None = None
+    for row in rows:
+        if row.id == top_id:
+            top = row
+        else:
+            by_parent.setdefault(row.parent_id, []).append(row)
+    if top is None:
+        return []
+    ordered: list[L] = []
+    stack = [top]
+    while stack:
+        row = stack.pop()
+        ordered.append(row)
+        stack.extend(reversed(by_parent.get(row.id, ())))
+    return ordered

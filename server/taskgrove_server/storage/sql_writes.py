@@ -1,0 +1,291 @@
+"""Committing the writer's batches to SQL: the statements for each kind of `Write`.
+
+One batch is one transaction. The hot writes (task inserts, state changes, events) of all
+the batch's writes go out as one executemany each; the rest run in queue order between.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine
+from taskgrove.domain import statuses
+
+from taskgrove_server.events.event import Event
+from taskgrove_server.storage.bulk import BulkStatement, json_columns
+from taskgrove_server.storage.committer import Committer, create_committer
+from taskgrove_server.storage.failures import is_transient
+from taskgrove_server.storage.records import INSERTED_COLUMNS, StateChange
+from taskgrove_server.storage.schema import (
+    event_compaction,
+    idempotency_keys,
+    task_dependencies,
+    task_events,
+    tasks,
+)
+from taskgrove_server.storage.writes import (
+    Applied,
+    DeleteTasks,
+    InsertTasks,
+    MarkExecutionRequested,
+    PruneHistory,
+    StoreResponse,
+    UpdateFields,
+    UpdateState,
+    Write,
+)
+
+# SQLite limits bound parameters per statement; stay well below it.
+IN_CHUNK = 500
+
+# One statement shape for every state change, so a batch is a single executemany.
+# The status guard makes a transition apply only from the state the engine saw.
+_UPDATE_STATE = BulkStatement(
+    tasks.update()
+    .where(tasks.c.id == bindparam("b_id"), tasks.c.status == bindparam("b_expected"))
+    .values(
+        status=bindparam("status"),
+        execution_requested=bindparam("execution_requested"),
+        attempt=bindparam("attempt"),
+        result=bindparam("result"),
+        error=bindparam("error"),
+        progress=bindparam("progress"),
+        progress_message=bindparam("progress_message"),
+        started_us=bindparam("started_us"),
+        ended_us=bindparam("ended_us"),
+        updated_us=bindparam("updated_us"),
+        version=tasks.c.version + 1,
+    ),
+    json_keys=("result", "error"),
+)
+_INSERT_TASKS = BulkStatement(tasks.insert(), json_keys=json_columns(tasks))
+_INSERT_EDGES = BulkStatement(task_dependencies.insert())
+_INSERT_EVENTS = BulkStatement(task_events.insert(), json_keys=json_columns(task_events))
+
+_task_values = operator.attrgetter(*INSERTED_COLUMNS)
+_EVENT_COLUMNS = tuple(column.name for column in task_events.columns)
+_event_values = operator.attrgetter(*_EVENT_COLUMNS)
+
+
+def _state_values(change: StateChange) -> dict[str, Any]:
+    return {
+        "b_id": change.task_id,
+        "b_expected": change.expected_status,
+        "status": change.status,
+        "execution_requested": change.execution_requested,
+        "attempt": change.attempt,
+        "result": change.result,
+        "error": change.error,
+        "progress": change.progress,
+        "progress_message": change.progress_message,
+        "started_us": change.started_us,
+        "ended_us": change.ended_us,
+        "updated_us": change.updated_us,
+    }
+
+
+def dependency_edges(task_id: str, dependencies: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of the reverse dependency index of one task."""
+    return [
+        {"task_id": task_id, "depends_on": dep["id"], "required": dep["required"]}
+        for dep in dependencies
+    ]
+
+
+def apply_writes(conn: Connection, writes: Sequence[Write]) -> Applied:
+    """Everything of one batch, in order, inside the caller's transaction."""
+    rows = [row for write in writes if isinstance(write, InsertTasks) for row in write.rows]
+    if rows:
+        _INSERT_TASKS.executemany_tuples(conn, INSERTED_COLUMNS, map(_task_values, rows))
+        edges = [edge for row in rows for edge in dependency_edges(row.id, row.dependencies)]
+        _INSERT_EDGES.executemany(conn, edges)
+    updates: list[tuple[int, UpdateState]] = []
+    for index, write in enumerate(writes):
+        if isinstance(write, UpdateState):
+            updates.append((index, write))
+        elif isinstance(write, InsertTasks):
+            if write.under is not None:
+                _mark_has_children(conn, write.under)
+        else:
+            _STATEMENTS[type(write)](conn, write)
+    applied = Applied()
+    if updates:
+        done = _UPDATE_STATE.executemany(conn, [_state_values(w.change) for _, w in updates])
+        # Drivers that cannot count an executemany report -1 (asyncpg).
+        if 0 <= done != len(updates):
+            applied.rejected = _rejected(conn, updates)
+    events: list[Event] = [
+        event
+        for index, write in enumerate(writes)
+        if index not in applied.rejected
+        for event in write.events
+    ]
+    if events:
+        _INSERT_EVENTS.executemany_tuples(conn, _EVENT_COLUMNS, map(_event_values, events))
+    return applied
+
+
+def _rejected(conn: Connection, updates: list[tuple[int, UpdateState]]) -> set[int]:
+    """Indexes of the updates that did not apply (only run when some did not).
+
+    A task's updates in one batch form a chain (each expects the status the previous one
+    set). The chain applied up to its last update whose status the task holds now; the
+    updates after that one were refused.
+    """
+    ids = list({write.change.task_id for _, write in updates})
+    stored: dict[str, str] = {}
+    for start in range(0, len(ids), IN_CHUNK):
+        query = select(tasks.c.id, tasks.c.status).where(
+            tasks.c.id.in_(ids[start : start + IN_CHUNK])
+        )
+        stored.update({task_id: status for task_id, status in conn.execute(query)})
+    chains: dict[str, list[tuple[int, str]]] = {}
+    for index, write in updates:
+        chains.setdefault(write.change.task_id, []).append((index, write.change.status))
+    rejected: set[int] = set()
+    for task_id, chain in chains.items():
+        held = stored.get(task_id)
+        applied = max((i for i, (_, status) in enumerate(chain) if status == held), default=-1)
+        rejected.update(index for index, _ in chain[applied + 1 :])
+    return rejected
+
+
+def _mark_has_children(conn: Connection, parent_id: str) -> None:
+    conn.execute(
+        update(tasks)
+        .where(tasks.c.id == parent_id, tasks.c.has_children.is_(False))
+        .values(has_children=True)
+    )
+
+
+def _mark_execution_requested(conn: Connection, write: MarkExecutionRequested) -> None:
+    ids = write.task_ids
+    for start in range(0, len(ids), IN_CHUNK):
+        conn.execute(
+            update(tasks)
+            .where(tasks.c.id.in_(ids[start : start + IN_CHUNK]))
+            .values(execution_requested=True, version=tasks.c.version + 1)
+        )
+
+
+def _update_fields(conn: Connection, write: UpdateFields) -> None:
+    """Guarded: only while the task is pending; re-indexes its dependencies."""
+    values = {**write.columns, "version": tasks.c.version + 1}
+    conn.execute(
+        update(tasks)
+        .where(tasks.c.id == write.task_id, tasks.c.status == statuses.PENDING)
+        .values(**values)
+    )
+    if "dependencies" in write.columns:
+        conn.execute(delete(task_dependencies).where(task_dependencies.c.task_id == write.task_id))
+        edges = dependency_edges(write.task_id, write.columns["dependencies"])
+        if edges:
+            conn.execute(insert(task_dependencies), edges)
+
+
+def _delete_tasks(conn: Connection, write: DeleteTasks) -> None:
+    ids = write.task_ids
+    for start in range(0, len(ids), IN_CHUNK):
+        chunk = ids[start : start + IN_CHUNK]
+        conn.execute(delete(task_dependencies).where(task_dependencies.c.task_id.in_(chunk)))
+        conn.execute(delete(tasks).where(tasks.c.id.in_(chunk), tasks.c.status == statuses.PENDING))
+    if write.parent_id is not None:
+        remaining = conn.scalar(
+            select(func.count()).select_from(tasks).where(tasks.c.parent_id == write.parent_id)
+        )
+        if not remaining:
+            conn.execute(
+                update(tasks).where(tasks.c.id == write.parent_id).values(has_children=False)
+            )
+
+
+def _store_response(conn: Connection, write: StoreResponse) -> None:
+    conn.execute(
+        insert(idempotency_keys).values(
+            request_id=write.request_id,
+            method=write.method,
+            request_hash=write.request_hash,
+            response=write.response,
+            created_us=write.created_us,
+        )
+    )
+
+
+def _prune_history(conn: Connection, write: PruneHistory) -> None:
+    roots = tasks.alias("roots")
+    inner = tasks.alias("inner")
+    busy = exists().where(
+        inner.c.root_id == roots.c.id,
+        inner.c.status.in_([statuses.PENDING, statuses.IN_PROGRESS]),
+    )
+    has_events = exists().where(task_events.c.root_id == roots.c.id)
+    query = select(roots.c.id, roots.c.user_id).where(
+        roots.c.parent_id.is_(None),
+        roots.c.ended_us < write.events_before_us,
+        roots.c.status.in_(sorted(statuses.TERMINAL)),
+        has_events,
+        ~busy,
+    )
+    for root_id, user_id in conn.execute(query).all():
+        through = conn.scalar(
+            select(func.max(task_events.c.sequence)).where(task_events.c.root_id == root_id)
+        )
+        conn.execute(delete(task_events).where(task_events.c.root_id == root_id))
+        result = conn.execute(
+            update(event_compaction)
+            .where(event_compaction.c.root_id == root_id)
+            .values(compacted_through=through)
+        )
+        if result.rowcount == 0:
+            conn.execute(
+                insert(event_compaction).values(
+                    root_id=root_id, user_id=user_id, compacted_through=through
+                )
+            )
+    conn.execute(
+        delete(idempotency_keys).where(idempotency_keys.c.created_us < write.keys_before_us)
+    )
+
+
+_STATEMENTS: dict[type, Any] = {
+    MarkExecutionRequested: _mark_execution_requested,
+    UpdateFields: _update_fields,
+    DeleteTasks: _delete_tasks,
+    StoreResponse: _store_response,
+    PruneHistory: _prune_history,
+}
+
+
+class SqlWrites:
+    """The writer's backend on SQLAlchemy (SQLite file on a thread, or an async driver)."""
+
+    def __init__(self, db: AsyncEngine, url: str) -> None:
+        self._db = db
+        self._committer: Committer = create_committer(url, db)
+
+    async def apply(self, writes: Sequence[Write]) -> Applied:
+        return await self._committer.run(lambda conn: apply_writes(conn, writes))
+
+    def is_transient(self, error: BaseException) -> bool:
+        return is_transient(error)
+
+    async def last_sequence(self) -> int:
+        async with self._db.connect() as conn:
+            newest = await conn.scalar(select(func.max(task_events.c.sequence)))
+            pruned = await conn.scalar(select(func.max(event_compaction.c.compacted_through)))
+        return max(newest or 0, pruned or 0)
+
+    async def close(self) -> None:
+        await self._committer.close()

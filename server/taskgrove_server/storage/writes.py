@@ -1,0 +1,132 @@
+"""What can be written: each queued write is one of these plain records.
+
+The writer commits many of them in one transaction (group commit). A write is also the
+unit of failure: when the database refuses a batch, the writer splits it until the
+refused write is alone, commits the others, and fails only the request that queued it.
+Every write names the trees it changes, so the engine can reload exactly those.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from taskgrove_server.events.event import Event
+from taskgrove_server.storage.records import StateChange, TaskRow
+
+
+@dataclass(slots=True, eq=False)
+class InsertTasks:
+    """New tasks (parents first) with their `created` events; `under` is the stored task
+    they were created under, which now has children."""
+
+    rows: list[TaskRow]
+    events: list[Event]
+    under: str | None = None
+
+    @property
+    def root_ids(self) -> tuple[str, ...]:
+        return (self.rows[0].root_id,) if self.rows else ()
+
+
+@dataclass(slots=True, eq=False)
+class UpdateState:
+    """A guarded state change and its event (None: nothing a watcher sees changed)."""
+
+    change: StateChange
+    event: Event | None
+    root_id: str
+
+    @property
+    def events(self) -> list[Event]:
+        return [self.event] if self.event is not None else []
+
+    @property
+    def root_ids(self) -> tuple[str, ...]:
+        return (self.root_id,)
+
+
+@dataclass(slots=True, eq=False)
+class MarkExecutionRequested:
+    """Execution was requested for these tasks (no event: nothing visible changes yet)."""
+
+    task_ids: list[str]
+    root_id: str
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def root_ids(self) -> tuple[str, ...]:
+        return (self.root_id,)
+
+
+@dataclass(slots=True, eq=False)
+class UpdateFields:
+    """UpdateTask's changed columns of a task that is still pending."""
+
+    task_id: str
+    columns: dict[str, Any]
+    root_id: str
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def root_ids(self) -> tuple[str, ...]:
+        return (self.root_id,)
+
+
+@dataclass(slots=True, eq=False)
+class DeleteTasks:
+    """A pending subtree and its `deleted` events; `parent_id` loses `has_children` when
+    nothing is left under it."""
+
+    task_ids: list[str]
+    parent_id: str | None
+    events: list[Event]
+    root_id: str
+
+    @property
+    def root_ids(self) -> tuple[str, ...]:
+        return (self.root_id,)
+
+
+@dataclass(slots=True, eq=False)
+class StoreResponse:
+    """The answer to an idempotent request, kept for its `request_id`."""
+
+    request_id: str
+    method: str
+    request_hash: str
+    response: bytes
+    created_us: int
+    events: list[Event] = field(default_factory=list)
+    root_ids: tuple[str, ...] = ()
+
+
+@dataclass(slots=True, eq=False)
+class PruneHistory:
+    """Delete the events of trees finished before `events_before_us` (remembering how far
+    each tree's history was pruned) and request ids stored before `keys_before_us`."""
+
+    events_before_us: int
+    keys_before_us: int
+    events: list[Event] = field(default_factory=list)
+    root_ids: tuple[str, ...] = ()
+
+
+Write = (
+    InsertTasks
+    | UpdateState
+    | MarkExecutionRequested
+    | UpdateFields
+    | DeleteTasks
+    | StoreResponse
+    | PruneHistory
+)
+
+
+@dataclass(slots=True)
+class Applied:
+    """What one transaction did: the writes whose guarded update the database refused
+    (their events were not stored either)."""
+
+    rejected: set[int] = field(default_factory=set)
+    """Indexes (into the committed writes) of refused guarded updates."""
