@@ -34,6 +34,7 @@ import psutil
 from pgdb import PgServer
 from serverproc import MB, RssSampler, ServerProcess
 from taskgrove import AsyncClient, TaskgroveError, statuses, task_message
+from taskgrove.domain import wire
 from taskgrove.v1 import task_pb2, task_service_pb2
 from trees import ROOT_ID, SHAPES, TaskDict, flat, leaf, leaf_count
 from watcher import Followed, follow_root, monotonic
