@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROTO_SRC := $(shell find protos/taskgrove -name '*.proto')
 
-.PHONY: install run test lint typecheck proto proto-check buf bench check clean
+.PHONY: install run test lint imports typecheck proto proto-check buf bench check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,7 +46,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy client server
 
-check: proto-check buf lint typecheck
+## Imports run one way (contracts in .importlinter; see ARCHITECTURE.md).
+imports: $(STAMP)
+	$(BIN)/lint-imports --no-cache
+
+check: proto-check buf lint imports typecheck
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from taskgrove.domain import statuses
+from taskgrove.domain import reasons, statuses
 from taskgrove.domain.aggregation import derived_status
 
 from taskgrove_server.clock import now_us
@@ -84,7 +84,7 @@ class Transitions:
             self.finish(
                 node,
                 statuses.FAILED,
-                error=failure("ABANDONED", message),
+                error=failure(reasons.ABANDONED, message),
                 expected=statuses.IN_PROGRESS,
             )
 

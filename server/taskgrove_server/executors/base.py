@@ -6,6 +6,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from taskgrove.domain import reasons
+
 ProgressCallback = Callable[[float, str], None]
 
 
@@ -34,7 +36,11 @@ class ExecutorError(Exception):
     """Raise to fail a task with a chosen reason and JSON details."""
 
     def __init__(
-        self, message: str, *, reason: str = "EXECUTOR_ERROR", details: dict[str, Any] | None = None
+        self,
+        message: str,
+        *,
+        reason: str = reasons.EXECUTOR_ERROR,
+        details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.reason = reason

@@ -15,9 +15,13 @@ import signal
 from collections.abc import Sequence
 from typing import Any
 
+from taskgrove.domain import reasons
+
 from taskgrove_server.executors.base import ExecutionContext, Executor, ExecutorError
 
-DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024
+DEFAULT_MAX_OUTPUT_BYTES = 256 * 1024
+MAX_OUTPUT_BYTES = 512 * 1024
+"""Per stream: stdout and stderr together stay within a stored result (1 MiB)."""
 _KILL_GRACE_S = 2.0
 
 
@@ -62,7 +66,9 @@ def command_executor(allowed: Sequence[str]) -> Executor:
         argv = [str(arg) for arg in context.inputs["argv"]]
         program = await asyncio.to_thread(_resolve, argv[0])
         if program not in resolved:
-            raise ExecutorError(f"program {argv[0]!r} is not allowed", reason="COMMAND_NOT_ALLOWED")
+            raise ExecutorError(
+                f"program {argv[0]!r} is not allowed", reason=reasons.COMMAND_NOT_ALLOWED
+            )
         limit = int(context.inputs.get("max_output_bytes", DEFAULT_MAX_OUTPUT_BYTES))
         env = {**os.environ, **{k: str(v) for k, v in context.inputs.get("env", {}).items()}}
         process = await asyncio.create_subprocess_exec(
@@ -93,7 +99,7 @@ def command_executor(allowed: Sequence[str]) -> Executor:
         if code != 0:
             raise ExecutorError(
                 f"{argv[0]} exited with {code}",
-                reason="COMMAND_FAILED",
+                reason=reasons.COMMAND_FAILED,
                 details={"exit_code": code, "stderr": result["stderr"][-2000:]},
             )
         return result
@@ -113,7 +119,7 @@ def command_executor(allowed: Sequence[str]) -> Executor:
                 },
                 "cwd": {"type": "string"},
                 "env": {"type": "object", "additionalProperties": {"type": "string"}},
-                "max_output_bytes": {"type": "integer", "minimum": 0, "maximum": 64 * 1024 * 1024},
+                "max_output_bytes": {"type": "integer", "minimum": 0, "maximum": MAX_OUTPUT_BYTES},
             },
             "required": ["argv"],
             "additionalProperties": False,
