@@ -54,7 +54,7 @@ def change(task_id: str, status: str, expected: str) -> UpdateState:
         attempt=1, result=None, error=None, progress=0.0, progress_message="",
         started_us=None, ended_us=None, updated_us=now_us(),
     )  # fmt: skip
-    return UpdateState(state, event(task_id, status, expected), task_id)
+    return UpdateState([state], [event(task_id, status, expected)], task_id)
 
 
 class Recorder:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable, Sequence
 
 from taskgrove.domain import statuses
@@ -45,6 +46,8 @@ from taskgrove_server.storage.writes import InsertTasks, MarkExecutionRequested
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_RESULT_BYTES = 1024 * 1024
+_RELOAD_WINDOW_S = 60.0
+_RELOAD_MAX_DELAY_S = 30.0
 
 
 class Engine:
@@ -87,6 +90,8 @@ class Engine:
         )
         store.writer.on_stale = self._reload
         self._reloads: set[asyncio.Task[None]] = set()
+        self._reloaded: dict[str, tuple[int, float]] = {}
+        """Root id -> (reloads in a row, when the last one was)."""
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -104,6 +109,8 @@ class Engine:
     async def close(self) -> None:
         """Interrupt running attempts and give them back (pending) for the next start."""
         attempts = self.begin_close()
+        for reload in self._reloads:
+            reload.cancel()
         await asyncio.gather(*attempts, *self._reloads, return_exceptions=True)
 
     # ----------------------------------------------------------------- queries
@@ -233,14 +240,24 @@ class Engine:
 
     def _reload(self, root_ids: Iterable[str]) -> None:
         """The database refused changes to these trees: forget them and load them again."""
-        for root_id in self._cache.drop(root_ids):
-            log.warning("reloading tree %s from the database", root_id)
-            task = asyncio.get_running_loop().create_task(self._load(root_id))
+        now = time.monotonic()
+        roots = set(root_ids)
+        self._cache.drop(roots)
+        # Unloaded trees too: a group above a refused change may have been derived from it.
+        for root_id in roots:
+            # A tree refused again and again is reloaded less and less often.
+            count, since = self._reloaded.get(root_id, (0, now))
+            count = count + 1 if now - since < _RELOAD_WINDOW_S else 1
+            self._reloaded[root_id] = (count, now)
+            delay = min(_RELOAD_MAX_DELAY_S, 0.05 * 2**count) if count > 1 else 0.0
+            log.warning("reloading tree %s from the database (in %.2fs)", root_id, delay)
+            task = asyncio.get_running_loop().create_task(self._load(root_id, delay))
             self._reloads.add(task)
             task.add_done_callback(self._reloads.discard)
 
-    async def _load(self, root_id: str) -> None:
+    async def _load(self, root_id: str, delay: float) -> None:
         try:
+            await asyncio.sleep(delay)
             await self._cache.ensure_loaded(root_id)
             self.settle()
         except Exception:

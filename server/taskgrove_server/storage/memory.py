@@ -9,7 +9,7 @@ be told to fail the next batches, transiently or for good.
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import replace
 
 from taskgrove.domain import statuses
@@ -36,7 +36,7 @@ class TransientStorageError(Exception):
 
 
 class RefusedWriteError(Exception):
-    """What `refuse(...)` raises: the data is refused (the write is isolated)."""
+    """What a write `refuse` picks raises: the data is refused (the write is isolated)."""
 
 
 class MemoryStore:
@@ -46,8 +46,8 @@ class MemoryStore:
         self.responses: dict[str, StoredResponse] = {}
         self._seq = 0
         self._transient_failures = 0
-        self.refused_names: set[str] = set()
-        """Inserting a task with one of these names is refused (a poison row)."""
+        self.refuse: Callable[[Write], bool] = lambda write: False
+        """Writes the "database" refuses (poison rows): the batch holding one fails."""
         self.batches = 0
 
     # ------------------------------------------------------------------ failures
@@ -63,10 +63,8 @@ class MemoryStore:
             self._transient_failures -= 1
             raise TransientStorageError("database or disk is full")
         for write in writes:
-            if isinstance(write, InsertTasks):
-                for row in write.rows:
-                    if row.name in self.refused_names:
-                        raise RefusedWriteError(f"task name {row.name!r} refused")
+            if self.refuse(write):
+                raise RefusedWriteError(f"{type(write).__name__} refused")
         # All or nothing: work on copies, publish them at the end.
         tasks = dict(self.tasks)
         applied = Applied()
@@ -88,24 +86,27 @@ class MemoryStore:
             if write.under is not None and write.under in tasks:
                 tasks[write.under] = replace(tasks[write.under], has_children=True)
         elif isinstance(write, UpdateState):
-            change = write.change
-            held = tasks.get(change.task_id)
-            if held is None or held.status != change.expected_status:
-                return False
-            tasks[held.id] = replace(
-                held,
-                status=change.status,
-                execution_requested=change.execution_requested,
-                attempt=change.attempt,
-                result=copy.deepcopy(change.result),
-                error=copy.deepcopy(change.error),
-                progress=change.progress,
-                progress_message=change.progress_message,
-                started_us=change.started_us,
-                ended_us=change.ended_us,
-                updated_us=change.updated_us,
-                version=held.version + 1,
-            )
+            applied = True
+            for change in write.changes:
+                held = tasks.get(change.task_id)
+                if held is None or held.status != change.expected_status:
+                    applied = False
+                    continue
+                tasks[held.id] = replace(
+                    held,
+                    status=change.status,
+                    execution_requested=change.execution_requested,
+                    attempt=change.attempt,
+                    result=copy.deepcopy(change.result),
+                    error=copy.deepcopy(change.error),
+                    progress=change.progress,
+                    progress_message=change.progress_message,
+                    started_us=change.started_us,
+                    ended_us=change.ended_us,
+                    updated_us=change.updated_us,
+                    version=held.version + 1,
+                )
+            return applied
         elif isinstance(write, MarkExecutionRequested):
             for task_id in write.task_ids:
                 row = tasks[task_id]

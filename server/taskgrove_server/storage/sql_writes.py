@@ -111,10 +111,10 @@ def apply_writes(conn: Connection, writes: Sequence[Write]) -> Applied:
         _INSERT_TASKS.executemany_tuples(conn, INSERTED_COLUMNS, map(_task_values, rows))
         edges = [edge for row in rows for edge in dependency_edges(row.id, row.dependencies)]
         _INSERT_EDGES.executemany(conn, edges)
-    updates: list[tuple[int, UpdateState]] = []
+    updates: list[tuple[int, StateChange]] = []
     for index, write in enumerate(writes):
         if isinstance(write, UpdateState):
-            updates.append((index, write))
+            updates.extend((index, change) for change in write.changes)
         elif isinstance(write, InsertTasks):
             if write.under is not None:
                 _mark_has_children(conn, write.under)
@@ -122,7 +122,7 @@ def apply_writes(conn: Connection, writes: Sequence[Write]) -> Applied:
             _STATEMENTS[type(write)](conn, write)
     applied = Applied()
     if updates:
-        done = _UPDATE_STATE.executemany(conn, [_state_values(w.change) for _, w in updates])
+        done = _UPDATE_STATE.executemany(conn, [_state_values(c) for _, c in updates])
         # Drivers that cannot count an executemany report -1 (asyncpg).
         if 0 <= done != len(updates):
             applied.rejected = _rejected(conn, updates)
@@ -137,14 +137,14 @@ def apply_writes(conn: Connection, writes: Sequence[Write]) -> Applied:
     return applied
 
 
-def _rejected(conn: Connection, updates: list[tuple[int, UpdateState]]) -> set[int]:
-    """Indexes of the updates that did not apply (only run when some did not).
+def _rejected(conn: Connection, updates: list[tuple[int, StateChange]]) -> set[int]:
+    """Indexes of the writes with a change that did not apply (run only when some did not).
 
-    A task's updates in one batch form a chain (each expects the status the previous one
-    set). The chain applied up to its last update whose status the task holds now; the
-    updates after that one were refused.
+    A task's changes in one batch form a chain (each expects the status the previous one
+    set). The chain applied up to its last change whose status the task holds now; the
+    changes after that one were refused.
     """
-    ids = list({write.change.task_id for _, write in updates})
+    ids = list({change.task_id for _, change in updates})
     stored: dict[str, str] = {}
     for start in range(0, len(ids), IN_CHUNK):
         query = select(tasks.c.id, tasks.c.status).where(
@@ -152,8 +152,8 @@ def _rejected(conn: Connection, updates: list[tuple[int, UpdateState]]) -> set[i
         )
         stored.update({task_id: status for task_id, status in conn.execute(query)})
     chains: dict[str, list[tuple[int, str]]] = {}
-    for index, write in updates:
-        chains.setdefault(write.change.task_id, []).append((index, write.change.status))
+    for index, change in updates:
+        chains.setdefault(change.task_id, []).append((index, change.status))
     rejected: set[int] = set()
     for task_id, chain in chains.items():
         held = stored.get(task_id)

@@ -31,15 +31,12 @@ class InsertTasks:
 
 @dataclass(slots=True, eq=False)
 class UpdateState:
-    """A guarded state change and its event (None: nothing a watcher sees changed)."""
+    """Guarded state changes that stand or fall together (a task's change and what it
+    implies for the groups above it), with their events."""
 
-    change: StateChange
-    event: Event | None
+    changes: list[StateChange]
+    events: list[Event]
     root_id: str
-
-    @property
-    def events(self) -> list[Event]:
-        return [self.event] if self.event is not None else []
 
     @property
     def root_ids(self) -> tuple[str, ...]:

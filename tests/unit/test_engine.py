@@ -1,0 +1,345 @@
+"""The engine and the use-cases over the in-memory store: no database, no sockets.
+
+Readiness, failure and cancel cascades, priority order, progress aggregation, and what the
+engine does when storage fails (transiently, or by refusing a write).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from support.waiting import until
+from taskgrove.domain import reasons, statuses
+from taskgrove_server.engine import Engine
+from taskgrove_server.errors import ServiceError
+from taskgrove_server.events.event import STATUS_CHANGED, Event
+from taskgrove_server.executors import ExecutionContext, Executor, ExecutorRegistry
+from taskgrove_server.executors.builtin import BUILTIN_EXECUTORS
+from taskgrove_server.service.specs import TaskSpec
+from taskgrove_server.service.tasks import Tasks
+from taskgrove_server.storage.memory import MemoryStore
+from taskgrove_server.storage.records import TaskRow
+from taskgrove_server.storage.store import memory_store
+from taskgrove_server.storage.writer import Writer
+from taskgrove_server.storage.writes import InsertTasks, UpdateState, Write
+
+GATE = "gate_executor"
+
+
+@dataclass
+class Gates:
+    """An executor that waits until a test opens the gate of its task's name."""
+
+    started: list[str] = field(default_factory=list)
+    opened: dict[str, asyncio.Event] = field(default_factory=dict)
+
+    def gate(self, name: str) -> asyncio.Event:
+        return self.opened.setdefault(name, asyncio.Event())
+
+    async def run(self, context: ExecutionContext) -> Any:
+        self.started.append(context.name)
+        context.report_progress(0.5, "half way")
+        await self.gate(context.name).wait()
+        if context.inputs.get("fail"):
+            raise RuntimeError(f"{context.name} failed on request")
+        return {"name": context.name}
+
+
+@dataclass
+class Lab:
+    memory: MemoryStore
+    writer: Writer
+    engine: Engine
+    tasks: Tasks
+    gates: Gates
+    published: list[Event]
+
+    async def tree(self, *specs: TaskSpec, execute: bool = True) -> dict[str, TaskRow]:
+        """Create (and execute) a tree; its rows by ref."""
+        created = await self.tasks.create_tree(list(specs), execute=execute)
+        by_id = {row.id: row for row in created.rows}
+        return {ref: by_id[task_id] for ref, task_id in created.ids.items()}
+
+    def status(self, row: TaskRow) -> str:
+        """As stored."""
+        return self.memory.tasks[row.id].status
+
+    async def until_finished(self, *rows: TaskRow) -> None:
+        await until(lambda: all(self.status(row) in statuses.TERMINAL for row in rows), 5)
+
+    async def until_started(self, *names: str) -> None:
+        await until(lambda: all(name in self.gates.started for name in names), 5)
+
+    def statuses_published(self, row: TaskRow) -> list[str]:
+        return [
+            e.status for e in self.published if e.task_id == row.id and e.type == STATUS_CHANGED
+        ]
+
+
+def spec(
+    ref: str,
+    *,
+    parent: str | None = None,
+    executor: str = GATE,
+    deps: tuple[str | tuple[str, bool], ...] = (),
+    priority: int | None = None,
+    **inputs: Any,
+) -> TaskSpec:
+    return TaskSpec(
+        ref=ref,
+        field=ref,
+        name=ref,
+        parent_id=parent,
+        user_id="",
+        executor=executor,
+        priority=priority,
+        dependencies=[(d, True) if isinstance(d, str) else d for d in deps],
+        inputs=inputs,
+        params={},
+        max_attempts=inputs.pop("max_attempts", 0) if "max_attempts" in inputs else 0,
+        retry_backoff_ms=1,
+        timeout_ms=None,
+    )
+
+
+def group(ref: str, parent: str | None = None) -> TaskSpec:
+    return spec(ref, parent=parent, executor="")
+
+
+@pytest.fixture
+async def lab() -> AsyncIterator[Lab]:
+    async with make_lab() as made:
+        yield made
+
+
+class make_lab:
+    def __init__(self, max_concurrency: int = 16) -> None:
+        self.max_concurrency = max_concurrency
+
+    async def __aenter__(self) -> Lab:
+        published: list[Event] = []
+        store, memory = memory_store(published.extend)
+        gates = Gates()
+        registry = ExecutorRegistry([*BUILTIN_EXECUTORS, Executor(GATE, gates.run)])
+        engine = Engine(store, registry, max_concurrency=self.max_concurrency)
+        await store.writer.start()
+        await engine.start()
+        tasks = Tasks(store, engine, registry, max_tree_size=1000)
+        self.lab = Lab(memory, store.writer, engine, tasks, gates, published)
+        self.store = store
+        return self.lab
+
+    async def __aexit__(self, *exc: object) -> None:
+        for gate in self.lab.gates.opened.values():
+            gate.set()
+        await self.lab.engine.close()
+        await self.store.writer.close()
+
+
+# ---------------------------------------------------------------------- readiness
+
+
+async def test_a_task_waits_for_its_dependencies(lab: Lab) -> None:
+    t = await lab.tree(
+        group("root"), spec("a", parent="root"), spec("b", parent="root", deps=("a",))
+    )
+    await lab.until_started("a")
+    assert lab.gates.started == ["a"]  # b waits for a
+    assert lab.status(t["b"]) == statuses.PENDING
+    lab.gates.gate("a").set()
+    await lab.until_started("b")
+    lab.gates.gate("b").set()
+    await lab.until_finished(t["root"])
+    assert lab.status(t["root"]) == statuses.COMPLETED
+    assert lab.gates.started == ["a", "b"]
+
+
+async def test_an_optional_dependency_is_waited_for_but_never_blocks(lab: Lab) -> None:
+    t = await lab.tree(
+        group("root"),
+        spec("a", parent="root", fail=True),
+        spec("b", parent="root", deps=(("a", False),)),
+    )
+    lab.gates.gate("a").set()
+    lab.gates.gate("b").set()
+    await lab.until_finished(t["root"])
+    assert lab.status(t["a"]) == statuses.FAILED
+    assert lab.status(t["b"]) == statuses.COMPLETED
+    assert lab.status(t["root"]) == statuses.FAILED  # a group fails if any task did
+
+
+# ---------------------------------------------------------------------- cascades
+
+
+async def test_a_failure_cascades_through_required_dependencies(lab: Lab) -> None:
+    t = await lab.tree(
+        group("root"),
+        spec("a", parent="root", fail=True),
+        spec("b", parent="root", deps=("a",)),
+        spec("c", parent="root", deps=("b",)),
+    )
+    lab.gates.gate("a").set()
+    await lab.until_finished(t["root"])
+    b, c = await lab.tasks.get(t["b"].id), await lab.tasks.get(t["c"].id)
+    assert (b.status, c.status) == (statuses.FAILED, statuses.FAILED)
+    assert b.error is not None and b.error["reason"] == reasons.DEPENDENCY_FAILED
+    assert b.error["details"]["dependency_id"] == t["a"].id
+    assert c.error is not None and c.error["details"]["dependency_id"] == t["b"].id
+    assert lab.gates.started == ["a"]  # nothing that depended on it ran
+
+
+async def test_cancel_interrupts_the_running_and_cascades_to_dependents(lab: Lab) -> None:
+    t = await lab.tree(
+        group("root"),
+        spec("a", parent="root"),
+        spec("b", parent="root", deps=("a",)),
+    )
+    await lab.until_started("a")
+    _, cancelled = await lab.tasks.cancel(t["a"].id)
+    assert cancelled == [t["a"].id]
+    await lab.until_finished(t["root"])
+    b = await lab.tasks.get(t["b"].id)
+    assert lab.status(t["a"]) == statuses.CANCELLED
+    assert b.status == statuses.CANCELLED
+    assert b.error is not None and b.error["reason"] == reasons.DEPENDENCY_CANCELLED
+    assert lab.engine.running == 0  # the interrupted attempt gave its slot back
+
+
+# ---------------------------------------------------------------------- priority
+
+
+async def test_ready_tasks_start_by_priority_then_creation() -> None:
+    async with make_lab(max_concurrency=1) as lab:
+        t = await lab.tree(
+            group("root"),
+            spec("blocker", parent="root", priority=0),
+            spec("low", parent="root", priority=3),
+            spec("urgent-1", parent="root", priority=0),
+            spec("normal", parent="root"),
+            spec("urgent-2", parent="root", priority=0),
+        )
+        await lab.until_started("blocker")
+        for name in ("blocker", "urgent-1", "urgent-2", "normal", "low"):
+            lab.gates.gate(name).set()
+        await lab.until_finished(t["root"])
+        assert lab.gates.started == ["blocker", "urgent-1", "urgent-2", "normal", "low"]
+
+
+# ---------------------------------------------------------------------- progress
+
+
+async def test_group_progress_is_the_mean_of_its_executable_tasks(lab: Lab) -> None:
+    t = await lab.tree(
+        group("root"),
+        group("g", parent="root"),
+        spec("a", parent="g"),
+        spec("b", parent="g"),
+        spec("c", parent="root", deps=("a",)),
+    )
+    await lab.until_started("a", "b")
+    await asyncio.sleep(0.15)  # progress reports are written at most every 100 ms
+    assert (await lab.tasks.get(t["g"].id)).progress == pytest.approx(0.5)
+    lab.gates.gate("a").set()
+    await lab.until_started("c")
+    # g: a done (1.0) and b at 0.5; root: a, b and c (just started, 0.5).
+    assert (await lab.tasks.get(t["g"].id)).progress == pytest.approx(0.75)
+    assert (await lab.tasks.get(t["root"].id)).progress == pytest.approx(2.0 / 3)
+    for name in ("b", "c"):
+        lab.gates.gate(name).set()
+    await lab.until_finished(t["root"])
+    assert (await lab.tasks.get(t["root"].id)).progress == 1.0
+
+
+# ---------------------------------------------------------------------- storage failures
+
+
+async def test_a_transient_storage_failure_delays_but_loses_nothing(lab: Lab) -> None:
+    t = await lab.tree(
+        group("root"), spec("a", parent="root"), spec("b", parent="root", deps=("a",))
+    )
+    await lab.until_started("a")
+    availability: list[bool] = []
+    lab.writer.on_availability = availability.append
+    lab.memory.fail_next(1_000_000)  # the disk is full until further notice
+    lab.gates.gate("a").set()
+    await until(lambda: not lab.writer.available, 5)
+    # New work is refused while storage fails; nothing of a's completion is visible.
+    with pytest.raises(ServiceError) as refused:
+        await lab.tasks.create_task(spec("later", executor="sleep_executor"))
+    assert refused.value.reason == reasons.STORAGE_UNAVAILABLE
+    assert lab.status(t["a"]) == statuses.IN_PROGRESS
+    assert lab.statuses_published(t["a"]) == [statuses.IN_PROGRESS]
+    lab.memory.fail_next(0)  # space again: everything queued commits, b runs
+    await lab.until_started("b")
+    lab.gates.gate("b").set()
+    await lab.until_finished(t["root"])
+    assert availability == [False, True]
+    assert lab.statuses_published(t["a"]) == [statuses.IN_PROGRESS, statuses.COMPLETED]
+    assert _memory_equals_engine(lab, t)
+
+
+async def test_a_refused_creation_fails_its_request_and_nothing_else(lab: Lab) -> None:
+    lab.memory.refuse = lambda write: (
+        isinstance(write, InsertTasks) and any(row.name == "poison" for row in write.rows)
+    )
+    gate = asyncio.Event()
+
+    async def create(name: str) -> TaskRow:
+        await gate.wait()
+        return await lab.tasks.create_task(spec(name, executor="sleep_executor"))
+
+    calls = [asyncio.create_task(create(name)) for name in ("x", "poison", "y")]
+    await asyncio.sleep(0)
+    gate.set()
+    x, poison, y = await asyncio.gather(*calls, return_exceptions=True)
+    assert isinstance(x, TaskRow) and isinstance(y, TaskRow)
+    assert isinstance(poison, ServiceError) and poison.reason == reasons.WRITE_REFUSED
+    assert {row.name for row in lab.memory.tasks.values()} == {"x", "y"}
+    assert {e.name for e in lab.published} == {"x", "y"}
+
+
+async def test_a_refused_outcome_reloads_the_tree_and_abandons_the_task(lab: Lab) -> None:
+    """The database refuses one task's completion: its tree is loaded again from what is
+    durable, the task's lost attempt is retried, then abandoned; its neighbours finish."""
+
+    def refuse(write: Write) -> bool:
+        return isinstance(write, UpdateState) and any(
+            event.name == "doomed" and event.status == statuses.COMPLETED
+            for event in write.events
+        )
+
+    lab.memory.refuse = refuse
+    t = await lab.tree(
+        group("root"),
+        spec("doomed", parent="root", max_attempts=2),
+        spec("fine", parent="root"),
+        spec("after", parent="root", deps=("fine",)),
+    )
+    for name in ("doomed", "fine", "after"):
+        lab.gates.gate(name).set()
+    await lab.until_finished(t["root"])
+    doomed = await lab.tasks.get(t["doomed"].id)
+    assert doomed.status == statuses.FAILED
+    assert doomed.error is not None and doomed.error["reason"] == reasons.ABANDONED
+    assert doomed.attempt == 2
+    assert lab.status(t["after"]) == statuses.COMPLETED
+    # No event of a refused write was published; what was published is what is stored.
+    assert statuses.COMPLETED not in lab.statuses_published(t["doomed"])
+    assert _memory_equals_engine(lab, t)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _memory_equals_engine(lab: Lab, t: dict[str, TaskRow]) -> bool:
+    """Each stored status is the last one published for the task."""
+    for row in t.values():
+        stored = lab.memory.tasks[row.id].status
+        published = [e.status for e in lab.published if e.task_id == row.id]
+        if published[-1] != stored:
+            return False
+    return True
