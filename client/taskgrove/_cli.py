@@ -28,7 +28,9 @@ def _add_plugin_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
         add(commands)
         names.add(point.name)
     if "serve" not in names:
-        serve = commands.add_parser("serve", help="run the server (needs taskgrove[server])")
+        serve = commands.add_parser(
+            "serve", help="run the server (needs taskgrove[server])", description=SERVER_MISSING
+        )
         serve.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
         serve.set_defaults(handler=_server_missing)
 
@@ -48,7 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # argparse.REMAINDER does not take options (`serve --address ...`): without the server,
+    # whatever follows `serve` is ignored and the hint printed instead of a usage error.
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.handler is not _server_missing:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     code: int = args.handler(args)
     return code
 

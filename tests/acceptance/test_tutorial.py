@@ -14,7 +14,7 @@ import os
 import re
 import socket
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,11 +44,17 @@ class ScriptRun(Finished):
         return self.stdout.splitlines()
 
 
-async def run_python(args: list[str], address: str) -> ScriptRun:
-    """`sys.executable *args` with TASKGROVE_ADDRESS=address, bounded by 60 s."""
-    environment = {**os.environ, "TASKGROVE_ADDRESS": address}
+async def run_python(
+    args: list[str],
+    address: str,
+    python: str = sys.executable,
+    env: Mapping[str, str] | None = None,
+) -> ScriptRun:
+    """`python *args` (the tests' own interpreter unless told) with TASKGROVE_ADDRESS=address
+    added to `env` (default: this process's environment), bounded by 60 s."""
+    environment = {**(os.environ if env is None else env), "TASKGROVE_ADDRESS": address}
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
+        python,
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -74,13 +80,23 @@ async def run_python(args: list[str], address: str) -> ScriptRun:
     return ScriptRun(process.returncode, stdout.decode(), stderr.decode())
 
 
-async def run_script(script: str, address: str) -> ScriptRun:
+async def run_script(
+    script: str,
+    address: str,
+    python: str = sys.executable,
+    env: Mapping[str, str] | None = None,
+) -> ScriptRun:
     """Run one script of `tutorial/` as the tutorial's reader would: `python script.py`."""
-    return await run_python([str(TUTORIAL / script)], address)
+    return await run_python([str(TUTORIAL / script)], address, python, env)
 
 
-async def run_ok(script: str, address: str) -> ScriptRun:
-    run = await run_script(script, address)
+async def run_ok(
+    script: str,
+    address: str,
+    python: str = sys.executable,
+    env: Mapping[str, str] | None = None,
+) -> ScriptRun:
+    run = await run_script(script, address, python, env)
     assert run.returncode == 0, run.explain()
     assert "Traceback" not in run.stderr, run.explain()
     return run
@@ -175,7 +191,11 @@ def free_loopback_port() -> int:
 
 async def test_part2_simple_tree(server_process: ServerProcess) -> None:
     run = await run_ok("part2_simple_tree.py", server_process.address)
+    await check_part2_simple_tree(run, server_process.address)
 
+
+async def check_part2_simple_tree(run: ScriptRun, address: str) -> None:
+    """What part2_simple_tree.py printed, and what the server at `address` then holds."""
     assert "Child task status: completed" in run.lines, run.explain()
     printed = [line for line in run.lines if line.startswith("Child task result: ")]
     assert len(printed) == 1, run.explain()
@@ -183,7 +203,7 @@ async def test_part2_simple_tree(server_process: ServerProcess) -> None:
     assert isinstance(result, dict), result
     assert_cpu(result)
 
-    [tree] = await trees(server_process.address)
+    [tree] = await trees(address)
     root, child = tree
     assert (root.name, root.executor, root.priority) == ("root_task", None, 1)
     assert root.status == statuses.COMPLETED
@@ -324,7 +344,11 @@ TRAVERSE_LINE = re.compile(r"^( *)- (\w+) \(status: (\w+)\)$")
 
 async def test_part7_operations(server_process: ServerProcess) -> None:
     run = await run_ok("part7_operations.py", server_process.address)
+    await check_part7_operations(run, server_process.address)
 
+
+async def check_part7_operations(run: ScriptRun, address: str) -> None:
+    """What part7_operations.py printed, and what the server at `address` then holds."""
     assert run.lines[:3] == [
         "Tree execution completed!",
         "Overall progress: 100.0%",
@@ -347,7 +371,7 @@ async def test_part7_operations(server_process: ServerProcess) -> None:
     assert [name for _, name, _ in parsed] == ["root_task"] + ["system_info_executor"] * 4
     assert {status for _, _, status in parsed} == {statuses.COMPLETED}
 
-    [tree] = await trees(server_process.address)
+    [tree] = await trees(address)
     assert shape(tree) == [[[]], [[]]]
     assert all(task.status == statuses.COMPLETED for task in tree)
 
