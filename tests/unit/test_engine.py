@@ -308,8 +308,7 @@ async def test_a_refused_outcome_reloads_the_tree_and_abandons_the_task(lab: Lab
 
     def refuse(write: Write) -> bool:
         return isinstance(write, UpdateState) and any(
-            event.name == "doomed" and event.status == statuses.COMPLETED
-            for event in write.events
+            event.name == "doomed" and event.status == statuses.COMPLETED for event in write.events
         )
 
     lab.memory.refuse = refuse
