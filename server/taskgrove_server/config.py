@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin, get_type_hints
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 
@@ -57,10 +57,17 @@ class ServerConfig:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerConfig:
         env = os.environ if environ is None else environ
         config = cls()
+        hints = get_type_hints(cls)
         for spec in fields(cls):
-            value = env.get(_ENV_NAMES.get(spec.name, f"TASKGROVE_{spec.name.upper()}"))
-            if value:
-                setattr(config, spec.name, _PARSERS[type(getattr(config, spec.name))](value))
+            name = _ENV_NAMES.get(spec.name, f"TASKGROVE_{spec.name.upper()}")
+            value = env.get(name)
+            if not value:
+                continue
+            try:
+                kind = hints[spec.name]
+                setattr(config, spec.name, _PARSERS[get_origin(kind) or kind](value))
+            except ValueError as error:
+                raise ValueError(f"{name}={value!r}: {error}") from None
         return config
 
 

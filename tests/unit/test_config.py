@@ -1,0 +1,53 @@
+"""Configuration from the environment: the server's and the client's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from taskgrove import ClientConfig, TLSConfig
+from taskgrove_server.config import ServerConfig
+
+
+def test_every_server_field_reads_its_environment_variable() -> None:
+    config = ServerConfig.from_env(
+        {
+            "TASKGROVE_ADDRESS": "127.0.0.1:6000",
+            "TASKGROVE_DB": "sqlite+aiosqlite:////tmp/x.db",
+            "TASKGROVE_MAX_CONCURRENCY": "8",
+            "TASKGROVE_EXECUTOR_LIMITS": "sleep_executor=2, command_executor=1",
+            "TASKGROVE_ALLOW_COMMANDS": "echo,true",
+            "TASKGROVE_EVENT_RETENTION_SECONDS": "60.5",
+            "TASKGROVE_MAX_RESULT_BYTES": "1000",
+            "TASKGROVE_MAX_WATCHERS": "3",
+        }
+    )
+    assert config.address == "127.0.0.1:6000"
+    assert config.db_url == "sqlite+aiosqlite:////tmp/x.db"
+    assert config.max_concurrency == 8
+    assert config.executor_limits == {"sleep_executor": 2, "command_executor": 1}
+    assert config.allowed_commands == ["echo", "true"]
+    assert config.event_retention_seconds == 60.5
+    assert (config.max_result_bytes, config.max_watchers) == (1000, 3)
+    assert ServerConfig.from_env({}) == ServerConfig()
+
+
+def test_a_bad_value_names_the_variable() -> None:
+    with pytest.raises(ValueError, match="TASKGROVE_MAX_CONCURRENCY"):
+        ServerConfig.from_env({"TASKGROVE_MAX_CONCURRENCY": "many"})
+
+
+def test_the_client_config_comes_from_arguments_then_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in ("ADDRESS", "TOKEN", "CA_FILE", "CERT_FILE", "KEY_FILE"):
+        monkeypatch.delenv(f"TASKGROVE_{name}", raising=False)
+    assert ClientConfig.from_env() == ClientConfig()
+    assert ClientConfig.from_env().address == "127.0.0.1:50051"
+    monkeypatch.setenv("TASKGROVE_ADDRESS", "127.0.0.1:7000")
+    monkeypatch.setenv("TASKGROVE_TOKEN", "secret")
+    monkeypatch.setenv("TASKGROVE_CA_FILE", str(tmp_path / "ca.pem"))
+    config = ClientConfig.from_env(timeout=5)
+    assert (config.address, config.token, config.timeout) == ("127.0.0.1:7000", "secret", 5)
+    assert config.tls == TLSConfig(ca_file=tmp_path / "ca.pem")
+    assert ClientConfig.from_env("127.0.0.1:1").address == "127.0.0.1:1"
