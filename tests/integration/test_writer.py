@@ -192,3 +192,23 @@ async def test_a_refused_write_queued_by_a_callback_fails_no_request(
         assert recorder.stale == [{"bad"}]
     finally:
         await writer.close()
+
+
+async def test_a_refusal_reaches_the_requests_next_flush_in_a_later_batch(
+    db: tuple[AsyncEngine, str],
+) -> None:
+    recorder = Recorder()
+    writer = await started_writer(db, recorder)
+    try:
+
+        async def request() -> None:
+            writer.queue(insert("bad", "poison"))
+            await asyncio.sleep(0.05)  # a read, say: the batch commits meanwhile
+            await writer.flush()
+
+        with pytest.raises(ServiceError) as refused:
+            await asyncio.create_task(request())
+        assert refused.value.reason == reasons.WRITE_REFUSED
+        await writer.flush()  # another request's flush is not concerned
+    finally:
+        await writer.close()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -109,6 +110,11 @@ class Writer:
         self.commits = 0
         """Transactions committed so far (for benchmarks and tests)."""
         self._batch = _Batch()
+        self._refused: weakref.WeakKeyDictionary[object, ServiceError] = (
+            weakref.WeakKeyDictionary()
+        )
+        """Per request (task): the refusal its next `flush()` reports, even when that
+        flush waits on a later batch than the refused write."""
         self._wake = asyncio.Event()
         self._closing = False
         self._close_deadline = 0.0
@@ -171,12 +177,14 @@ class Writer:
             return
         if stale and self.on_stale is not None:
             self.on_stale(stale)
+        for scope, error in refused.items():
+            if scope is not None:
+                self._refused[scope] = error
         for waiter, scope in batch.waiters:
             if waiter.done():
                 continue
-            error = refused.get(scope) if scope is not None else None
-            if error is not None:
-                waiter.set_exception(error)
+            if scope is not None and scope in self._refused:
+                waiter.set_exception(self._refused.pop(scope))
             else:
                 waiter.set_result(None)
         for callback in batch.callbacks:
