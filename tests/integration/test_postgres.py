@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -27,6 +28,7 @@ from taskgrove import (
     Snapshot,
     Task,
     TaskEvent,
+    reasons,
     statuses,
 )
 from taskgrove_server.app import TaskgroveServer
@@ -451,3 +453,74 @@ async def test_list_tasks_paging(pg_client: AsyncClient, pg_server: TaskgroveSer
     assert children == [created[f"t{i}"].id for i in range(19)]
     pending = [task.id async for task in pg_client.list_tasks(statuses=[statuses.PENDING])]
     assert pending == expected
+
+
+# ---------------------------------------------------------------------------- write path
+
+
+async def test_values_postgresql_would_refuse_are_bounded_before_the_write(
+    pg_client: AsyncClient, pg_server: TaskgroveServer
+) -> None:
+    """A 25-day timeout and backoff fit (BIGINT milliseconds); what the columns cannot
+    hold (a user_id over 255 characters, a NUL) is refused by validation, not by the
+    database, and nothing is written."""
+    long = timedelta(days=25)
+    task = await pg_client.create_task(
+        name="sleep_executor", user_id="u", timeout=long, retry_backoff=long
+    )
+    assert (task.timeout, task.retry_backoff) == (long, long)
+    assert (await pg_client.get_task(task.id)).timeout == long
+    for fields, reason in (
+        ({"name": "sleep_executor", "user_id": "u" * 256}, reasons.INVALID_USER_ID),
+        ({"name": "a\x00b"}, reasons.INVALID_STRING),
+        ({"name": "sleep_executor", "user_id": "u\x00"}, reasons.INVALID_USER_ID),
+    ):
+        with pytest.raises(InvalidArgumentError) as refused:
+            await pg_client.create_task(**fields)
+        assert refused.value.reason == reason
+    rows = await fetch(pg_server.config.db_url, "SELECT id FROM tasks")
+    assert [row["id"] for row in rows] == [task.id]
+    assert pg_server.store.writer.available
+
+
+async def test_a_refused_write_fails_only_its_request_on_postgresql(
+    pg_client: AsyncClient, pg_server: TaskgroveServer
+) -> None:
+    """A trigger refuses tasks named "poison" while a tree runs and others create tasks:
+    only the poison requests fail (WRITE_REFUSED); the tree completes."""
+    await fetch(
+        pg_server.config.db_url,
+        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ "
+        "BEGIN IF NEW.name = 'poison' THEN RAISE EXCEPTION 'poison refused'; END IF; "
+        "RETURN NEW; END $$",
+    )
+    await fetch(
+        pg_server.config.db_url,
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON tasks "
+        "FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
+    )
+    tree = await pg_client.create_task_tree(
+        [ROOT, *(sleeper(f"s{i}", 0.005) for i in range(60))], execute=True
+    )
+
+    async def poison() -> Exception | Task:
+        try:
+            return await pg_client.create_task(name="poison")
+        except Exception as error:
+            return error
+
+    outcomes = await asyncio.gather(
+        *(pg_client.create_task(name=f"fine-{i}") for i in range(20)),
+        *(poison() for _ in range(5)),
+    )
+    fine, refused = outcomes[:20], outcomes[20:]
+    assert all(isinstance(task, Task) for task in fine), fine
+    assert all(
+        isinstance(error, InvalidArgumentError) and error.reason == reasons.WRITE_REFUSED
+        for error in refused
+    ), refused
+    done = await wait_finished(pg_client, tree["root"].id, WAIT_S)
+    assert done.status == statuses.COMPLETED
+    names = {row["name"] for row in await fetch(pg_server.config.db_url, "SELECT name FROM tasks")}
+    assert "poison" not in names and {f"fine-{i}" for i in range(20)} <= names
+    assert pg_server.engine.running == 0
