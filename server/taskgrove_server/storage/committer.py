@@ -3,7 +3,7 @@
 SQLite: a plain synchronous connection on one dedicated thread, so a whole batch (begin,
 every executemany, commit) is a single hop off the event loop; through aiosqlite each
 statement is a hop of its own, and those hops, not SQLite, were most of a commit's time.
-Other databases: the async engine, the batch running inside `run_sync`.
+Other databases: the async SQLAlchemy engine (`db`), the batch running inside `run_sync`.
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ class Committer(Protocol):
 
 
 class AsyncCommitter:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+    def __init__(self, db: AsyncEngine) -> None:
+        self._db = db
 
     async def run(self, work: Callable[[Connection], T]) -> T:
-        async with self._engine.begin() as conn:
+        async with self._db.begin() as conn:
             return await conn.run_sync(work)
 
     async def close(self) -> None:
@@ -43,12 +43,12 @@ class AsyncCommitter:
 
 
 class ThreadCommitter:
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self, db: Engine) -> None:
+        self._db = db
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskgrove-writer")
 
     def _transact(self, work: Callable[[Connection], T]) -> T:
-        with self._engine.begin() as conn:
+        with self._db.begin() as conn:
             return work(conn)
 
     async def run(self, work: Callable[[Connection], T]) -> T:
@@ -57,14 +57,14 @@ class ThreadCommitter:
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._thread, self._engine.dispose)
+        await loop.run_in_executor(self._thread, self._db.dispose)
         self._thread.shutdown(wait=True)
 
 
-def create_committer(url: str, engine: AsyncEngine) -> Committer:
+def create_committer(url: str, db: AsyncEngine) -> Committer:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and (parsed.database or ":memory:") != ":memory:":
-        sync_engine = create_engine(parsed.set(drivername="sqlite"), pool_size=1, max_overflow=0)
-        event.listen(sync_engine, "connect", sqlite_pragmas)
-        return ThreadCommitter(sync_engine)
-    return AsyncCommitter(engine)
+        sync_db = create_engine(parsed.set(drivername="sqlite"), pool_size=1, max_overflow=0)
+        event.listen(sync_db, "connect", sqlite_pragmas)
+        return ThreadCommitter(sync_db)
+    return AsyncCommitter(db)

@@ -110,9 +110,7 @@ class Writer:
         self.commits = 0
         """Transactions committed so far (for benchmarks and tests)."""
         self._batch = _Batch()
-        self._refused: weakref.WeakKeyDictionary[object, ServiceError] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._refused: weakref.WeakKeyDictionary[object, ServiceError] = weakref.WeakKeyDictionary()
         """Per request (task): the refusal its next `flush()` reports, even when that
         flush waits on a later batch than the refused write."""
         self._wake = asyncio.Event()

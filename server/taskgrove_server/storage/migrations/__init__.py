@@ -49,7 +49,7 @@ def _apply(connection: Connection) -> list[int]:
     return applied
 
 
-async def migrate(engine: AsyncEngine) -> list[int]:
+async def migrate(db: AsyncEngine) -> list[int]:
     """Apply every missing migration in one transaction; returns the versions applied."""
-    async with engine.begin() as connection:
+    async with db.begin() as connection:
         return await connection.run_sync(_apply)
