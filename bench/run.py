@@ -32,10 +32,11 @@ from typing import Any
 import grpc
 import psutil
 from pgdb import PgServer
-from serverproc import MB, RssSampler, ServerProcess
+from sampler import MB, RssSampler
 from taskgrove import AsyncClient, TaskgroveError, statuses, task_message
 from taskgrove.domain import wire
 from taskgrove.v1 import task_pb2, task_service_pb2
+from taskgrove_server.testing import ServerProcess, sqlite_url
 from trees import ROOT_ID, SHAPES, TaskDict, flat, leaf, leaf_count
 from watcher import Followed, follow_root, monotonic
 
@@ -127,11 +128,24 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _profile_path(profile_dir: Path | None, name: str) -> Path | None:
+def pyspy_path() -> str:
+    """py-spy next to this interpreter (the venv), else on PATH."""
+    local = Path(sys.executable).with_name("py-spy")
+    found = str(local) if local.exists() else shutil.which("py-spy")
+    if found is None:
+        raise RuntimeError("py-spy not found: .venv/bin/pip install py-spy")
+    return found
+
+
+def profiler(profile_dir: Path | None, rate: int, name: str) -> list[str]:
+    """The `py-spy record` command prefix writing `profile_dir`/`name`.txt (collapsed
+    stacks), or none without `profile_dir`."""
     if profile_dir is None:
-        return None
+        return []
     profile_dir.mkdir(parents=True, exist_ok=True)
-    return profile_dir / f"{name}.txt"
+    output = profile_dir / f"{name}.txt"
+    record = [pyspy_path(), "record", "--nonblocking", "--threads", "--format", "raw"]
+    return [*record, "--rate", str(rate), "-o", str(output), "--"]
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -164,16 +178,19 @@ def started_server(
     backend: Backend, name: str, workdir: Path, args: argparse.Namespace
 ) -> Iterator[ServerProcess]:
     """A fresh database (SQLite file, or a new PostgreSQL database dropped afterwards) and
-    a server process on it, stopped by PID on exit."""
+    a server process on it (its output in `server.log`), stopped by PID on exit. Raises
+    RuntimeError when the server (or its database) does not start."""
+    directory = workdir / f"{backend.name}-{name}"
+    directory.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
-        db_url = None
         if backend.pg is not None:
             db_url = stack.enter_context(backend.pg.fresh_database(name))
+        else:
+            db_url = sqlite_url(directory / "bench.db")
         server = ServerProcess(
-            workdir / f"{backend.name}-{name}",
-            db_url=db_url,
-            profile_path=_profile_path(args.profile, f"{backend.name}-{name}"),
-            profile_rate=args.profile_rate,
+            db_url,
+            log_path=directory / "server.log",
+            wrapper=profiler(args.profile, args.profile_rate, f"{backend.name}-{name}"),
         )
         stack.enter_context(server)
         yield server
