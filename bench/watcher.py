@@ -1,5 +1,6 @@
-"""WatchEvents subscribers for the benchmark: used in-process by run.py, and run as separate
-processes so that watchers do not share the harness's event loop.
+"""WatchEvents subscribers for the benchmark: `follow_root` is used in-process by the
+throughput scenario; the script runs as separate processes (`WatcherProcess`, for the
+event-latency and fan-out scenarios) so that watchers do not share the harness's event loop.
 
     python bench/watcher.py latency --address HOST:PORT
         One stream on every event (include_snapshot). Prints `ready SEQ` after the snapshot,
@@ -25,6 +26,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -120,7 +122,50 @@ async def follow_root(
     raise RuntimeError("the watch stream ended before the root finished")
 
 
-# ---------------------------------------------------------------------------- subprocesses
+# ---------------------------------------------------------------------------- the harness's side
+
+
+class WatcherProcess:
+    """This script as a subprocess (`latency` or `fanout` and their options) whose stdout
+    lines are read as they come."""
+
+    def __init__(self, args: list[str]) -> None:
+        self.args = [sys.executable, str(Path(__file__).resolve()), *args]
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            *self.args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+
+    async def line(self) -> str:
+        assert self.process is not None and self.process.stdout is not None
+        raw = await self.process.stdout.readline()
+        if not raw:
+            stderr = b""
+            if self.process.stderr is not None:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(5):
+                        stderr = await self.process.stderr.read()
+            raise RuntimeError(f"watcher process ended: {stderr.decode(errors='replace')[-2000:]}")
+        return raw.decode().strip()
+
+    async def stop(self) -> None:
+        """SIGTERM its PID, a bounded wait, SIGKILL if needed."""
+        if self.process is None or self.process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self.process.terminate()
+        try:
+            async with asyncio.timeout(10):
+                await self.process.wait()
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+            await self.process.wait()
+
+
+# ---------------------------------------------------------------------------- the subprocess's side
 
 
 def _emit(line: str) -> None:
