@@ -1,5 +1,6 @@
-"""WatchEvents subscribers for the benchmark: used in-process by run.py, and run as separate
-processes so that watchers do not share the harness's event loop.
+"""WatchEvents subscribers for the benchmark: `follow_root` is used in-process by the
+throughput scenario; the script runs as separate processes (`WatcherProcess`, for the
+event-latency and fan-out scenarios) so that watchers do not share the harness's event loop.
 
     python bench/watcher.py latency --address HOST:PORT
         One stream on every event (include_snapshot). Prints `ready SEQ` after the snapshot,
@@ -19,26 +20,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import time
 from dataclasses import asdict, dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import grpc
+from connection import open_channel
+from taskgrove._watch import watch_responses
 from taskgrove.v1 import event_pb2, task_pb2, task_service_pb2, task_service_pb2_grpc
 
 TERMINAL = frozenset(
     {task_pb2.TASK_STATUS_COMPLETED, task_pb2.TASK_STATUS_FAILED, task_pb2.TASK_STATUS_CANCELLED}
 )
 STATUS_CHANGED = event_pb2.TASK_EVENT_TYPE_STATUS_CHANGED
-RESUMABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
 MAX_RECONNECTS = 50
-CHANNEL_OPTIONS = [
-    ("grpc.max_receive_message_length", 256 * 1024 * 1024),
-    ("grpc.max_send_message_length", 64 * 1024 * 1024),
-]
+"""Failures in a row after which a subscriber gives up."""
+MAX_BACKOFF_S = 0.5
 
 
 def monotonic() -> float:
@@ -69,61 +71,101 @@ async def follow_root(
     heartbeat_s: float | None = None,
     ready: asyncio.Event | None = None,
 ) -> Followed:
-    """Watch the tree of `root_id` until its root's terminal status event; counts every
-    event once (sequence > last seen), resuming after UNAVAILABLE / RESOURCE_EXHAUSTED.
-    `ready` is set once the snapshot is complete (or, without one, at the first message).
-    The caller bounds the time."""
+    """Watch the tree of `root_id` until its root's terminal status event. The SDK's resume
+    loop (`taskgrove._watch.watch_responses`) gives every event once and resumes after
+    UNAVAILABLE / RESOURCE_EXHAUSTED; this reads its raw messages. `ready` is set once the
+    snapshot is complete (or, without one, at the first message). The caller bounds the
+    time."""
     seen = Followed()
-    last = after_sequence
+
+    def count_reconnect(_: grpc.aio.AioRpcError) -> None:
+        seen.reconnects += 1
+
+    request = task_service_pb2.WatchEventsRequest(
+        root_id=root_id, after_sequence=after_sequence, include_snapshot=include_snapshot
+    )
+    if heartbeat_s is not None:
+        request.heartbeat_interval.FromTimedelta(timedelta(seconds=heartbeat_s))
+    responses = watch_responses(
+        stub,
+        request,
+        max_backoff=MAX_BACKOFF_S,
+        max_reconnects=MAX_RECONNECTS,
+        on_reconnect=count_reconnect,
+    )
     need_snapshot = include_snapshot
-    while True:
-        if need_snapshot:
-            seen.snapshot_tasks = 0  # a broken stream starts the snapshot again
-        request = task_service_pb2.WatchEventsRequest(
-            root_id=root_id, after_sequence=last, include_snapshot=need_snapshot
+    async with contextlib.aclosing(responses):  # leaving cancels the call
+        async for response in responses:
+            arrived = monotonic()
+            seen.messages += 1
+            if need_snapshot:
+                # A large snapshot spans several messages (yielded once it is whole).
+                seen.snapshot_tasks += len(response.snapshot)
+                if response.snapshot_complete:
+                    need_snapshot = False
+                    seen.snapshot_sequence = response.sequence
+                    if ready is not None:
+                        ready.set()
+                continue
+            if ready is not None:
+                ready.set()
+            for event in response.events:
+                seen.events += 1
+                if (
+                    event.task_id == root_id
+                    and event.type == STATUS_CHANGED
+                    and event.status in TERMINAL
+                ):
+                    seen.root_status = task_pb2.TaskStatus.Name(event.status)
+                    seen.done_at = arrived
+                    return seen
+    raise RuntimeError("the watch stream ended before the root finished")
+
+
+# ---------------------------------------------------------------------------- the harness's side
+
+
+class WatcherProcess:
+    """This script as a subprocess (`latency` or `fanout` and their options) whose stdout
+    lines are read as they come."""
+
+    def __init__(self, args: list[str]) -> None:
+        self.args = [sys.executable, str(Path(__file__).resolve()), *args]
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            *self.args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
         )
-        if heartbeat_s is not None:
-            request.heartbeat_interval.FromTimedelta(timedelta(seconds=heartbeat_s))
-        call = stub.WatchEvents(request)
+
+    async def line(self) -> str:
+        assert self.process is not None and self.process.stdout is not None
+        raw = await self.process.stdout.readline()
+        if not raw:
+            stderr = b""
+            if self.process.stderr is not None:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(5):
+                        stderr = await self.process.stderr.read()
+            raise RuntimeError(f"watcher process ended: {stderr.decode(errors='replace')[-2000:]}")
+        return raw.decode().strip()
+
+    async def stop(self) -> None:
+        """SIGTERM its PID, a bounded wait, SIGKILL if needed."""
+        if self.process is None or self.process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self.process.terminate()
         try:
-            async for response in call:
-                arrived = monotonic()
-                seen.messages += 1
-                if need_snapshot:
-                    # A large snapshot spans several messages: ready after the last one.
-                    seen.snapshot_tasks += len(response.snapshot)
-                    if response.snapshot_complete:
-                        need_snapshot = False
-                        seen.snapshot_sequence = last = response.sequence
-                        if ready is not None:
-                            ready.set()
-                    continue
-                if ready is not None:
-                    ready.set()
-                for event in response.events:
-                    if event.sequence <= last:
-                        continue
-                    last = event.sequence
-                    seen.events += 1
-                    if (
-                        event.task_id == root_id
-                        and event.type == STATUS_CHANGED
-                        and event.status in TERMINAL
-                    ):
-                        seen.root_status = task_pb2.TaskStatus.Name(event.status)
-                        seen.done_at = arrived
-                        call.cancel()
-                        return seen
-                last = max(last, response.sequence)
-            raise RuntimeError("the watch stream ended before the root finished")
-        except grpc.aio.AioRpcError as error:
-            if error.code() not in RESUMABLE or seen.reconnects >= MAX_RECONNECTS:
-                raise
-            seen.reconnects += 1
-            await asyncio.sleep(0.05)
+            async with asyncio.timeout(10):
+                await self.process.wait()
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+            await self.process.wait()
 
 
-# ---------------------------------------------------------------------------- subprocesses
+# ---------------------------------------------------------------------------- the subprocess's side
 
 
 def _emit(line: str) -> None:
@@ -132,8 +174,11 @@ def _emit(line: str) -> None:
 
 
 async def latency_main(address: str) -> None:
-    """Every event of the server, one line each, receive time taken on arrival."""
-    async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
+    """Every event of the server, one line each, receive time taken on arrival.
+
+    The bare stream, not the resume loop: nothing comes between a message's arrival and
+    its timestamp, and a broken stream on this idle server ends the scenario (an error)."""
+    async with open_channel(address) as channel:
         stub = task_service_pb2_grpc.TaskServiceStub(channel)
         request = task_service_pb2.WatchEventsRequest(include_snapshot=True)
         first = True
@@ -153,7 +198,7 @@ async def latency_main(address: str) -> None:
 
 async def fanout_main(address: str, root_id: str, after: int, streams: int) -> None:
     """`streams` subscribers of one tree on one channel; one JSON summary at the end."""
-    async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
+    async with open_channel(address) as channel:
         stub = task_service_pb2_grpc.TaskServiceStub(channel)
         readies = [asyncio.Event() for _ in range(streams)]
         followers = [

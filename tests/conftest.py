@@ -6,14 +6,8 @@ and `pg_client` do the same on a fresh PostgreSQL database; without it they skip
 from __future__ import annotations
 
 import os
-import re
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +17,7 @@ from taskgrove import AsyncClient
 from taskgrove_server.app import TaskgroveServer
 from taskgrove_server.config import ServerConfig
 from taskgrove_server.executors import ExecutorRegistry
-
-
-def sqlite_url(path: Path) -> str:
-    return f"sqlite+aiosqlite:///{path}"
+from taskgrove_server.testing import ServerProcess, sqlite_url
 
 
 @pytest.fixture
@@ -49,68 +40,9 @@ async def client(server: TaskgroveServer) -> AsyncIterator[AsyncClient]:
         yield connected
 
 
-@dataclass
-class ServerProcess:
-    """`taskgrove serve` as a real subprocess (started and stopped by PID)."""
-
-    db_url: str
-    process: subprocess.Popen[str] | None = None
-    address: str = ""
-    extra_env: dict[str, str] | None = None
-
-    def start(self, port: int = 0) -> str:
-        env = {**os.environ, "TASKGROVE_LOG_LEVEL": "WARNING", **(self.extra_env or {})}
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "taskgrove._cli",
-                "serve",
-                "--address",
-                f"127.0.0.1:{port}",
-                "--db",
-                self.db_url,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-        )
-        assert self.process.stdout is not None
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            if not line:
-                break
-            match = re.search(r"serving on (\S+)", line)
-            if match:
-                self.address = match.group(1)
-                return self.address
-        self.stop()
-        raise RuntimeError("server subprocess did not start")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int | None:
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        try:
-            code = self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            code = self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-        self.process = None
-        return code
-
-    @property
-    def port(self) -> int:
-        return int(self.address.rsplit(":", 1)[1])
-
-
 @pytest.fixture
 def server_process(db_url: str) -> Iterator[ServerProcess]:
+    """`taskgrove serve` as a real subprocess (started and stopped by PID)."""
     proc = ServerProcess(db_url)
     proc.start()
     yield proc

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import random
+import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, timedelta
@@ -22,14 +22,11 @@ from taskgrove._models import (
     TaskEvent,
     WaitingDependency,
 )
+from taskgrove._watch import watch_responses
 from taskgrove.domain import wire
 from taskgrove.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
 
 T = TypeVar("T")
-
-# Codes after which a watch resumes where it stopped (server restarting or moving on,
-# or this watcher cut off as too slow).
-_RESUMABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
 
 
 def _seconds(value: float | timedelta | None) -> timedelta | None:
@@ -318,52 +315,35 @@ class AsyncClient:
         exponential backoff and resumes after the last sequence seen. With
         `include_snapshot`, the first item is a `Snapshot` of the current tasks.
         """
-        last = after_sequence
-        need_snapshot = include_snapshot
-        snapshot: list[Task] = []
-        failures = 0
-        while True:
-            snapshot = []
-            request = task_service_pb2.WatchEventsRequest(
-                root_id=root_id,
-                task_id=task_id,
-                user_id=user_id,
-                after_sequence=last,
-                include_snapshot=need_snapshot,
-            )
-            if heartbeat_interval is not None:
-                request.heartbeat_interval.FromTimedelta(timedelta(seconds=heartbeat_interval))
-            call = self.stub.WatchEvents(request)
+        request = task_service_pb2.WatchEventsRequest(
+            root_id=root_id,
+            task_id=task_id,
+            user_id=user_id,
+            after_sequence=after_sequence,
+            include_snapshot=include_snapshot,
+        )
+        if heartbeat_interval is not None:
+            request.heartbeat_interval.FromTimedelta(timedelta(seconds=heartbeat_interval))
+        responses = watch_responses(
+            self.stub, request, max_backoff=max_backoff, max_reconnects=max_reconnects
+        )
+        # Closing the stream here (the consumer left early) cancels the call on the server.
+        async with contextlib.aclosing(responses):
+            need_snapshot = include_snapshot
+            snapshot: list[Task] = []
             try:
-                async for response in call:
-                    failures = 0
+                async for response in responses:
                     if need_snapshot:
-                        # A large snapshot spans several messages; it is whole at the
-                        # one marked complete (a broken stream starts it again).
+                        # Its messages come only once it is whole, the last marked complete.
                         snapshot.extend(Task.from_proto(t) for t in response.snapshot)
                         if response.snapshot_complete:
                             need_snapshot = False
-                            last = response.sequence
-                            yield Snapshot(snapshot, last)
+                            yield Snapshot(snapshot, response.sequence)
                         continue
                     for message in response.events:
-                        if message.sequence > last:
-                            last = message.sequence
-                            yield TaskEvent.from_proto(message)
-                    # Everything matching up to here was sent: a safe resume point.
-                    last = max(last, response.sequence)
-                return
+                        yield TaskEvent.from_proto(message)
             except grpc.aio.AioRpcError as error:
-                if error.code() not in _RESUMABLE:
-                    raise from_rpc_error(error) from None
-                failures += 1
-                if max_reconnects is not None and failures > max_reconnects:
-                    raise from_rpc_error(error) from None
-                ceiling = min(max_backoff, 0.05 * 2 ** min(failures, 10))
-                await asyncio.sleep(random.uniform(ceiling / 2, ceiling))
-            finally:
-                # Leaving early (break, aclose) must end the stream on the server too.
-                call.cancel()
+                raise from_rpc_error(error) from None
 
     # ------------------------------------------------------------------ helpers
 

@@ -24,7 +24,7 @@ from support.processes import Finished
 from taskgrove import AsyncClient, Task, TaskManager, TaskTreeNode, create_session, statuses
 
 if TYPE_CHECKING:
-    from conftest import ServerProcess
+    from taskgrove_server.testing import ServerProcess
 
 TUTORIAL = Path(__file__).parent / "tutorial"
 USER = "tutorial_user"

@@ -19,7 +19,7 @@ from support.processes import Finished
 from taskgrove import AsyncClient, statuses
 
 if TYPE_CHECKING:
-    from conftest import ServerProcess
+    from taskgrove_server.testing import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"

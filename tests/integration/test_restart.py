@@ -12,10 +12,11 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import ServerFactory, ServerProcess, sqlite_url
+from conftest import ServerFactory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from support.waiting import until_task, wait_finished
 from taskgrove import AsyncClient, Task, statuses
+from taskgrove_server.testing import ServerProcess, sqlite_url
 
 
 @pytest.fixture

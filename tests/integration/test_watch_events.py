@@ -47,7 +47,8 @@ from taskgrove_server.app import TaskgroveServer
 from taskgrove_server.executors import ExecutionContext, Executor, ExecutorRegistry
 
 if TYPE_CHECKING:
-    from conftest import ServerFactory, ServerProcess
+    from conftest import ServerFactory
+    from taskgrove_server.testing import ServerProcess
 
 WAIT_S = 20.0
 

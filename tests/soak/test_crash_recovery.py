@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ServerProcess, sqlite_url
 from support.events import history as watch_history
 from taskgrove import AsyncClient, Task, TaskEvent, statuses
+from taskgrove_server.testing import ServerProcess, sqlite_url
 
 pytestmark = pytest.mark.soak
 

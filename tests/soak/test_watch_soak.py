@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
-from conftest import ServerProcess
 from support.database import committed, committed_sequences, db_of, stored_tasks
 from support.events import Follower, stop_tasks, watch_request
 from support.executors import pulse_registry
@@ -30,6 +29,7 @@ from support.waiting import wait_finished
 from taskgrove import AsyncClient, Snapshot, TaskEvent, statuses
 from taskgrove.domain import wire
 from taskgrove.v1 import task_service_pb2_grpc
+from taskgrove_server.testing import ServerProcess
 
 if TYPE_CHECKING:
     from conftest import ServerFactory

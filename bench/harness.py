@@ -1,0 +1,140 @@
+"""What every scenario shares: the backend, a fresh server on a fresh database, the outcome
+words, the CreateTaskTree request, and small helpers (errors, logging, percentiles)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import shutil
+import statistics
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from pgdb import PgServer
+from taskgrove import task_message
+from taskgrove.v1 import task_service_pb2
+from taskgrove_server.testing import ServerProcess, sqlite_url
+from trees import TaskDict
+
+SQLITE, POSTGRES = "sqlite", "postgresql"
+OK, TIMEOUT, ERROR, FAILED = "OK", "TIMEOUT", "ERROR", "FAILED"
+POLL_INTERVAL_S = 0.02
+"""Pause between GetTask polls of a root."""
+
+
+@dataclass(slots=True)
+class Backend:
+    name: str
+    pg: PgServer | None = None
+
+
+def tree_request(tasks: Sequence[TaskDict], *, execute: bool) -> Any:
+    """The CreateTaskTree request, built before any timer starts."""
+    # The harness needs only the ids back: the BASIC view spares the server (and this
+    # client) an echo of every task, which at 100,000 tasks costs hundreds of MB.
+    return task_service_pb2.CreateTaskTreeRequest(
+        tasks=[task_message(**task) for task in tasks],
+        execute=execute,
+        view=task_service_pb2.TASK_VIEW_BASIC,
+    )
+
+
+# ---------------------------------------------------------------------------- the server
+
+
+def pyspy_path() -> str:
+    """py-spy next to this interpreter (the venv), else on PATH."""
+    local = Path(sys.executable).with_name("py-spy")
+    found = str(local) if local.exists() else shutil.which("py-spy")
+    if found is None:
+        raise RuntimeError("py-spy not found: .venv/bin/pip install py-spy")
+    return found
+
+
+def profiler(profile_dir: Path | None, rate: int, name: str) -> list[str]:
+    """The `py-spy record` command prefix writing `profile_dir`/`name`.txt (collapsed
+    stacks), or none without `profile_dir`."""
+    if profile_dir is None:
+        return []
+    profile_dir.mkdir(parents=True, exist_ok=True)
+    output = profile_dir / f"{name}.txt"
+    record = [pyspy_path(), "record", "--nonblocking", "--threads", "--format", "raw"]
+    return [*record, "--rate", str(rate), "-o", str(output), "--"]
+
+
+@contextlib.contextmanager
+def started_server(
+    backend: Backend, name: str, workdir: Path, args: argparse.Namespace
+) -> Iterator[ServerProcess]:
+    """A fresh database (SQLite file, or a new PostgreSQL database dropped afterwards) and
+    a server process on it (its output in `server.log`), stopped by PID on exit. Raises
+    RuntimeError when the server (or its database) does not start."""
+    directory = workdir / f"{backend.name}-{name}"
+    directory.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        if backend.pg is not None:
+            db_url = stack.enter_context(backend.pg.fresh_database(name))
+        else:
+            db_url = sqlite_url(directory / "bench.db")
+        server = ServerProcess(
+            db_url,
+            log_path=directory / "server.log",
+            wrapper=profiler(args.profile, args.profile_rate, f"{backend.name}-{name}"),
+        )
+        stack.enter_context(server)
+        yield server
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def rpc_error_text(error: BaseException) -> str:
+    if isinstance(error, grpc.aio.AioRpcError):
+        return f"{error.code().name}: {error.details()}"
+    return f"{type(error).__name__}: {error}"
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+async def cancel(task: asyncio.Task[Any] | None) -> None:
+    if task is not None and not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
+            await task
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile, q in [0, 100]."""
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    rank = (len(ordered) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def summary_ms(values_s: Sequence[float]) -> dict[str, float] | None:
+    if not values_s:
+        return None
+    ms = [value * 1000 for value in values_s]
+    return {
+        "count": len(ms),
+        "p50_ms": percentile(ms, 50),
+        "p90_ms": percentile(ms, 90),
+        "p99_ms": percentile(ms, 99),
+        "max_ms": max(ms),
+        "mean_ms": statistics.fmean(ms),
+    }
+
+
+def num(value: float | None, digits: int) -> str:
+    """A number for the tables: thousands separators, `-` for none."""
+    return "-" if value is None else f"{value:,.{digits}f}"

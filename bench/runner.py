@@ -1,0 +1,295 @@
+"""taskgrove benchmark: tree throughput (polled and watched), event latency, watcher fan-out
+and CreateTaskTree latency against a real server, on SQLite and (when reachable) PostgreSQL.
+
+The runner: the command line, the backends, running the chosen scenarios
+(`scenarios/`), the printed tables, the JSON results file and the machine it ran on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+from harness import OK, POLL_INTERVAL_S, POSTGRES, SQLITE, Backend, log, num
+from pgdb import PgServer
+from sampler import MB
+from scenarios.create_latency import (
+    CREATE_LATENCY_TASKS,
+    format_create_latency,
+    run_create_latency,
+)
+from scenarios.event_latency import EVENT_LATENCY_SAMPLES, format_event_latency, run_event_latency
+from scenarios.fanout import FANOUT_SUBSCRIBERS, FANOUT_TASKS, FanoutRun, format_fanout, run_fanout
+from scenarios.throughput import CHAIN_MAX, POLL, WATCH, Run, format_table, run_throughput
+from trees import SHAPES
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parent
+DEFAULT_JSON = BENCH_DIR / "results" / "latest.json"
+DEFAULT_SIZES = (1_000, 10_000, 100_000)
+QUICK_SIZES = (1_000,)
+DEFAULT_PG_URL = "postgresql+asyncpg://taskgrove:taskgrove@127.0.0.1/taskgrove_bench"
+
+# ---------------------------------------------------------------------------- CLI
+
+
+def _int_list(text: str) -> list[int]:
+    return [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
+
+
+def _choice_list(known: Sequence[str]) -> Any:
+    def parse(text: str) -> list[str]:
+        chosen = [part.strip() for part in text.split(",") if part.strip()]
+        unknown = [item for item in chosen if item not in known]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown {unknown}; known: {list(known)}")
+        return chosen
+
+    return parse
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sizes = parser.add_mutually_exclusive_group()
+    sizes.add_argument(
+        "--sizes",
+        type=_int_list,
+        help="leaf counts (default 1000,10000,100000; chain stops at 10,000)",
+    )
+    sizes.add_argument(
+        "--quick",
+        action="store_true",
+        help="1,000 tasks only, 100 latency samples, fan-out on 1,000 tasks",
+    )
+    parser.add_argument("--shapes", type=_choice_list(list(SHAPES)), default=list(SHAPES))
+    parser.add_argument(
+        "--modes", type=_choice_list([POLL, WATCH]), default=[POLL, WATCH], help="poll,watch"
+    )
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="results file")
+    parser.add_argument(
+        "--timeout", type=float, default=600.0, help="per-scenario limit in seconds"
+    )
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        default=POLL_INTERVAL_S,
+        help="seconds between GetTask polls of the root (poll mode)",
+    )
+    parser.add_argument("--pg-url", default=DEFAULT_PG_URL, help="PostgreSQL server and prefix")
+    parser.add_argument("--no-pg", action="store_true", help="SQLite only")
+    parser.add_argument("--pg-only", action="store_true", help="PostgreSQL only")
+    parser.add_argument(
+        "--no-pg-fanout", action="store_true", help="run the fan-out on SQLite only"
+    )
+    parser.add_argument("--event-samples", type=int, default=EVENT_LATENCY_SAMPLES)
+    parser.add_argument("--no-event-latency", action="store_true")
+    parser.add_argument("--fanout-tasks", type=int, default=FANOUT_TASKS)
+    parser.add_argument("--fanout-subscribers", type=_int_list, default=list(FANOUT_SUBSCRIBERS))
+    parser.add_argument(
+        "--fanout-repeats", type=int, default=3, help="runs per fan-out line (median kept)"
+    )
+    parser.add_argument("--no-fanout", action="store_true")
+    parser.add_argument("--latency-repeats", type=int, default=5)
+    parser.add_argument("--no-latency", action="store_true", help="skip CreateTaskTree latency")
+    parser.add_argument("--no-throughput", action="store_true", help="skip the tree table")
+    parser.add_argument(
+        "--profile", type=Path, help="record each server with py-spy into this directory"
+    )
+    parser.add_argument("--profile-rate", type=int, default=100, help="py-spy samples/s")
+    parser.add_argument("--keep", action="store_true", help="keep SQLite files and server logs")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes = list(QUICK_SIZES)
+        args.event_samples = min(args.event_samples, 100)
+        args.fanout_tasks = min(args.fanout_tasks, 1_000)
+        args.fanout_repeats = 1
+    elif args.sizes is None:
+        args.sizes = list(DEFAULT_SIZES)
+    if args.no_pg and args.pg_only:
+        parser.error("--no-pg and --pg-only exclude each other")
+    return args
+
+
+def backends(args: argparse.Namespace) -> tuple[list[Backend], str]:
+    """The backends to run, and a note on PostgreSQL when it is left out."""
+    chosen = [] if args.pg_only else [Backend(SQLITE)]
+    if args.no_pg:
+        return chosen, "PostgreSQL: not requested (--no-pg)"
+    pg = PgServer(args.pg_url)
+    reachable, info = pg.reachable()
+    if not reachable:
+        return chosen, f"PostgreSQL rows skipped: {pg.safe_url} not reachable ({info})"
+    return [*chosen, Backend(POSTGRES, pg)], f"PostgreSQL {info} at {pg.safe_url}"
+
+
+# ---------------------------------------------------------------------------- running
+
+
+@dataclass(slots=True)
+class Results:
+    runs: list[Run] = field(default_factory=list)
+    event_latency: list[dict[str, Any]] = field(default_factory=list)
+    fanout: list[FanoutRun] = field(default_factory=list)
+    create_latency: list[dict[str, Any]] = field(default_factory=list)
+
+    def failed(self) -> bool:
+        return (
+            any(run.outcome != OK for run in self.runs)
+            or any(item["outcome"] != OK for item in self.event_latency)
+            or any(run.outcome != OK for run in self.fanout)
+            or any(item["outcome"] != OK for item in self.create_latency)
+        )
+
+
+def run_all(args: argparse.Namespace, chosen: Sequence[Backend], workdir: Path) -> Results:
+    results = Results()
+    for backend in chosen:
+        if not args.no_throughput:
+            for shape in args.shapes:
+                for size in args.sizes:
+                    if shape == "chain" and size > CHAIN_MAX:
+                        continue
+                    for mode in args.modes:
+                        log(f"[bench] {backend.name} {shape} {size:,} {mode} ...")
+                        run = run_throughput(backend, shape, size, mode, workdir, args)
+                        results.runs.append(run)
+                        log(
+                            f"[bench]   {run.outcome} {num(run.seconds, 3)} s "
+                            f"(create {num(run.create_seconds, 3)} s) {run.detail}".rstrip()
+                        )
+        if not args.no_event_latency:
+            log(f"[bench] {backend.name} event latency x {args.event_samples} ...")
+            latency = run_event_latency(backend, workdir, args)
+            results.event_latency.append(latency)
+            log(f"[bench]   {format_event_latency(latency)}")
+        if not args.no_fanout and (backend.pg is None or not args.no_pg_fanout):
+            results.fanout.extend(run_fanout(backend, workdir, args))
+        if not args.no_latency:
+            log(f"[bench] {backend.name} CreateTaskTree latency {CREATE_LATENCY_TASKS:,} ...")
+            results.create_latency.append(
+                run_create_latency(backend, CREATE_LATENCY_TASKS, workdir, args)
+            )
+    return results
+
+
+# ---------------------------------------------------------------------------- results
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "memory_mb": psutil.virtual_memory().total // MB,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
+    }
+
+
+def revision() -> dict[str, Any]:
+    """The code measured: the checkout's commit (and whether server/ or client/ differ from
+    it), or, when the server code comes from elsewhere on PYTHONPATH (an exported revision),
+    $TASKGROVE_BENCH_REVISION."""
+
+    def git(*command: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", *command], cwd=REPO_DIR, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    import taskgrove_server
+
+    code = Path(taskgrove_server.__file__).resolve().parent
+    exported = not code.is_relative_to(REPO_DIR)
+    if exported:
+        commit = os.environ.get("TASKGROVE_BENCH_REVISION", "unknown")
+        label = f"{commit} (exported to {code.parent})"
+    else:
+        commit = git("rev-parse", "--short", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--", "server", "client"))
+        label = commit + (" + uncommitted server/client changes" if dirty else "")
+    return {"commit": commit, "label": label, "server_code": str(code), "exported": exported}
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Atomically: a .tmp file next to it, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def print_results(results: Results) -> None:
+    if results.runs:
+        print(format_table(results.runs))
+    for latency in results.event_latency:
+        print(format_event_latency(latency))
+    if results.fanout:
+        print(format_fanout(results.fanout))
+    for latency in results.create_latency:
+        print(format_create_latency(latency))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = datetime.now(UTC)
+    load_at_start = round(os.getloadavg()[0], 2)
+    chosen, pg_note = backends(args)
+    log(f"[bench] {pg_note}")
+    workdir = Path(tempfile.mkdtemp(prefix="taskgrove-bench-"))
+    clock = time.monotonic()
+    try:
+        results = run_all(args, chosen, workdir)
+    finally:
+        if args.keep:
+            log(f"[bench] kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    elapsed = time.monotonic() - clock
+    rev = revision()
+    print_results(results)
+    print(
+        f"{pg_note}. Code: {rev['label']}. {os.cpu_count()} CPUs, "
+        f"load {load_at_start:.1f} -> {os.getloadavg()[0]:.1f}, {elapsed / 60:.1f} min."
+    )
+    write_json(
+        args.json,
+        {
+            "started_at": started.isoformat(timespec="seconds"),
+            "elapsed_seconds": elapsed,
+            "revision": rev,
+            "machine": {**machine(), "loadavg_1m_at_start": load_at_start},
+            "postgresql": pg_note,
+            "settings": {
+                "poll_interval_s": args.poll_interval,
+                "poll_method": "GetTask on the root, one at a time, poll_interval_s apart",
+                "watch_method": "WatchEvents(root_id, include_snapshot) opened before "
+                "ExecuteTask; stops at the root's terminal status event",
+                "timed_from": "send of ExecuteTask (CreateTaskTree(execute=False) timed apart)",
+                "timeout_s": args.timeout,
+                "leaf": "sleep_executor {'seconds': 0}",
+                "sizes": args.sizes,
+                "chain_max": CHAIN_MAX,
+                "profiled": args.profile is not None,
+            },
+            "throughput": [asdict(run) for run in results.runs],
+            "event_latency": results.event_latency,
+            "fanout": [asdict(run) for run in results.fanout],
+            "create_tree_latency": results.create_latency,
+        },
+    )
+    print(f"results: {args.json}")
+    return 1 if results.failed() else 0

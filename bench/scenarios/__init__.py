@@ -1,0 +1,9 @@
+"""The benchmark's scenarios, one module each; `runner` chooses and runs them.
+
+- `throughput`: a tree run to completion, seen by polling and by a watcher (the table);
+- `event_latency`: how soon a watcher process receives an event;
+- `fanout`: what 1 and 100 watchers of one tree cost;
+- `create_latency`: the round trip of CreateTaskTree.
+
+Each starts a fresh server per run (`harness.started_server`) and formats its own lines.
+"""
