@@ -28,7 +28,7 @@ from support.processes import Finished
 from test_tutorial import check_part2_simple_tree, check_part7_operations, run_ok
 
 if TYPE_CHECKING:
-    from conftest import ServerProcess
+    from taskgrove_server.testing import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]  # the directory holding pyproject.toml
 EXAMPLES = ROOT / "examples"

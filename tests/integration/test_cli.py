@@ -442,6 +442,59 @@ def test_get_tree_ls_and_executors(server_process: ServerProcess, tmp_path: Path
     assert "sleep_executor" in table.stdout
 
 
+CHAIN = 1000
+
+
+def parent_chain(length: int) -> list[dict[str, Any]]:
+    """A root and `length - 1` tasks below it, each the only child of the one before."""
+    specs: list[dict[str, Any]] = [{"id": "t0", "name": "t0", "user_id": "cli-deep"}]
+    specs += [{"id": f"t{i}", "name": f"t{i}", "parent_id": f"t{i - 1}"} for i in range(1, length)]
+    specs[-1]["executor"] = "sleep_executor"
+    return specs
+
+
+def loads_deep(text: str) -> Any:
+    """`json.loads` of deeply nested text (Python 3.11's parser counts every level of
+    nesting against the recursion limit; raised here, in the test, not in the CLI)."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 10 * CHAIN))
+    try:
+        return json.loads(text)
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+async def test_tree_of_a_parent_chain_1000_deep(server_process: ServerProcess) -> None:
+    async with AsyncClient(server_process.address) as client:
+        created = await client.create_task_tree(parent_chain(CHAIN), basic=True)
+    ids = [created[f"t{i}"].id for i in range(CHAIN)]
+
+    shown = cli(server_process.address, "tree", ids[0])
+    assert shown.returncode == 0, shown.explain()
+    assert "Traceback" not in shown.stderr
+    # Rich indents every level: the view stops where the width (120 on a pipe) runs out
+    # and says how many levels are left.
+    names = re.findall(r"\bt(\d+) [0-9a-f]{8}\b", shown.stdout)
+    assert names == [str(i) for i in range(len(names))], shown.stdout
+    marker = re.search(r"… (\d+) more levels \(use --depth / --json\)", shown.stdout)
+    assert marker, shown.explain()
+    assert len(names) - 1 + int(marker.group(1)) == CHAIN - 1
+    assert max(len(line) for line in shown.stdout.splitlines()) <= 120
+
+    as_json = cli(server_process.address, "tree", ids[0], "--json")
+    assert as_json.returncode == 0, as_json.explain()
+    node = loads_deep(as_json.stdout)
+    walked = []
+    while True:
+        walked.append(node)
+        if not node["children"]:
+            break
+        [node] = node["children"]
+    assert [task["id"] for task in walked] == ids
+    assert [task["parent_id"] for task in walked] == [None, *ids[:-1]]
+    assert [task["is_group"] for task in walked] == [True] * (CHAIN - 1) + [False]
+
+
 def test_errors_print_the_reason_and_exit_2(server_process: ServerProcess) -> None:
     missing = cli(server_process.address, "get", "no-such-task")
     assert missing.returncode == 2, missing.explain()

@@ -24,7 +24,7 @@ import pytest
 from support.database import committed, committed_sequences, db_of, stored_tasks
 from support.events import Follower as StreamFollower
 from support.events import stop_tasks, watch_request
-from support.executors import pulse_registry
+from support.executors import Gates, gate_task, pulse_registry
 from support.status_details import error_info
 from support.trees import sleep_tree
 from support.waiting import until as wait_until
@@ -44,7 +44,6 @@ from taskgrove import (
 from taskgrove.domain import wire
 from taskgrove.v1 import event_pb2, task_pb2, task_service_pb2_grpc
 from taskgrove_server.app import TaskgroveServer
-from taskgrove_server.executors import ExecutionContext, Executor, ExecutorRegistry
 
 if TYPE_CHECKING:
     from conftest import ServerFactory
@@ -104,40 +103,6 @@ def assert_resumable(follower: Follower) -> None:
             assert message.sequence >= sequences[-1]
         assert message.sequence >= high
         high = message.sequence
-
-
-class Gates:
-    """A `gate` executor that blocks until the test opens its gate (by `inputs.gate`)."""
-
-    def __init__(self) -> None:
-        self.gates: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
-        self.started: set[str] = set()
-
-    def open(self, name: str) -> None:
-        self.gates[name].set()
-
-    def registry(self) -> ExecutorRegistry:
-        async def run(context: ExecutionContext) -> Any:
-            gate = str(context.inputs["gate"])
-            self.started.add(gate)
-            async with asyncio.timeout(WAIT_S):
-                await self.gates[gate].wait()
-            return {"gate": gate}
-
-        registry = ExecutorRegistry.default(load_entry_points=False)
-        registry.register(Executor(id="gate", run=run, input_schema={"type": "object"}))
-        return registry
-
-
-def gate_task(name: str, gate: str, deps: Sequence[str] = ()) -> dict[str, Any]:
-    return {
-        "id": name,
-        "name": name,
-        "executor": "gate",
-        "parent_id": "root",
-        "inputs": {"gate": gate},
-        "dependencies": list(deps),
-    }
 
 
 # ------------------------------------------------------------------ 1. gap / duplicate freedom
@@ -717,7 +682,7 @@ async def test_heartbeats_never_claim_unsent_events(make_server: ServerFactory) 
 
 
 async def test_snapshot_then_live_events_without_duplicates(make_server: ServerFactory) -> None:
-    gates = Gates()
+    gates = Gates(limit_s=WAIT_S)
     server = await make_server(registry=gates.registry())
     client = make_server.client(server)
     specs: list[dict[str, Any]] = [{"id": "root", "name": "root", "user_id": "u"}]
@@ -1019,7 +984,7 @@ async def test_every_change_has_its_event(server: TaskgroveServer, client: Async
 async def test_distribute_task_tree_updates_nodes_as_events_arrive(
     make_server: ServerFactory,
 ) -> None:
-    gates = Gates()
+    gates = Gates(limit_s=WAIT_S)
     server = await make_server(registry=gates.registry())
     session = create_session(f"127.0.0.1:{server.port}")
     try:

@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
-from support.database import committed, committed_sequences, db_of, stored_tasks
+from support.database import (
+    committed,
+    committed_count,
+    committed_sequences,
+    db_of,
+    stored_tasks,
+)
 from support.events import Follower, stop_tasks, watch_request
 from support.executors import pulse_registry
 from support.status_details import reason_of
@@ -218,12 +224,15 @@ async def test_soak_sdk_watch_across_repeated_kills(
             await until(lambda: len(seen) >= len(ids))
             await client.execute_task(root)
             for kill in range(3):
-                mark = len(seen)
-                await until(lambda m=mark: len(seen) >= m + 40)
+                # Kill points follow the server's progress (committed events), not the
+                # watcher's: a watcher lagging a busy server must not push the kills past
+                # the end of the run (then 40 more events never come).
+                mark = committed_count(db_url, root_id=root)
+                await until(lambda m=mark: committed_count(db_url, root_id=root) >= m + 40)
                 await asyncio.to_thread(server_process.stop, signal.SIGKILL)
-                assert_events_match_state(
-                    committed(db_url, root_id=root), stored_tasks(db_url, root_id=root)
-                )
+                stored = stored_tasks(db_url, root_id=root)
+                assert stored[root]["status"] not in statuses.TERMINAL, f"kill {kill} after the end"
+                assert_events_match_state(committed(db_url, root_id=root), stored)
                 await asyncio.to_thread(server_process.start, port)
                 if kill == 0:
                     late = asyncio.create_task(watcher(joined, True))

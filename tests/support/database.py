@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, func, select
 from taskgrove_server.app import TaskgroveServer
 from taskgrove_server.storage.schema import task_events, tasks
 
@@ -26,6 +26,19 @@ def committed(db_url: str, **where: str) -> list[dict[str, Any]]:
             query = query.where(task_events.c[column] == value)
         with engine.connect() as conn:
             return [dict(row) for row in conn.execute(query).mappings()]
+    finally:
+        engine.dispose()
+
+
+def committed_count(db_url: str, **where: str) -> int:
+    """How many committed events (rows of task_events) match `where`."""
+    engine = create_engine(sync_url(db_url))
+    try:
+        query = select(func.count()).select_from(task_events)
+        for column, value in where.items():
+            query = query.where(task_events.c[column] == value)
+        with engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
     finally:
         engine.dispose()
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 from taskgrove_server.executors import ExecutionContext, Executor, ExecutorRegistry
+
+from support.waiting import WAIT_S
 
 
 def block_event_loop(seconds: float) -> None:
@@ -29,3 +33,40 @@ def pulse_registry() -> ExecutorRegistry:
     registry = ExecutorRegistry.default(load_entry_points=False)
     registry.register(Executor(id="pulse", run=run, input_schema={"type": "object"}))
     return registry
+
+
+class Gates:
+    """A `gate` executor that blocks until the test opens its gate (by `inputs.gate`), for
+    at most `limit_s` seconds."""
+
+    def __init__(self, limit_s: float = WAIT_S) -> None:
+        self.limit_s = limit_s
+        self.gates: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
+        self.started: set[str] = set()
+
+    def open(self, name: str) -> None:
+        self.gates[name].set()
+
+    def registry(self) -> ExecutorRegistry:
+        async def run(context: ExecutionContext) -> Any:
+            gate = str(context.inputs["gate"])
+            self.started.add(gate)
+            async with asyncio.timeout(self.limit_s):
+                await self.gates[gate].wait()
+            return {"gate": gate}
+
+        registry = ExecutorRegistry.default(load_entry_points=False)
+        registry.register(Executor(id="gate", run=run, input_schema={"type": "object"}))
+        return registry
+
+
+def gate_task(name: str, gate: str, deps: Sequence[str] = ()) -> dict[str, Any]:
+    """A task of the `gate` executor under `root` (see `Gates`)."""
+    return {
+        "id": name,
+        "name": name,
+        "executor": "gate",
+        "parent_id": "root",
+        "inputs": {"gate": gate},
+        "dependencies": list(deps),
+    }

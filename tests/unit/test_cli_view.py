@@ -5,8 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from rich.console import Console
+from rich.tree import Tree
 from taskgrove import Task, TaskError, TaskEvent
-from taskgrove.cli.render import ViewOptions, live_view, pick_children, render_tree
+from taskgrove.cli.render import (
+    ViewOptions,
+    depth_for_width,
+    live_view,
+    pick_children,
+    render_tree,
+)
 from taskgrove.cli.state import TreeState
 from taskgrove.domain import statuses
 
@@ -177,3 +184,51 @@ def test_all_children_when_limit_is_zero() -> None:
     state = big_group(200)
     text = rendered(render_tree(state, state.tasks["root"], ViewOptions(max_children=0)))
     assert len(text.splitlines()) == 201
+
+
+def chain(length: int) -> TreeState:
+    """A root group and `length - 1` levels below it, one task per level."""
+    state = TreeState()
+    tasks = [task("c0", None, group=True)]
+    tasks += [task(f"c{i}", f"c{i - 1}", group=i < length - 1) for i in range(1, length)]
+    state.load(tasks)
+    return state
+
+
+def test_a_deep_chain_is_cut_where_the_width_runs_out() -> None:
+    state = chain(1000)
+    depth = depth_for_width(120)
+    text = rendered(render_tree(state, state.tasks["c0"], ViewOptions(max_depth=depth)))
+    lines = text.splitlines()
+    assert len(lines) == depth + 2  # the top, `depth` levels, the marker
+    assert f"name-c{depth} " in lines[-2]
+    assert lines[-1].strip() == f"└── … {999 - depth} more levels (use --depth / --json)"
+    assert max(len(line) for line in lines) <= 120
+    narrow = Console(width=60, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    narrow.print(render_tree(state, state.tasks["c0"], ViewOptions(max_depth=depth_for_width(60))))
+    assert "more levels" in narrow.export_text()
+    narrow.file.close()
+    # Without a depth limit the view is built all the same (rich then runs out of width).
+    unbounded = render_tree(state, state.tasks["c0"], ViewOptions(max_rows=0, max_depth=0))
+    assert sum(1 for _ in _walk(unbounded)) == 1000
+
+
+def _walk(tree: Tree) -> list[Tree]:
+    found, stack = [], [tree]
+    while stack:
+        node = stack.pop()
+        found.append(node)
+        stack.extend(node.children)
+    return found
+
+
+def test_the_marker_counts_the_deepest_branch_below_the_cut() -> None:
+    state = TreeState()
+    tasks = [task("root", None, group=True), task("a", "root", group=True)]
+    tasks += [task("a1", "a", group=True), task("a2", "a1"), task("b1", "a")]
+    state.load(tasks)
+    text = rendered(render_tree(state, state.tasks["root"], ViewOptions(max_depth=1)))
+    assert text.splitlines()[-1].strip() == "└── … 2 more levels (use --depth / --json)"
+    full = rendered(render_tree(state, state.tasks["root"], ViewOptions(max_depth=3)))
+    assert "more levels" not in full
+    assert "name-a2" in full

@@ -17,7 +17,7 @@ from taskgrove.cli.output import (
     stdout_console,
     task_json,
 )
-from taskgrove.cli.render import ViewOptions, render_tree
+from taskgrove.cli.render import ViewOptions, depth_for_width, render_tree
 from taskgrove.cli.session import EXIT_OK
 from taskgrove.cli.state import TreeState
 
@@ -114,8 +114,11 @@ async def show_tree(client: AsyncClient, args: argparse.Namespace) -> int:
     state = TreeState()
     state.load(tasks)
     root = state.tasks[tasks[0].id]
-    options = ViewOptions(max_children=args.max_children, max_rows=0)
-    stdout_console().print(render_tree(state, root, options))
+    console = stdout_console()
+    options = ViewOptions(
+        max_children=args.max_children, max_rows=0, max_depth=depth_for_width(console.width)
+    )
+    console.print(render_tree(state, root, options))
     return EXIT_OK
 
 

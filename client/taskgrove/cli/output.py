@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TextIO
 
@@ -17,20 +18,35 @@ from taskgrove._models import Task, TaskEvent
 
 def to_jsonable(value: Any) -> Any:
     """SDK models (dataclasses), datetimes, durations (seconds) and containers as plain
-    JSON values."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {
-            item.name: to_jsonable(getattr(value, item.name)) for item in dataclasses.fields(value)
-        }
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, Mapping):
-        return {str(key): to_jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_jsonable(item) for item in value]
-    return value
+    JSON values. Iterative: any depth of nesting (a parent chain 1,000 deep) converts."""
+    top: list[Any] = [None]
+    # (value to convert, the container to put it in, its key or index there)
+    pending: list[tuple[Any, Any, Any]] = [(value, top, 0)]
+    while pending:
+        source, target, key = pending.pop()
+        items: dict[str, Any]
+        if dataclasses.is_dataclass(source) and not isinstance(source, type):
+            items = {item.name: getattr(source, item.name) for item in dataclasses.fields(source)}
+        elif isinstance(source, datetime):
+            target[key] = source.isoformat()
+            continue
+        elif isinstance(source, timedelta):
+            target[key] = source.total_seconds()
+            continue
+        elif isinstance(source, Mapping):
+            items = {str(name): item for name, item in source.items()}
+        elif isinstance(source, list | tuple):
+            converted_list: list[Any] = [None] * len(source)
+            target[key] = converted_list
+            pending.extend((item, converted_list, index) for index, item in enumerate(source))
+            continue
+        else:
+            target[key] = source
+            continue
+        converted: dict[str, Any] = dict.fromkeys(items)
+        target[key] = converted
+        pending.extend((item, converted, name) for name, item in items.items())
+    return top[0]
 
 
 def task_json(task: Task) -> dict[str, Any]:
@@ -45,8 +61,73 @@ def event_json(event: TaskEvent) -> dict[str, Any]:
     return data
 
 
+@dataclasses.dataclass(slots=True)
+class _Open:
+    """A JSON object or array being written: its remaining (key, value) entries."""
+
+    entries: Iterator[tuple[str | None, Any]]
+    close: str
+    first: bool = True
+
+
+_encode_string = json.encoder.encode_basestring
+_encode_other = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, str):
+        return _encode_string(value)
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return int.__repr__(value)
+    return _encode_other(value)  # floats (NaN, Infinity as json writes them), {} and []
+
+
+def encode(value: Any, *, indent: int | None = None) -> str:
+    """`json.dumps(value, indent=indent, ensure_ascii=False)` of plain JSON values (what
+    `to_jsonable` returns), written without recursion: nesting of any depth encodes."""
+    newline, pad, comma = ("", "", ", ") if indent is None else ("\n", " " * indent, ",")
+    parts: list[str] = []
+    append = parts.append
+    stack: list[_Open] = []
+    current = value
+    while True:
+        if isinstance(current, dict) and current:
+            append("{")
+            stack.append(_Open(iter(current.items()), "}"))
+        elif isinstance(current, list) and current:
+            append("[")
+            stack.append(_Open(zip(itertools.repeat(None), current), "]"))
+        else:
+            append(_scalar(current))
+        while stack:
+            top = stack[-1]
+            entry = next(top.entries, None)
+            if entry is None:
+                stack.pop()
+                append(newline + pad * len(stack) + top.close)
+                continue
+            key, current = entry
+            append(("" if top.first else comma) + newline + pad * len(stack))
+            top.first = False
+            if key is not None:
+                append(_encode_string(key) + ": ")
+            break
+        else:
+            return "".join(parts)
+
+
 def dumps(value: Any, *, indent: int | None = None) -> str:
-    return json.dumps(to_jsonable(value), indent=indent, ensure_ascii=False, sort_keys=False)
+    plain = to_jsonable(value)
+    try:  # the C encoder, unless the nesting is deeper than Python's recursion allows
+        return json.dumps(plain, indent=indent, ensure_ascii=False)
+    except RecursionError:
+        return encode(plain, indent=indent)
 
 
 def print_json(value: Any, *, indent: int | None = 2, file: TextIO | None = None) -> None:

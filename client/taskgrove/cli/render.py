@@ -55,6 +55,9 @@ class ViewOptions:
     """Children shown per group (0: all)."""
     max_rows: int = 200
     """Rows of the whole tree (0: no limit)."""
+    max_depth: int = 19
+    """Levels shown below the top (0: no limit); deeper children are summarised in a line
+    `… N more levels`. Rich indents every level: a deep tree must fit the width."""
     show_ids: bool = True
     tick: int = 0
     """Animation frame for running tasks."""
@@ -162,32 +165,75 @@ def more_line(node: TaskNode, shown: list[TaskNode]) -> Text:
     return Text(f"… {count} more ({count_summary(hidden)})", style="dim italic")
 
 
+@dataclass(slots=True)
+class _Level:
+    """A group being filled in: its branch of the view and the children to show."""
+
+    branch: Tree
+    node: TaskNode
+    shown: list[TaskNode]
+    depth: int
+    """Levels below the top of the view (the top is 0)."""
+    index: int = 0
+
+
 def render_tree(
     state: TreeState, root: TaskNode, options: ViewOptions, now: datetime | None = None
 ) -> Tree:
-    """The subtree of `root`, within `options.max_children` and `options.max_rows`."""
+    """The subtree of `root`, within `options.max_children`, `options.max_rows` and
+    `options.max_depth`. Built without recursion (a parent chain 1,000 deep)."""
     moment = now or datetime.now(UTC)
     partial = _partial_subtrees(root)
     tree = Tree(
         node_label(state, root, options, moment, partial=root.id in partial), guide_style="dim"
     )
-    budget = [options.max_rows - 1 if options.max_rows > 0 else -1]
-
-    def add_children(branch: Tree, node: TaskNode) -> None:
-        shown = pick_children(node, options.max_children)
-        for index, child in enumerate(shown):
-            if budget[0] == 0:
-                branch.add(more_line(node, shown[:index]))
-                return
-            budget[0] -= 1
-            sub = branch.add(node_label(state, child, options, moment, partial=child.id in partial))
-            if child.children:
-                add_children(sub, child)
-        if len(shown) < len(node.children):
-            branch.add(more_line(node, shown))
-
-    add_children(tree, root)
+    budget = options.max_rows - 1 if options.max_rows > 0 else -1
+    stack = [_Level(tree, root, pick_children(root, options.max_children), 0)]
+    while stack:
+        level = stack[-1]
+        if level.index == len(level.shown):
+            stack.pop()
+            if len(level.shown) < len(level.node.children):
+                level.branch.add(more_line(level.node, level.shown))
+            continue
+        if budget == 0:
+            stack.pop()
+            level.branch.add(more_line(level.node, level.shown[: level.index]))
+            continue
+        budget -= 1
+        child = level.shown[level.index]
+        level.index += 1
+        sub = level.branch.add(
+            node_label(state, child, options, moment, partial=child.id in partial)
+        )
+        if not child.children:
+            continue
+        if 0 < options.max_depth <= level.depth + 1:
+            sub.add(deeper_line(child))
+        else:
+            shown = pick_children(child, options.max_children)
+            stack.append(_Level(sub, child, shown, level.depth + 1))
     return tree
+
+
+def levels_below(node: TaskNode) -> int:
+    """How many levels of loaded descendants `node` has."""
+    levels, frontier = 0, list(node.children.values())
+    while frontier:
+        levels += 1
+        frontier = [grandchild for child in frontier for grandchild in child.children.values()]
+    return levels
+
+
+def deeper_line(node: TaskNode) -> Text:
+    """What stands for the children of a node at the deepest level shown."""
+    return Text(f"… {levels_below(node)} more levels (use --depth / --json)", style="dim italic")
+
+
+def depth_for_width(width: int) -> int:
+    """Levels of a tree that fit `width` columns: every level indents by 4, and the
+    deepest labels (the `… N more levels` line one level further) keep 40 columns."""
+    return max(1, (width - 40) // 4 - 1)
 
 
 def _partial_subtrees(root: TaskNode) -> set[str]:
