@@ -7,9 +7,7 @@ database refuses it). Finished tasks are collected for the engine to propagate.
 
 from __future__ import annotations
 
-import contextlib
 from collections import deque
-from collections.abc import Iterator
 from typing import Any
 
 from taskgrove.domain import reasons, statuses
@@ -35,37 +33,38 @@ class Transitions:
         self.finished: deque[Node] = deque()
         """Tasks that reached a terminal status, for their dependents to hear of."""
         self._unit: UpdateState | None = None
-        """The changes of the state change under way (see `_one_unit`)."""
-
-    @contextlib.contextmanager
-    def _one_unit(self, root_id: str) -> Iterator[None]:
-        """A task's change and the group changes it implies are queued as one write:
-        the database takes them together or refuses them together."""
-        if self._unit is not None:
-            yield
-            return
-        self._unit = UpdateState([], [], root_id)
-        try:
-            yield
-        finally:
-            unit, self._unit = self._unit, None
-            if unit.changes:
-                self._writer.queue(unit)
+        """The write collecting the state change under way and the group changes it
+        implies (see `set_status`)."""
 
     def persist(self, node: Node, expected: str, event_type: str | None) -> None:
         """Queue the node's state, guarded by `expected`, with an event of `event_type`."""
         if node.detached:
             return  # its tree was let go: the database holds the truth
-        with self._one_unit(node.root_id):
-            assert self._unit is not None
-            self._unit.changes.append(node.state_change(expected))
-            if event_type is not None:
-                self._unit.events.append(node.event(event_type, expected))
+        unit = self._unit
+        if unit is None:
+            unit = UpdateState([], [], node.root_id)
+            self._writer.queue(unit)
+        unit.changes.append(node.state_change(expected))
+        if event_type is not None:
+            unit.events.append(node.event(event_type, expected))
         node.version += 1
 
     def set_status(self, node: Node, status: str, *, expected: str | None = None) -> None:
-        with self._one_unit(node.root_id):
+        # A task's change and the group changes it implies are queued as one write: the
+        # database takes them together or refuses them together.
+        if self._unit is not None:
             self._set_status(node, status, expected)
+            return
+        self._unit = UpdateState([], [], node.root_id)
+        try:
+            self._set_status(node, status, expected)
+        finally:
+            self._queue_unit()
+
+    def _queue_unit(self) -> None:
+        unit, self._unit = self._unit, None
+        if unit is not None and unit.changes:
+            self._writer.queue(unit)
 
     def _set_status(self, node: Node, status: str, expected: str | None) -> None:
         old = node.status
@@ -102,14 +101,14 @@ class Transitions:
 
     def recover(self, node: Node, message: str) -> None:
         """An in-progress task whose attempt is gone: run it again, or abandon it."""
-        with self._one_unit(node.root_id):
-            self._recover(node, message)
-
-    def _recover(self, node: Node, message: str) -> None:
         if node.attempt < node.max_attempts:
-            node.status = statuses.PENDING
-            self.persist(node, statuses.IN_PROGRESS, STATUS_CHANGED)
-            self._adjust_ancestors(node, statuses.IN_PROGRESS)
+            self._unit = UpdateState([], [], node.root_id)
+            try:
+                node.status = statuses.PENDING
+                self.persist(node, statuses.IN_PROGRESS, STATUS_CHANGED)
+                self._adjust_ancestors(node, statuses.IN_PROGRESS)
+            finally:
+                self._queue_unit()
         else:
             self.finish(
                 node,
