@@ -22,7 +22,7 @@ from taskgrove._models import (
     TaskEvent,
     WaitingDependency,
 )
-from taskgrove._watch import watch_responses
+from taskgrove._watch import watch_request, watch_responses
 from taskgrove.domain import wire
 from taskgrove.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
 
@@ -315,15 +315,14 @@ class AsyncClient:
         exponential backoff and resumes after the last sequence seen. With
         `include_snapshot`, the first item is a `Snapshot` of the current tasks.
         """
-        request = task_service_pb2.WatchEventsRequest(
+        request = watch_request(
             root_id=root_id,
             task_id=task_id,
             user_id=user_id,
             after_sequence=after_sequence,
             include_snapshot=include_snapshot,
+            heartbeat_interval=heartbeat_interval,
         )
-        if heartbeat_interval is not None:
-            request.heartbeat_interval.FromTimedelta(timedelta(seconds=heartbeat_interval))
         responses = watch_responses(
             self.stub, request, max_backoff=max_backoff, max_reconnects=max_reconnects
         )

@@ -14,9 +14,16 @@ from taskgrove.v1 import event_pb2, task_pb2
 
 @dataclass(frozen=True, slots=True)
 class TaskError:
+    """Why a task failed or was cancelled; `reason` is one of `taskgrove.reasons` or an
+    executor's own."""
+
     reason: str
     message: str
     details: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_proto(cls, message: task_pb2.TaskError) -> TaskError:
+        return cls(message.reason, message.message, wire.from_struct(message.details))
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,13 +83,6 @@ class Task:
 
     @classmethod
     def from_proto(cls, message: task_pb2.Task) -> Task:
-        error = None
-        if message.HasField("error"):
-            error = TaskError(
-                message.error.reason,
-                message.error.message,
-                wire.from_struct(message.error.details),
-            )
         return cls(
             id=message.id,
             name=message.name,
@@ -96,7 +96,7 @@ class Task:
             inputs=wire.from_struct(message.inputs),
             params=wire.from_struct(message.params),
             result=wire.from_value(message.result) if message.HasField("result") else None,
-            error=error,
+            error=TaskError.from_proto(message.error) if message.HasField("error") else None,
             progress=message.progress,
             progress_message=message.progress_message,
             attempt=message.attempt,
@@ -145,13 +145,6 @@ class TaskEvent:
 
     @classmethod
     def from_proto(cls, message: event_pb2.TaskEvent) -> TaskEvent:
-        error = None
-        if message.HasField("error"):
-            error = TaskError(
-                message.error.reason,
-                message.error.message,
-                wire.from_struct(message.error.details),
-            )
         previous = message.previous_status
         return cls(
             sequence=message.sequence,
@@ -165,7 +158,7 @@ class TaskEvent:
             previous_status=wire.status_from_proto(previous) if previous else None,
             progress=message.progress,
             progress_message=message.progress_message,
-            error=error,
+            error=TaskError.from_proto(message.error) if message.HasField("error") else None,
             attempt=message.attempt,
             is_group=message.is_group,
             time=_time(message, "time"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncGenerator, Callable
+from datetime import timedelta
 
 import grpc
 
@@ -19,6 +20,28 @@ RESUMABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXH
 this watcher cut off as too slow)."""
 
 _FIRST_BACKOFF_S = 0.05
+
+
+def watch_request(
+    *,
+    root_id: str = "",
+    task_id: str = "",
+    user_id: str = "",
+    after_sequence: int = 0,
+    include_snapshot: bool = False,
+    heartbeat_interval: float | None = None,
+) -> task_service_pb2.WatchEventsRequest:
+    """A WatchEventsRequest (`heartbeat_interval` in seconds; None: the server's)."""
+    request = task_service_pb2.WatchEventsRequest(
+        root_id=root_id,
+        task_id=task_id,
+        user_id=user_id,
+        after_sequence=after_sequence,
+        include_snapshot=include_snapshot,
+    )
+    if heartbeat_interval is not None:
+        request.heartbeat_interval.FromTimedelta(timedelta(seconds=heartbeat_interval))
+    return request
 
 
 def backoff_seconds(failures: int, max_backoff: float) -> float:

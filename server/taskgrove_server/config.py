@@ -44,6 +44,9 @@ class ServerConfig:
     """Largest task result stored; a larger one is replaced by a marker with a preview."""
     max_watchers: int = 1000
     """Most WatchEvents streams served at once."""
+    min_heartbeat_seconds: float = 0.5
+    """Shortest heartbeat interval a watcher may ask for (shorter ones are raised to it):
+    each heartbeat costs the server a wake-up per stream."""
     event_retention_seconds: float = 7 * 24 * 3600
     """How long the events of a finished tree stay replayable."""
     prune_interval_seconds: float = 3600

@@ -23,7 +23,7 @@ import grpc
 import pytest
 from support.database import committed, committed_sequences, db_of, stored_tasks
 from support.events import Follower as StreamFollower
-from support.events import stop_tasks, watch_request
+from support.events import stop_tasks
 from support.executors import Gates, gate_task, pulse_registry
 from support.status_details import error_info
 from support.trees import sleep_tree
@@ -41,6 +41,7 @@ from taskgrove import (
     create_session,
     statuses,
 )
+from taskgrove._watch import watch_request
 from taskgrove.domain import wire
 from taskgrove.v1 import event_pb2, task_pb2, task_service_pb2_grpc
 from taskgrove_server.app import TaskgroveServer
@@ -445,7 +446,7 @@ async def test_watcher_that_keeps_reading_is_not_cut_off_by_one_large_commit(
     # the defaults: a tree of more than 50,000 tasks, max_tree_size being 200,000.)
     server = await make_server(watcher_buffer_events=50)
     client = make_server.client(server)
-    follower = Follower(client.stub, watch_request(user_id="u", heartbeat_s=0.05))
+    follower = Follower(client.stub, watch_request(user_id="u", heartbeat_interval=0.05))
     try:
         await follower.wait_for(lambda f: any(m.heartbeat for m in f.messages))
         created = await client.create_task_tree(sleep_tree(100))
@@ -493,7 +494,7 @@ async def test_compacted_history_is_refused_with_the_oldest_sequence(
     # From the start (nothing old replayed) and from the compaction point: streams work.
     for after in (0, through):
         follower = Follower(
-            client.stub, watch_request(root_id=root, after_sequence=after, heartbeat_s=0.05)
+            client.stub, watch_request(root_id=root, after_sequence=after, heartbeat_interval=0.05)
         )
         try:
             await follower.wait_for(lambda f: any(m.heartbeat for m in f.messages))
@@ -584,7 +585,7 @@ async def test_idle_stream_sends_heartbeats_with_the_current_sequence(
     await finish(client, other["root"].id)
     newest = committed_sequences(db_of(server))[-1]
     root = first["root"].id
-    follower = Follower(client.stub, watch_request(root_id=root, heartbeat_s=0.05))
+    follower = Follower(client.stub, watch_request(root_id=root, heartbeat_interval=0.05))
     try:
         await follower.wait_for(lambda f: sum(m.heartbeat for m in f.messages) >= 3)
     finally:
@@ -610,7 +611,7 @@ async def test_heartbeat_after_restart_carries_the_stored_sequence(
 
     restarted = await make_server(db_url=db_url)
     client = make_server.client(restarted)
-    follower = Follower(client.stub, watch_request(user_id="nobody", heartbeat_s=0.05))
+    follower = Follower(client.stub, watch_request(user_id="nobody", heartbeat_interval=0.05))
     try:
         await follower.wait_for(lambda f: any(m.heartbeat for m in f.messages))
     finally:
@@ -623,7 +624,8 @@ async def test_heartbeats_never_claim_unsent_events(make_server: ServerFactory) 
     # Watchers with the shortest heartbeat interval; events arrive right when they go idle.
     # A heartbeat must not carry a sequence above events still buffered for the watcher:
     # a client resuming from it (the SDK does) would skip them.
-    server = await make_server(registry=pulse_registry())
+    # Heartbeats as often as events: the race between them is the point.
+    server = await make_server(registry=pulse_registry(), min_heartbeat_seconds=0.01)
     client = make_server.client(server)
     heartbeat_s = 0.01
     specs: list[dict[str, Any]] = [{"id": "root", "name": "root", "user_id": "u"}]
@@ -641,7 +643,7 @@ async def test_heartbeats_never_claim_unsent_events(make_server: ServerFactory) 
     created = await client.create_task_tree(specs)
     root = created["root"].id
     raw = [
-        Follower(client.stub, watch_request(root_id=root, heartbeat_s=heartbeat_s))
+        Follower(client.stub, watch_request(root_id=root, heartbeat_interval=heartbeat_s))
         for _ in range(10)
     ]
     sdk_received: list[list[int]] = [[] for _ in range(10)]

@@ -18,12 +18,12 @@ import grpc
 import pytest
 from support.database import committed, db_of, stored_tasks
 from support.events import Follower as StreamFollower
-from support.events import watch_request
 from support.executors import Gates, gate_task
 from support.trees import sleep_tree
 from support.waiting import until as wait_until
 from support.waiting import wait_finished
 from taskgrove import TaskEvent, statuses
+from taskgrove._watch import watch_request
 from taskgrove.domain import wire
 from taskgrove.v1 import event_pb2, task_service_pb2
 from taskgrove.v1.task_service_pb2_grpc import TaskServiceStub
@@ -167,7 +167,7 @@ async def test_resume_after_committed_sequences_of_a_finished_run(
         }
         for label, after in points.items():
             if after is not None:
-                request = watch_request(after_sequence=after, heartbeat_s=0.05, **where)
+                request = watch_request(after_sequence=after, heartbeat_interval=0.05, **where)
                 resumed.append((name, f"{name} filter, {label}", Follower(stub, request)))
     try:
         # Replay first, then live: the first heartbeat comes once the stream is idle.

@@ -26,13 +26,14 @@ from support.database import (
     db_of,
     stored_tasks,
 )
-from support.events import Follower, stop_tasks, watch_request
+from support.events import Follower, stop_tasks
 from support.executors import pulse_registry
 from support.status_details import reason_of
 from support.trees import sleep_tree as shared_sleep_tree
 from support.waiting import until as wait_until
 from support.waiting import wait_finished
 from taskgrove import AsyncClient, Snapshot, TaskEvent, statuses
+from taskgrove._watch import watch_request
 from taskgrove.domain import wire
 from taskgrove.v1 import task_service_pb2_grpc
 from taskgrove_server.testing import ServerProcess
@@ -446,7 +447,8 @@ async def test_soak_snapshot_watchers_joining_mid_run(make_server: ServerFactory
 async def test_soak_heartbeats_racing_live_events(
     make_server: ServerFactory, executor: str
 ) -> None:
-    server = await make_server(registry=pulse_registry())
+    # Heartbeats as often as events: the race between them is the point.
+    server = await make_server(registry=pulse_registry(), min_heartbeat_seconds=0.01)
     client = make_server.client(server)
     heartbeat_s = 0.01
     rng = random.Random(17)
@@ -471,7 +473,7 @@ async def test_soak_heartbeats_racing_live_events(
     raw = [
         Follower(
             client.stub,
-            watch_request(root_id=root, heartbeat_s=heartbeat_s * (1 + (i % 3) * 0.1)),
+            watch_request(root_id=root, heartbeat_interval=heartbeat_s * (1 + (i % 3) * 0.1)),
         )
         for i in range(30)
     ]
@@ -512,7 +514,7 @@ async def test_soak_pruning_while_trees_run(make_server: ServerFactory) -> None:
         event_retention_seconds=0, prune_interval_seconds=0.05, max_concurrency=8
     )
     client = make_server.client(server)
-    everything = Follower(client.stub, watch_request(heartbeat_s=0.05))
+    everything = Follower(client.stub, watch_request(heartbeat_interval=0.05))
     sdk_received: list[int] = []
 
     async def sdk_watch() -> None:

@@ -36,27 +36,6 @@ async def history(
     return events
 
 
-def watch_request(
-    *,
-    root_id: str = "",
-    task_id: str = "",
-    user_id: str = "",
-    after_sequence: int = 0,
-    include_snapshot: bool = False,
-    heartbeat_s: float | None = None,
-) -> task_service_pb2.WatchEventsRequest:
-    request = task_service_pb2.WatchEventsRequest(
-        root_id=root_id,
-        task_id=task_id,
-        user_id=user_id,
-        after_sequence=after_sequence,
-        include_snapshot=include_snapshot,
-    )
-    if heartbeat_s is not None:
-        request.heartbeat_interval.FromTimedelta(timedelta(seconds=heartbeat_s))
-    return request
-
-
 class Follower:
     """Reads one raw WatchEvents stream in a background task, recording every message.
 

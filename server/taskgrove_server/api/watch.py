@@ -30,12 +30,10 @@ SNAPSHOT_CHUNK = 5_000
 SNAPSHOT_MESSAGE_BYTES = 4 * 1024 * 1024
 """A snapshot message ends early once it holds this much (large tasks)."""
 DEFAULT_HEARTBEAT_S = 5.0
-MIN_HEARTBEAT_S = 0.5
-"""Shorter intervals are raised to this: a heartbeat costs the server a wake-up."""
 MAX_HEARTBEAT_S = 3600.0
 
 
-def _validate(request: task_service_pb2.WatchEventsRequest) -> float:
+def _validate(request: task_service_pb2.WatchEventsRequest, floor: float) -> float:
     """The heartbeat interval in seconds, once the request is known to be valid."""
     if request.root_id and request.task_id:
         raise invalid_field(
@@ -53,17 +51,19 @@ def _validate(request: task_service_pb2.WatchEventsRequest) -> float:
         raise invalid_field(
             "heartbeat_interval",
             reasons.INVALID_HEARTBEAT,
-            f"a duration between 0 and {MAX_HEARTBEAT_S:.0f}s "
-            f"(below {MIN_HEARTBEAT_S}s counts as {MIN_HEARTBEAT_S}s)",
+            f"a duration between 0 and {MAX_HEARTBEAT_S:.0f}s (below {floor}s counts as {floor}s)",
         )
-    return max(MIN_HEARTBEAT_S, millis / 1000)
+    return max(floor, millis / 1000)
 
 
 class EventStreamer:
-    def __init__(self, hub: EventHub, log: EventLog, *, max_watchers: int) -> None:
+    def __init__(
+        self, hub: EventHub, log: EventLog, *, max_watchers: int, min_heartbeat_s: float
+    ) -> None:
         self._hub = hub
         self._log = log
         self._max_watchers = max_watchers
+        self._min_heartbeat_s = min_heartbeat_s
 
     async def watch(
         self, request: task_service_pb2.WatchEventsRequest | Malformed, context: Any
@@ -71,7 +71,7 @@ class EventStreamer:
         if isinstance(request, Malformed):
             await abort(context, malformed_error(request))
         try:
-            heartbeat = _validate(request)
+            heartbeat = _validate(request, self._min_heartbeat_s)
             if self._hub.subscriber_count >= self._max_watchers:
                 raise ServiceError(
                     Code.RESOURCE_EXHAUSTED,
