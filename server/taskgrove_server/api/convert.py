@@ -129,7 +129,8 @@ def duration_ms(message: duration_pb2.Duration, field: str, reason: str, problem
     valid = abs(nanos) < 1_000_000_000 and (
         seconds == 0 or nanos == 0 or (seconds > 0) == (nanos > 0)
     )
-    millis = seconds * 1000 + int(nanos / 1_000_000)
+    # Floored: a negative duration stays negative (-1 ns is -1 ms, not 0).
+    millis = (seconds * 1_000_000_000 + nanos) // 1_000_000
     if not valid or abs(millis) > limits.MAX_DURATION_MS:
         problems.add(field, reason, "not a duration of at most 366 days")
         return 0
