@@ -98,14 +98,17 @@ class Problems:
 
     def __init__(self) -> None:
         self.found: list[FieldViolation] = []
+        self.total = 0
+        """Every violation, also those beyond the first 1000 kept."""
 
     def add(self, field: str, reason: str, description: str) -> None:
+        self.total += 1
         if len(self.found) < 1000:
             self.found.append(FieldViolation(field, description, reason))
 
     def raise_any(self) -> None:
         if self.found:
-            raise invalid(self.found)
+            raise invalid(self.found, total=self.total)
 
 
 def _json(message: struct_pb2.Struct, field: str, problems: Problems) -> dict[str, object]:
