@@ -83,7 +83,10 @@ class TaskgroveServer:
             self.store, self.engine, self.registry, max_tree_size=self.config.max_tree_size
         )
         streamer = EventStreamer(
-            self.hub, EventLog(self._db), max_watchers=self.config.max_watchers
+            self.hub,
+            EventLog(self._db),
+            max_watchers=self.config.max_watchers,
+            max_message_bytes=self.config.max_message_bytes,
         )
         add_task_service(
             TaskService(
