@@ -87,6 +87,7 @@ class TaskgroveServer:
             EventLog(self._db),
             max_watchers=self.config.max_watchers,
             min_heartbeat_s=self.config.min_heartbeat_seconds,
+            max_message_bytes=self.config.max_message_bytes,
         )
         add_task_service(
             TaskService(

@@ -39,16 +39,21 @@ class ServiceError(Exception):
     message: str
     violations: list[FieldViolation] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
+    violations_total: int = 0
+    """How many violations were found, when more than `violations` lists."""
 
     def __str__(self) -> str:
         return f"{self.reason}: {self.message}"
 
 
-def invalid(violations: list[FieldViolation]) -> ServiceError:
-    """INVALID_ARGUMENT carrying every violation; the reason is that of the first."""
+def invalid(violations: list[FieldViolation], total: int = 0) -> ServiceError:
+    """INVALID_ARGUMENT carrying the violations (of `total` found, if more were); the
+    reason is that of the first."""
     first = violations[0]
     message = "; ".join(f"{v.field}: {v.description}" for v in violations)
-    return ServiceError(Code.INVALID_ARGUMENT, first.reason, message, list(violations))
+    return ServiceError(
+        Code.INVALID_ARGUMENT, first.reason, message, list(violations), violations_total=total
+    )
 
 
 def invalid_field(field_path: str, reason: str, description: str) -> ServiceError:

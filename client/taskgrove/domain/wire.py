@@ -7,6 +7,7 @@ from typing import Any, Final
 from google.protobuf import json_format, struct_pb2
 
 from taskgrove.domain import statuses
+from taskgrove.domain.json_values import MAX_JSON_DEPTH as MAX_JSON_DEPTH
 from taskgrove.v1 import task_pb2
 
 _STATUS_TO_PROTO: Final[dict[str, task_pb2.TaskStatus.ValueType]] = {
@@ -32,10 +33,6 @@ class InvalidJsonValue(ValueError):
     """A Struct or Value that is not plain JSON: NaN or infinity, or nested too deep."""
 
 
-MAX_JSON_DEPTH: Final = 32
-"""Deepest nesting of objects and arrays accepted in a JSON value."""
-
-
 def _number(value: float) -> float | int:
     if value != value or value in (float("inf"), float("-inf")):
         raise InvalidJsonValue("NaN and infinity are not JSON numbers")
@@ -46,6 +43,7 @@ def _number(value: float) -> float | int:
 
 
 def _from_value(message: struct_pb2.Value, depth: int) -> Any:
+    """`depth`: how many objects and arrays hold the value."""
     kind = message.WhichOneof("kind")
     if kind == "number_value":
         return _number(message.number_value)
@@ -54,7 +52,7 @@ def _from_value(message: struct_pb2.Value, depth: int) -> Any:
     if kind == "bool_value":
         return message.bool_value
     if kind == "struct_value":
-        return _from_struct(message.struct_value, depth + 1)
+        return _from_struct(message.struct_value, depth)
     if kind == "list_value":
         if depth >= MAX_JSON_DEPTH:
             raise InvalidJsonValue(f"nested deeper than {MAX_JSON_DEPTH} levels")
@@ -65,7 +63,7 @@ def _from_value(message: struct_pb2.Value, depth: int) -> Any:
 def _from_struct(message: struct_pb2.Struct, depth: int) -> dict[str, Any]:
     if depth >= MAX_JSON_DEPTH:
         raise InvalidJsonValue(f"nested deeper than {MAX_JSON_DEPTH} levels")
-    return {key: _from_value(value, depth) for key, value in message.fields.items()}
+    return {key: _from_value(value, depth + 1) for key, value in message.fields.items()}
 
 
 def to_struct(data: dict[str, Any] | None) -> struct_pb2.Struct:

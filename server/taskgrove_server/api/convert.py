@@ -98,14 +98,17 @@ class Problems:
 
     def __init__(self) -> None:
         self.found: list[FieldViolation] = []
+        self.total = 0
+        """Every violation, also those beyond the first 1000 kept."""
 
     def add(self, field: str, reason: str, description: str) -> None:
+        self.total += 1
         if len(self.found) < 1000:
             self.found.append(FieldViolation(field, description, reason))
 
     def raise_any(self) -> None:
         if self.found:
-            raise invalid(self.found)
+            raise invalid(self.found, total=self.total)
 
 
 def _json(message: struct_pb2.Struct, field: str, problems: Problems) -> dict[str, object]:
@@ -129,7 +132,8 @@ def duration_ms(message: duration_pb2.Duration, field: str, reason: str, problem
     valid = abs(nanos) < 1_000_000_000 and (
         seconds == 0 or nanos == 0 or (seconds > 0) == (nanos > 0)
     )
-    millis = seconds * 1000 + int(nanos / 1_000_000)
+    # Floored: a negative duration stays negative (-1 ns is -1 ms, not 0).
+    millis = (seconds * 1_000_000_000 + nanos) // 1_000_000
     if not valid or abs(millis) > limits.MAX_DURATION_MS:
         problems.add(field, reason, "not a duration of at most 366 days")
         return 0

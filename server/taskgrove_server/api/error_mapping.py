@@ -96,14 +96,15 @@ def _status(
 
 def to_status(error: ServiceError) -> tuple[grpc.StatusCode, status_pb2.Status]:
     """The status for `error`, within the metadata budget."""
+    total = max(len(error.violations), error.violations_total)
     violations = error.violations[:MAX_VIOLATIONS]
     extra = {}
-    if len(error.violations) > len(violations):
-        extra["violations_total"] = str(len(error.violations))
+    if total > len(violations):
+        extra["violations_total"] = str(total)
     status = _status(error, violations, extra)
     while status.ByteSize() > MAX_STATUS_BYTES and violations:
         violations = violations[: len(violations) // 2]
-        extra["violations_total"] = str(len(error.violations))
+        extra["violations_total"] = str(total)
         status = _status(error, violations, extra)
     return _GRPC_CODES[error.code], status
 

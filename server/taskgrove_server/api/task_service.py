@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from google.protobuf.message import Message
@@ -26,6 +26,7 @@ from taskgrove_server.service.idempotency import Idempotency, RequestKey
 from taskgrove_server.service.specs import TaskSpec
 from taskgrove_server.service.tasks import Tasks
 from taskgrove_server.storage.reads import ListFilter
+from taskgrove_server.storage.records import TaskRow
 
 Context = Any  # grpc.aio.ServicerContext (grpc ships no type stubs)
 Req = TypeVar("Req", bound=Message)
@@ -37,6 +38,9 @@ PAGE_BYTES = 4 * 1024 * 1024
 """A ListTasks page ends early once it holds this much (large results)."""
 TASK_OVERHEAD_BYTES = 256
 """What a FULL-view task adds to what was sent for it (ids, times, status, etag)."""
+BASIC_TASK_BYTES = 180
+"""What a BASIC-view task and its `task_ids` entry weigh besides their names, executor,
+owner and the entry's key (three ids, status, priority, framing)."""
 
 
 def _too_large(what: str, size: int, budget: int, hint: str) -> ServiceError:
@@ -110,8 +114,15 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
     ) -> task_service_pb2.CreateTaskTreeResponse:
         async def create() -> task_service_pb2.CreateTaskTreeResponse:
             view = self._tree_view(request)
+
+            def check(rows: Sequence[TaskRow]) -> None:
+                # Even the BASIC view can exceed the limit (ids are longer than local ids).
+                if view == task_service_pb2.TASK_VIEW_BASIC:
+                    keys = sum(len(task.id.encode()) for task in request.tasks)
+                    self._check_basic("this tree", sum(_basic_bytes(row) for row in rows) + keys)
+
             created = await self._tasks.create_tree(
-                tree_specs(request.tasks, new_id), execute=request.execute
+                tree_specs(request.tasks, new_id), execute=request.execute, before_write=check
             )
             # The rows just stored answer the request: no need to read them back.
             rows = {row.id: row for row in created.rows}
@@ -142,6 +153,15 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
             )
         return task_service_pb2.TASK_VIEW_BASIC
 
+    def _check_basic(self, what: str, estimate: int) -> None:
+        if estimate > self._reply_budget:
+            raise _too_large(
+                f"even the BASIC view of {what}",
+                estimate,
+                self._reply_budget,
+                "create it in parts (a smaller tree, then subtrees under its tasks)",
+            )
+
     @maps_errors
     async def CopyTaskTree(
         self, request: task_service_pb2.CopyTaskTreeRequest, context: Context
@@ -151,20 +171,29 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
 
             def check(specs: list[TaskSpec]) -> None:
                 nonlocal view
-                if view == task_service_pb2.TASK_VIEW_BASIC:
-                    return
-                estimate = sum(_spec_bytes(spec) for spec in specs)
-                if estimate <= self._reply_budget:
-                    view = task_service_pb2.TASK_VIEW_FULL
-                elif view == task_service_pb2.TASK_VIEW_FULL:
-                    raise _too_large(
-                        "the FULL view of this copy",
-                        estimate,
-                        self._reply_budget,
-                        "ask for TASK_VIEW_BASIC",
-                    )
-                else:
+                if view != task_service_pb2.TASK_VIEW_BASIC:
+                    estimate = sum(_spec_bytes(spec) for spec in specs)
+                    if estimate <= self._reply_budget:
+                        view = task_service_pb2.TASK_VIEW_FULL
+                        return
+                    if view == task_service_pb2.TASK_VIEW_FULL:
+                        raise _too_large(
+                            "the FULL view of this copy",
+                            estimate,
+                            self._reply_budget,
+                            "ask for TASK_VIEW_BASIC",
+                        )
                     view = task_service_pb2.TASK_VIEW_BASIC
+                # task_ids is keyed by the originals' (36-character) ids.
+                self._check_basic(
+                    "this copy",
+                    sum(
+                        BASIC_TASK_BYTES
+                        + 36
+                        + _text_bytes(spec.name, spec.executor or spec.name, spec.user_id)
+                        for spec in specs
+                    ),
+                )
 
             created = await self._tasks.copy(
                 request.id,
@@ -363,6 +392,15 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
             return task_service_pb2.DeleteTaskResponse(deleted_task_ids=deleted)
 
         return await self._once("DeleteTask", request, task_service_pb2.DeleteTaskResponse, delete)
+
+
+def _text_bytes(*texts: str) -> int:
+    return sum(len(text.encode()) for text in texts)
+
+
+def _basic_bytes(row: TaskRow) -> int:
+    """About what a new task weighs in a BASIC reply, with its `task_ids` value."""
+    return BASIC_TASK_BYTES + _text_bytes(row.name, row.executor or "", row.user_id)
 
 
 def _spec_bytes(spec: TaskSpec) -> int:

@@ -18,7 +18,7 @@ from taskgrove.v1 import task_service_pb2
 
 from taskgrove_server.api.convert import Problems, duration_ms, task_to_proto
 from taskgrove_server.api.error_mapping import Malformed, abort, malformed_error, service_error
-from taskgrove_server.api.event_wire import events_response
+from taskgrove_server.api.event_wire import event_field, events_response
 from taskgrove_server.errors import Code, ServiceError, invalid_field
 from taskgrove_server.events.event import Event, EventFilter
 from taskgrove_server.events.hub import Closed, EventHub, Overflow, Subscription
@@ -27,8 +27,9 @@ from taskgrove_server.storage.event_log import EventLog
 REPLAY_PAGE = 5_000
 EVENTS_PER_MESSAGE = 1_000
 SNAPSHOT_CHUNK = 5_000
-SNAPSHOT_MESSAGE_BYTES = 4 * 1024 * 1024
-"""A snapshot message ends early once it holds this much (large tasks)."""
+MESSAGE_BYTES = 4 * 1024 * 1024
+"""A message ends early once it holds this much (large tasks or events), or less when the
+server's message limit is lower."""
 DEFAULT_HEARTBEAT_S = 5.0
 MAX_HEARTBEAT_S = 3600.0
 
@@ -58,12 +59,20 @@ def _validate(request: task_service_pb2.WatchEventsRequest, floor: float) -> flo
 
 class EventStreamer:
     def __init__(
-        self, hub: EventHub, log: EventLog, *, max_watchers: int, min_heartbeat_s: float
+        self,
+        hub: EventHub,
+        log: EventLog,
+        *,
+        max_watchers: int,
+        min_heartbeat_s: float,
+        max_message_bytes: int,
     ) -> None:
         self._hub = hub
         self._log = log
         self._max_watchers = max_watchers
         self._min_heartbeat_s = min_heartbeat_s
+        # Room for the message's own framing, as for the unary replies.
+        self._message_bytes = min(MESSAGE_BYTES, max_message_bytes - 64 * 1024)
 
     async def watch(
         self, request: task_service_pb2.WatchEventsRequest | Malformed, context: Any
@@ -125,7 +134,8 @@ class EventStreamer:
             sequence = 0
             pending: task_service_pb2.WatchEventsResponse | None = None
             async for rows, sequence in self._log.snapshot(flt, SNAPSHOT_CHUNK):
-                for tasks in _by_size([task_to_proto(row) for row in rows]):
+                protos = [task_to_proto(row) for row in rows]
+                for tasks in _by_size(protos, self._message_bytes):
                     if pending is not None:
                         await self._send(context, subscription, pending)
                     pending = task_service_pb2.WatchEventsResponse(
@@ -181,8 +191,7 @@ class EventStreamer:
     async def _send_events(
         self, context: Any, subscription: Subscription, events: Sequence[Event]
     ) -> int:
-        for start in range(0, len(events), EVENTS_PER_MESSAGE):
-            chunk = events[start : start + EVENTS_PER_MESSAGE]
+        for chunk in _event_runs(events, self._message_bytes):
             await self._send(context, subscription, events_response(chunk))
         return events[-1].sequence
 
@@ -211,15 +220,28 @@ class EventStreamer:
         write.result()
 
 
-def _by_size(tasks: list[Any]) -> Iterator[list[Any]]:
-    """Tasks cut into runs of at most SNAPSHOT_MESSAGE_BYTES (at least one task each)."""
+def _by_size(tasks: list[Any], budget: int) -> Iterator[list[Any]]:
+    """Tasks cut into runs of at most `budget` bytes (at least one task each)."""
     run: list[Any] = []
     size = 0
     for task in tasks:
         weight = task.ByteSize()
-        if run and size + weight > SNAPSHOT_MESSAGE_BYTES:
+        if run and size + weight > budget:
             yield run
             run, size = [], 0
         run.append(task)
         size += weight
     yield run
+
+
+def _event_runs(events: Sequence[Event], budget: int) -> Iterator[Sequence[Event]]:
+    """Events cut into runs of at most EVENTS_PER_MESSAGE and `budget` bytes (at least
+    one event each)."""
+    start = size = 0
+    for index, event in enumerate(events):
+        weight = len(event_field(event))
+        if index > start and (index - start >= EVENTS_PER_MESSAGE or size + weight > budget):
+            yield events[start:index]
+            start, size = index, 0
+        size += weight
+    yield events[start:]

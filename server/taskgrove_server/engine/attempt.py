@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from taskgrove.domain import reasons, statuses
+from taskgrove.domain import json_values, reasons, statuses
 
 from taskgrove_server.engine.transitions import failure
 from taskgrove_server.executors.base import ExecutionContext, Executor, ExecutorError
@@ -51,11 +51,13 @@ async def run_attempt(
         return _executor_failure(exc)
     try:
         text = json.dumps(result, allow_nan=False)
+        # What is stored and read back (tuples are lists, keys are strings).
+        result = json.loads(text)
     except (TypeError, ValueError, RecursionError) as exc:
-        return AttemptOutcome(
-            statuses.FAILED,
-            error=failure(reasons.INVALID_RESULT, f"result is not plain JSON: {exc}"[:2000]),
-        )
+        return _invalid_result(str(exc))
+    if problem := json_values.problem(result):
+        # Protobuf could not carry it: every later read of the task would fail.
+        return _invalid_result(problem)
     if len(text) > max_result_bytes:
         # Stored and sent with the task: a result too large for a reply is cut here.
         result = {
@@ -66,13 +68,23 @@ async def run_attempt(
     return AttemptOutcome(statuses.COMPLETED, result=result)
 
 
+def _invalid_result(problem: str) -> AttemptOutcome:
+    return AttemptOutcome(
+        statuses.FAILED,
+        error=failure(reasons.INVALID_RESULT, f"result is not plain JSON: {problem}"[:2000]),
+    )
+
+
 def _plain(details: dict[str, Any]) -> dict[str, Any]:
     """An executor's error details, if they are small plain JSON (else a description)."""
     try:
         text = json.dumps(details, allow_nan=False)
+        plain: dict[str, Any] = json.loads(text)
     except (TypeError, ValueError, RecursionError):
         return {"details": "not plain JSON"}
-    return details if len(text) <= 16_384 else {"details": f"{len(text)} characters, left out"}
+    if json_values.problem(plain):
+        return {"details": "not plain JSON"}
+    return plain if len(text) <= 16_384 else {"details": f"{len(text)} characters, left out"}
 
 
 def _executor_failure(exc: BaseException) -> AttemptOutcome:

@@ -4,7 +4,7 @@ commit (executing it too when asked)."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from taskgrove.domain import statuses
 
@@ -37,12 +37,21 @@ class TaskCreator:
         self._engine = engine
         self._registry = registry
 
-    async def create(self, specs: Sequence[TaskSpec], *, execute: bool = False) -> Created:
+    async def create(
+        self,
+        specs: Sequence[TaskSpec],
+        *,
+        execute: bool = False,
+        before_write: Callable[[Sequence[TaskRow]], None] | None = None,
+    ) -> Created:
         """Validate `specs` as one tree and store it atomically (raises ServiceError);
-        with `execute`, the same commit requests its execution."""
+        with `execute`, the same commit requests its execution. `before_write` may refuse
+        the rows about to be stored (e.g. a reply that would be too large)."""
         existing = await self.load_referenced(specs)
         tree = validate_new_tasks(specs, existing, self._registry)
         rows, ids = _rows(tree, execute=execute)
+        if before_write is not None:
+            before_write(rows)
         refs = [spec.ref for spec in specs]
         under = tree.attach_parent.id if tree.attach_parent else None
         # A large tree's specs are not needed any more: let them go before the write.

@@ -44,9 +44,16 @@ class Tasks:
         created = await self._creator.create([spec])
         return await self.get(created.top.id)
 
-    async def create_tree(self, specs: Sequence[TaskSpec], *, execute: bool) -> Created:
+    async def create_tree(
+        self,
+        specs: Sequence[TaskSpec],
+        *,
+        execute: bool,
+        before_write: Callable[[Sequence[TaskRow]], None] | None = None,
+    ) -> Created:
         """Create a tree atomically; with `execute`, creation and the execution request
-        are one commit (a tree asked to run always runs)."""
+        are one commit (a tree asked to run always runs). `before_write` may refuse the
+        validated rows before anything is stored."""
         if not specs:
             raise invalid_field("tasks", reasons.EMPTY_TREE, "at least one task is required")
         if len(specs) > self.max_tree_size:
@@ -56,7 +63,7 @@ class Tasks:
                 f"{len(specs)} tasks exceed the limit of {self.max_tree_size}",
             )
         self.require_storage()
-        return await self._creator.create(specs, execute=execute)
+        return await self._creator.create(specs, execute=execute, before_write=before_write)
 
     async def copy(
         self,

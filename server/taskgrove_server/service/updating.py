@@ -48,7 +48,8 @@ async def validated_changes(
                     reasons.FIELD_NOT_UPDATABLE,
                 )
                 for path in bad[:20]
-            ]
+            ],
+            total=len(bad),
         )
     stored = spec_from_stored(row, "task", row.parent_id)
     merged = replace(

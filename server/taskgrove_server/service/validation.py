@@ -72,8 +72,11 @@ def validate_new_tasks(
 ) -> ValidatedTree:
     """Check a request; `existing` holds every stored task it refers to (and may hold more)."""
     violations: list[FieldViolation] = []
+    found = 0  # counted on past MAX_VIOLATIONS: the reply says how many there are
 
     def violate(field_path: str, reason: str, description: str) -> None:
+        nonlocal found
+        found += 1
         if len(violations) < MAX_VIOLATIONS:
             violations.append(FieldViolation(field_path, description, reason))
 
@@ -108,7 +111,8 @@ def validate_new_tasks(
                     f"found: {detail}",
                     reasons.INVALID_TREE_SHAPE,
                 ),
-            ]
+            ],
+            total=found + 1,
         )
     top = tops[0]
     attach_parent = existing.get(top.parent_id) if top.parent_id is not None else None
@@ -177,7 +181,7 @@ def validate_new_tasks(
             )
         )
     if violations:
-        raise invalid(violations)
+        raise invalid(violations, total=found)
 
     cycle = find_cycle(resolved, existing)
     if cycle:
