@@ -7,16 +7,19 @@ Rooms, each importing only those after it (ARCHITECTURE.md): `app`/`cli` (assemb
 
 from __future__ import annotations
 
-try:  # the server's own dependencies come with the `server` extra
-    import aiosqlite  # noqa: F401
-    import jsonschema  # noqa: F401
-    import psutil  # noqa: F401
-    import sqlalchemy  # noqa: F401
-except ImportError as error:  # pragma: no cover - exercised by the slim-install test
+from importlib.util import find_spec
+
+# The server's own dependencies come with the `server` extra. Looked up, not imported:
+# the client CLI loads this package for its `serve` command and must stay quick.
+_missing = [
+    name for name in ("aiosqlite", "jsonschema", "psutil", "sqlalchemy") if not find_spec(name)
+]
+if _missing:  # pragma: no cover - exercised by the slim-install test
     raise ImportError(
-        f"the taskgrove server needs its extra ({error.name} is missing): "
-        "pip install 'taskgrove[server]'"
-    ) from error
+        f"the taskgrove server needs its extra ({', '.join(_missing)} missing): "
+        "pip install 'taskgrove[server]'",
+        name=_missing[0],
+    )
 
 __all__ = ["__version__"]
 

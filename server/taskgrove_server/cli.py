@@ -14,7 +14,6 @@ import sys
 from typing import Any
 
 from taskgrove_server.config import ServerConfig
-from taskgrove_server.storage.database import DatabaseInUse
 
 
 def add_serve_command(commands: Any) -> None:
@@ -53,7 +52,9 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    # The server itself is imported only when it runs: the client commands stay light.
     from taskgrove_server.app import serve
+    from taskgrove_server.storage.database import DatabaseInUse
 
     config = config_from(args)
     logging.basicConfig(level=os.environ.get("TASKGROVE_LOG_LEVEL", "INFO"))
