@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
-from support.events import Follower
+from support.events import Follower, watch_request
 from support.status_details import describe, error_info
 from support.trees import sleep_tree
 from support.waiting import WAIT_S, until, wait_finished
 from taskgrove import AsyncClient, InvalidArgumentError, Snapshot, task_message
-from taskgrove._watch import watch_request
 from taskgrove.domain import reasons
 from taskgrove.v1 import task_pb2, task_service_pb2
+from taskgrove_server.app import TaskgroveServer
 from taskgrove_server.executors import (
     ExecutionContext,
     Executor,
@@ -48,6 +48,7 @@ BASIC = task_service_pb2.TASK_VIEW_BASIC
 
 @dataclass
 class Small:
+    server: TaskgroveServer
     client: AsyncClient
 
     @property
@@ -78,7 +79,7 @@ async def small(make_server: ServerFactory) -> Small:
         max_message_bytes=SMALL,
         max_result_bytes=RESULT_LIMIT,
     )
-    return Small(make_server.client(server))
+    return Small(server, make_server.client(server))
 
 
 async def refused(
@@ -126,6 +127,12 @@ async def all_tasks(client: AsyncClient, **filters: Any) -> list[task_service_pb
         if not token:
             return tasks
     raise AssertionError("ListTasks never ended")
+
+
+async def streams_ended(server: TaskgroveServer) -> None:
+    """Until the server has let go of every watch stream the test cancelled (so that none
+    is still ending when the server stops)."""
+    await until(lambda: server.hub.subscriber_count == 0)
 
 
 def is_basic(task: Any) -> bool:
@@ -324,6 +331,7 @@ async def test_watch_snapshot_of_large_tasks_arrives_in_several_messages(small: 
             first = await anext(stream)
     finally:
         await stream.aclose()
+    await streams_ended(small.server)
     assert isinstance(first, Snapshot)
     assert sorted(t.id for t in first.tasks) == sorted(ids.values())
     assert all(len(t.result["blob"]) == 60_000 for t in first.tasks if t.id != ids["root"])
@@ -338,7 +346,7 @@ async def test_watch_events_of_large_errors_arrive_in_several_messages(small: Sm
     root = created["root"].id
     await small.client.execute_task(root)
     assert (await wait_finished(small.client, root)).status == "failed"
-    call = small.stub.WatchEvents(watch_request(root_id=root, heartbeat_interval=0.5))
+    call = small.stub.WatchEvents(watch_request(root_id=root, heartbeat_s=0.5))
     messages = []
     try:
         async with asyncio.timeout(WAIT_S):
@@ -349,6 +357,7 @@ async def test_watch_events_of_large_errors_arrive_in_several_messages(small: Sm
                 messages.append(message)
     finally:
         call.cancel()
+    await streams_ended(small.server)
     failures = [
         event
         for message in messages
@@ -363,8 +372,8 @@ async def test_watch_events_of_large_errors_arrive_in_several_messages(small: Sm
 # --------------------------------------------------------------------------- watch streams
 
 
-async def test_heartbeats_have_a_floor(client: AsyncClient) -> None:
-    follower = Follower(client.stub, watch_request(heartbeat_interval=0.01))
+async def test_heartbeats_have_a_floor(server: TaskgroveServer, client: AsyncClient) -> None:
+    follower = Follower(client.stub, watch_request(heartbeat_s=0.01))
     try:
         await follower.wait_for(lambda f: any(m.heartbeat for m in f.messages))
         before = len(follower.messages)
@@ -375,6 +384,7 @@ async def test_heartbeats_have_a_floor(client: AsyncClient) -> None:
         assert follower.error is None, describe(follower.error)
     finally:
         await follower.close()
+    await streams_ended(server)
 
 
 async def test_watchers_beyond_the_limit_are_refused(make_server: ServerFactory) -> None:
@@ -430,3 +440,4 @@ async def test_watchers_beyond_the_limit_are_refused(make_server: ServerFactory)
     finally:
         for follower in followers:
             await follower.close()
+    await streams_ended(server)
