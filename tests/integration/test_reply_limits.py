@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
-from support.events import Follower, watch_request
+from support.events import Follower
 from support.status_details import describe, error_info
 from support.trees import sleep_tree
 from support.waiting import WAIT_S, until, wait_finished
 from taskgrove import AsyncClient, InvalidArgumentError, Snapshot, task_message
+from taskgrove._watch import watch_request
 from taskgrove.domain import reasons
 from taskgrove.v1 import task_pb2, task_service_pb2
 from taskgrove_server.app import TaskgroveServer
@@ -346,7 +347,7 @@ async def test_watch_events_of_large_errors_arrive_in_several_messages(small: Sm
     root = created["root"].id
     await small.client.execute_task(root)
     assert (await wait_finished(small.client, root)).status == "failed"
-    call = small.stub.WatchEvents(watch_request(root_id=root, heartbeat_s=0.5))
+    call = small.stub.WatchEvents(watch_request(root_id=root, heartbeat_interval=0.5))
     messages = []
     try:
         async with asyncio.timeout(WAIT_S):
@@ -373,7 +374,7 @@ async def test_watch_events_of_large_errors_arrive_in_several_messages(small: Sm
 
 
 async def test_heartbeats_have_a_floor(server: TaskgroveServer, client: AsyncClient) -> None:
-    follower = Follower(client.stub, watch_request(heartbeat_s=0.01))
+    follower = Follower(client.stub, watch_request(heartbeat_interval=0.01))
     try:
         await follower.wait_for(lambda f: any(m.heartbeat for m in f.messages))
         before = len(follower.messages)

@@ -13,6 +13,9 @@ from taskgrove_server.engine.transitions import failure
 from taskgrove_server.executors.base import ExecutionContext, Executor, ExecutorError
 
 RESULT_PREVIEW_CHARS = 4096
+_encode = json.JSONEncoder(allow_nan=False).encode
+_SURELY_PLAIN = 300
+"""Texts this short hold no integer beyond a double (they have 309 digits or more)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,13 +53,14 @@ async def run_attempt(
     except Exception as exc:
         return _executor_failure(exc)
     try:
-        text = json.dumps(result, allow_nan=False)
-        # What is stored and read back (tuples are lists, keys are strings).
-        result = json.loads(text)
+        text = _encode(result)
     except (TypeError, ValueError, RecursionError) as exc:
         return _invalid_result(str(exc))
-    if problem := json_values.problem(result):
-        # Protobuf could not carry it: every later read of the task would fail.
+    if not _flat(result):
+        result = json.loads(text)  # what is stored and read back: tuples are lists...
+    # Protobuf could not carry a value nested too deep or an integer beyond a double:
+    # every later read of the task would fail. A short text can hold neither.
+    if not _surely_plain(text) and (problem := json_values.problem(result)):
         return _invalid_result(problem)
     if len(text) > max_result_bytes:
         # Stored and sent with the task: a result too large for a reply is cut here.
@@ -66,6 +70,23 @@ async def run_attempt(
             "preview": text[:RESULT_PREVIEW_CHARS],
         }
     return AttemptOutcome(statuses.COMPLETED, result=result)
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _flat(value: Any) -> bool:
+    """A scalar, or an object of scalars with string keys: JSON as it is (no tuple to
+    turn into a list, no key to turn into a string)."""
+    if type(value) is dict:
+        return all(type(k) is str and type(v) in _SCALARS for k, v in value.items())
+    return type(value) in _SCALARS
+
+
+def _surely_plain(text: str) -> bool:
+    """Whether a short JSON text is too short to hold what protobuf cannot carry."""
+    brackets = text.count("{") + text.count("[")
+    return len(text) <= _SURELY_PLAIN and brackets <= json_values.MAX_JSON_DEPTH
 
 
 def _invalid_result(problem: str) -> AttemptOutcome:
@@ -78,7 +99,7 @@ def _invalid_result(problem: str) -> AttemptOutcome:
 def _plain(details: dict[str, Any]) -> dict[str, Any]:
     """An executor's error details, if they are small plain JSON (else a description)."""
     try:
-        text = json.dumps(details, allow_nan=False)
+        text = _encode(details)
         plain: dict[str, Any] = json.loads(text)
     except (TypeError, ValueError, RecursionError):
         return {"details": "not plain JSON"}

@@ -8,16 +8,17 @@ serialised here, as the JSON type would).
 
 from __future__ import annotations
 
-import functools
 import json
+import operator
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import JSON, Connection, Table
 from sqlalchemy.sql.dml import UpdateBase
 
-# NaN and infinity are not JSON (PostgreSQL refuses them): refuse them here too.
-_dumps = functools.partial(json.dumps, allow_nan=False)
+# NaN and infinity are not JSON (PostgreSQL refuses them): refuse them here too. One
+# encoder for every value (json.dumps with options builds a new one per call).
+_dumps = json.JSONEncoder(allow_nan=False).encode
 
 
 class BulkStatement:
@@ -66,22 +67,41 @@ class BulkStatement:
         self, conn: Connection, keys: tuple[str, ...], values: Iterable[tuple[Any, ...]]
     ) -> int:
         """Run the statement once per tuple of `values`, each in the order of `keys`."""
-        sql, order, _ = self._compile(conn, keys)
-        position = {key: index for index, key in enumerate(keys)}
-        picks = [position[key] for key in order]
-        encode = [key in self._json_keys for key in order]
-        dumps = _dumps
-        params = (
-            tuple(
-                (dumps(row[pick]) if row[pick] is not None else None) if as_json else row[pick]
-                for pick, as_json in zip(picks, encode, strict=True)
+        sql, order, defaults = self._compile(conn, keys)
+        json_at = [index for index, key in enumerate(order) if key in self._json_keys]
+        params: Iterable[Sequence[Any]] = values
+        if list(keys) != order:
+            # Put each tuple in the statement's order (C-level itemgetter), with the
+            # statement's own constants (e.g. `version + 1`) appended to pick from.
+            position = {key: index for index, key in enumerate(keys)}
+            constants = tuple(defaults[key] for key in order if key not in position)
+            extra = iter(range(len(keys), len(keys) + len(constants)))
+            getter = operator.itemgetter(
+                *(position[key] if key in position else next(extra) for key in order)
             )
-            for row in values
-        )
+            params = (
+                (getter(row + constants) for row in values)
+                if constants
+                else (getter(row) for row in values)
+            )
+        if json_at:
+            params = (_encoded(row, json_at) for row in params)
         return _run(conn, sql, params)
 
 
-def _run(conn: Connection, sql: str, params: Iterable[tuple[Any, ...]]) -> int:
+def _encoded(row: Sequence[Any], json_at: list[int]) -> Sequence[Any]:
+    """The row with its JSON columns serialised (copied only when one is not NULL)."""
+    out: list[Any] | None = None
+    for index in json_at:
+        value = row[index]
+        if value is not None:
+            if out is None:
+                out = list(row)
+            out[index] = _dumps(value)
+    return row if out is None else out
+
+
+def _run(conn: Connection, sql: str, params: Iterable[Sequence[Any]]) -> int:
     if conn.dialect.driver == "pysqlite":
         # sqlite3 takes the parameters lazily: no second copy of a large batch.
         raw: Any = conn.connection.dbapi_connection
@@ -91,7 +111,7 @@ def _run(conn: Connection, sql: str, params: Iterable[tuple[Any, ...]]) -> int:
             return int(cursor.rowcount)
         finally:
             cursor.close()
-    listed = list(params)
+    listed = [tuple(row) for row in params]  # drivers want tuples, not lists
     if not listed:
         return 0
     result = conn.exec_driver_sql(sql, listed)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Sequence
+from dataclasses import fields
 from typing import Any
 
 from sqlalchemy import (
@@ -79,21 +80,22 @@ _EVENT_COLUMNS = tuple(column.name for column in task_events.columns)
 _event_values = operator.attrgetter(*_EVENT_COLUMNS)
 
 
-def _state_values(change: StateChange) -> dict[str, Any]:
-    return {
-        "b_id": change.task_id,
-        "b_expected": change.expected_status,
-        "status": change.status,
-        "execution_requested": change.execution_requested,
-        "attempt": change.attempt,
-        "result": change.result,
-        "error": change.error,
-        "progress": change.progress,
-        "progress_message": change.progress_message,
-        "started_us": change.started_us,
-        "ended_us": change.ended_us,
-        "updated_us": change.updated_us,
-    }
+# A StateChange's fields, in order, are the update's parameters.
+_STATE_KEYS = (
+    "b_id",
+    "b_expected",
+    "status",
+    "execution_requested",
+    "attempt",
+    "result",
+    "error",
+    "progress",
+    "progress_message",
+    "started_us",
+    "ended_us",
+    "updated_us",
+)
+_state_values = operator.attrgetter(*(f.name for f in fields(StateChange)))
 
 
 def dependency_edges(task_id: str, dependencies: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -122,7 +124,9 @@ def apply_writes(conn: Connection, writes: Sequence[Write]) -> Applied:
             _STATEMENTS[type(write)](conn, write)
     applied = Applied()
     if updates:
-        done = _UPDATE_STATE.executemany(conn, [_state_values(c) for _, c in updates])
+        done = _UPDATE_STATE.executemany_tuples(
+            conn, _STATE_KEYS, [_state_values(change) for _, change in updates]
+        )
         # Drivers that cannot count an executemany report -1 (asyncpg).
         if 0 <= done != len(updates):
             applied.rejected = _rejected(conn, updates)
