@@ -124,7 +124,9 @@ class AttemptRunner:
     async def _relaunch(self, stale: Node, attempt: int) -> None:
         await self._cache.ensure_loaded(stale.root_id)
         node = self._cache.get(stale.id)
-        if node is not None and node.status == statuses.IN_PROGRESS and node.attempt == attempt:
+        if self.closing:
+            self._end(stale, attempt)  # stopping: the next start recovers the task
+        elif node is not None and node.status == statuses.IN_PROGRESS and node.attempt == attempt:
             self._claimed[node.id] = (node, attempt)
             self._start(node, attempt)
         else:
