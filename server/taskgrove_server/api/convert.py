@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 from taskgrove.domain import reasons, wire
-from taskgrove.v1 import task_pb2, task_service_pb2
+from taskgrove.v1 import task_pb2
 
 from taskgrove_server.errors import FieldViolation, invalid
 from taskgrove_server.service import limits
@@ -84,10 +84,6 @@ def task_error(error: dict[str, object]) -> task_pb2.TaskError:
         message=str(error.get("message", "")),
         details=wire.to_struct(details if isinstance(details, dict) else {}),
     )
-
-
-def converter(view: int) -> Callable[[TaskRow], task_pb2.Task]:
-    return basic_task_to_proto if view == task_service_pb2.TASK_VIEW_BASIC else task_to_proto
 
 
 # ---------------------------------------------------------------------- requests in

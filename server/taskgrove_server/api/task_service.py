@@ -17,13 +17,13 @@ from taskgrove.domain import reasons, wire
 from taskgrove.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
 
 from taskgrove_server.api import page_token
-from taskgrove_server.api.convert import converter, one_spec, task_to_proto, tree_specs
+from taskgrove_server.api.convert import basic_task_to_proto, one_spec, task_to_proto, tree_specs
 from taskgrove_server.api.error_mapping import maps_errors
 from taskgrove_server.api.watch import EventStreamer
 from taskgrove_server.errors import Code, ServiceError, invalid_field
 from taskgrove_server.ids import new_id
 from taskgrove_server.service.idempotency import Idempotency, RequestKey
-from taskgrove_server.service.specs import TaskSpec
+from taskgrove_server.service.specs import Created
 from taskgrove_server.service.tasks import Tasks
 from taskgrove_server.storage.reads import ListFilter
 from taskgrove_server.storage.records import TaskRow
@@ -38,17 +38,42 @@ PAGE_BYTES = 4 * 1024 * 1024
 """A ListTasks page ends early once it holds this much (large results)."""
 TASK_OVERHEAD_BYTES = 256
 """What a FULL-view task adds to what was sent for it (ids, times, status, etag)."""
-BASIC_TASK_BYTES = 180
-"""What a BASIC-view task and its `task_ids` entry weigh besides their names, executor,
-owner and the entry's key (three ids, status, priority, framing)."""
+BASIC_TASK_BYTES = 136
+"""What a BASIC-view task weighs besides its name, executor and owner (three ids, status,
+priority, framing)."""
 
 
 def _too_large(what: str, size: int, budget: int, hint: str) -> ServiceError:
     return ServiceError(
         Code.INVALID_ARGUMENT,
         reasons.RESPONSE_TOO_LARGE,
-        f"{what} would be about {size} bytes, more than the {budget} a reply may hold; {hint}",
+        f"{what} would be {size} bytes or more, more than the {budget} a reply may hold; {hint}",
         metadata={"estimated_bytes": str(size), "max_bytes": str(budget)},
+    )
+
+
+def _map_bytes(entries: dict[str, str]) -> int:
+    """What a map<string, string> field weighs (each entry: tags, lengths, key, value)."""
+    return sum(len(key.encode()) + len(value.encode()) + 8 for key, value in entries.items())
+
+
+def _text_bytes(*texts: str) -> int:
+    return sum(len(text.encode()) for text in texts)
+
+
+def _basic_bytes(row: TaskRow) -> int:
+    """About what a task weighs in the BASIC view."""
+    return BASIC_TASK_BYTES + _text_bytes(row.name, row.executor or "", row.user_id)
+
+
+def _full_bytes(row: TaskRow) -> int:
+    """About what a task weighs in the FULL view (JSON text standing in for Structs)."""
+    return (
+        TASK_OVERHEAD_BYTES
+        + _text_bytes(row.name, row.executor or "", row.user_id)
+        + 40 * len(row.dependencies)
+        + len(json.dumps(row.inputs))
+        + len(json.dumps(row.params))
     )
 
 
@@ -113,102 +138,73 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         self, request: task_service_pb2.CreateTaskTreeRequest, context: Context
     ) -> task_service_pb2.CreateTaskTreeResponse:
         async def create() -> task_service_pb2.CreateTaskTreeResponse:
-            view = self._tree_view(request)
+            reply = task_service_pb2.CreateTaskTreeResponse()
 
-            def check(rows: Sequence[TaskRow]) -> None:
-                # Even the BASIC view can exceed the limit (ids are longer than local ids).
-                if view == task_service_pb2.TASK_VIEW_BASIC:
-                    keys = sum(len(task.id.encode()) for task in request.tasks)
-                    self._check_basic("this tree", sum(_basic_bytes(row) for row in rows) + keys)
+            def answer(created: Created) -> None:
+                ids = {task.id: created.ids[task.id] for task in request.tasks if task.id}
+                rows = created.in_request_order()
+                # A FULL reply carries what the request did, and what the server adds.
+                full = request.ByteSize() + TASK_OVERHEAD_BYTES * len(rows)
+                reply.tasks.extend(self._reply_tasks(rows, request.view, full, _map_bytes(ids)))
+                reply.task_ids.update(ids)
 
-            created = await self._tasks.create_tree(
-                tree_specs(request.tasks, new_id), execute=request.execute, before_write=check
+            await self._tasks.create_tree(
+                tree_specs(request.tasks, new_id), execute=request.execute, before_write=answer
             )
-            # The rows just stored answer the request: no need to read them back.
-            rows = {row.id: row for row in created.rows}
-            to_proto = converter(view)
-            return task_service_pb2.CreateTaskTreeResponse(
-                tasks=[to_proto(rows[created.ids[ref]]) for ref in created.refs],
-                task_ids={task.id: created.ids[task.id] for task in request.tasks if task.id},
-            )
+            return reply
 
         return await self._once(
             "CreateTaskTree", request, task_service_pb2.CreateTaskTreeResponse, create
         )
-
-    def _tree_view(self, request: task_service_pb2.CreateTaskTreeRequest) -> int:
-        """The view that answers a new tree: BASIC when asked; FULL when asked and it fits
-        (else refused before writing); unspecified: FULL if it fits, else BASIC."""
-        if request.view == task_service_pb2.TASK_VIEW_BASIC:
-            return request.view
-        estimate = request.ByteSize() + TASK_OVERHEAD_BYTES * len(request.tasks)
-        if estimate <= self._reply_budget:
-            return task_service_pb2.TASK_VIEW_FULL
-        if request.view == task_service_pb2.TASK_VIEW_FULL:
-            raise _too_large(
-                "the FULL view of this tree",
-                estimate,
-                self._reply_budget,
-                "ask for TASK_VIEW_BASIC",
-            )
-        return task_service_pb2.TASK_VIEW_BASIC
-
-    def _check_basic(self, what: str, estimate: int) -> None:
-        if estimate > self._reply_budget:
-            raise _too_large(
-                f"even the BASIC view of {what}",
-                estimate,
-                self._reply_budget,
-                "create it in parts (a smaller tree, then subtrees under its tasks)",
-            )
 
     @maps_errors
     async def CopyTaskTree(
         self, request: task_service_pb2.CopyTaskTreeRequest, context: Context
     ) -> task_service_pb2.CopyTaskTreeResponse:
         async def copy() -> task_service_pb2.CopyTaskTreeResponse:
-            view = request.view
+            reply = task_service_pb2.CopyTaskTreeResponse()
 
-            def check(specs: list[TaskSpec]) -> None:
-                nonlocal view
-                if view != task_service_pb2.TASK_VIEW_BASIC:
-                    estimate = sum(_spec_bytes(spec) for spec in specs)
-                    if estimate <= self._reply_budget:
-                        view = task_service_pb2.TASK_VIEW_FULL
-                        return
-                    if view == task_service_pb2.TASK_VIEW_FULL:
-                        raise _too_large(
-                            "the FULL view of this copy",
-                            estimate,
-                            self._reply_budget,
-                            "ask for TASK_VIEW_BASIC",
-                        )
-                    view = task_service_pb2.TASK_VIEW_BASIC
-                # task_ids is keyed by the originals' (36-character) ids.
-                self._check_basic(
-                    "this copy",
-                    sum(
-                        BASIC_TASK_BYTES
-                        + 36
-                        + _text_bytes(spec.name, spec.executor or spec.name, spec.user_id)
-                        for spec in specs
-                    ),
-                )
+            def answer(created: Created) -> None:
+                full = sum(_full_bytes(row) for row in created.rows)
+                extra = _map_bytes(created.ids)
+                reply.tasks.extend(self._reply_tasks(created.rows, request.view, full, extra))
+                reply.task_ids.update(created.ids)
 
-            created = await self._tasks.copy(
+            await self._tasks.copy(
                 request.id,
                 only_unfinished=request.only_unfinished,
                 execute=request.execute,
-                before_write=check,
+                before_write=answer,
             )
-            to_proto = converter(view)
-            return task_service_pb2.CopyTaskTreeResponse(
-                tasks=[to_proto(row) for row in created.rows], task_ids=created.ids
-            )
+            return reply
 
         return await self._once(
             "CopyTaskTree", request, task_service_pb2.CopyTaskTreeResponse, copy
         )
+
+    def _reply_tasks(
+        self, rows: Sequence[TaskRow], view: int, full: int, extra: int
+    ) -> list[task_pb2.Task]:
+        """A new tree's tasks for its reply, built before anything is written: a reply that
+        could not be sent is refused while nothing is stored yet. FULL when asked (refused
+        if it would not fit) or unspecified and it fits, else BASIC (refused if even that
+        would not fit). `full`: about what the FULL tasks weigh; `extra`: the rest. The
+        estimates depend on the request alone, so a repeated request is answered alike."""
+        if view != task_service_pb2.TASK_VIEW_BASIC and full + extra <= self._reply_budget:
+            return [task_to_proto(row) for row in rows]
+        if view == task_service_pb2.TASK_VIEW_FULL:
+            raise _too_large(
+                "the FULL view", full + extra, self._reply_budget, "ask for TASK_VIEW_BASIC"
+            )
+        basic = sum(_basic_bytes(row) for row in rows) + extra
+        if basic > self._reply_budget:
+            raise _too_large(
+                "even the BASIC view",
+                basic,
+                self._reply_budget,
+                "create it in parts (a smaller tree, then subtrees under its tasks)",
+            )
+        return [basic_task_to_proto(row) for row in rows]
 
     # ------------------------------------------------------------------ reads
 
@@ -392,24 +388,3 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
             return task_service_pb2.DeleteTaskResponse(deleted_task_ids=deleted)
 
         return await self._once("DeleteTask", request, task_service_pb2.DeleteTaskResponse, delete)
-
-
-def _text_bytes(*texts: str) -> int:
-    return sum(len(text.encode()) for text in texts)
-
-
-def _basic_bytes(row: TaskRow) -> int:
-    """About what a new task weighs in a BASIC reply, with its `task_ids` value."""
-    return BASIC_TASK_BYTES + _text_bytes(row.name, row.executor or "", row.user_id)
-
-
-def _spec_bytes(spec: TaskSpec) -> int:
-    """About what a copied task weighs in a FULL reply (JSON text as a stand-in)."""
-    return (
-        TASK_OVERHEAD_BYTES
-        + len(spec.name)
-        + len(spec.user_id)
-        + 40 * len(spec.dependencies)
-        + len(json.dumps(spec.inputs))
-        + len(json.dumps(spec.params))
-    )

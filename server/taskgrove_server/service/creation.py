@@ -4,7 +4,7 @@ commit (executing it too when asked)."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from taskgrove.domain import statuses
 
@@ -12,7 +12,7 @@ from taskgrove_server.clock import now_us
 from taskgrove_server.engine import Engine
 from taskgrove_server.executors import ExecutorRegistry
 from taskgrove_server.ids import new_id
-from taskgrove_server.service.specs import Created, TaskSpec
+from taskgrove_server.service.specs import BeforeWrite, Created, TaskSpec
 from taskgrove_server.service.validation import ExistingTask, ValidatedTree, validate_new_tasks
 from taskgrove_server.storage.reads import TaskReads
 from taskgrove_server.storage.records import TaskRow
@@ -42,22 +42,22 @@ class TaskCreator:
         specs: Sequence[TaskSpec],
         *,
         execute: bool = False,
-        before_write: Callable[[Sequence[TaskRow]], None] | None = None,
+        before_write: BeforeWrite | None = None,
     ) -> Created:
         """Validate `specs` as one tree and store it atomically (raises ServiceError);
-        with `execute`, the same commit requests its execution. `before_write` may refuse
-        the rows about to be stored (e.g. a reply that would be too large)."""
+        with `execute`, the same commit requests its execution. `before_write` sees what
+        is about to be stored and may refuse it (e.g. a reply that would be too large)."""
         existing = await self.load_referenced(specs)
         tree = validate_new_tasks(specs, existing, self._registry)
         rows, ids = _rows(tree, execute=execute)
+        created = Created(rows=rows, ids=ids, refs=[spec.ref for spec in specs])
         if before_write is not None:
-            before_write(rows)
-        refs = [spec.ref for spec in specs]
+            before_write(created)
         under = tree.attach_parent.id if tree.attach_parent else None
         # A large tree's specs are not needed any more: let them go before the write.
         del specs, existing, tree
         await self._engine.create(rows, under=under)
-        return Created(rows=rows, ids=ids, refs=refs)
+        return created
 
     async def load_referenced(self, specs: Sequence[TaskSpec]) -> dict[str, ExistingTask]:
         """Stored tasks the request names, plus what a waits-for cycle could pass through.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,3 +72,11 @@ class Created:
     @property
     def top(self) -> TaskRow:
         return self.rows[0]
+
+    def in_request_order(self) -> list[TaskRow]:
+        by_id = {row.id: row for row in self.rows}
+        return [by_id[self.ids[ref]] for ref in self.refs]
+
+
+BeforeWrite = Callable[[Created], None]
+"""Sees a creation once it is validated, before anything is stored; may raise to refuse."""

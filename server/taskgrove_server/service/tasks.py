@@ -6,7 +6,7 @@ everything a request means happens here and below.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 
 from taskgrove.domain import reasons, statuses
@@ -18,7 +18,7 @@ from taskgrove_server.errors import invalid_field, not_found
 from taskgrove_server.executors import Executor, ExecutorRegistry
 from taskgrove_server.service.copying import copy_specs
 from taskgrove_server.service.creation import TaskCreator
-from taskgrove_server.service.specs import Created, TaskSpec
+from taskgrove_server.service.specs import BeforeWrite, Created, TaskSpec
 from taskgrove_server.service.updating import validated_changes
 from taskgrove_server.storage.reads import ListFilter
 from taskgrove_server.storage.records import TaskRow
@@ -49,11 +49,11 @@ class Tasks:
         specs: Sequence[TaskSpec],
         *,
         execute: bool,
-        before_write: Callable[[Sequence[TaskRow]], None] | None = None,
+        before_write: BeforeWrite | None = None,
     ) -> Created:
         """Create a tree atomically; with `execute`, creation and the execution request
-        are one commit (a tree asked to run always runs). `before_write` may refuse the
-        validated rows before anything is stored."""
+        are one commit (a tree asked to run always runs). `before_write`: see
+        `TaskCreator.create`."""
         if not specs:
             raise invalid_field("tasks", reasons.EMPTY_TREE, "at least one task is required")
         if len(specs) > self.max_tree_size:
@@ -71,19 +71,16 @@ class Tasks:
         *,
         only_unfinished: bool,
         execute: bool,
-        before_write: Callable[[list[TaskSpec]], None] | None = None,
+        before_write: BeforeWrite | None = None,
     ) -> Created:
-        """Copy a stored subtree as a new tree; `before_write` may refuse the copy once
-        its specs are known (e.g. a reply that would be too large)."""
+        """Copy a stored subtree as a new tree; `before_write`: see `TaskCreator.create`."""
         _require_id(task_id)
         rows = await self._reads.subtree(task_id)
         if not rows:
             raise not_found(reasons.TASK_NOT_FOUND, "task", task_id)
         specs = copy_specs(rows, only_unfinished=only_unfinished)
-        if before_write is not None:
-            before_write(specs)
         self.require_storage()
-        return await self._creator.create(specs, execute=execute)
+        return await self._creator.create(specs, execute=execute, before_write=before_write)
 
     # ------------------------------------------------------------------ reads
 
