@@ -400,3 +400,22 @@ async def test_stopping_hands_back_an_attempt_cancelled_before_its_first_step() 
     finally:
         await engine.close()
         await store.writer.close()
+
+
+async def test_a_stop_while_storage_fails_gives_up_and_answers_unavailable() -> None:
+    """Shutting down with the disk still full: the writer stops retrying after its grace
+    and the requests that wait on it are answered UNAVAILABLE, not left hanging."""
+    store, memory = memory_store()
+    await store.writer.start()
+    memory.fail_next(1_000_000)
+
+    async def request() -> None:
+        store.writer.queue(InsertTasks([], []))
+        await store.writer.flush()
+
+    waiting = asyncio.create_task(request())
+    await until(lambda: not store.writer.available, 5)
+    await asyncio.wait_for(store.writer.close(give_up_after=0.2), 10)
+    with pytest.raises(ServiceError) as refused:
+        await waiting
+    assert refused.value.reason == reasons.STORAGE_UNAVAILABLE

@@ -142,9 +142,9 @@ class Engine:
         elif executing and under is None:
             await self._cache.add_rows(rows, new_tree=True)
         elif executing or (under is not None and await self._has_started_group(under)):
-            # New tasks under a group that already started change its derived status.
-            async with self._cache.pinned([root_id]):
-                pass
+            # Loading arms what executes; it also derives again the groups above new
+            # tasks (a group that already started is not finished any more).
+            await self._cache.ensure_loaded(root_id)
         else:
             return
         self.settle()
@@ -168,8 +168,8 @@ class Engine:
                     node.execution_requested = True
                     node.version += 1
                     flagged.append(node)
-            # One statement for the flag (no event: nothing a watcher sees changes yet).
-            self._writer.queue(MarkExecutionRequested([n.id for n in flagged], root_id))
+            if flagged:  # one statement (no event: nothing a watcher sees changes yet)
+                self._writer.queue(MarkExecutionRequested([n.id for n in flagged], root_id))
             scheduled = await self._activate(tree, flagged)
             self.settle()
         await self._writer.flush()
