@@ -78,9 +78,12 @@ _SCALARS = (str, int, float, bool, type(None))
 def _flat(value: Any) -> bool:
     """A scalar, or an object of scalars with string keys: JSON as it is (no tuple to
     turn into a list, no key to turn into a string)."""
-    if type(value) is dict:
-        return all(type(k) is str and type(v) in _SCALARS for k, v in value.items())
-    return type(value) in _SCALARS
+    if type(value) is not dict:
+        return type(value) in _SCALARS
+    for key, item in value.items():
+        if type(key) is not str or type(item) not in _SCALARS:
+            return False
+    return True
 
 
 def _surely_plain(text: str) -> bool:

@@ -132,19 +132,19 @@ class Node:
 
     def state_change(self, expected_status: str) -> StateChange:
         """The guarded update that persists this node's mutable state."""
-        return StateChange(
-            task_id=self.id,
-            expected_status=expected_status,
-            status=self.status,
-            execution_requested=self.execution_requested,
-            attempt=self.attempt,
-            result=self.result,
-            error=self.error,
-            progress=self.progress,
-            progress_message=self.progress_message,
-            started_us=self.started_us,
-            ended_us=self.ended_us,
-            updated_us=now_us(),
+        return StateChange(  # positional: this runs for every change of every task
+            self.id,
+            expected_status,
+            self.status,
+            self.execution_requested,
+            self.attempt,
+            self.result,
+            self.error,
+            self.progress,
+            self.progress_message,
+            self.started_us,
+            self.ended_us,
+            now_us(),
         )
 
 

@@ -184,7 +184,8 @@ class AttemptRunner:
 
     def _end(self, node: Node, attempt: int) -> None:
         """The attempt's slot is free (once per claimed attempt)."""
-        if self.is_running(node.id, attempt):
+        claimed = self._claimed.get(node.id)
+        if claimed is not None and claimed[1] == attempt:
             del self._claimed[node.id]
             assert node.executor is not None
             self._queue.release(node.executor)

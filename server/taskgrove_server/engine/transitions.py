@@ -50,23 +50,20 @@ class Transitions:
         node.version += 1
 
     def set_status(self, node: Node, status: str, *, expected: str | None = None) -> None:
-        # A task's change and the group changes it implies are queued as one write: the
-        # database takes them together or refuses them together.
-        if self._unit is not None:
-            self._set_status(node, status, expected)
-            return
-        self._unit = UpdateState([], [], node.root_id)
+        # A task's change and the group changes it implies (nested calls) are queued as
+        # one write: the database takes them together or refuses them together.
+        outer = self._unit is None
+        if outer:
+            self._unit = UpdateState([], [], node.root_id)
         try:
-            self._set_status(node, status, expected)
+            self._change(node, status, expected)
         finally:
-            self._queue_unit()
+            if outer:
+                unit, self._unit = self._unit, None
+                if unit is not None and unit.changes:
+                    self._writer.queue(unit)
 
-    def _queue_unit(self) -> None:
-        unit, self._unit = self._unit, None
-        if unit is not None and unit.changes:
-            self._writer.queue(unit)
-
-    def _set_status(self, node: Node, status: str, expected: str | None) -> None:
+    def _change(self, node: Node, status: str, expected: str | None) -> None:
         old = node.status
         node.status = status
         now = now_us()
@@ -102,13 +99,7 @@ class Transitions:
     def recover(self, node: Node, message: str) -> None:
         """An in-progress task whose attempt is gone: run it again, or abandon it."""
         if node.attempt < node.max_attempts:
-            self._unit = UpdateState([], [], node.root_id)
-            try:
-                node.status = statuses.PENDING
-                self.persist(node, statuses.IN_PROGRESS, STATUS_CHANGED)
-                self._adjust_ancestors(node, statuses.IN_PROGRESS)
-            finally:
-                self._queue_unit()
+            self.set_status(node, statuses.PENDING)
         else:
             self.finish(
                 node,

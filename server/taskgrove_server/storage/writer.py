@@ -25,6 +25,7 @@ import asyncio
 import logging
 import time
 import weakref
+from asyncio import current_task
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -84,7 +85,10 @@ class _Abandoned(Exception):
 class _Batch:
     writes: list[Write] = field(default_factory=list)
     scopes: list[object | None] = field(default_factory=list)
-    """The task that queued each write (same index): a refusal fails that request only."""
+    """The asyncio task that queued each write (same index): each RPC runs in a task of
+    its own, so a refusal fails that request only. The engine's own writes (from timers,
+    attempts, after-commit callbacks) come from tasks that never flush: their refusals
+    fail no request."""
     callbacks: list[Callable[[], None]] = field(default_factory=list)
     waiters: list[tuple[asyncio.Future[None], object | None]] = field(default_factory=list)
 
@@ -134,8 +138,9 @@ class Writer:
         await self._backend.close()
 
     def queue(self, write: Write) -> None:
-        self._batch.writes.append(write)
-        self._batch.scopes.append(_current_scope())
+        batch = self._batch
+        batch.writes.append(write)
+        batch.scopes.append(current_task())
         self._wake.set()
 
     def after_commit(self, callback: Callable[[], None]) -> None:
@@ -147,7 +152,7 @@ class Writer:
         """Wait until everything queued so far is committed. Raises WRITE_REFUSED when a
         write this task queued was refused (others' refusals are not its business)."""
         waiter = asyncio.get_running_loop().create_future()
-        self._batch.waiters.append((waiter, _current_scope()))
+        self._batch.waiters.append((waiter, current_task()))
         self._wake.set()
         await waiter
 
@@ -252,12 +257,3 @@ class Writer:
             log.error("storage unavailable, retrying with backoff: %s", error)
         if self.on_availability is not None:
             self.on_availability(available)
-
-
-def _current_scope() -> object | None:
-    """The request a write belongs to: the asyncio task serving it (each RPC runs in a
-    task of its own). Plain loop callbacks (timers, after-commit) have none."""
-    try:
-        return asyncio.current_task()
-    except RuntimeError:
-        return None
