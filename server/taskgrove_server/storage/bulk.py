@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import operator
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import JSON, Connection, Table
@@ -21,72 +22,60 @@ from sqlalchemy.sql.dml import UpdateBase
 _dumps = json.JSONEncoder(allow_nan=False).encode
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How tuples in one key order become the compiled statement's parameters."""
+
+    sql: str
+    reorder: Callable[[tuple[Any, ...]], tuple[Any, ...]] | None
+    """None: the tuples are in the statement's order already."""
+    json_at: list[int]
+    """Positions (in the statement's order) of JSON columns."""
+
+
 class BulkStatement:
     def __init__(self, statement: UpdateBase, json_keys: Collection[str] = ()) -> None:
         self._statement = statement
         self._json_keys = frozenset(json_keys)
-        self._compiled: dict[
-            tuple[str, tuple[str, ...]], tuple[str, list[str], dict[str, Any]]
-        ] = {}
+        self._plans: dict[tuple[str, tuple[str, ...]], _Plan] = {}
 
-    def _compile(
-        self, conn: Connection, keys: tuple[str, ...]
-    ) -> tuple[str, list[str], dict[str, Any]]:
+    def _plan(self, conn: Connection, keys: tuple[str, ...]) -> _Plan:
+        """Compiled once per dialect and key order: a batch of one row (a chain's step)
+        pays for none of this."""
         cache_key = (conn.dialect.name, keys)
-        found = self._compiled.get(cache_key)
-        if found is None:
+        plan = self._plans.get(cache_key)
+        if plan is None:
             compiled = self._statement.compile(dialect=conn.dialect, column_keys=list(keys))
             order = list(compiled.positiontup or ())
-            found = (compiled.string, order, dict(compiled.params))
-            self._compiled[cache_key] = found
-        return found
+            json_at = [index for index, key in enumerate(order) if key in self._json_keys]
+            reorder = None
+            if list(keys) != order:
+                # Pick each parameter from the tuple (C-level itemgetter), with the
+                # statement's own constants (e.g. `version + 1`) appended to pick from.
+                position = {key: index for index, key in enumerate(keys)}
+                constants = tuple(compiled.params[k] for k in order if k not in position)
+                extra = iter(range(len(keys), len(keys) + len(constants)))
+                getter = operator.itemgetter(
+                    *(position[key] if key in position else next(extra) for key in order)
+                )
+                reorder = (lambda row: getter(row + constants)) if constants else getter
+            plan = _Plan(compiled.string, reorder, json_at)
+            self._plans[cache_key] = plan
+        return plan
 
-    def executemany(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> int:
-        """Run the statement once per row (dicts); returns the driver's rowcount (-1:
-        unknown)."""
-        if not rows:
-            return 0
-        keys = tuple(rows[0])
-        sql, order, defaults = self._compile(conn, keys)
-        dumps = _dumps
-        json_keys = self._json_keys
-        params = (
-            tuple(
-                (dumps(row[key]) if row[key] is not None else None)
-                if key in json_keys
-                else row[key]
-                if key in row
-                else defaults[key]
-                for key in order
-            )
-            for row in rows
-        )
-        return _run(conn, sql, params)
-
-    def executemany_tuples(
+    def executemany(
         self, conn: Connection, keys: tuple[str, ...], values: Iterable[tuple[Any, ...]]
     ) -> int:
-        """Run the statement once per tuple of `values`, each in the order of `keys`."""
-        sql, order, defaults = self._compile(conn, keys)
-        json_at = [index for index, key in enumerate(order) if key in self._json_keys]
+        """Run the statement once per tuple of `values`, each in the order of `keys`;
+        returns the driver's rowcount (-1: unknown)."""
+        plan = self._plan(conn, keys)
         params: Iterable[Sequence[Any]] = values
-        if list(keys) != order:
-            # Put each tuple in the statement's order (C-level itemgetter), with the
-            # statement's own constants (e.g. `version + 1`) appended to pick from.
-            position = {key: index for index, key in enumerate(keys)}
-            constants = tuple(defaults[key] for key in order if key not in position)
-            extra = iter(range(len(keys), len(keys) + len(constants)))
-            getter = operator.itemgetter(
-                *(position[key] if key in position else next(extra) for key in order)
-            )
-            params = (
-                (getter(row + constants) for row in values)
-                if constants
-                else (getter(row) for row in values)
-            )
-        if json_at:
+        if plan.reorder is not None:
+            params = map(plan.reorder, params)  # type: ignore[arg-type]
+        if plan.json_at:
+            json_at = plan.json_at
             params = (_encoded(row, json_at) for row in params)
-        return _run(conn, sql, params)
+        return _run(conn, plan.sql, params)
 
 
 def _encoded(row: Sequence[Any], json_at: list[int]) -> Sequence[Any]:

@@ -73,6 +73,7 @@ _UPDATE_STATE = BulkStatement(
 )
 _INSERT_TASKS = BulkStatement(tasks.insert(), json_keys=json_columns(tasks))
 _INSERT_EDGES = BulkStatement(task_dependencies.insert())
+_EDGE_KEYS = ("task_id", "depends_on", "required")
 _INSERT_EVENTS = BulkStatement(task_events.insert(), json_keys=json_columns(task_events))
 
 _task_values = operator.attrgetter(*INSERTED_COLUMNS)
@@ -110,9 +111,10 @@ def apply_writes(conn: Connection, writes: Sequence[Write]) -> Applied:
     """Everything of one batch, in order, inside the caller's transaction."""
     rows = [row for write in writes if isinstance(write, InsertTasks) for row in write.rows]
     if rows:
-        _INSERT_TASKS.executemany_tuples(conn, INSERTED_COLUMNS, map(_task_values, rows))
-        edges = [edge for row in rows for edge in dependency_edges(row.id, row.dependencies)]
-        _INSERT_EDGES.executemany(conn, edges)
+        _INSERT_TASKS.executemany(conn, INSERTED_COLUMNS, map(_task_values, rows))
+        edges = [(row.id, dep["id"], dep["required"]) for row in rows for dep in row.dependencies]
+        if edges:
+            _INSERT_EDGES.executemany(conn, _EDGE_KEYS, edges)
     updates: list[tuple[int, StateChange]] = []
     for index, write in enumerate(writes):
         if isinstance(write, UpdateState):
@@ -124,7 +126,7 @@ def apply_writes(conn: Connection, writes: Sequence[Write]) -> Applied:
             _STATEMENTS[type(write)](conn, write)
     applied = Applied()
     if updates:
-        done = _UPDATE_STATE.executemany_tuples(
+        done = _UPDATE_STATE.executemany(
             conn, _STATE_KEYS, [_state_values(change) for _, change in updates]
         )
         # Drivers that cannot count an executemany report -1 (asyncpg).
@@ -137,7 +139,7 @@ def apply_writes(conn: Connection, writes: Sequence[Write]) -> Applied:
         for event in write.events
     ]
     if events:
-        _INSERT_EVENTS.executemany_tuples(conn, _EVENT_COLUMNS, map(_event_values, events))
+        _INSERT_EVENTS.executemany(conn, _EVENT_COLUMNS, map(_event_values, events))
     return applied
 
 
