@@ -16,6 +16,8 @@ from collections.abc import Iterator
 import asyncpg
 from sqlalchemy.engine import URL, make_url
 
+DROP_ATTEMPTS = 40
+"""Tries of DROP DATABASE, half a second apart (20 s)."""
 CONNECT_TIMEOUT_S = 5.0
 DEFAULT_PREFIX = "taskgrove_bench"
 
@@ -77,8 +79,17 @@ class PgServer:
     async def _drop(self, name: str) -> None:
         connection = await self._connect()
         try:
-            # The server is stopped by then; FORCE ends anything left connected.
-            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            # The server is stopped by then; FORCE ends anything left connected. It may
+            # not end an autovacuum worker (a superuser's process) that a large scenario
+            # woke: that one finishes or yields soon, so try again for a bounded while.
+            for attempt in range(DROP_ATTEMPTS):
+                try:
+                    await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                    return
+                except asyncpg.InsufficientPrivilegeError:
+                    if attempt == DROP_ATTEMPTS - 1:
+                        raise
+                    await asyncio.sleep(0.5)
         finally:
             await connection.close()
 
