@@ -33,6 +33,15 @@ from scenarios.create_latency import (
 from scenarios.event_latency import EVENT_LATENCY_SAMPLES, format_event_latency, run_event_latency
 from scenarios.fanout import FANOUT_SUBSCRIBERS, FANOUT_TASKS, FanoutRun, format_fanout, run_fanout
 from scenarios.throughput import CHAIN_MAX, POLL, WATCH, Run, format_table, run_throughput
+from scenarios.tutorial import (
+    QUICK_TUTORIAL_SIZES,
+    TUTORIAL_SHAPES,
+    TUTORIAL_SIZES,
+    TutorialRun,
+    as_json,
+    format_tutorial,
+    run_tutorial,
+)
 from trees import SHAPES
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -105,6 +114,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-latency", action="store_true", help="skip CreateTaskTree latency")
     parser.add_argument("--no-throughput", action="store_true", help="skip the tree table")
     parser.add_argument(
+        "--tutorial-sizes",
+        type=_int_list,
+        help="tutorial path (create_task one by one) sizes (default 100,1000,10000)",
+    )
+    parser.add_argument("--no-tutorial", action="store_true", help="skip the tutorial path")
+    parser.add_argument(
         "--profile", type=Path, help="record each server with py-spy into this directory"
     )
     parser.add_argument("--profile-rate", type=int, default=100, help="py-spy samples/s")
@@ -115,8 +130,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.event_samples = min(args.event_samples, 100)
         args.fanout_tasks = min(args.fanout_tasks, 1_000)
         args.fanout_repeats = 1
+        args.tutorial_sizes = args.tutorial_sizes or list(QUICK_TUTORIAL_SIZES)
     elif args.sizes is None:
         args.sizes = list(DEFAULT_SIZES)
+    if args.tutorial_sizes is None:
+        args.tutorial_sizes = list(TUTORIAL_SIZES)
     if args.no_pg and args.pg_only:
         parser.error("--no-pg and --pg-only exclude each other")
     return args
@@ -143,10 +161,12 @@ class Results:
     event_latency: list[dict[str, Any]] = field(default_factory=list)
     fanout: list[FanoutRun] = field(default_factory=list)
     create_latency: list[dict[str, Any]] = field(default_factory=list)
+    tutorial: list[TutorialRun] = field(default_factory=list)
 
     def failed(self) -> bool:
         return (
             any(run.outcome != OK for run in self.runs)
+            or any(run.outcome != OK for run in self.tutorial)
             or any(item["outcome"] != OK for item in self.event_latency)
             or any(run.outcome != OK for run in self.fanout)
             or any(item["outcome"] != OK for item in self.create_latency)
@@ -169,6 +189,13 @@ def run_all(args: argparse.Namespace, chosen: Sequence[Backend], workdir: Path) 
                             f"[bench]   {run.outcome} {num(run.seconds, 3)} s "
                             f"(create {num(run.create_seconds, 3)} s) {run.detail}".rstrip()
                         )
+        if not args.no_tutorial:
+            for shape in TUTORIAL_SHAPES:
+                for size in args.tutorial_sizes:
+                    log(f"[bench] {backend.name} tutorial {shape} {size:,} ...")
+                    tutorial = run_tutorial(backend, shape, size, workdir, args)
+                    results.tutorial.append(tutorial)
+                    log(f"[bench]   {tutorial.outcome} {num(tutorial.seconds, 3)} s")
         if not args.no_event_latency:
             log(f"[bench] {backend.name} event latency x {args.event_samples} ...")
             latency = run_event_latency(backend, workdir, args)
@@ -235,6 +262,8 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 def print_results(results: Results) -> None:
     if results.runs:
         print(format_table(results.runs))
+    if results.tutorial:
+        print(format_tutorial(results.tutorial))
     for latency in results.event_latency:
         print(format_event_latency(latency))
     if results.fanout:
@@ -289,6 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "event_latency": results.event_latency,
             "fanout": [asdict(run) for run in results.fanout],
             "create_tree_latency": results.create_latency,
+            "tutorial": [as_json(run) for run in results.tutorial],
         },
     )
     print(f"results: {args.json}")
