@@ -160,6 +160,7 @@ class TaskgroveServer:
         await self._grpc.stop(self.config.grace_seconds if grace is None else grace)
         await self.engine.close()
         await self.store.writer.close()
+        await self.store.reads.close()
         await self._db.dispose()
         if self._lock is not None:
             self._lock.release()

@@ -129,11 +129,16 @@ class Engine:
 
     # ----------------------------------------------------------------- commands
 
-    async def create(self, rows: Sequence[TaskRow], *, under: str | None) -> None:
-        """Store new tasks (rows parents first; `under`: the stored task they hang from) in
-        one commit, and take them into memory if they execute or join a loaded tree.
-        Rows created with `execution_requested` run: creating and executing is one commit."""
-        self._writer.queue(InsertTasks(list(rows), [created_event(row) for row in rows], under))
+    async def create(self, rows: Sequence[TaskRow], *, lineage: Sequence[str] = ()) -> None:
+        """Store new tasks (rows parents first; `lineage`: the stored task they hang from
+        and its ancestors) in one commit, and take them into memory if they execute, join
+        a loaded tree or reopen a group that started. Rows created with
+        `execution_requested` run: creating and executing is one commit."""
+        under = lineage[0] if lineage else None
+        insert = InsertTasks(
+            list(rows), [created_event(row) for row in rows], under, tuple(lineage)
+        )
+        self._writer.queue(insert)
         await self._writer.flush()
         root_id = rows[0].root_id
         executing = rows[0].execution_requested
@@ -141,7 +146,7 @@ class Engine:
             await self._cache.add_rows(rows, new_tree=False)
         elif executing and under is None:
             await self._cache.add_rows(rows, new_tree=True)
-        elif executing or (under is not None and await self._has_started_group(under)):
+        elif executing or insert.reopens:
             # Loading arms what executes; it also derives again the groups above new
             # tasks (a group that already started is not finished any more).
             await self._cache.ensure_loaded(root_id)
@@ -149,12 +154,6 @@ class Engine:
             return
         self.settle()
         await self._writer.flush()
-
-    async def _has_started_group(self, task_id: str) -> bool:
-        """Whether the task or one of its ancestors is a group that is no longer pending."""
-        chain = [task_id, *await self._reads.ancestors(task_id)]
-        rows = await self._reads.get_many(chain)
-        return any(row.is_group and row.status != statuses.PENDING for row in rows.values())
 
     async def execute(self, task_id: str, root_id: str) -> int:
         """Request execution of a task's subtree; returns how many tasks it scheduled."""

@@ -47,25 +47,53 @@ class TaskCreator:
         """Validate `specs` as one tree and store it atomically (raises ServiceError);
         with `execute`, the same commit requests its execution. `before_write` sees what
         is about to be stored and may refuse it (e.g. a reply that would be too large)."""
-        existing = await self.load_referenced(specs)
+        existing, lineage = await self._referenced(specs)
         tree = validate_new_tasks(specs, existing, self._registry)
         rows, ids = _rows(tree, execute=execute)
         created = Created(rows=rows, ids=ids, refs=[spec.ref for spec in specs])
         if before_write is not None:
             before_write(created)
-        under = tree.attach_parent.id if tree.attach_parent else None
         # A large tree's specs are not needed any more: let them go before the write.
         del specs, existing, tree
-        await self._engine.create(rows, under=under)
+        await self._engine.create(rows, lineage=lineage)
         return created
 
-    async def load_referenced(self, specs: Sequence[TaskSpec]) -> dict[str, ExistingTask]:
-        """Stored tasks the request names, plus what a waits-for cycle could pass through.
+    async def _referenced(
+        self, specs: Sequence[TaskSpec]
+    ) -> tuple[dict[str, ExistingTask], list[str]]:
+        """The stored tasks new `specs` name, for validation, and the lineage (ids from
+        the parent they hang from up to its root).
 
-        A cycle through stored tasks must come back into the new tasks, which is only
-        possible through the parent they are attached under and its ancestors (groups wait
-        for their subtree). So the walk runs only when the tree is attached under a parent
-        and depends on stored tasks.
+        New tasks can close a waits-for cycle through stored tasks only by depending on
+        one that waits for the parent they are attached under (nothing stored depends on
+        them yet): one walk backwards from that parent tells whether any does, whatever
+        the length of the chains behind the dependencies. Only then is everything the
+        cycle could pass through read (`load_referenced`), to name it.
+        """
+        local = {spec.ref for spec in specs}
+        parents = {
+            s.parent_id for s in specs if s.parent_id is not None and s.parent_id not in local
+        }
+        deps = {dep for s in specs for dep, _ in s.dependencies if dep not in local}
+        attach = next(iter(parents)) if len(parents) == 1 else None
+        if attach is None:  # a new root (or a request validation refuses)
+            rows = await self._reads.get_many(parents | deps)
+            return {task_id: _existing(row) for task_id, row in rows.items()}, []
+        found = await self._reads.referenced(attach, deps)
+        existing = {task_id: _existing(row) for task_id, row in found.rows.items()}
+        if not found.waiting.isdisjoint(deps):
+            existing = await self.load_referenced(specs)
+        return existing, found.lineage
+
+    async def load_referenced(self, specs: Sequence[TaskSpec]) -> dict[str, ExistingTask]:
+        """Stored tasks the request names, plus everything a waits-for cycle through them
+        could pass through, read level by level: UpdateTask's check (an updated task may
+        have dependents), and how creation names a cycle it knows is there.
+
+        A cycle through stored tasks must come back into the request's tasks, which is
+        only possible through the parent they are attached under and its ancestors (groups
+        wait for their subtree). So the walk runs only when the tree is attached under a
+        parent and depends on stored tasks.
         """
         local = {spec.ref for spec in specs}
         parents = {
@@ -78,8 +106,8 @@ class TaskCreator:
         if not attach or not deps:
             return existing
         # Ancestors of the attach point, each with its child on the chain.
-        chain = [attach[0], *await self._reads.ancestors(attach[0])]
-        chain_rows = await self._reads.get_many(chain)
+        chain_rows = {row.id: row for row in await self._reads.lineage(attach[0])}
+        chain = list(chain_rows)
         for child, ancestor in itertools.pairwise(chain):
             if ancestor in chain_rows:
                 existing[ancestor] = _existing(chain_rows[ancestor], [child])

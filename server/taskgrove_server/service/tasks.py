@@ -40,9 +40,9 @@ class Tasks:
     # ------------------------------------------------------------------ creation
 
     async def create_task(self, spec: TaskSpec) -> TaskRow:
+        """The task as stored (a new task has no children: its row is the whole answer)."""
         self.require_storage()
-        created = await self._creator.create([spec])
-        return await self.get(created.top.id)
+        return (await self._creator.create([spec])).top
 
     async def create_tree(
         self,

@@ -13,11 +13,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from taskgrove_server.storage.database import sqlite_pragmas
+from taskgrove_server.storage.database import sync_sqlite_engine
 
 T = TypeVar("T")
 
@@ -62,9 +61,5 @@ class ThreadCommitter:
 
 
 def create_committer(url: str, db: AsyncEngine) -> Committer:
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and (parsed.database or ":memory:") != ":memory:":
-        sync_db = create_engine(parsed.set(drivername="sqlite"), pool_size=1, max_overflow=0)
-        event.listen(sync_db, "connect", sqlite_pragmas)
-        return ThreadCommitter(sync_db)
-    return AsyncCommitter(db)
+    sync_db = sync_sqlite_engine(url, pool_size=1)
+    return ThreadCommitter(sync_db) if sync_db is not None else AsyncCommitter(db)

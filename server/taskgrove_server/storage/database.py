@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -42,6 +42,17 @@ def open_database(url: str) -> AsyncEngine:
         event.listen(db.sync_engine, "connect", sqlite_pragmas)
         return db
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+def sync_sqlite_engine(url: str, *, pool_size: int) -> Engine | None:
+    """A synchronous engine on the SQLite file of `url` (for work run on threads of our
+    own), or None when `url` is not an SQLite file."""
+    if sqlite_path(url) is None:
+        return None
+    parsed = make_url(url).set(drivername="sqlite")
+    db = create_engine(parsed, pool_size=pool_size, max_overflow=0)
+    event.listen(db, "connect", sqlite_pragmas)
+    return db
 
 
 class DatabaseInUse(Exception):

@@ -9,14 +9,14 @@ be told to fail the next batches, transiently or for good.
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from dataclasses import replace
 
 from taskgrove.domain import statuses
 from taskgrove.domain.aggregation import ProgressInput
 
 from taskgrove_server.events.event import Event
-from taskgrove_server.storage.reads import ListFilter, preorder
+from taskgrove_server.storage.reads import ListFilter, Referenced, preorder
 from taskgrove_server.storage.records import StoredResponse, TaskRow
 from taskgrove_server.storage.writes import (
     Applied,
@@ -71,6 +71,13 @@ class MemoryStore:
         for index, write in enumerate(writes):
             if not self._apply_one(tasks, write):
                 applied.rejected.add(index)
+        for write in writes:  # as the batch leaves the statuses, like the SQL backend
+            if isinstance(write, InsertTasks) and write.lineage:
+                write.reopens = any(
+                    tasks[task_id].is_group and tasks[task_id].status != statuses.PENDING
+                    for task_id in write.lineage
+                    if task_id in tasks
+                )
         self.tasks = tasks
         self.events.extend(
             e for i, w in enumerate(writes) if i not in applied.rejected for e in w.events
@@ -167,13 +174,52 @@ class MemoryStore:
             if dep["id"] in wanted
         ]
 
-    async def ancestors(self, task_id: str) -> list[str]:
+    async def lineage(self, task_id: str) -> list[TaskRow]:
         chain = []
         row: TaskRow | None = self.tasks.get(task_id)
-        while row is not None and row.parent_id is not None:
-            chain.append(row.parent_id)
-            row = self.tasks.get(row.parent_id)
+        while row is not None:
+            chain.append(row)
+            row = self.tasks.get(row.parent_id) if row.parent_id is not None else None
         return chain
+
+    async def referenced(self, parent_id: str, ids: Collection[str]) -> Referenced:
+        lineage = [row.id for row in await self.lineage(parent_id)]
+        rows = await self.get_many([*lineage[:1], *ids])
+        waiting = await self.waiting_for_new_child(parent_id) if lineage and ids else set()
+        return Referenced(rows, lineage, waiting)
+
+    async def waiting_for_new_child(self, parent_id: str) -> set[str]:
+        # Forwards, as validation sees it: whatever can reach the new child's parent
+        # vertex along waits-for edges (a plain search from every task: tests are small).
+        def vertex(row: TaskRow) -> tuple[str, str]:
+            return ("run" if row.is_group else "sub", row.id)
+
+        def edges(kind: str, task_id: str) -> list[tuple[str, str]]:
+            row = self.tasks[task_id]
+            children = [child for child in self._ordered() if child.parent_id == task_id]
+            if kind == "sub":  # a task that runs, with its subtree
+                return [("run", task_id), *(vertex(child) for child in children)]
+            if row.is_group:
+                return [vertex(child) for child in children]
+            return [("run", dep["id"]) for dep in row.dependencies if dep["id"] in self.tasks]
+
+        if parent_id not in self.tasks:
+            return set()
+        target = vertex(self.tasks[parent_id])
+        waiting = set()
+        for row in self.tasks.values():
+            start = ("run", row.id)
+            seen, stack = {start}, [start]
+            while stack:
+                current = stack.pop()
+                if current == target:
+                    waiting.add(row.id)
+                    break
+                for following in edges(*current):
+                    if following not in seen:
+                        seen.add(following)
+                        stack.append(following)
+        return waiting
 
     async def subtree(self, task_id: str, max_depth: int = 0) -> list[TaskRow]:
         rows = preorder(self._ordered(), task_id)

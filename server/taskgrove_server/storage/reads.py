@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -23,6 +23,18 @@ class ListFilter:
     limit: int = 100
 
 
+@dataclass(slots=True)
+class Referenced:
+    """What creating tasks under a stored parent needs to read (see `TaskReads.referenced`)."""
+
+    rows: dict[str, TaskRow]
+    """The parent and the dependencies that exist, by id."""
+    lineage: list[str]
+    """The parent's id and its ancestors' up to the root (empty: no such parent)."""
+    waiting: set[str]
+    """`waiting_for_new_child(parent)`, when dependencies were given (else empty)."""
+
+
 class TaskReads(Protocol):
     async def get(self, task_id: str) -> TaskRow | None: ...
 
@@ -38,8 +50,20 @@ class TaskReads(Protocol):
         """(dependent id, dependency id) for every task depending on one of `ids`."""
         ...
 
-    async def ancestors(self, task_id: str) -> list[str]:
-        """Ids from the task's parent up to its root."""
+    async def lineage(self, task_id: str) -> list[TaskRow]:
+        """The task and its ancestors, up to its root (empty when it does not exist)."""
+        ...
+
+    async def referenced(self, parent_id: str, ids: Collection[str]) -> Referenced:
+        """What creating tasks under `parent_id` that depend on `ids` needs, in one read."""
+        ...
+
+    async def waiting_for_new_child(self, parent_id: str) -> set[str]:
+        """The stored tasks that could not finish before a task newly created under
+        `parent_id` does: the groups above it and, transitively, whatever waits for one of
+        them (a dependency on a group waits for its subtree). A new task depending on one
+        of these would close a cycle; nothing else stored can (nothing stored depends on a
+        new task)."""
         ...
 
     async def subtree(self, task_id: str, max_depth: int = 0) -> list[TaskRow]:
@@ -63,6 +87,8 @@ class TaskReads(Protocol):
         ...
 
     async def stored_response(self, request_id: str) -> StoredResponse | None: ...
+
+    async def close(self) -> None: ...
 
 
 class _Linked(Protocol):

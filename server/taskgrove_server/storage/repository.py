@@ -1,16 +1,20 @@
-"""Reads of tasks and stored responses (SQL). Every write goes through the `Writer`."""
+"""Reads of tasks and stored responses (SQL). Every write goes through the `Writer`.
+
+Each read is one synchronous function over a connection, run by a `Reader` in one hop
+(readers.py); a read that needs several statements (a walk) still costs one hop."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Row, and_, func, literal, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Connection, and_, bindparam, func, literal, select
 from taskgrove.domain import statuses
 from taskgrove.domain.aggregation import ProgressInput
 
-from taskgrove_server.storage.reads import ListFilter, preorder
+from taskgrove_server.storage.queries import Query
+from taskgrove_server.storage.readers import Reader
+from taskgrove_server.storage.reads import ListFilter, Referenced, preorder
 from taskgrove_server.storage.records import TASK_COLUMNS, StoredResponse, TaskRow
 from taskgrove_server.storage.schema import idempotency_keys, task_dependencies, tasks
 from taskgrove_server.storage.sql_writes import IN_CHUNK
@@ -18,110 +22,174 @@ from taskgrove_server.storage.sql_writes import IN_CHUNK
 _COLUMNS = [tasks.c[name] for name in TASK_COLUMNS]
 
 
-def _task(row: Row[Any]) -> TaskRow:
-    return TaskRow(*row)  # type: ignore[call-arg]  # the columns, in field order
+def _task(row: Sequence[Any]) -> TaskRow:
+    return TaskRow(*row)  # the columns, in field order
 
 
-def _walk(task_id: str, max_depth: int) -> Any:
-    """A recursive CTE of the ids of a task's subtree (`max_depth` levels, 0: all)."""
-    top = select(tasks.c.id, literal(0).label("depth")).where(tasks.c.id == task_id)
+def _walk(max_depth: int) -> Any:
+    """A recursive CTE of the ids of task `:b_id`'s subtree (`max_depth` levels, 0: all)."""
+    top = select(tasks.c.id, literal(0).label("depth")).where(tasks.c.id == bindparam("b_id"))
     walk = top.cte("walk", recursive=True)
     step = select(tasks.c.id, (walk.c.depth + 1).label("depth")).where(
         tasks.c.parent_id == walk.c.id
     )
     if max_depth > 0:
-        step = step.where(walk.c.depth < max_depth)
+        step = step.where(walk.c.depth < bindparam("b_depth"))
     return walk.union_all(step)
+
+
+def _lineage() -> Any:
+    top = select(tasks.c.id, tasks.c.parent_id, literal(0).label("depth"))
+    up = top.where(tasks.c.id == bindparam("b_id")).cte("up", recursive=True)
+    up = up.union_all(
+        select(tasks.c.id, tasks.c.parent_id, (up.c.depth + 1).label("depth")).where(
+            tasks.c.id == up.c.parent_id
+        )
+    )
+    return select(*_COLUMNS).join(up, up.c.id == tasks.c.id).order_by(up.c.depth)
+
+
+# Built once: building a statement costs more than SQLite running a point read.
+_IDS: Any = bindparam("ids", expanding=True)
+_GET = Query(select(*_COLUMNS).where(tasks.c.id == bindparam("b_id")))
+_GET_MANY = Query(select(*_COLUMNS).where(tasks.c.id.in_(_IDS)))
+_CHILDREN = Query(
+    select(tasks.c.parent_id, tasks.c.id).where(tasks.c.parent_id.in_(_IDS)).order_by(tasks.c.seq)
+)
+_DEPENDENTS = Query(
+    select(task_dependencies.c.task_id, task_dependencies.c.depends_on).where(
+        task_dependencies.c.depends_on.in_(_IDS)
+    )
+)
+_LINKS = Query(select(tasks.c.id, tasks.c.executor, tasks.c.parent_id).where(tasks.c.id.in_(_IDS)))
+_LINEAGE = Query(_lineage())
+_WHOLE, _LEVELS = _walk(0), _walk(1)
+"""The walk of a whole subtree, and of `b_depth` levels of it."""
+_SUBTREE = {
+    walk is _LEVELS: Query(
+        select(*_COLUMNS).join(walk, walk.c.id == tasks.c.id).order_by(tasks.c.seq)
+    )
+    for walk in (_WHOLE, _LEVELS)
+}
+"""By whether the walk stops at `b_depth`."""
+_PROGRESS = Query(
+    select(tasks.c.id, tasks.c.parent_id, tasks.c.executor, tasks.c.status, tasks.c.progress)
+    .join(_WHOLE, _WHOLE.c.id == tasks.c.id)
+    .order_by(tasks.c.seq)
+)
+_TREE_CHUNK = Query(
+    select(*_COLUMNS)
+    .where(tasks.c.root_id == bindparam("b_root"), tasks.c.seq > bindparam("b_after"))
+    .order_by(tasks.c.seq)
+    .limit(bindparam("b_limit"))
+)
+_ACTIVE_ROOTS = Query(
+    select(tasks.c.root_id)
+    .where(
+        tasks.c.execution_requested.is_(True),
+        tasks.c.status.in_([statuses.PENDING, statuses.IN_PROGRESS]),
+    )
+    .group_by(tasks.c.root_id)
+    .order_by(func.min(tasks.c.seq))
+)
+_STORED_RESPONSE = Query(
+    select(
+        idempotency_keys.c.method, idempotency_keys.c.request_hash, idempotency_keys.c.response
+    ).where(idempotency_keys.c.request_id == bindparam("b_id"))
+)
 
 
 class SqlReads:
     """`TaskReads` on SQLAlchemy."""
 
-    def __init__(self, db: AsyncEngine) -> None:
-        self._db = db
+    def __init__(self, reader: Reader) -> None:
+        self._reader = reader
+
+    async def close(self) -> None:
+        await self._reader.close()
 
     async def get(self, task_id: str) -> TaskRow | None:
-        async with self._db.connect() as conn:
-            row = (await conn.execute(select(*_COLUMNS).where(tasks.c.id == task_id))).first()
-        return _task(row) if row is not None else None
+        def read(conn: Connection) -> TaskRow | None:
+            rows = _GET.rows(conn, {"b_id": task_id})
+            return _task(rows[0]) if rows else None
+
+        return await self._reader.run(read)
 
     async def get_many(self, ids: Iterable[str]) -> dict[str, TaskRow]:
         wanted = list(dict.fromkeys(ids))
-        found: dict[str, TaskRow] = {}
         if not wanted:
-            return found
-        async with self._db.connect() as conn:
-            for start in range(0, len(wanted), IN_CHUNK):
-                chunk = wanted[start : start + IN_CHUNK]
-                for row in await conn.execute(select(*_COLUMNS).where(tasks.c.id.in_(chunk))):
-                    task = _task(row)
-                    found[task.id] = task
-        return found
+            return {}
+        return await self._reader.run(lambda conn: _get_many(conn, wanted))
 
     async def children_of(self, ids: Iterable[str]) -> dict[str, list[str]]:
         wanted = list(dict.fromkeys(ids))
-        children: dict[str, list[str]] = {task_id: [] for task_id in wanted}
-        async with self._db.connect() as conn:
-            for start in range(0, len(wanted), IN_CHUNK):
-                chunk = wanted[start : start + IN_CHUNK]
-                query = (
-                    select(tasks.c.parent_id, tasks.c.id)
-                    .where(tasks.c.parent_id.in_(chunk))
-                    .order_by(tasks.c.seq)
-                )
-                for parent_id, child_id in await conn.execute(query):
+
+        def read(conn: Connection) -> dict[str, list[str]]:
+            children: dict[str, list[str]] = {task_id: [] for task_id in wanted}
+            for chunk in _chunks(wanted):
+                for parent_id, child_id in _CHILDREN.rows(conn, {"ids": chunk}):
                     children[parent_id].append(child_id)
-        return children
+            return children
+
+        return await self._reader.run(read)
 
     async def dependents_of(self, ids: Iterable[str]) -> list[tuple[str, str]]:
         wanted = list(dict.fromkeys(ids))
-        edges: list[tuple[str, str]] = []
-        async with self._db.connect() as conn:
-            for start in range(0, len(wanted), IN_CHUNK):
-                chunk = wanted[start : start + IN_CHUNK]
-                query = select(task_dependencies.c.task_id, task_dependencies.c.depends_on).where(
-                    task_dependencies.c.depends_on.in_(chunk)
-                )
-                edges.extend((row[0], row[1]) for row in await conn.execute(query))
-        return edges
 
-    async def ancestors(self, task_id: str) -> list[str]:
-        chain = select(tasks.c.parent_id.label("id")).where(tasks.c.id == task_id)
-        up = chain.cte("up", recursive=True)
-        up = up.union_all(select(tasks.c.parent_id).where(tasks.c.id == up.c.id))
-        async with self._db.connect() as conn:
-            rows = await conn.execute(select(up.c.id).where(up.c.id.is_not(None)))
-            return [row[0] for row in rows]
+        def read(conn: Connection) -> list[tuple[str, str]]:
+            return [
+                (row[0], row[1])
+                for chunk in _chunks(wanted)
+                for row in _DEPENDENTS.rows(conn, {"ids": chunk})
+            ]
+
+        return await self._reader.run(read)
+
+    async def lineage(self, task_id: str) -> list[TaskRow]:
+        return await self._reader.run(_all_tasks(_LINEAGE, {"b_id": task_id}))
+
+    async def waiting_for_new_child(self, parent_id: str) -> set[str]:
+        return await self._reader.run(lambda conn: _waiting_for_new_child(conn, parent_id))
+
+    async def referenced(self, parent_id: str, ids: Collection[str]) -> Referenced:
+        wanted = [task_id for task_id in dict.fromkeys(ids) if task_id != parent_id]
+
+        def read(conn: Connection) -> Referenced:
+            lineage = [_task(row) for row in _LINEAGE.rows(conn, {"b_id": parent_id})]
+            rows = _get_many(conn, wanted) if wanted else {}
+            if lineage:
+                rows[parent_id] = lineage[0]
+            waiting = _waiting_for_new_child(conn, parent_id) if lineage and ids else set()
+            return Referenced(rows, [row.id for row in lineage], waiting)
+
+        return await self._reader.run(read)
 
     async def subtree(self, task_id: str, max_depth: int = 0) -> list[TaskRow]:
-        walk = _walk(task_id, max_depth)
-        query = select(*_COLUMNS).join(walk, walk.c.id == tasks.c.id)
-        async with self._db.connect() as conn:
-            rows = [_task(row) for row in await conn.execute(query.order_by(tasks.c.seq))]
-        return preorder(rows, task_id)
+        query = _SUBTREE[max_depth > 0]
+        params = {"b_id": task_id, "b_depth": max_depth}
+        return preorder(await self._reader.run(_all_tasks(query, params)), task_id)
 
     async def progress_inputs(self, task_id: str) -> list[ProgressInput]:
-        walk = _walk(task_id, 0)
-        query = (
-            select(
-                tasks.c.id, tasks.c.parent_id, tasks.c.executor, tasks.c.status, tasks.c.progress
-            )
-            .join(walk, walk.c.id == tasks.c.id)
-            .order_by(tasks.c.seq)
-        )
-        async with self._db.connect() as conn:
-            found = [
+        def read(conn: Connection) -> list[ProgressInput]:
+            return [
                 ProgressInput(row[0], row[1], row[2] is None, row[3], row[4])
-                for row in await conn.execute(query)
+                for row in _PROGRESS.rows(conn, {"b_id": task_id})
             ]
-        return preorder(found, task_id)
+
+        return preorder(await self._reader.run(read), task_id)
 
     async def tree(self, root_id: str, chunk: int = 2000) -> AsyncIterator[list[TaskRow]]:
-        async with self._db.connect() as conn:
-            query = select(*_COLUMNS).where(tasks.c.root_id == root_id).order_by(tasks.c.seq)
-            result = await conn.stream(query)
-            async for rows in result.partitions(chunk):
-                yield [_task(row) for row in rows]
+        # One hop per chunk, resuming after the last row's insertion order: a large tree is
+        # never all in memory as rows, and no connection is held between chunks.
+        after = 0
+        while True:
+            params = {"b_root": root_id, "b_after": after, "b_limit": chunk}
+            rows = await self._reader.run(_all_tasks(_TREE_CHUNK, params))
+            if rows:
+                yield rows
+            if len(rows) < chunk:
+                return
+            after = rows[-1].seq
 
     async def list_tasks(self, flt: ListFilter) -> list[TaskRow]:
         conditions = [tasks.c.seq > flt.after_seq]
@@ -134,26 +202,79 @@ class SqlReads:
         if flt.user_id:
             conditions.append(tasks.c.user_id == flt.user_id)
         query = select(*_COLUMNS).where(and_(*conditions)).order_by(tasks.c.seq).limit(flt.limit)
-        async with self._db.connect() as conn:
-            return [_task(row) for row in await conn.execute(query)]
+        return await self._reader.run(lambda conn: [_task(row) for row in conn.execute(query)])
 
     async def active_roots(self) -> list[str]:
-        query = (
-            select(tasks.c.root_id)
-            .where(
-                tasks.c.execution_requested.is_(True),
-                tasks.c.status.in_([statuses.PENDING, statuses.IN_PROGRESS]),
-            )
-            .group_by(tasks.c.root_id)
-            .order_by(func.min(tasks.c.seq))
-        )
-        async with self._db.connect() as conn:
-            return [row[0] for row in await conn.execute(query)]
+        return await self._reader.run(lambda conn: [row[0] for row in _ACTIVE_ROOTS.rows(conn)])
 
     async def stored_response(self, request_id: str) -> StoredResponse | None:
-        query = select(
-            idempotency_keys.c.method, idempotency_keys.c.request_hash, idempotency_keys.c.response
-        ).where(idempotency_keys.c.request_id == request_id)
-        async with self._db.connect() as conn:
-            row = (await conn.execute(query)).first()
-        return StoredResponse(row[0], row[1], bytes(row[2])) if row is not None else None
+        def read(conn: Connection) -> StoredResponse | None:
+            rows = _STORED_RESPONSE.rows(conn, {"b_id": request_id})
+            return StoredResponse(rows[0][0], rows[0][1], bytes(rows[0][2])) if rows else None
+
+        return await self._reader.run(read)
+
+
+def _chunks(ids: list[str]) -> Iterable[list[str]]:
+    return (ids[start : start + IN_CHUNK] for start in range(0, len(ids), IN_CHUNK))
+
+
+def _all_tasks(
+    query: Query, params: dict[str, Any] | None = None
+) -> Callable[[Connection], list[TaskRow]]:
+    return lambda conn: [_task(row) for row in query.rows(conn, params)]
+
+
+def _get_many(conn: Connection, ids: list[str]) -> dict[str, TaskRow]:
+    found: dict[str, TaskRow] = {}
+    for chunk in _chunks(ids):
+        for row in _GET_MANY.rows(conn, {"ids": chunk}):
+            task = _task(row)
+            found[task.id] = task
+    return found
+
+
+def _waiting_for_new_child(conn: Connection, parent_id: str) -> set[str]:
+    """See `TaskReads.waiting_for_new_child`: a walk against the waits-for edges.
+
+    Vertices as in `service.validation.find_cycle`: `run` (the task itself is done) and
+    `sub` (its subtree is done); a group has only `run` (it is done when its subtree is).
+    Walking backwards, `run(x)` is waited for by `run` of x's dependents and, for a task
+    that runs, by `sub(x)`; `sub(x)` and a group's `run(x)` by the vertex of x's parent.
+    """
+    links: dict[str, tuple[bool, str | None]] = {}
+    """Task id -> (is a group, parent id), read as the walk reaches it."""
+
+    def learn(ids: Iterable[str]) -> None:
+        missing = [task_id for task_id in dict.fromkeys(ids) if task_id not in links]
+        for chunk in _chunks(missing):
+            for task_id, executor, parent in _LINKS.rows(conn, {"ids": chunk}):
+                links[task_id] = (executor is None, parent)
+
+    def vertex(task_id: str) -> tuple[str, str]:
+        return ("run" if links[task_id][0] else "sub", task_id)
+
+    learn([parent_id])
+    if parent_id not in links:
+        return set()
+    start = vertex(parent_id)
+    seen = {start}
+    frontier = [start]
+    while frontier:
+        found: list[tuple[str, str]] = []
+        runs = [task_id for kind, task_id in frontier if kind == "run"]
+        for chunk in _chunks(runs):
+            found.extend(("run", row[0]) for row in _DEPENDENTS.rows(conn, {"ids": chunk}))
+        upward = []
+        for kind, task_id in frontier:
+            group, parent = links[task_id]
+            if kind == "run" and not group:
+                found.append(("sub", task_id))
+            elif parent is not None:
+                upward.append(parent)
+        learn(upward)
+        found.extend(vertex(parent) for parent in upward if parent in links)
+        learn(task_id for _, task_id in found)
+        frontier = [v for v in dict.fromkeys(found) if v not in seen and v[1] in links]
+        seen.update(frontier)
+    return {task_id for kind, task_id in seen if kind == "run"}

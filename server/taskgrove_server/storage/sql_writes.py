@@ -132,6 +132,9 @@ def apply_writes(conn: Connection, writes: Sequence[Write]) -> Applied:
         # Drivers that cannot count an executemany report -1 (asyncpg).
         if 0 <= done != len(updates):
             applied.rejected = _rejected(conn, updates)
+    for write in writes:  # after the state changes: statuses as this commit leaves them
+        if isinstance(write, InsertTasks) and write.lineage:
+            write.reopens = _has_started_group(conn, write.lineage)
     events: list[Event] = [
         event
         for index, write in enumerate(writes)
@@ -168,22 +171,43 @@ def _rejected(conn: Connection, updates: list[tuple[int, StateChange]]) -> set[i
     return rejected
 
 
+# Built once: building a statement costs more than SQLite running it.
+_MARK_HAS_CHILDREN = (
+    update(tasks)
+    .where(tasks.c.id == bindparam("b_id"), tasks.c.has_children.is_(False))
+    .values(has_children=True)
+)
+_STARTED_GROUP = (
+    select(tasks.c.id)
+    .where(
+        tasks.c.id.in_(bindparam("ids", expanding=True)),
+        tasks.c.executor.is_(None),
+        tasks.c.status != statuses.PENDING,
+    )
+    .limit(1)
+)
+_MARK_EXECUTION_REQUESTED = (
+    update(tasks)
+    .where(tasks.c.id.in_(bindparam("ids", expanding=True)))
+    .values(execution_requested=True, version=tasks.c.version + 1)
+)
+
+
 def _mark_has_children(conn: Connection, parent_id: str) -> None:
-    conn.execute(
-        update(tasks)
-        .where(tasks.c.id == parent_id, tasks.c.has_children.is_(False))
-        .values(has_children=True)
+    conn.execute(_MARK_HAS_CHILDREN, {"b_id": parent_id})
+
+
+def _has_started_group(conn: Connection, ids: Sequence[str]) -> bool:
+    return any(
+        conn.execute(_STARTED_GROUP, {"ids": ids[start : start + IN_CHUNK]}).first() is not None
+        for start in range(0, len(ids), IN_CHUNK)
     )
 
 
 def _mark_execution_requested(conn: Connection, write: MarkExecutionRequested) -> None:
     ids = write.task_ids
     for start in range(0, len(ids), IN_CHUNK):
-        conn.execute(
-            update(tasks)
-            .where(tasks.c.id.in_(ids[start : start + IN_CHUNK]))
-            .values(execution_requested=True, version=tasks.c.version + 1)
-        )
+        conn.execute(_MARK_EXECUTION_REQUESTED, {"ids": ids[start : start + IN_CHUNK]})
 
 
 def _update_fields(conn: Connection, write: UpdateFields) -> None:

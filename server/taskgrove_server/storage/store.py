@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from taskgrove_server.events.event import Event
 from taskgrove_server.storage.memory import MemoryStore
+from taskgrove_server.storage.readers import create_reader
 from taskgrove_server.storage.reads import TaskReads
 from taskgrove_server.storage.repository import SqlReads
 from taskgrove_server.storage.sql_writes import SqlWrites
@@ -22,7 +23,7 @@ class TaskStore:
 
 
 def sql_store(db: AsyncEngine, url: str, publish: Callable[[list[Event]], None]) -> TaskStore:
-    return TaskStore(SqlReads(db), Writer(SqlWrites(db, url), publish))
+    return TaskStore(SqlReads(create_reader(url, db)), Writer(SqlWrites(db, url), publish))
 
 
 def memory_store(

@@ -18,11 +18,16 @@ from taskgrove_server.storage.records import StateChange, TaskRow
 @dataclass(slots=True, eq=False)
 class InsertTasks:
     """New tasks (parents first) with their `created` events; `under` is the stored task
-    they were created under, which now has children."""
+    they were created under, which now has children, and `lineage` that task and its
+    ancestors."""
 
     rows: list[TaskRow]
     events: list[Event]
     under: str | None = None
+    lineage: tuple[str, ...] = ()
+    reopens: bool = False
+    """Set by the commit: a group of `lineage` had started (it is not pending), as the
+    transaction saw it, so the new tasks reopen its derived status."""
 
     @property
     def root_ids(self) -> tuple[str, ...]:
