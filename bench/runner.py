@@ -32,6 +32,7 @@ from scenarios.create_latency import (
 )
 from scenarios.event_latency import EVENT_LATENCY_SAMPLES, format_event_latency, run_event_latency
 from scenarios.fanout import FANOUT_SUBSCRIBERS, FANOUT_TASKS, FanoutRun, format_fanout, run_fanout
+from scenarios.system_info import format_system_info, run_system_info
 from scenarios.throughput import CHAIN_MAX, POLL, WATCH, Run, format_table, run_throughput
 from scenarios.tutorial import (
     QUICK_TUTORIAL_SIZES,
@@ -120,6 +121,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--no-tutorial", action="store_true", help="skip the tutorial path")
     parser.add_argument(
+        "--no-system-info", action="store_true", help="skip the system_info cpu line"
+    )
+    parser.add_argument(
         "--profile", type=Path, help="record each server with py-spy into this directory"
     )
     parser.add_argument("--profile-rate", type=int, default=100, help="py-spy samples/s")
@@ -162,10 +166,12 @@ class Results:
     fanout: list[FanoutRun] = field(default_factory=list)
     create_latency: list[dict[str, Any]] = field(default_factory=list)
     tutorial: list[TutorialRun] = field(default_factory=list)
+    system_info: list[dict[str, Any]] = field(default_factory=list)
 
     def failed(self) -> bool:
         return (
             any(run.outcome != OK for run in self.runs)
+            or any(item["outcome"] != OK for item in self.system_info)
             or any(run.outcome != OK for run in self.tutorial)
             or any(item["outcome"] != OK for item in self.event_latency)
             or any(run.outcome != OK for run in self.fanout)
@@ -196,6 +202,10 @@ def run_all(args: argparse.Namespace, chosen: Sequence[Backend], workdir: Path) 
                     tutorial = run_tutorial(backend, shape, size, workdir, args)
                     results.tutorial.append(tutorial)
                     log(f"[bench]   {tutorial.outcome} {num(tutorial.seconds, 3)} s")
+        if not args.no_system_info:
+            log(f"[bench] {backend.name} system_info cpu x 100 ...")
+            results.system_info.append(run_system_info(backend, workdir, args))
+            log(f"[bench]   {format_system_info(results.system_info[-1])}")
         if not args.no_event_latency:
             log(f"[bench] {backend.name} event latency x {args.event_samples} ...")
             latency = run_event_latency(backend, workdir, args)
@@ -270,6 +280,8 @@ def print_results(results: Results) -> None:
         print(format_fanout(results.fanout))
     for latency in results.create_latency:
         print(format_create_latency(latency))
+    for item in results.system_info:
+        print(format_system_info(item))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -319,6 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "fanout": [asdict(run) for run in results.fanout],
             "create_tree_latency": results.create_latency,
             "tutorial": [as_json(run) for run in results.tutorial],
+            "system_info_cpu": results.system_info,
         },
     )
     print(f"results: {args.json}")
