@@ -4,6 +4,7 @@ refused or failed commit does (only its own request fails; nothing of it is publ
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -211,4 +212,70 @@ async def test_a_refusal_reaches_the_requests_next_flush_in_a_later_batch(
         assert refused.value.reason == reasons.WRITE_REFUSED
         await writer.flush()  # another request's flush is not concerned
     finally:
+        await writer.close()
+
+
+def wal_state(wal: Path) -> tuple[int, int]:
+    """The WAL's size, and its header's checkpoint sequence: SQLite counts each restart
+    of the log from its first frame, which it does only once a checkpoint copied all."""
+    with wal.open("rb") as file:
+        return wal.stat().st_size, int.from_bytes(file.read(16)[12:16], "big")
+
+
+async def test_the_wal_is_checkpointed_and_reused_while_commits_go_on(
+    db: tuple[AsyncEngine, str],
+) -> None:
+    """The writer's commits on the event loop never checkpoint; the writer's thread does,
+    between batches, so the WAL is reused instead of growing with every commit."""
+    recorder = Recorder()
+    writer = await started_writer(db, recorder)
+    wal = Path(db[1].removeprefix("sqlite+aiosqlite:///") + "-wal")
+    try:
+
+        async def commits(prefix: str, count: int) -> None:
+            for i in range(count):
+                writer.queue(insert(f"{prefix}{i}"))
+                await writer.flush()
+
+        await commits("a", 300)
+        first_size, first_resets = wal_state(wal)
+        for attempt in range(200):  # bounded: 10 s
+            await commits(f"b{attempt}-", 1)
+            if wal_state(wal)[1] > first_resets:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("the WAL was never checkpointed and restarted")
+        await commits("c", 300)
+        # The log restarted from its first frame: 300 more commits reuse the file.
+        assert wal_state(wal)[0] < first_size * 1.5
+        assert len((await stored(db[0]))[0]) >= 601
+    finally:
+        await writer.close()
+
+
+async def test_a_commit_waits_out_another_connections_write_lock(
+    db: tuple[AsyncEngine, str],
+) -> None:
+    """A small batch commits on the event loop without waiting for locks; when another
+    connection holds the write lock, it goes to the writer's thread and waits there, and
+    the loop keeps serving meanwhile."""
+    recorder = Recorder()
+    writer = await started_writer(db, recorder)
+    blocker = sqlite3.connect(db[1].removeprefix("sqlite+aiosqlite:///"), isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        writer.queue(insert("waited"))
+        flushed = asyncio.create_task(writer.flush())
+        ticks = 0
+        for _ in range(10):  # the loop is not stuck behind the lock
+            await asyncio.sleep(0.02)
+            ticks += 1
+        assert not flushed.done()
+        blocker.execute("COMMIT")
+        await asyncio.wait_for(flushed, 10)
+        assert ticks == 10
+        assert "waited" in (await stored(db[0]))[0]
+    finally:
+        blocker.close()
         await writer.close()

@@ -17,6 +17,8 @@ from typing import Any
 from sqlalchemy import JSON, Connection, Table
 from sqlalchemy.sql.dml import UpdateBase
 
+from taskgrove_server.storage.failures import driver_errors_wrapped
+
 # NaN and infinity are not JSON (PostgreSQL refuses them): refuse them here too. One
 # encoder for every value (json.dumps with options builds a new one per call).
 _dumps = json.JSONEncoder(allow_nan=False).encode
@@ -96,7 +98,8 @@ def _run(conn: Connection, sql: str, params: Iterable[Sequence[Any]]) -> int:
         raw: Any = conn.connection.dbapi_connection
         cursor = raw.cursor()
         try:
-            cursor.executemany(sql, params)
+            with driver_errors_wrapped(sql):
+                cursor.executemany(sql, params)
             return int(cursor.rowcount)
         finally:
             cursor.close()

@@ -3,6 +3,10 @@ which are the data's (refused for good)."""
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from sqlalchemy import exc as sa_exc
 
 # Errors of the storage, not of the data: the same batch may commit later.
@@ -31,3 +35,13 @@ def is_transient(error: BaseException) -> bool:
         text = str(error).lower()
         return any(marker in text for marker in _TRANSIENT_MESSAGES)
     return False
+
+
+@contextmanager
+def driver_errors_wrapped(sql: str) -> Iterator[None]:
+    """Raise sqlite3's errors of a raw cursor call (bulk.py, queries.py) as SQLAlchemy
+    wraps them on its own calls, so a locked or full database is classified alike."""
+    try:
+        yield
+    except sqlite3.Error as error:
+        raise sa_exc.DBAPIError.instance(sql, None, error, sqlite3.Error) from error

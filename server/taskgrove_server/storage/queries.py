@@ -17,6 +17,8 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Connection
 from sqlalchemy.sql import Select
 
+from taskgrove_server.storage.failures import driver_errors_wrapped
+
 _EXPANDING = re.compile(r"__\[POSTCOMPILE_(\w+)\]")
 _loads = json.loads
 
@@ -43,7 +45,8 @@ class Query:
             self._plan = _Plan.of(self.statement, conn)
         sql, values = self._plan.call(params)
         raw: Any = conn.connection.dbapi_connection
-        fetched: list[Sequence[Any]] = raw.execute(sql, values).fetchall()
+        with driver_errors_wrapped(sql):
+            fetched: list[Sequence[Any]] = raw.execute(sql, values).fetchall()
         if not self._converters:
             return fetched
         converted: list[Sequence[Any]] = []

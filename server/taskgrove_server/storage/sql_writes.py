@@ -7,6 +7,7 @@ the batch's writes go out as one executemany each; the rest run in queue order b
 from __future__ import annotations
 
 import operator
+import sys
 from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
@@ -105,6 +106,22 @@ def dependency_edges(task_id: str, dependencies: Sequence[dict[str, Any]]) -> li
         {"task_id": task_id, "depends_on": dep["id"], "required": dep["required"]}
         for dep in dependencies
     ]
+
+
+def batch_size(writes: Sequence[Write]) -> int:
+    """About how many rows a batch writes: small ones commit on the event loop."""
+    size = 0
+    for write in writes:
+        if isinstance(write, PruneHistory):
+            return sys.maxsize  # deletes however much history has aged out
+        size += 1 + len(write.events)
+        if isinstance(write, InsertTasks):
+            size += len(write.rows)
+        elif isinstance(write, UpdateState):
+            size += len(write.changes)
+        elif isinstance(write, MarkExecutionRequested | DeleteTasks):
+            size += len(write.task_ids)
+    return size
 
 
 def apply_writes(conn: Connection, writes: Sequence[Write]) -> Applied:
@@ -306,7 +323,8 @@ class SqlWrites:
         self._committer: Committer = create_committer(url, db)
 
     async def apply(self, writes: Sequence[Write]) -> Applied:
-        return await self._committer.run(lambda conn: apply_writes(conn, writes))
+        size = batch_size(writes)
+        return await self._committer.run(lambda conn: apply_writes(conn, writes), size)
 
     def is_transient(self, error: BaseException) -> bool:
         return is_transient(error)
