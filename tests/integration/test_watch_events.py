@@ -112,11 +112,11 @@ def assert_resumable(follower: Follower) -> None:
 async def test_resume_after_random_drops_is_gap_and_duplicate_free(
     make_server: ServerFactory,
 ) -> None:
-    # Few executor slots: the run commits in many small batches, so the stream has many
-    # messages to drop the connection between.
+    # Few executor slots and 1 ms tasks: the run commits in a few hundred small batches
+    # however fast a commit is, so the stream has many messages to drop between.
     server = await make_server(max_concurrency=2)
     client = make_server.client(server)
-    created = await client.create_task_tree(sleep_tree(500, dep_every=3))
+    created = await client.create_task_tree(sleep_tree(500, seconds=0.001, dep_every=3))
     root = created["root"].id
     rng = random.Random(20240611)
 
