@@ -140,9 +140,11 @@ def assert_events_match_state(
 
 
 async def test_soak_many_watchers_dropping_and_resuming(make_server: ServerFactory) -> None:
+    # 1 ms tasks: the run spreads over hundreds of commits however fast a commit is, so
+    # every watcher has many messages to drop its stream between.
     server = await make_server(max_concurrency=8)
     client = make_server.client(server)
-    created = await client.create_task_tree(sleep_tree(2000))
+    created = await client.create_task_tree(sleep_tree(2000, seconds=0.001))
     root = created["root"].id
     raw = [DroppingWatcher(client, root, seed, p_drop=0.05) for seed in range(8)]
     sdk_received: list[list[int]] = [[] for _ in range(4)]
