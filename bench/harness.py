@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import re
 import shutil
 import statistics
 import sys
@@ -25,6 +26,9 @@ SQLITE, POSTGRES = "sqlite", "postgresql"
 OK, TIMEOUT, ERROR, FAILED = "OK", "TIMEOUT", "ERROR", "FAILED"
 POLL_INTERVAL_S = 0.02
 """Pause between GetTask polls of a root."""
+GC_STATS_ENV = "TASKGROVE_GC_STATS"
+"""Makes the server print its garbage-collection totals when it stops."""
+_GC_STATS_LINE = re.compile(r"taskgrove gc stats: (.*)")
 
 
 @dataclass(slots=True)
@@ -83,11 +87,22 @@ def started_server(
             db_url = sqlite_url(directory / "bench.db")
         server = ServerProcess(
             db_url,
+            extra_env={GC_STATS_ENV: "1"},
             log_path=directory / "server.log",
             wrapper=profiler(args.profile, args.profile_rate, f"{backend.name}-{name}"),
         )
         stack.enter_context(server)
         yield server
+
+
+def gc_stats(server: ServerProcess) -> dict[str, float] | None:
+    """The garbage-collection totals a stopped server printed (`taskgrove gc stats:
+    gen2_collections=N gen2_seconds=S ...`), or None (a server without the hook)."""
+    for line in reversed(server.log_tail(50).splitlines()):
+        if match := _GC_STATS_LINE.search(line):
+            pairs = (item.split("=", 1) for item in match.group(1).split())
+            return {key: float(value) for key, value in pairs}
+    return None
 
 
 # ---------------------------------------------------------------------------- helpers

@@ -33,7 +33,15 @@ from scenarios.create_latency import (
 from scenarios.event_latency import EVENT_LATENCY_SAMPLES, format_event_latency, run_event_latency
 from scenarios.fanout import FANOUT_SUBSCRIBERS, FANOUT_TASKS, FanoutRun, format_fanout, run_fanout
 from scenarios.system_info import format_system_info, run_system_info
-from scenarios.throughput import CHAIN_MAX, POLL, WATCH, Run, format_table, run_throughput
+from scenarios.throughput import (
+    CHAIN_MAX,
+    POLL,
+    WATCH,
+    Run,
+    format_running,
+    format_table,
+    run_throughput,
+)
 from scenarios.tutorial import (
     QUICK_TUTORIAL_SIZES,
     TUTORIAL_SHAPES,
@@ -272,6 +280,7 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 def print_results(results: Results) -> None:
     if results.runs:
         print(format_table(results.runs))
+        print(format_running(results.runs))
     if results.tutorial:
         print(format_tutorial(results.tutorial))
     for latency in results.event_latency:

@@ -22,6 +22,8 @@ class RssSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
         self.peak_rss = 0
+        self.last_rss = 0
+        """RSS at the last sample (the end of what was measured)."""
         self.samples = 0
         self.hwm = 0
         self.cpu_seconds = 0.0
@@ -29,7 +31,8 @@ class RssSampler:
 
     def _sample(self) -> None:
         try:
-            self.peak_rss = max(self.peak_rss, self._process.memory_info().rss)
+            self.last_rss = self._process.memory_info().rss
+            self.peak_rss = max(self.peak_rss, self.last_rss)
             self.samples += 1
         except psutil.Error:
             self._stop.set()

@@ -21,9 +21,11 @@ from harness import (
     TIMEOUT,
     Backend,
     cancel,
+    gc_stats,
     num,
     rpc_error_text,
     started_server,
+    summary_ms,
     tree_request,
 )
 from sampler import MB, RssSampler
@@ -68,7 +70,15 @@ class Run:
     reconnects: int = 0
     snapshot_seconds: float | None = None
     """Watch mode: from opening the stream to receiving the snapshot (not timed)."""
+    running_ms: dict[str, float] | None = None
+    """The leaves' recorded running time (end_time - start_time as the server stored them,
+    read back with ListTasks after the run): count, p50, p90, p99, max, mean."""
+    gc: dict[str, float] | None = None
+    """The server's garbage collections (its `taskgrove gc stats:` line at shutdown):
+    per generation `genN_collections`, `genN_seconds`, `genN_max_seconds`..."""
     peak_rss_mb: float = 0.0
+    end_rss_mb: float = 0.0
+    """The server's RSS once the tree finished (what the run left behind)."""
     vm_hwm_mb: float = 0.0
     server_cpu_seconds: float = 0.0
     detail: str = ""
@@ -89,6 +99,27 @@ async def _poll_root(
             run.poll_ms_mean = 1000 * poll_seconds / run.polls
             return seen, task.status
         await asyncio.sleep(interval_s)
+
+
+async def running_seconds(address: str) -> list[float]:
+    """end_time - start_time of every stored leaf (the server holds only this tree)."""
+    async with AsyncClient(config=client_config(address, timeout=600)) as client:
+        return await _running_seconds(client)
+
+
+async def _running_seconds(client: AsyncClient) -> list[float]:
+    seconds = []
+    token = ""
+    while True:
+        request = task_service_pb2.ListTasksRequest(page_size=1000, page_token=token)
+        reply = await client.stub.ListTasks(request)
+        for task in reply.tasks:
+            if not task.has_children and task.HasField("end_time"):
+                ended = task.end_time.ToMicroseconds()
+                seconds.append((ended - task.start_time.ToMicroseconds()) / 1e6)
+        token = reply.next_page_token
+        if not token:
+            return seconds
 
 
 async def _describe_root(client: AsyncClient, root_id: str) -> str:
@@ -174,16 +205,24 @@ def run_throughput(
     run = Run(backend.name, shape, leaf_count(tasks), len(tasks), mode)
     name = f"{shape}-{size}-{mode}"
     try:
-        with (
-            started_server(backend, name, workdir, args) as server,
-            RssSampler(server.pid) as rss,
-        ):
-            asyncio.run(measure_tree(server.address, request, run, args))
-            log_tail = server.log_tail() if run.outcome != OK else ""
+        with started_server(backend, name, workdir, args) as server:
+            with RssSampler(server.pid) as rss:
+                asyncio.run(measure_tree(server.address, request, run, args))
+                log_tail = server.log_tail() if run.outcome != OK else ""
+            server.stop()
+            run.gc = gc_stats(server)
+            if run.outcome == OK:
+                # Read back by a server started again on the same database, so that the
+                # reads count in neither the RSS nor the garbage collections (nor the
+                # profile) of the run.
+                server.wrapper = []
+                server.start()
+                run.running_ms = summary_ms(asyncio.run(running_seconds(server.address)))
     except RuntimeError as error:  # the server (or its database) did not start
         run.outcome = ERROR
         run.detail = str(error)
         return run
+    run.end_rss_mb = rss.last_rss / MB
     run.peak_rss_mb = rss.peak_rss / MB
     run.vm_hwm_mb = rss.hwm / MB
     run.server_cpu_seconds = rss.cpu_seconds
@@ -230,5 +269,45 @@ def format_table(runs: Sequence[Run]) -> str:
             f"{seconds(poll):>8} {num(attr(poll, 'tasks_per_s'), 0):>9} "
             f"{seconds(watch):>8} {num(attr(watch, 'tasks_per_s'), 0):>9} {events:>8} "
             f"{rss:>11}"
+        )
+    return "\n".join(lines)
+
+
+def _running(run: Run | None) -> str:
+    """p50/p99/max of the leaves' recorded running time, in ms."""
+    if run is None or run.running_ms is None:
+        return "-"
+    ms = run.running_ms
+    return f"{ms['p50_ms']:.1f}/{ms['p99_ms']:.1f}/{ms['max_ms']:.0f}"
+
+
+def _full_gcs(run: Run | None) -> str:
+    """Full (generation 2) collections: how many / their seconds in total."""
+    if run is None or run.gc is None:
+        return "-"
+    return f"{run.gc['gen2_collections']:.0f}/{run.gc['gen2_seconds']:.3f}"
+
+
+def format_running(runs: Sequence[Run]) -> str:
+    """Per (backend, shape, size), poll and watch runs: the 0 s leaves' recorded running
+    time, the server's full garbage collections and its RSS once the tree finished."""
+    header = (
+        f"{'backend':<10} {'shape':<9} {'tasks':>7} {'run ms p50/p99/max':>19} "
+        f"{'':>19} {'full GCs n/s':>13} {'':>13} {'end RSS MB':>11}"
+    )
+    header2 = (
+        f"{'':<10} {'':<9} {'':>7} {'poll':>19} {'watch':>19} {'poll':>13} {'watch':>13} "
+        f"{'poll/watch':>11}"
+    )
+    lines = [header, header2, "-" * len(header)]
+    grouped: dict[tuple[str, str, int], dict[str, Run]] = {}
+    for run in runs:
+        grouped.setdefault((run.backend, run.shape, run.tasks), {})[run.mode] = run
+    for (backend, shape, tasks), modes in grouped.items():
+        poll, watch = modes.get(POLL), modes.get(WATCH)
+        rss = _pair(poll.end_rss_mb if poll else None, watch.end_rss_mb if watch else None, 0)
+        lines.append(
+            f"{backend:<10} {shape:<9} {tasks:>7,} {_running(poll):>19} {_running(watch):>19} "
+            f"{_full_gcs(poll):>13} {_full_gcs(watch):>13} {rss:>11}"
         )
     return "\n".join(lines)

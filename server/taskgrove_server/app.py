@@ -24,6 +24,7 @@ from taskgrove_server.config import ServerConfig
 from taskgrove_server.engine import Engine
 from taskgrove_server.events.hub import EventHub
 from taskgrove_server.executors import ExecutorRegistry
+from taskgrove_server.gc_stats import GcStats
 from taskgrove_server.service.idempotency import Idempotency
 from taskgrove_server.service.tasks import Tasks
 from taskgrove_server.storage.database import FileLock, open_database, sqlite_path
@@ -168,6 +169,9 @@ class TaskgroveServer:
 
 async def serve(config: ServerConfig) -> None:
     """Run until SIGINT or SIGTERM, then shut down gracefully."""
+    gc_stats = GcStats() if config.gc_stats else None
+    if gc_stats is not None:
+        gc_stats.install()
     server = TaskgroveServer(config)
     await server.start()
     host = config.address.rsplit(":", 1)[0]
@@ -179,3 +183,6 @@ async def serve(config: ServerConfig) -> None:
     await stop.wait()
     log.info("shutting down")
     await server.stop()
+    if gc_stats is not None:
+        gc_stats.uninstall()
+        print(gc_stats.line(), flush=True)

@@ -55,6 +55,9 @@ class ServerConfig:
     """How long a request_id is remembered."""
     watcher_buffer_events: int = 50_000
     """Events buffered per watcher before it is cut off as too slow."""
+    gc_stats: bool = False
+    """Count garbage collections and print their totals when the server stops (one
+    `taskgrove gc stats:` line; the benchmark reads it)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerConfig:
@@ -82,7 +85,17 @@ def _limits(value: str) -> dict[str, int]:
     return {name.strip(): int(limit) for name, limit in pairs}
 
 
+def _flag(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected 1/0, true/false, yes/no or on/off")
+
+
 _PARSERS: dict[type, Callable[[str], Any]] = {
+    bool: _flag,
     str: str,
     int: int,
     float: float,

@@ -51,3 +51,11 @@ def test_the_client_config_comes_from_arguments_then_the_environment(
     assert (config.address, config.token, config.timeout) == ("127.0.0.1:7000", "secret", 5)
     assert config.tls == TLSConfig(ca_file=tmp_path / "ca.pem")
     assert ClientConfig.from_env("127.0.0.1:1").address == "127.0.0.1:1"
+
+
+def test_gc_stats_is_a_flag_off_by_default() -> None:
+    assert ServerConfig().gc_stats is False
+    assert ServerConfig.from_env({"TASKGROVE_GC_STATS": "1"}).gc_stats is True
+    assert ServerConfig.from_env({"TASKGROVE_GC_STATS": "off"}).gc_stats is False
+    with pytest.raises(ValueError, match="TASKGROVE_GC_STATS"):
+        ServerConfig.from_env({"TASKGROVE_GC_STATS": "sometimes"})
