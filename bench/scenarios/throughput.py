@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -235,39 +235,48 @@ def _pair(poll: float | None, watch: float | None, digits: int) -> str:
     return f"{num(poll, digits)}/{num(watch, digits)}"
 
 
-def format_table(runs: Sequence[Run]) -> str:
-    """One line per (backend, shape, size): the poll and watch runs side by side."""
-    header = (
-        f"{'backend':<10} {'shape':<9} {'tasks':>7} {'create s':>13} "
-        f"{'poll s':>8} {'poll t/s':>9} {'watch s':>8} {'watch t/s':>9} {'events':>8} "
-        f"{'RSS MB':>11}"
-    )
-    header2 = (
-        f"{'':<10} {'':<9} {'':>7} {'poll/watch':>13} {'':>8} {'':>9} {'':>8} {'':>9} "
-        f"{'':>8} {'poll/watch':>11}"
-    )
-    lines = [header, header2, "-" * len(header)]
+def _attr(run: Run | None, name: str) -> float | None:
+    return None if run is None else getattr(run, name)
+
+
+def _side_by_side(
+    runs: Sequence[Run], titles: str, subtitles: str
+) -> tuple[list[str], Iterator[tuple[str, str, int, Run | None, Run | None]]]:
+    """A table's header lines, and its rows: one per (backend, shape, size), with the
+    poll and the watch run of it (None when that mode was not run)."""
     grouped: dict[tuple[str, str, int], dict[str, Run]] = {}
     for run in runs:
         grouped.setdefault((run.backend, run.shape, run.tasks), {})[run.mode] = run
-    for (backend, shape, tasks), modes in grouped.items():
-        poll, watch = modes.get(POLL), modes.get(WATCH)
+    rows = (
+        (backend, shape, tasks, modes.get(POLL), modes.get(WATCH))
+        for (backend, shape, tasks), modes in grouped.items()
+    )
+    head = f"{'backend':<10} {'shape':<9} {'tasks':>7} "
+    return [head + titles, f"{'':<10} {'':<9} {'':>7} " + subtitles, "-" * len(head + titles)], rows
 
-        def seconds(run: Run | None) -> str:
-            if run is None:
-                return "-"
-            return num(run.seconds, 3) if run.outcome == OK else run.outcome
 
-        def attr(run: Run | None, name: str) -> float | None:
-            return None if run is None else getattr(run, name)
+def format_table(runs: Sequence[Run]) -> str:
+    """One line per (backend, shape, size): the poll and watch runs side by side."""
+    lines, rows = _side_by_side(
+        runs,
+        f"{'create s':>13} {'poll s':>8} {'poll t/s':>9} {'watch s':>8} {'watch t/s':>9} "
+        f"{'events':>8} {'RSS MB':>11}",
+        f"{'poll/watch':>13} {'':>8} {'':>9} {'':>8} {'':>9} {'':>8} {'poll/watch':>11}",
+    )
 
-        create = _pair(attr(poll, "create_seconds"), attr(watch, "create_seconds"), 3)
-        rss = _pair(attr(poll, "peak_rss_mb"), attr(watch, "peak_rss_mb"), 0)
+    def seconds(run: Run | None) -> str:
+        if run is None:
+            return "-"
+        return num(run.seconds, 3) if run.outcome == OK else run.outcome
+
+    for backend, shape, tasks, poll, watch in rows:
+        create = _pair(_attr(poll, "create_seconds"), _attr(watch, "create_seconds"), 3)
+        rss = _pair(_attr(poll, "peak_rss_mb"), _attr(watch, "peak_rss_mb"), 0)
         events = f"{watch.events:,}" if watch is not None and watch.outcome == OK else "-"
         lines.append(
             f"{backend:<10} {shape:<9} {tasks:>7,} {create:>13} "
-            f"{seconds(poll):>8} {num(attr(poll, 'tasks_per_s'), 0):>9} "
-            f"{seconds(watch):>8} {num(attr(watch, 'tasks_per_s'), 0):>9} {events:>8} "
+            f"{seconds(poll):>8} {num(_attr(poll, 'tasks_per_s'), 0):>9} "
+            f"{seconds(watch):>8} {num(_attr(watch, 'tasks_per_s'), 0):>9} {events:>8} "
             f"{rss:>11}"
         )
     return "\n".join(lines)
@@ -291,21 +300,13 @@ def _full_gcs(run: Run | None) -> str:
 def format_running(runs: Sequence[Run]) -> str:
     """Per (backend, shape, size), poll and watch runs: the 0 s leaves' recorded running
     time, the server's full garbage collections and its RSS once the tree finished."""
-    header = (
-        f"{'backend':<10} {'shape':<9} {'tasks':>7} {'run ms p50/p99/max':>19} "
-        f"{'':>19} {'full GCs n/s':>13} {'':>13} {'end RSS MB':>11}"
+    lines, rows = _side_by_side(
+        runs,
+        f"{'run ms p50/p99/max':>19} {'':>19} {'full GCs n/s':>13} {'':>13} {'end RSS MB':>11}",
+        f"{'poll':>19} {'watch':>19} {'poll':>13} {'watch':>13} {'poll/watch':>11}",
     )
-    header2 = (
-        f"{'':<10} {'':<9} {'':>7} {'poll':>19} {'watch':>19} {'poll':>13} {'watch':>13} "
-        f"{'poll/watch':>11}"
-    )
-    lines = [header, header2, "-" * len(header)]
-    grouped: dict[tuple[str, str, int], dict[str, Run]] = {}
-    for run in runs:
-        grouped.setdefault((run.backend, run.shape, run.tasks), {})[run.mode] = run
-    for (backend, shape, tasks), modes in grouped.items():
-        poll, watch = modes.get(POLL), modes.get(WATCH)
-        rss = _pair(poll.end_rss_mb if poll else None, watch.end_rss_mb if watch else None, 0)
+    for backend, shape, tasks, poll, watch in rows:
+        rss = _pair(_attr(poll, "end_rss_mb"), _attr(watch, "end_rss_mb"), 0)
         lines.append(
             f"{backend:<10} {shape:<9} {tasks:>7,} {_running(poll):>19} {_running(watch):>19} "
             f"{_full_gcs(poll):>13} {_full_gcs(watch):>13} {rss:>11}"
