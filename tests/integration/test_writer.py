@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -262,19 +263,32 @@ async def test_a_commit_waits_out_another_connections_write_lock(
     the loop keeps serving meanwhile."""
     recorder = Recorder()
     writer = await started_writer(db, recorder)
-    blocker = sqlite3.connect(db[1].removeprefix("sqlite+aiosqlite:///"), isolation_level=None)
+    path = db[1].removeprefix("sqlite+aiosqlite:///")
+    blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    read_done = threading.Event()
+    released_after_read: list[bool] = []
+
+    def release() -> None:
+        # Only once the loop answered a read: a commit waiting for the lock on the loop
+        # (SQLite's 10 s busy timeout) would hold the read back past this 5 s wait.
+        released_after_read.append(read_done.wait(5))
+        blocker.execute("COMMIT")
+
+    releaser = threading.Thread(target=release)
     try:
         blocker.execute("BEGIN IMMEDIATE")
+        releaser.start()
         writer.queue(insert("waited"))
         flushed = asyncio.create_task(writer.flush())
-        ticks = 0
-        for _ in range(10):  # the loop is not stuck behind the lock
-            await asyncio.sleep(0.02)
-            ticks += 1
+        await asyncio.sleep(0.05)  # the writer tries its commit first
+        # Meanwhile the loop serves others: a read answers, and sees nothing of the
+        # waiting batch.
+        assert "waited" not in (await stored(db[0]))[0]
+        read_done.set()
         assert not flushed.done()
-        blocker.execute("COMMIT")
         await asyncio.wait_for(flushed, 10)
-        assert ticks == 10
+        await asyncio.to_thread(releaser.join, 10)
+        assert released_after_read == [True]
         assert "waited" in (await stored(db[0]))[0]
     finally:
         blocker.close()

@@ -26,6 +26,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from taskgrove_server.storage.database import BUSY_TIMEOUT_MS, sync_sqlite_engine
+from taskgrove_server.storage.failures import is_locked
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +67,6 @@ class SqliteCommitter:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskgrove-writer")
         self._written = 0
         self._checkpoint: asyncio.Future[None] | None = None
-        self.checkpoints = 0
-        """Checkpoints run so far (for tests and stats)."""
         # On the loop a lock is never waited for (a locked database sends the batch to
         # the thread, which waits as long as needed); checkpoints are run below.
         event.listen(db, "connect", _writer_pragmas)
@@ -90,7 +89,7 @@ class SqliteCommitter:
             try:
                 result = self._transact(work, wait=False)
             except OperationalError as error:
-                if "database is locked" not in str(error).lower():
+                if not is_locked(error):
                     raise
                 log.info("database locked by another connection: committing on the thread")
                 result = await self._on_thread(work)
@@ -111,9 +110,8 @@ class SqliteCommitter:
         try:
             with self._db.connect() as conn:
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
-            self.checkpoints += 1
-        except Exception:  # the WAL keeps every commit; the next checkpoint copies it
-            log.exception("WAL checkpoint failed")
+        except Exception as error:  # the WAL keeps every commit; the next one copies it
+            log.warning("WAL checkpoint failed: %s", error)
 
     async def _on_thread(self, work: Callable[[Connection], T]) -> T:
         loop = asyncio.get_running_loop()

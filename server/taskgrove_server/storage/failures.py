@@ -25,6 +25,11 @@ _TRANSIENT_MESSAGES = (
 )
 
 
+def is_locked(error: BaseException) -> bool:
+    """Whether `error` is SQLite's SQLITE_BUSY: another connection holds the lock."""
+    return isinstance(error, sa_exc.OperationalError) and "database is locked" in str(error)
+
+
 def is_transient(error: BaseException) -> bool:
     """Whether `error` is the storage's (full, locked, unreachable), not the data's."""
     if isinstance(error, sa_exc.TimeoutError):
