@@ -9,6 +9,7 @@ and resumes from its last sequence; nothing waits for it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -30,6 +31,9 @@ SNAPSHOT_CHUNK = 5_000
 MESSAGE_BYTES = 4 * 1024 * 1024
 """A message ends early once it holds this much (large tasks or events), or less when the
 server's message limit is lower."""
+CUT_OFF_GRACE_S = 30.0
+"""How long a watcher cut off as too slow has to take the message in flight, before its
+status can follow."""
 DEFAULT_HEARTBEAT_S = 5.0
 MAX_HEARTBEAT_S = 3600.0
 
@@ -195,14 +199,14 @@ class EventStreamer:
             await self._send(context, subscription, events_response(chunk))
         return events[-1].sequence
 
-    @staticmethod
     async def _send(
+        self,
         context: Any,
         subscription: Subscription,
         message: task_service_pb2.WatchEventsResponse | bytes,
     ) -> None:
-        """Write one message, giving up as soon as the subscription overflows: a reader
-        that stopped reading blocks the write, and must not hold anything meanwhile."""
+        """Write one message, giving up once the subscription overflows: a reader that
+        stopped reading blocks the write, and must not hold the hub's memory meanwhile."""
         if subscription.overflowed:
             raise Overflow
         write = asyncio.ensure_future(context.write(message))
@@ -214,10 +218,22 @@ class EventStreamer:
             await asyncio.wait({write, overflow}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             overflow.cancel()
-        if not write.done():
-            write.cancel()
-            raise Overflow
-        write.result()
+        if write.done():
+            write.result()
+            return
+        # Cut off with a message in flight. gRPC takes the stream's status only after
+        # that message (a status sent beside it is refused, and the stream would hang
+        # without one), so the hub lets go of the subscription and the message may
+        # finish, for a reader that reads slowly, within a grace; one that stopped
+        # reading altogether is left there.
+        self._hub.unsubscribe(subscription)
+        try:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(write), CUT_OFF_GRACE_S)
+        finally:
+            if not write.done():
+                write.cancel()
+        raise Overflow
 
 
 def _by_size(tasks: list[Any], budget: int) -> Iterator[list[Any]]:
