@@ -30,6 +30,13 @@ def is_locked(error: BaseException) -> bool:
     return isinstance(error, sa_exc.OperationalError) and "database is locked" in str(error)
 
 
+def is_interrupted(error: BaseException) -> bool:
+    """Whether `error` is SQLite's SQLITE_INTERRUPT (a statement we cut short on purpose),
+    as SQLAlchemy wraps it or straight from the driver."""
+    orig = error.orig if isinstance(error, sa_exc.DBAPIError) else error
+    return isinstance(orig, sqlite3.Error) and orig.sqlite_errorcode == sqlite3.SQLITE_INTERRUPT
+
+
 def is_transient(error: BaseException) -> bool:
     """Whether `error` is the storage's (full, locked, unreachable), not the data's."""
     if isinstance(error, sa_exc.TimeoutError):

@@ -1,7 +1,9 @@
 """Reads of tasks and stored responses (SQL). Every write goes through the `Writer`.
 
 Each read is one synchronous function over a connection, run by a `Reader` in one hop
-(readers.py); a read that needs several statements (a walk) still costs one hop."""
+(readers.py); a read that needs several statements (a walk) still costs one hop. The
+point reads of a request (a task, a lineage, what a new task refers to) are `small`:
+they may run on the event loop, within a budget."""
 
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from taskgrove_server.storage.schema import idempotency_keys, task_dependencies,
 from taskgrove_server.storage.sql_writes import IN_CHUNK
 
 _COLUMNS = [tasks.c[name] for name in TASK_COLUMNS]
+SMALL_READ_IDS = 32
+"""A read of up to this many tasks by id is small (see `Reader.run`)."""
 
 
 def _task(row: Sequence[Any]) -> TaskRow:
@@ -113,13 +117,14 @@ class SqlReads:
             rows = _GET.rows(conn, {"b_id": task_id})
             return _task(rows[0]) if rows else None
 
-        return await self._reader.run(read)
+        return await self._reader.run(read, small=True)
 
     async def get_many(self, ids: Iterable[str]) -> dict[str, TaskRow]:
         wanted = list(dict.fromkeys(ids))
         if not wanted:
             return {}
-        return await self._reader.run(lambda conn: _get_many(conn, wanted))
+        small = len(wanted) <= SMALL_READ_IDS
+        return await self._reader.run(lambda conn: _get_many(conn, wanted), small=small)
 
     async def children_of(self, ids: Iterable[str]) -> dict[str, list[str]]:
         wanted = list(dict.fromkeys(ids))
@@ -146,10 +151,12 @@ class SqlReads:
         return await self._reader.run(read)
 
     async def lineage(self, task_id: str) -> list[TaskRow]:
-        return await self._reader.run(_all_tasks(_LINEAGE, {"b_id": task_id}))
+        return await self._reader.run(_all_tasks(_LINEAGE, {"b_id": task_id}), small=True)
 
     async def waiting_for_new_child(self, parent_id: str) -> set[str]:
-        return await self._reader.run(lambda conn: _waiting_for_new_child(conn, parent_id))
+        return await self._reader.run(
+            lambda conn: _waiting_for_new_child(conn, parent_id), small=True
+        )
 
     async def referenced(self, parent_id: str, ids: Collection[str]) -> Referenced:
         wanted = [task_id for task_id in dict.fromkeys(ids) if task_id != parent_id]
@@ -162,7 +169,7 @@ class SqlReads:
             waiting = _waiting_for_new_child(conn, parent_id) if lineage and ids else set()
             return Referenced(rows, [row.id for row in lineage], waiting)
 
-        return await self._reader.run(read)
+        return await self._reader.run(read, small=True)
 
     async def subtree(self, task_id: str, max_depth: int = 0) -> list[TaskRow]:
         query = _SUBTREE[max_depth > 0]
@@ -212,7 +219,7 @@ class SqlReads:
             rows = _STORED_RESPONSE.rows(conn, {"b_id": request_id})
             return StoredResponse(rows[0][0], rows[0][1], bytes(rows[0][2])) if rows else None
 
-        return await self._reader.run(read)
+        return await self._reader.run(read, small=True)
 
 
 def _chunks(ids: list[str]) -> Iterable[list[str]]:
