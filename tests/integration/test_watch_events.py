@@ -348,10 +348,12 @@ async def test_hundred_concurrent_watchers_all_receive_every_event(
 async def test_slow_subscriber_is_cut_off_without_holding_up_the_run(
     make_server: ServerFactory,
 ) -> None:
-    # Small commits (2 executor slots) keep each published batch far below the buffer.
-    server = await make_server(watcher_buffer_events=50, max_concurrency=2)
+    # Small commits (2 executor slots) keep each published batch far below the buffer, and
+    # the buffer leaves the watcher that reads room for a scheduling hiccup (with 50, one
+    # of 20 runs cut it off too); the run's ~1,800 events overflow the one that does not.
+    server = await make_server(watcher_buffer_events=200, max_concurrency=2)
     client = make_server.client(server)
-    created = await client.create_task_tree(sleep_tree(200))
+    created = await client.create_task_tree(sleep_tree(600))
     root = created["root"].id
     # The slow watcher's own channel with a tiny flow-control window: once it stops
     # reading, the server's writes to it block and its buffer fills.
@@ -364,7 +366,7 @@ async def test_slow_subscriber_is_cut_off_without_holding_up_the_run(
             watch_request(root_id=root)
         )
         first = await slow.read()
-        assert len(first.events) == 201  # the replayed creations
+        assert len(first.events) == 601  # the replayed creations
         reader = Follower(client.stub, watch_request(root_id=root))
         try:
             await reader.reach(first.sequence)
