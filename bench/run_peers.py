@@ -4,46 +4,42 @@ as taskgrove's tutorial path and bulk path, interleaved, every run on a fresh se
 or worker. Prints medians and ratios; writes bench/results/peers.json.
 
 What is timed for each system: bench/README.md, section Peers.
+
+    .venv/bin/python bench/run_peers.py [--sizes 100,1000] [--repeats 3] [--systems ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import os
-import shutil
 import signal
-import statistics
 import sys
-import tempfile
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from harness import ERROR, FAILED, OK, SQLITE, TIMEOUT, Backend, log, num
-from peer_runs import PeerRun, celery_system, run_celery, run_prefect
-from peer_venvs import ensure_venv, installed_versions
-from runner import BENCH_DIR, machine, revision, write_json
-from scenarios.bulk import run_bulk
-from scenarios.tutorial import run_tutorial
-
-TUTORIAL, BULK, PREFECT = "taskgrove-tutorial", "taskgrove-bulk", "prefect"
-CELERY_POLLING_S: dict[str, float | None] = {celery_system(None): None, "celery-10ms": 0.01}
-SYSTEMS = (TUTORIAL, BULK, PREFECT, *CELERY_POLLING_S)
-SKIPPED = "SKIPPED"
-"""A repeat left out because an earlier repeat of the same system and size timed out."""
-ROWS = (
-    ("taskgrove tutorial", TUTORIAL, "seconds"),
-    ("taskgrove bulk", BULK, "seconds"),
-    ("prefect flow return", PREFECT, "seconds"),
-    ("prefect persisted", PREFECT, "persisted_seconds"),
-    ("celery 1 s polling", "celery-1s", "seconds"),
-    ("celery 10 ms polling", "celery-10ms", "seconds"),
+from harness import ERROR, FAILED, SQLITE, TIMEOUT, Backend, log, num, scratch_dir
+from peer_runs import PeerRun, run_celery, run_prefect
+from peer_table import (
+    BULK,
+    CELERY_1S,
+    CELERY_10MS,
+    PREFECT,
+    SKIPPED,
+    TUTORIAL,
+    format_table,
+    medians,
 )
-DEFAULT_JSON = BENCH_DIR / "results" / "peers.json"
+from peer_venvs import ensure_venv, installed_versions
+from report import RESULTS_DIR, Session, write_json
+from scenarios.bulk import BulkRun, run_bulk
+from scenarios.tutorial import TutorialRun, run_tutorial
+
+CELERY_POLLING_S: dict[str, float | None] = {CELERY_1S: None, CELERY_10MS: 0.01}
+"""Broker and result polling: None keeps kombu's and Celery's defaults."""
+SYSTEMS = (TUTORIAL, BULK, PREFECT, *CELERY_POLLING_S)
+DEFAULT_JSON = RESULTS_DIR / "peers.json"
 Runner = Callable[[PeerRun, Path], PeerRun]
 
 
@@ -77,24 +73,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 # ---------------------------------------------------------------------------- running
 
 
+def _from_taskgrove(target: PeerRun, done: TutorialRun | BulkRun) -> PeerRun:
+    target.outcome, target.seconds, target.detail = done.outcome, done.seconds, done.detail
+    target.service_peak_rss_mb = done.peak_rss_mb
+    target.timings["create_seconds"] = done.create_seconds
+    target.timings["server_cpu_seconds"] = done.server_cpu_seconds
+    return target
+
+
 def taskgrove_runner(system: str, args: argparse.Namespace) -> Runner:
     backend = Backend(SQLITE)
 
     def run(target: PeerRun, workdir: Path) -> PeerRun:
         if system == TUTORIAL:
             tutorial = run_tutorial(backend, target.shape, target.tasks, workdir, args)
-            target.timings = {
-                "create_seconds": tutorial.create_seconds,
-                "execute_seconds": tutorial.execute_seconds,
-            }
-            done: Any = tutorial
-        else:
-            done = bulk = run_bulk(backend, target.shape, target.tasks, workdir, args)
-            target.timings = {"create_seconds": bulk.create_seconds, "events": bulk.events}
-        target.outcome, target.seconds, target.detail = done.outcome, done.seconds, done.detail
-        target.service_peak_rss_mb = done.peak_rss_mb
-        target.timings["server_cpu_seconds"] = done.server_cpu_seconds
-        return target
+            target.timings["execute_seconds"] = tutorial.execute_seconds
+            return _from_taskgrove(target, tutorial)
+        bulk = run_bulk(backend, target.shape, target.tasks, workdir, args)
+        target.timings["events"] = bulk.events
+        return _from_taskgrove(target, bulk)
 
     return run
 
@@ -134,81 +131,24 @@ def run_all(args: argparse.Namespace, chosen: dict[str, Runner], workdir: Path) 
             for repeat in range(args.repeats):
                 for system, runner in chosen.items():
                     run = PeerRun(system, shape, size, repeat)
+                    runs.append(run)
                     if (system, shape, size) in timed_out:
                         run.outcome = SKIPPED
-                    else:
-                        log(f"[peers] {shape} {size:,} #{repeat + 1} {system} ...")
-                        runner(run, workdir)
-                        extra = f" (persisted {num(run.persisted_seconds, 3)} s)"
-                        log(
-                            f"[peers]   {run.outcome} {num(run.seconds, 3)} s"
-                            + (extra if system == PREFECT else "")
-                            + (f" {run.detail.splitlines()[0]}" if run.detail else "")
-                        )
-                        if run.outcome == TIMEOUT:
-                            timed_out.add((system, shape, size))
-                    runs.append(run)
+                        continue
+                    log(f"[peers] {shape} {size:,} #{repeat + 1} {system} ...")
+                    runner(run, workdir)
+                    persisted = f" (persisted {num(run.persisted_seconds, 3)} s)"
+                    log(
+                        f"[peers]   {run.outcome} {num(run.seconds, 3)} s"
+                        + (persisted if system == PREFECT else "")
+                        + (f" {run.detail.splitlines()[0]}" if run.detail else "")
+                    )
+                    if run.outcome == TIMEOUT:
+                        timed_out.add((system, shape, size))
     return runs
 
 
-# ---------------------------------------------------------------------------- results
-
-
-def medians(runs: Sequence[PeerRun]) -> list[dict[str, Any]]:
-    """One entry per shape, size and table row: the median of the runs that finished."""
-    out: list[dict[str, Any]] = []
-    keys = list(dict.fromkeys((run.shape, run.tasks) for run in runs))
-    for shape, tasks in keys:
-        base: dict[str, float | None] = {}
-        rows: list[dict[str, Any]] = []
-        for label, system, attribute in ROWS:
-            mine = [r for r in runs if (r.shape, r.tasks, r.system) == (shape, tasks, system)]
-            if not mine:
-                continue
-            values = [getattr(r, attribute) for r in mine if r.outcome == OK]
-            values = [value for value in values if value is not None]
-            median = statistics.median(values) if values else None
-            if system in (TUTORIAL, BULK):
-                base[system] = median
-            outcomes = [r.outcome for r in mine if r.outcome not in (OK, SKIPPED)]
-            rss = [r.service_peak_rss_mb for r in mine if r.service_peak_rss_mb]
-            rows.append(
-                {
-                    "shape": shape,
-                    "tasks": tasks,
-                    "row": label,
-                    "system": system,
-                    "ok": len(values),
-                    "runs": len(mine),
-                    "median_seconds": median,
-                    "tasks_per_s": tasks / median if median else None,
-                    "not_ok": outcomes[0] if outcomes else ("-" if not values else ""),
-                    "service_peak_rss_mb": max(rss) if rss else None,
-                }
-            )
-        for row in rows:
-            for system, key in ((TUTORIAL, "vs_tutorial"), (BULK, "vs_bulk")):
-                reference, median = base.get(system), row["median_seconds"]
-                row[key] = median / reference if median and reference else None
-        out.extend(rows)
-    return out
-
-
-def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    header = (
-        f"{'shape':<6} {'tasks':>6}  {'system':<21} {'ok':>4} {'median s':>9} {'tasks/s':>8} "
-        f"{'/ tutorial':>10} {'/ bulk':>8} {'RSS MB':>7}"
-    )
-    lines = [header, "-" * len(header)]
-    for row in rows:
-        seconds = num(row["median_seconds"], 3) if row["median_seconds"] else row["not_ok"]
-        lines.append(
-            f"{row['shape']:<6} {row['tasks']:>6,}  {row['row']:<21} "
-            f"{row['ok']}/{row['runs']:<2} {seconds:>9} {num(row['tasks_per_s'], 0):>8} "
-            f"{num(row['vs_tutorial'], 2):>10} {num(row['vs_bulk'], 1):>8} "
-            f"{num(row['service_peak_rss_mb'], 0):>7}"
-        )
-    return "\n".join(lines)
+# ---------------------------------------------------------------------------- main
 
 
 def _terminate(signum: int, _frame: object) -> NoReturn:
@@ -219,34 +159,19 @@ def _terminate(signum: int, _frame: object) -> NoReturn:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
-    started = datetime.now(UTC)
-    load_at_start = round(os.getloadavg()[0], 2)
+    session = Session()
     chosen, versions = runners(args)
-    workdir = Path(tempfile.mkdtemp(prefix="taskgrove-peers-"))
-    clock = time.monotonic()
-    try:
+    with scratch_dir("taskgrove-peers-", args.keep) as workdir:
         runs = run_all(args, chosen, workdir)
-    finally:
-        if args.keep:
-            log(f"[peers] kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    elapsed = time.monotonic() - clock
-    rev, table = revision(), medians(runs)
+    session.finish()
+    table = medians(runs)
     pinned = ", ".join(f"{name} {v}" for peer in versions.values() for name, v in peer.items())
     print(format_table(table))
-    print(
-        f"Code: {rev['label']}. Peers: {pinned or 'none'}; celery pool {args.celery_pool}. "
-        f"{os.cpu_count()} CPUs, load {load_at_start:.1f} -> {os.getloadavg()[0]:.1f}, "
-        f"{elapsed / 60:.1f} min."
-    )
+    print(f"Peers: {pinned or 'none'}; celery pool {args.celery_pool}. {session.note()}")
     write_json(
         args.json,
         {
-            "started_at": started.isoformat(timespec="seconds"),
-            "elapsed_seconds": elapsed,
-            "revision": rev,
-            "machine": {**machine(), "loadavg_1m_at_start": load_at_start},
+            **session.header(),
             "versions": versions,
             "settings": {
                 "repeats": args.repeats,

@@ -19,11 +19,10 @@ from harness import (
     OK,
     TIMEOUT,
     Backend,
+    on_fresh_server,
     rpc_error_text,
-    started_server,
     tree_request,
 )
-from sampler import MB, RssSampler
 from taskgrove import AsyncClient, TaskgroveError
 from trees import ROOT_ID, SHAPES, leaf_count
 from watcher import follow_root, monotonic
@@ -71,17 +70,12 @@ def run_bulk(
     tasks = SHAPES[shape](size)
     request = tree_request(tasks, execute=True)  # built before the clock starts
     run = BulkRun(shape, leaf_count(tasks))
-    try:
-        with (
-            started_server(backend, f"bulk-{shape}-{size}", workdir, args) as server,
-            RssSampler(server.pid) as rss,
-        ):
-            asyncio.run(measure_bulk(server.address, request, run, args.timeout))
-            if run.outcome != OK:
-                run.detail += f"\nserver log tail:\n{server.log_tail()}"
-    except RuntimeError as error:  # the server (or its database) did not start
-        run.outcome, run.detail = ERROR, str(error)
-        return run
-    run.peak_rss_mb = rss.peak_rss / MB
-    run.server_cpu_seconds = rss.cpu_seconds
+    on_fresh_server(
+        backend,
+        f"bulk-{shape}-{size}",
+        workdir,
+        args,
+        run,
+        lambda address: measure_bulk(address, request, run, args.timeout),
+    )
     return run
