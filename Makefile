@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROTO_SRC := $(shell find protos/taskgrove -name '*.proto')
 
-.PHONY: install run test lint imports typecheck proto proto-check buf bench check clean
+.PHONY: install run test lint imports typecheck proto proto-check buf bench bench-peers check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ check: proto-check buf lint imports typecheck
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+## taskgrove beside Prefect 3 and Celery 5 (their venvs under build/peers; not in `test`).
+bench-peers: $(STAMP)
+	$(BIN)/python bench/run_peers.py $(BENCH_PEERS_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

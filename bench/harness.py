@@ -10,13 +10,15 @@ import re
 import shutil
 import statistics
 import sys
-from collections.abc import Iterator, Sequence
+import tempfile
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from pgdb import PgServer
+from sampler import MB, RssSampler
 from taskgrove import task_message
 from taskgrove.v1 import task_service_pb2
 from taskgrove_server.testing import ServerProcess, sqlite_url
@@ -95,6 +97,41 @@ def started_server(
         yield server
 
 
+class ServerRun(Protocol):
+    """What `on_fresh_server` fills in on a scenario's result."""
+
+    outcome: str
+    detail: str
+    peak_rss_mb: float
+    server_cpu_seconds: float
+
+
+def on_fresh_server(
+    backend: Backend,
+    name: str,
+    workdir: Path,
+    args: argparse.Namespace,
+    run: ServerRun,
+    measure: Callable[[str], Coroutine[Any, Any, None]],
+) -> None:
+    """`measure(address)` against a fresh server, its RSS and CPU sampled meanwhile; sets
+    `run`'s outcome to ERROR when the server does not start, and adds the server log's
+    tail to the detail of a run that did not end OK."""
+    try:
+        with (
+            started_server(backend, name, workdir, args) as server,
+            RssSampler(server.pid) as rss,
+        ):
+            asyncio.run(measure(server.address))
+            if run.outcome != OK:
+                run.detail += f"\nserver log tail:\n{server.log_tail()}"
+    except RuntimeError as error:  # the server (or its database) did not start
+        run.outcome, run.detail = ERROR, str(error)
+        return
+    run.peak_rss_mb = rss.peak_rss / MB
+    run.server_cpu_seconds = rss.cpu_seconds
+
+
 def gc_stats(server: ServerProcess) -> dict[str, float] | None:
     """The garbage-collection totals a stopped server printed (`taskgrove gc stats:
     gen2_collections=N gen2_seconds=S ...`), or None (a server without the hook)."""
@@ -112,6 +149,20 @@ def rpc_error_text(error: BaseException) -> str:
     if isinstance(error, grpc.aio.AioRpcError):
         return f"{error.code().name}: {error.details()}"
     return f"{type(error).__name__}: {error}"
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str, keep: bool) -> Iterator[Path]:
+    """A temporary folder for a bench run's databases and logs: removed afterwards, or kept
+    (and named on stderr) with `keep`."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield workdir
+    finally:
+        if keep:
+            log(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def log(message: str) -> None:

@@ -1,30 +1,21 @@
 """taskgrove benchmark: tree throughput (polled and watched), event latency, watcher fan-out
 and CreateTaskTree latency against a real server, on SQLite and (when reachable) PostgreSQL.
 
-The runner: the command line, the backends, running the chosen scenarios
-(`scenarios/`), the printed tables, the JSON results file and the machine it ran on.
+The runner: the command line, the backends, running the chosen scenarios (`scenarios/`),
+the printed tables and the JSON results file (its machine and revision: `report.py`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psutil
-from harness import OK, POLL_INTERVAL_S, POSTGRES, SQLITE, Backend, log, num
+from harness import OK, POLL_INTERVAL_S, POSTGRES, SQLITE, Backend, log, num, scratch_dir
 from pgdb import PgServer
-from sampler import MB
+from report import RESULTS_DIR, Session, write_json
 from scenarios.create_latency import (
     CREATE_LATENCY_TASKS,
     format_create_latency,
@@ -53,9 +44,7 @@ from scenarios.tutorial import (
 )
 from trees import SHAPES
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO_DIR = BENCH_DIR.parent
-DEFAULT_JSON = BENCH_DIR / "results" / "latest.json"
+DEFAULT_JSON = RESULTS_DIR / "latest.json"
 DEFAULT_SIZES = (1_000, 10_000, 100_000)
 QUICK_SIZES = (1_000,)
 DEFAULT_PG_URL = "postgresql+asyncpg://taskgrove:taskgrove@127.0.0.1/taskgrove_bench"
@@ -232,51 +221,6 @@ def run_all(args: argparse.Namespace, chosen: Sequence[Backend], workdir: Path) 
 # ---------------------------------------------------------------------------- results
 
 
-def machine() -> dict[str, Any]:
-    return {
-        "cpus": os.cpu_count(),
-        "memory_mb": psutil.virtual_memory().total // MB,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
-    }
-
-
-def revision() -> dict[str, Any]:
-    """The code measured: the checkout's commit (and whether server/ or client/ differ from
-    it), or, when the server code comes from elsewhere on PYTHONPATH (an exported revision),
-    $TASKGROVE_BENCH_REVISION."""
-
-    def git(*command: str) -> str:
-        try:
-            return subprocess.run(
-                ["git", *command], cwd=REPO_DIR, capture_output=True, text=True, timeout=10
-            ).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    import taskgrove_server
-
-    code = Path(taskgrove_server.__file__).resolve().parent
-    exported = not code.is_relative_to(REPO_DIR)
-    if exported:
-        commit = os.environ.get("TASKGROVE_BENCH_REVISION", "unknown")
-        label = f"{commit} (exported to {code.parent})"
-    else:
-        commit = git("rev-parse", "--short", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--", "server", "client"))
-        label = commit + (" + uncommitted server/client changes" if dirty else "")
-    return {"commit": commit, "label": label, "server_code": str(code), "exported": exported}
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Atomically: a .tmp file next to it, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def print_results(results: Results) -> None:
     if results.runs:
         print(format_table(results.runs))
@@ -295,33 +239,18 @@ def print_results(results: Results) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    started = datetime.now(UTC)
-    load_at_start = round(os.getloadavg()[0], 2)
+    session = Session()
     chosen, pg_note = backends(args)
     log(f"[bench] {pg_note}")
-    workdir = Path(tempfile.mkdtemp(prefix="taskgrove-bench-"))
-    clock = time.monotonic()
-    try:
+    with scratch_dir("taskgrove-bench-", args.keep) as workdir:
         results = run_all(args, chosen, workdir)
-    finally:
-        if args.keep:
-            log(f"[bench] kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    elapsed = time.monotonic() - clock
-    rev = revision()
+    session.finish()
     print_results(results)
-    print(
-        f"{pg_note}. Code: {rev['label']}. {os.cpu_count()} CPUs, "
-        f"load {load_at_start:.1f} -> {os.getloadavg()[0]:.1f}, {elapsed / 60:.1f} min."
-    )
+    print(f"{pg_note}. {session.note()}")
     write_json(
         args.json,
         {
-            "started_at": started.isoformat(timespec="seconds"),
-            "elapsed_seconds": elapsed,
-            "revision": rev,
-            "machine": {**machine(), "loadavg_1m_at_start": load_at_start},
+            **session.header(),
             "postgresql": pg_note,
             "settings": {
                 "poll_interval_s": args.poll_interval,

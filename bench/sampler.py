@@ -14,11 +14,14 @@ MB = 1024 * 1024
 
 class RssSampler:
     """Samples a process's RSS every `interval` seconds in a thread; keeps the peak.
-    Also reads the kernel's own high-water mark (VmHWM) at the end, where available."""
+    Also reads the kernel's own high-water mark (VmHWM) at the end, where available.
+    With `children`, each sample is the sum over the process and its descendants (a
+    service that forks workers); VmHWM and CPU stay the process's own."""
 
-    def __init__(self, pid: int, interval: float = 0.01) -> None:
+    def __init__(self, pid: int, interval: float = 0.01, *, children: bool = False) -> None:
         self._process = psutil.Process(pid)
         self._interval = interval
+        self._children = children
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
         self.peak_rss = 0
@@ -31,8 +34,12 @@ class RssSampler:
 
     def _sample(self) -> None:
         try:
-            self.last_rss = self._process.memory_info().rss
-            self.peak_rss = max(self.peak_rss, self.last_rss)
+            rss = self._process.memory_info().rss
+            for child in self._process.children(recursive=True) if self._children else ():
+                with contextlib.suppress(psutil.Error):  # a child may exit meanwhile
+                    rss += child.memory_info().rss
+            self.last_rss = rss
+            self.peak_rss = max(self.peak_rss, rss)
             self.samples += 1
         except psutil.Error:
             self._stop.set()

@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import ERROR, FAILED, OK, TIMEOUT, Backend, num, percentile, started_server
-from sampler import MB, RssSampler
+from harness import ERROR, FAILED, OK, TIMEOUT, Backend, num, on_fresh_server, percentile
 from taskgrove import TaskgroveError, TaskManager, TaskTreeNode, create_session, statuses
 from trees import LEAF_EXECUTOR, LEAF_INPUTS
 
@@ -120,19 +119,15 @@ def run_tutorial(
 ) -> TutorialRun:
     """One fresh server, one tree built and run the tutorial's way."""
     run = TutorialRun(backend.name, shape, size)
-    try:
-        with (
-            started_server(backend, f"tutorial-{shape}-{size}", workdir, args) as server,
-            RssSampler(server.pid) as rss,
-        ):
-            asyncio.run(measure_tutorial(server.address, run, args.timeout))
-            if run.outcome != OK:
-                run.detail += f"\nserver log tail:\n{server.log_tail()}"
-    except RuntimeError as error:  # the server (or its database) did not start
-        run.outcome, run.detail = ERROR, str(error)
-        return run
-    run.peak_rss_mb = rss.peak_rss / MB
-    run.server_cpu_seconds = rss.cpu_seconds
+    name = f"tutorial-{shape}-{size}"
+    on_fresh_server(
+        backend,
+        name,
+        workdir,
+        args,
+        run,
+        lambda address: measure_tutorial(address, run, args.timeout),
+    )
     return run
 
 
