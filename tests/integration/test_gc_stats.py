@@ -38,7 +38,6 @@ async def test_the_server_prints_its_collections_when_it_stops(tmp_path: Path) -
         assert float(fields[f"gen{generation}_max_seconds"]) <= float(
             fields[f"gen{generation}_seconds"]
         )
-    assert int(fields["gen0_collections"]) > 0  # starting a server allocates plenty
     assert int(fields["frozen"]) >= 0
 
 
