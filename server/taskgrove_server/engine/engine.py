@@ -172,11 +172,15 @@ class Engine:
             if flagged:  # one statement (no event: nothing a watcher sees changes yet)
                 self._writer.queue(MarkExecutionRequested([n.id for n in flagged], root_id))
             scheduled = await self._activate(tree, flagged)
-            if len(flagged) > _MARK_FIRST_ABOVE:
-                # A large tree's flag is a long commit: its first claims would wait it
-                # out (and count it as running time), so they are claimed after it.
-                await self._writer.flush()
-            self.settle()
+            try:
+                if len(flagged) > _MARK_FIRST_ABOVE:
+                    # A large tree's flag is a long commit: its first claims would wait
+                    # it out (and count it as running time), so they are claimed after.
+                    await self._writer.flush()
+            finally:
+                # Even when the call is cancelled or refused meanwhile: the flag stays
+                # queued and what it armed must be claimed (a refused tree is reloaded).
+                self.settle()
         await self._writer.flush()
         return scheduled
 
