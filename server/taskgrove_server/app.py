@@ -16,6 +16,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from taskgrove_server import gc_tuning
 from taskgrove_server.api.registration import SERVICE_NAME, add_task_service
 from taskgrove_server.api.task_service import TaskService
 from taskgrove_server.api.watch import EventStreamer
@@ -169,6 +170,7 @@ class TaskgroveServer:
 
 async def serve(config: ServerConfig) -> None:
     """Run until SIGINT or SIGTERM, then shut down gracefully."""
+    gc_tuning.tune()
     gc_stats = GcStats() if config.gc_stats else None
     if gc_stats is not None:
         gc_stats.install()

@@ -45,14 +45,17 @@ class GcStats:
 
     def line(self) -> str:
         """`taskgrove gc stats: gen2_collections=N gen2_seconds=S ...`: every generation's
-        count, total and longest seconds, and objects freed; the objects frozen now."""
+        count, total and longest seconds, objects freed and threshold now; the objects
+        frozen now."""
         fields = []
+        thresholds = gc.get_threshold()
         for generation in reversed(range(GENERATIONS)):
             fields += [
                 f"gen{generation}_collections={self.collections[generation]}",
                 f"gen{generation}_seconds={self.seconds[generation]:.4f}",
                 f"gen{generation}_max_seconds={self.max_seconds[generation]:.4f}",
                 f"gen{generation}_collected={self.collected[generation]}",
+                f"gen{generation}_threshold={thresholds[generation]}",
             ]
         fields.append(f"frozen={gc.get_freeze_count()}")
         return "taskgrove gc stats: " + " ".join(fields)

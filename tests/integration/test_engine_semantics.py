@@ -8,6 +8,7 @@ asserted on the recorded order, never on durations.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,10 +16,12 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from support.executors import Barrier
 from support.trees import ROOT, group
 from support.waiting import until, until_task, wait_finished
 from taskgrove import AsyncClient, Task, statuses
 from taskgrove_server.app import TaskgroveServer
+from taskgrove_server.engine.runner import CLAIM_WINDOW
 from taskgrove_server.executors import (
     ExecutionContext,
     Executor,
@@ -658,6 +661,38 @@ async def test_tasks_held_by_an_executor_limit_still_start_in_priority_order(
     assert (await lab.wait(created["root"].id)).status == statuses.COMPLETED
     assert lab.rec.starts() == ["blocker", "p0", "p1", "p2", "p3"]
     assert lab.rec.max_running["rec"] == 1
+
+
+async def test_a_concurrency_limit_above_the_claim_window_is_filled(
+    make_server: ServerFactory,
+) -> None:
+    # Claims go out CLAIM_WINDOW at a time; the next ones only once those commit. Each
+    # task here finishes only once `limit` run at once, so nothing frees a slot: the
+    # tree completes only if the window refills by itself after each commit.
+    limit = 2 * CLAIM_WINDOW + 16
+    barrier = Barrier(parties=limit, limit_s=WAIT_S)
+    server = await make_server(registry=barrier.registry(), max_concurrency=limit)
+    client = make_server.client(server)
+    specs = [ROOT, *({**rec(f"t{i}"), "executor": "barrier"} for i in range(limit + 20))]
+    created = await client.create_task_tree(specs, execute=True)
+    root = await wait_finished(client, created["root"].id, WAIT_S)
+    assert root.status == statuses.COMPLETED
+    assert barrier.max_running == limit
+    assert len(barrier.started) == limit + 20
+
+
+async def test_priority_order_holds_across_claim_window_refills(
+    make_server: ServerFactory,
+) -> None:
+    # More ready tasks than several windows, created in shuffled priority order: every
+    # refill takes the most urgent of what is left, so they start in priority order.
+    limit = 2 * CLAIM_WINDOW + 16
+    lab = await start_lab(make_server, max_concurrency=limit)
+    priorities = list(range(5 * CLAIM_WINDOW))
+    random.Random(9).shuffle(priorities)
+    created = await lab.tree([ROOT, *({**rec(f"p{p:03}"), "priority": p} for p in priorities)])
+    assert (await lab.wait(created["root"].id)).status == statuses.COMPLETED
+    assert lab.rec.starts() == [f"p{p:03}" for p in range(5 * CLAIM_WINDOW)]
 
 
 # ------------------------------------------------------------------ attempt outcomes

@@ -14,6 +14,7 @@ import grpc
 import pytest
 from conftest import ServerFactory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from support.database import stored_tasks
 from support.waiting import until_task, wait_finished
 from taskgrove import AsyncClient, Task, statuses
 from taskgrove_server.testing import ServerProcess, sqlite_url
@@ -207,6 +208,48 @@ async def test_in_progress_tasks_are_recovered_after_a_crash(proc: ServerProcess
     assert last_chance.error is not None and last_chance.error.reason
     assert root.status == statuses.FAILED
     assert proc.stop() == 0
+
+
+async def test_a_large_tree_keeps_executing_after_a_crash_mid_run(db_url: str) -> None:
+    """ExecuteTask of more than 1,000 tasks commits their execution flag on its own,
+    before claiming any: killed mid-run, the server finds every task still flagged and
+    runs the tree to the end (a crash costs the running tasks an attempt: two here)."""
+    n = 1_200
+    proc = ServerProcess(db_url, extra_env={"TASKGROVE_MAX_CONCURRENCY": "8"})
+    tree = [{"id": "root", "name": "root_task"}] + [
+        {
+            "id": f"s{i}",
+            "name": "sleep_executor",
+            "parent_id": "root",
+            "inputs": {"seconds": 0.01},
+            "max_attempts": 2,
+        }
+        for i in range(n)
+    ]
+    try:
+        proc.start()
+        async with connect(proc) as client:
+            created = await client.create_task_tree(tree, basic=True)
+            root_id = created["root"].id
+            await client.execute_task(root_id)
+            await until_task(client, root_id, lambda root: root.progress > 0, poll_s=0.02)
+        assert proc.stop(signal.SIGKILL) == -signal.SIGKILL
+        stored = stored_tasks(db_url, root_id=root_id)
+        assert len(stored) == n + 1
+        assert all(row["execution_requested"] for row in stored.values())
+        unfinished = [row for row in stored.values() if row["status"] != statuses.COMPLETED]
+        assert len(unfinished) > 1  # killed mid-run (the root among them)
+
+        proc.start()
+        async with connect(proc) as client:
+            root = await wait_finished(client, root_id, limit_s=60)
+        assert root.status == statuses.COMPLETED
+        assert {row["status"] for row in stored_tasks(db_url, root_id=root_id).values()} == {
+            statuses.COMPLETED
+        }
+        assert proc.stop() == 0
+    finally:
+        proc.stop(signal.SIGKILL)
 
 
 async def test_sigterm_turns_health_not_serving_and_exits_zero(proc: ServerProcess) -> None:

@@ -70,3 +70,35 @@ def gate_task(name: str, gate: str, deps: Sequence[str] = ()) -> dict[str, Any]:
         "inputs": {"gate": gate},
         "dependencies": list(deps),
     }
+
+
+class Barrier:
+    """A `barrier` executor whose tasks finish only once `parties` of them run at the same
+    time (each fails with a timeout after `limit_s` seconds otherwise). Records how many
+    ran at once at most, and the order they started in (by task name)."""
+
+    def __init__(self, parties: int, limit_s: float = WAIT_S) -> None:
+        self.parties = parties
+        self.limit_s = limit_s
+        self.running = 0
+        self.max_running = 0
+        self.started: list[str] = []
+        self._full = asyncio.Event()
+
+    def registry(self) -> ExecutorRegistry:
+        async def run(context: ExecutionContext) -> Any:
+            self.started.append(context.name)
+            self.running += 1
+            self.max_running = max(self.max_running, self.running)
+            if self.running >= self.parties:
+                self._full.set()
+            try:
+                async with asyncio.timeout(self.limit_s):
+                    await self._full.wait()
+            finally:
+                self.running -= 1
+            return None
+
+        registry = ExecutorRegistry.default(load_entry_points=False)
+        registry.register(Executor(id="barrier", run=run, input_schema={"type": "object"}))
+        return registry

@@ -7,7 +7,7 @@ engine does when storage fails (transiently, or by refusing a write).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,17 +15,24 @@ import pytest
 from support.waiting import until
 from taskgrove.domain import reasons, statuses
 from taskgrove_server.engine import Engine
+from taskgrove_server.engine.runner import CLAIM_WINDOW
 from taskgrove_server.errors import ServiceError
 from taskgrove_server.events.event import STATUS_CHANGED, Event
 from taskgrove_server.executors import ExecutionContext, Executor, ExecutorRegistry
 from taskgrove_server.executors.builtin import BUILTIN_EXECUTORS
 from taskgrove_server.service.specs import TaskSpec
 from taskgrove_server.service.tasks import Tasks
-from taskgrove_server.storage.memory import MemoryStore
+from taskgrove_server.storage.memory import MemoryStore, TransientStorageError
 from taskgrove_server.storage.records import TaskRow
 from taskgrove_server.storage.store import TaskStore, memory_store
 from taskgrove_server.storage.writer import Writer
-from taskgrove_server.storage.writes import InsertTasks, UpdateState, Write
+from taskgrove_server.storage.writes import (
+    Applied,
+    InsertTasks,
+    MarkExecutionRequested,
+    UpdateState,
+    Write,
+)
 
 GATE = "gate_executor"
 
@@ -117,8 +124,9 @@ async def lab() -> AsyncIterator[Lab]:
 
 
 class make_lab:
-    def __init__(self, max_concurrency: int = 16) -> None:
+    def __init__(self, max_concurrency: int = 16, max_tree_size: int = 1000) -> None:
         self.max_concurrency = max_concurrency
+        self.max_tree_size = max_tree_size
 
     async def __aenter__(self) -> Lab:
         published: list[Event] = []
@@ -128,7 +136,7 @@ class make_lab:
         engine = Engine(store, registry, max_concurrency=self.max_concurrency)
         await store.writer.start()
         await engine.start()
-        tasks = Tasks(store, engine, registry, max_tree_size=1000)
+        tasks = Tasks(store, engine, registry, max_tree_size=self.max_tree_size)
         self.lab = Lab(memory, store.writer, engine, tasks, gates, published)
         self.store = store
         return self.lab
@@ -329,6 +337,141 @@ async def test_a_refused_outcome_reloads_the_tree_and_abandons_the_task(lab: Lab
     # No event of a refused write was published; what was published is what is stored.
     assert statuses.COMPLETED not in lab.statuses_published(t["doomed"])
     assert _memory_equals_engine(lab, t)
+
+
+# ---------------------------------------------------------------------- claim window
+
+
+def _claims(writes: Sequence[Write]) -> list[str]:
+    """Names of the tasks these writes claim (pending -> in_progress; groups run nothing)."""
+    return [
+        event.name
+        for write in writes
+        if isinstance(write, UpdateState)
+        for event in write.events
+        if event.status == statuses.IN_PROGRESS
+        and event.previous_status == statuses.PENDING
+        and not event.is_group
+    ]
+
+
+def _spy(memory: MemoryStore, before: Callable[[Sequence[Write]], Awaitable[None]]) -> None:
+    """Run `before(writes)` ahead of every batch the store commits (it may raise)."""
+    apply = memory.apply
+
+    async def spied(writes: Sequence[Write]) -> Applied:
+        await before(writes)
+        return await apply(writes)
+
+    memory.apply = spied  # type: ignore[method-assign]
+
+
+def _gated_tree(n: int) -> list[TaskSpec]:
+    return [group("root"), *(spec(f"t{i:03}", parent="root") for i in range(n))]
+
+
+async def test_claims_go_on_after_their_commit_failed_for_a_while() -> None:
+    """The first claims' commit fails (disk full) a few times: once it commits, the
+    window refills until the concurrency limit is full, though no task ends meanwhile."""
+    limit = 2 * CLAIM_WINDOW + 16
+    failures = 3
+
+    async def fail_claims(writes: Sequence[Write]) -> None:
+        nonlocal failures
+        if failures and _claims(writes):
+            failures -= 1
+            raise TransientStorageError("database or disk is full")
+
+    async with make_lab(max_concurrency=limit) as lab:
+        _spy(lab.memory, fail_claims)
+        t = await lab.tree(*_gated_tree(limit + 10))
+        await until(lambda: len(lab.gates.started) == limit, 5)
+        assert failures == 0
+        await asyncio.sleep(0.05)
+        assert len(lab.gates.started) == limit  # and no more
+        for name in t:
+            lab.gates.gate(name).set()
+        await lab.until_finished(t["root"])
+        assert lab.status(t["root"]) == statuses.COMPLETED
+        assert _memory_equals_engine(lab, t)
+
+
+async def test_claims_go_on_after_a_claim_was_refused() -> None:
+    """The database refuses one claim once: its tree is loaded again, the window still
+    refills, every task runs once and the tree completes."""
+    limit = 2 * CLAIM_WINDOW + 16
+    refused: list[str] = []
+
+    def refuse_t005_once(write: Write) -> bool:
+        if not refused and "t005" in _claims([write]):
+            refused.append("t005")
+            return True
+        return False
+
+    async with make_lab(max_concurrency=limit) as lab:
+        lab.memory.refuse = refuse_t005_once
+        t = await lab.tree(*_gated_tree(limit + 10))
+        await until(lambda: len(lab.gates.started) == limit, 5)
+        assert refused == ["t005"]
+        for name in t:
+            lab.gates.gate(name).set()
+        await lab.until_finished(t["root"])
+        assert lab.status(t["root"]) == statuses.COMPLETED
+        assert sorted(lab.gates.started) == sorted(name for name in t if name != "root")
+        assert _memory_equals_engine(lab, t)
+
+
+def _sleepers(n: int) -> list[TaskSpec]:
+    return [
+        group("root"),
+        *(spec(f"s{i:04}", parent="root", executor="sleep_executor") for i in range(n)),
+    ]
+
+
+async def test_a_large_execute_commits_its_flag_before_any_claim() -> None:
+    """ExecuteTask of more than 1,000 tasks: the flag commits alone; the first claims go
+    in later commits, so they do not wait out (and count as running) that long commit."""
+    batches: list[list[Write]] = []
+
+    async def record(writes: Sequence[Write]) -> None:
+        batches.append(list(writes))
+
+    async with make_lab(max_tree_size=2000) as lab:
+        t = await lab.tree(*_sleepers(1200), execute=False)
+        _spy(lab.memory, record)
+        await lab.tasks.execute(t["root"].id)
+        await lab.until_finished(t["root"])
+        assert lab.status(t["root"]) == statuses.COMPLETED
+    flag = [
+        i for i, b in enumerate(batches) if any(isinstance(w, MarkExecutionRequested) for w in b)
+    ]
+    assert len(flag) == 1
+    assert _claims(batches[flag[0]]) == []
+    assert sum(len(_claims(b)) for b in batches[flag[0] + 1 :]) == 1200
+
+
+async def test_a_large_execute_cancelled_while_its_flag_commits_still_runs() -> None:
+    """The caller goes away (a deadline, a cancelled RPC) while the flag of a large
+    ExecuteTask commits: the flag is durable and what it armed still runs."""
+    flag_held = asyncio.Event()
+    release = asyncio.Event()
+
+    async def hold_the_flag(writes: Sequence[Write]) -> None:
+        if any(isinstance(write, MarkExecutionRequested) for write in writes):
+            flag_held.set()
+            await release.wait()
+
+    async with make_lab(max_tree_size=2000) as lab:
+        t = await lab.tree(*_sleepers(1200), execute=False)
+        _spy(lab.memory, hold_the_flag)
+        call = asyncio.create_task(lab.tasks.execute(t["root"].id))
+        await asyncio.wait_for(flag_held.wait(), 5)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        release.set()
+        await lab.until_finished(t["root"])
+        assert lab.status(t["root"]) == statuses.COMPLETED
 
 
 # ---------------------------------------------------------------------- helpers

@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_RESULT_BYTES = 1024 * 1024
 _RELOAD_WINDOW_S = 60.0
 _RELOAD_MAX_DELAY_S = 30.0
+_MARK_FIRST_ABOVE = 1_000
+"""ExecuteTask of more tasks than this commits their flag before claiming any."""
 
 
 class Engine:
@@ -170,7 +172,15 @@ class Engine:
             if flagged:  # one statement (no event: nothing a watcher sees changes yet)
                 self._writer.queue(MarkExecutionRequested([n.id for n in flagged], root_id))
             scheduled = await self._activate(tree, flagged)
-            self.settle()
+            try:
+                if len(flagged) > _MARK_FIRST_ABOVE:
+                    # A large tree's flag is a long commit: its first claims would wait
+                    # it out (and count it as running time), so they are claimed after.
+                    await self._writer.flush()
+            finally:
+                # Even when the call is cancelled or refused meanwhile: the flag stays
+                # queued and what it armed must be claimed (a refused tree is reloaded).
+                self.settle()
         await self._writer.flush()
         return scheduled
 
