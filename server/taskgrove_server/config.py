@@ -55,9 +55,27 @@ class ServerConfig:
     """How long a request_id is remembered."""
     watcher_buffer_events: int = 50_000
     """Events buffered per watcher before it is cut off as too slow."""
+    tokens_file: str = ""
+    """TOML file of bearer tokens (see SECURITY.md); with it or a JWT key, every call but
+    health must authenticate (reloaded on SIGHUP)."""
+    jwt_key_file: str = ""
+    """PEM public key (or HMAC secret file) that signs accepted JWTs."""
+    jwt_jwks_file: str = ""
+    """JWKS file of the keys that sign accepted JWTs (chosen by `kid`)."""
+    jwt_issuer: str = ""
+    """Required `iss` of JWTs (empty: not checked)."""
+    jwt_audience: str = ""
+    """Required `aud` of JWTs (empty: not checked)."""
+    jwt_algorithms: list[str] = field(default_factory=lambda: ["RS256", "ES256", "EdDSA"])
+    """Signature algorithms accepted for JWTs."""
     gc_stats: bool = False
     """Count garbage collections and print their totals when the server stops (one
     `taskgrove gc stats:` line; the benchmark reads it)."""
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether callers must authenticate."""
+        return bool(self.tokens_file or self.jwt_key_file or self.jwt_jwks_file)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerConfig:
