@@ -19,6 +19,8 @@ class Code(enum.Enum):
     UNAVAILABLE = "UNAVAILABLE"
     OUT_OF_RANGE = "OUT_OF_RANGE"
     INTERNAL = "INTERNAL"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
 
 
 @dataclass(frozen=True, slots=True)

@@ -165,6 +165,21 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """Storage fails (e.g. disk full); the server retries by itself. Every RPC."""
     ERROR_REASON_INTERNAL: _ErrorReason.ValueType  # 50
     """An unexpected error (logged by the server). Every RPC."""
+    ERROR_REASON_AUTHENTICATION_REQUIRED: _ErrorReason.ValueType  # 70
+    """--- Who may call (UNAUTHENTICATED, PERMISSION_DENIED; nothing was changed) ---
+
+    Authentication is on and the call presented no credentials. Every RPC but health.
+    """
+    ERROR_REASON_INVALID_CREDENTIALS: _ErrorReason.ValueType  # 71
+    """The credentials are not valid: an unknown token, a bad signature, issuer or audience,
+    or an authorization header that is not `Bearer <token>`. Every RPC but health.
+    """
+    ERROR_REASON_CREDENTIALS_EXPIRED: _ErrorReason.ValueType  # 72
+    """The JWT has expired (or is not valid yet). Every RPC but health."""
+    ERROR_REASON_ROLE_NOT_PERMITTED: _ErrorReason.ValueType  # 73
+    """The caller's roles do not allow this RPC (e.g. a reader changing tasks)."""
+    ERROR_REASON_USER_ID_NOT_CALLER: _ErrorReason.ValueType  # 74
+    """The request's user_id names a user other than the caller (only admins may)."""
     ERROR_REASON_EXECUTOR_ERROR: _ErrorReason.ValueType  # 51
     """--- Why a task failed or was cancelled (TaskError.reason) ---
 
@@ -344,6 +359,21 @@ ERROR_REASON_STORAGE_UNAVAILABLE: ErrorReason.ValueType  # 49
 """Storage fails (e.g. disk full); the server retries by itself. Every RPC."""
 ERROR_REASON_INTERNAL: ErrorReason.ValueType  # 50
 """An unexpected error (logged by the server). Every RPC."""
+ERROR_REASON_AUTHENTICATION_REQUIRED: ErrorReason.ValueType  # 70
+"""--- Who may call (UNAUTHENTICATED, PERMISSION_DENIED; nothing was changed) ---
+
+Authentication is on and the call presented no credentials. Every RPC but health.
+"""
+ERROR_REASON_INVALID_CREDENTIALS: ErrorReason.ValueType  # 71
+"""The credentials are not valid: an unknown token, a bad signature, issuer or audience,
+or an authorization header that is not `Bearer <token>`. Every RPC but health.
+"""
+ERROR_REASON_CREDENTIALS_EXPIRED: ErrorReason.ValueType  # 72
+"""The JWT has expired (or is not valid yet). Every RPC but health."""
+ERROR_REASON_ROLE_NOT_PERMITTED: ErrorReason.ValueType  # 73
+"""The caller's roles do not allow this RPC (e.g. a reader changing tasks)."""
+ERROR_REASON_USER_ID_NOT_CALLER: ErrorReason.ValueType  # 74
+"""The request's user_id names a user other than the caller (only admins may)."""
 ERROR_REASON_EXECUTOR_ERROR: ErrorReason.ValueType  # 51
 """--- Why a task failed or was cancelled (TaskError.reason) ---
 

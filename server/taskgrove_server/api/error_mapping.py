@@ -41,6 +41,8 @@ _GRPC_CODES = {
     Code.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     Code.OUT_OF_RANGE: grpc.StatusCode.OUT_OF_RANGE,
     Code.INTERNAL: grpc.StatusCode.INTERNAL,
+    Code.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
+    Code.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
 }
 
 
