@@ -17,9 +17,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from taskgrove_server import gc_tuning
+from taskgrove_server.api.authentication import AuthInterceptor
 from taskgrove_server.api.registration import SERVICE_NAME, add_task_service
 from taskgrove_server.api.task_service import TaskService
 from taskgrove_server.api.watch import EventStreamer
+from taskgrove_server.auth import Authenticator
 from taskgrove_server.clock import now_us
 from taskgrove_server.config import ServerConfig
 from taskgrove_server.engine import Engine
@@ -64,7 +66,10 @@ class TaskgroveServer:
             ("grpc.max_send_message_length", config.max_message_bytes),
             ("grpc.so_reuseport", 0),
         ]
-        self._grpc = grpc.aio.server(options=options)
+        # Raises AuthConfigError for an unreadable tokens or key file: nothing starts.
+        self.authenticator = Authenticator(config) if config.auth_enabled else None
+        interceptors = [] if self.authenticator is None else [AuthInterceptor(self.authenticator)]
+        self._grpc = grpc.aio.server(options=options, interceptors=interceptors)
         self._health = health.aio.HealthServicer()
         self._background: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -88,6 +93,7 @@ class TaskgroveServer:
             self.hub,
             EventLog(self._db),
             max_watchers=self.config.max_watchers,
+            max_watchers_per_caller=self.config.max_watchers_per_caller,
             min_heartbeat_s=self.config.min_heartbeat_seconds,
             max_message_bytes=self.config.max_message_bytes,
         )
@@ -97,6 +103,7 @@ class TaskgroveServer:
                 Idempotency(self.store.reads, writer),
                 streamer,
                 max_message_bytes=self.config.max_message_bytes,
+                auth_required=self.authenticator is not None,
             ),
             self._grpc,
         )
@@ -182,6 +189,8 @@ async def serve(config: ServerConfig) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    if server.authenticator is not None:
+        loop.add_signal_handler(signal.SIGHUP, server.authenticator.reload)
     await stop.wait()
     log.info("shutting down")
     await server.stop()

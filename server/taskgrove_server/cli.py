@@ -34,6 +34,21 @@ def add_serve_command(commands: Any) -> None:
         help="let command_executor run PROGRAM (repeatable; env TASKGROVE_ALLOW_COMMANDS "
         "comma-separated); without any, command_executor is disabled",
     )
+    serve.add_argument(
+        "--tokens-file",
+        help="TOML file of bearer tokens; with it every call but health must authenticate "
+        "(env TASKGROVE_TOKENS_FILE; reloaded on SIGHUP; see SECURITY.md)",
+    )
+    serve.add_argument(
+        "--jwt-key-file",
+        help="PEM public key that signs accepted JWTs (env TASKGROVE_JWT_KEY_FILE)",
+    )
+    serve.add_argument(
+        "--jwt-jwks-file",
+        help="JWKS file of keys that sign accepted JWTs (env TASKGROVE_JWT_JWKS_FILE)",
+    )
+    serve.add_argument("--jwt-issuer", help="required `iss` of JWTs (env TASKGROVE_JWT_ISSUER)")
+    serve.add_argument("--jwt-audience", help="required `aud` of JWTs (env TASKGROVE_JWT_AUDIENCE)")
     serve.set_defaults(handler=run_serve)
 
 
@@ -48,19 +63,23 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         config.max_concurrency = args.max_concurrency
     if args.allow_command:
         config.allowed_commands = [*config.allowed_commands, *args.allow_command]
+    for name in ("tokens_file", "jwt_key_file", "jwt_jwks_file", "jwt_issuer", "jwt_audience"):
+        if value := getattr(args, name, None):
+            setattr(config, name, value)
     return config
 
 
 def run_serve(args: argparse.Namespace) -> int:
     # The server itself is imported only when it runs: the client commands stay light.
     from taskgrove_server.app import serve
+    from taskgrove_server.auth import AuthConfigError
     from taskgrove_server.storage.database import DatabaseInUse
 
     config = config_from(args)
     logging.basicConfig(level=os.environ.get("TASKGROVE_LOG_LEVEL", "INFO"))
     try:
         asyncio.run(serve(config))
-    except DatabaseInUse as error:
+    except (DatabaseInUse, AuthConfigError) as error:
         print(f"taskgrove serve: {error}", file=sys.stderr)
         return 2
     except OSError as error:

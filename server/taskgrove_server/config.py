@@ -44,6 +44,8 @@ class ServerConfig:
     """Largest task result stored; a larger one is replaced by a marker with a preview."""
     max_watchers: int = 1000
     """Most WatchEvents streams served at once."""
+    max_watchers_per_caller: int = 100
+    """Most WatchEvents streams one authenticated caller may hold open at once."""
     min_heartbeat_seconds: float = 0.5
     """Shortest heartbeat interval a watcher may ask for (shorter ones are raised to it):
     each heartbeat costs the server a wake-up per stream."""

@@ -20,6 +20,7 @@ from taskgrove_server.errors import ServiceError
 from taskgrove_server.events.event import STATUS_CHANGED, Event
 from taskgrove_server.executors import ExecutionContext, Executor, ExecutorRegistry
 from taskgrove_server.executors.builtin import BUILTIN_EXECUTORS
+from taskgrove_server.identity import ANONYMOUS
 from taskgrove_server.service.specs import TaskSpec
 from taskgrove_server.service.tasks import Tasks
 from taskgrove_server.storage.memory import MemoryStore, TransientStorageError
@@ -67,7 +68,7 @@ class Lab:
 
     async def tree(self, *specs: TaskSpec, execute: bool = True) -> dict[str, TaskRow]:
         """Create (and execute) a tree; its rows by ref."""
-        created = await self.tasks.create_tree(list(specs), execute=execute)
+        created = await self.tasks.create_tree(list(specs), ANONYMOUS, execute=execute)
         by_id = {row.id: row for row in created.rows}
         return {ref: by_id[task_id] for ref, task_id in created.ids.items()}
 
@@ -192,7 +193,7 @@ async def test_a_failure_cascades_through_required_dependencies(lab: Lab) -> Non
     )
     lab.gates.gate("a").set()
     await lab.until_finished(t["root"])
-    b, c = await lab.tasks.get(t["b"].id), await lab.tasks.get(t["c"].id)
+    b, c = await lab.tasks.get(t["b"].id, ANONYMOUS), await lab.tasks.get(t["c"].id, ANONYMOUS)
     assert (b.status, c.status) == (statuses.FAILED, statuses.FAILED)
     assert b.error is not None and b.error["reason"] == reasons.DEPENDENCY_FAILED
     assert b.error["details"]["dependency_id"] == t["a"].id
@@ -207,10 +208,10 @@ async def test_cancel_interrupts_the_running_and_cascades_to_dependents(lab: Lab
         spec("b", parent="root", deps=("a",)),
     )
     await lab.until_started("a")
-    _, cancelled = await lab.tasks.cancel(t["a"].id)
+    _, cancelled = await lab.tasks.cancel(t["a"].id, ANONYMOUS)
     assert cancelled == [t["a"].id]
     await lab.until_finished(t["root"])
-    b = await lab.tasks.get(t["b"].id)
+    b = await lab.tasks.get(t["b"].id, ANONYMOUS)
     assert lab.status(t["a"]) == statuses.CANCELLED
     assert b.status == statuses.CANCELLED
     assert b.error is not None and b.error["reason"] == reasons.DEPENDENCY_CANCELLED
@@ -250,16 +251,16 @@ async def test_group_progress_is_the_mean_of_its_executable_tasks(lab: Lab) -> N
     )
     await lab.until_started("a", "b")
     await asyncio.sleep(0.15)  # progress reports are written at most every 100 ms
-    assert (await lab.tasks.get(t["g"].id)).progress == pytest.approx(0.5)
+    assert (await lab.tasks.get(t["g"].id, ANONYMOUS)).progress == pytest.approx(0.5)
     lab.gates.gate("a").set()
     await lab.until_started("c")
     # g: a done (1.0) and b at 0.5; root: a, b and c (just started, 0.5).
-    assert (await lab.tasks.get(t["g"].id)).progress == pytest.approx(0.75)
-    assert (await lab.tasks.get(t["root"].id)).progress == pytest.approx(2.0 / 3)
+    assert (await lab.tasks.get(t["g"].id, ANONYMOUS)).progress == pytest.approx(0.75)
+    assert (await lab.tasks.get(t["root"].id, ANONYMOUS)).progress == pytest.approx(2.0 / 3)
     for name in ("b", "c"):
         lab.gates.gate(name).set()
     await lab.until_finished(t["root"])
-    assert (await lab.tasks.get(t["root"].id)).progress == 1.0
+    assert (await lab.tasks.get(t["root"].id, ANONYMOUS)).progress == 1.0
 
 
 # ---------------------------------------------------------------------- storage failures
@@ -277,7 +278,7 @@ async def test_a_transient_storage_failure_delays_but_loses_nothing(lab: Lab) ->
     await until(lambda: not lab.writer.available, 5)
     # New work is refused while storage fails; nothing of a's completion is visible.
     with pytest.raises(ServiceError) as refused:
-        await lab.tasks.create_task(spec("later", executor="sleep_executor"))
+        await lab.tasks.create_task(spec("later", executor="sleep_executor"), ANONYMOUS)
     assert refused.value.reason == reasons.STORAGE_UNAVAILABLE
     assert lab.status(t["a"]) == statuses.IN_PROGRESS
     assert lab.statuses_published(t["a"]) == [statuses.IN_PROGRESS]
@@ -298,7 +299,7 @@ async def test_a_refused_creation_fails_its_request_and_nothing_else(lab: Lab) -
 
     async def create(name: str) -> TaskRow:
         await gate.wait()
-        return await lab.tasks.create_task(spec(name, executor="sleep_executor"))
+        return await lab.tasks.create_task(spec(name, executor="sleep_executor"), ANONYMOUS)
 
     calls = [asyncio.create_task(create(name)) for name in ("x", "poison", "y")]
     await asyncio.sleep(0)
@@ -329,7 +330,7 @@ async def test_a_refused_outcome_reloads_the_tree_and_abandons_the_task(lab: Lab
     for name in ("doomed", "fine", "after"):
         lab.gates.gate(name).set()
     await lab.until_finished(t["root"])
-    doomed = await lab.tasks.get(t["doomed"].id)
+    doomed = await lab.tasks.get(t["doomed"].id, ANONYMOUS)
     assert doomed.status == statuses.FAILED
     assert doomed.error is not None and doomed.error["reason"] == reasons.ABANDONED
     assert doomed.attempt == 2
@@ -439,7 +440,7 @@ async def test_a_large_execute_commits_its_flag_before_any_claim() -> None:
     async with make_lab(max_tree_size=2000) as lab:
         t = await lab.tree(*_sleepers(1200), execute=False)
         _spy(lab.memory, record)
-        await lab.tasks.execute(t["root"].id)
+        await lab.tasks.execute(t["root"].id, ANONYMOUS)
         await lab.until_finished(t["root"])
         assert lab.status(t["root"]) == statuses.COMPLETED
     flag = [
@@ -464,7 +465,7 @@ async def test_a_large_execute_cancelled_while_its_flag_commits_still_runs() -> 
     async with make_lab(max_tree_size=2000) as lab:
         t = await lab.tree(*_sleepers(1200), execute=False)
         _spy(lab.memory, hold_the_flag)
-        call = asyncio.create_task(lab.tasks.execute(t["root"].id))
+        call = asyncio.create_task(lab.tasks.execute(t["root"].id, ANONYMOUS))
         await asyncio.wait_for(flag_held.wait(), 5)
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -516,7 +517,7 @@ async def test_stopping_hands_back_an_attempt_cancelled_before_its_first_step() 
 
     memory.refuse = stop_right_after_the_claim
     created = await Tasks(store, engine, registry, max_tree_size=10).create_tree(
-        [spec("only")], execute=True
+        [spec("only")], ANONYMOUS, execute=True
     )
     task_id = created.top.id
     await until(lambda: bool(stopping), 5)

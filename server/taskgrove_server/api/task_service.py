@@ -17,10 +17,12 @@ from taskgrove.domain import reasons, wire
 from taskgrove.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
 
 from taskgrove_server.api import page_token
+from taskgrove_server.api.authentication import current_caller
 from taskgrove_server.api.convert import basic_task_to_proto, one_spec, task_to_proto, tree_specs
 from taskgrove_server.api.error_mapping import maps_errors
 from taskgrove_server.api.watch import EventStreamer
 from taskgrove_server.errors import Code, ServiceError, invalid_field
+from taskgrove_server.identity import Caller
 from taskgrove_server.ids import new_id
 from taskgrove_server.service.idempotency import Idempotency, RequestKey
 from taskgrove_server.service.specs import Created
@@ -77,7 +79,7 @@ def _full_bytes(row: TaskRow) -> int:
     )
 
 
-def _request_key(method: str, request: Message) -> RequestKey | None:
+def _request_key(method: str, request: Message, user: str) -> RequestKey | None:
     request_id: str = getattr(request, "request_id", "")
     if not request_id:
         return None
@@ -86,7 +88,7 @@ def _request_key(method: str, request: Message) -> RequestKey | None:
     clone.ClearField("request_id")
     digest = hashlib.sha256(method.encode())
     digest.update(clone.SerializeToString(deterministic=True))
-    return RequestKey(request_id, method, digest.hexdigest())
+    return RequestKey(request_id, method, digest.hexdigest(), user)
 
 
 class TaskService(task_service_pb2_grpc.TaskServiceServicer):
@@ -97,12 +99,17 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         streamer: EventStreamer,
         *,
         max_message_bytes: int,
+        auth_required: bool = False,
     ) -> None:
+        self._auth_required = auth_required
         self._tasks = tasks
         self._idempotency = idempotency
         self._streamer = streamer
         # Leave room for the reply's own framing and the largest single task.
         self._reply_budget = max_message_bytes - 64 * 1024
+
+    def _caller(self) -> Caller:
+        return current_caller(self._auth_required)
 
     async def _once(
         self,
@@ -111,9 +118,10 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         reply_type: type[Reply],
         compute: Callable[[], Awaitable[Reply]],
     ) -> Reply:
-        """Run a mutating call once per request_id (a repeat gets the first answer)."""
+        """Run a mutating call once per request_id (a repeat gets the first answer); each
+        caller's request ids are its own."""
         return await self._idempotency.run(
-            _request_key(method, request),
+            _request_key(method, request, self._caller().user),
             compute,
             lambda reply: reply.SerializeToString(),
             reply_type.FromString,
@@ -129,7 +137,7 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
             # A fresh ref: nothing in the request can name the task being created.
             spec = one_spec(request.task, ref=new_id(), field="task")
             spec.label = "task"
-            return task_to_proto(await self._tasks.create_task(spec))
+            return task_to_proto(await self._tasks.create_task(spec, self._caller()))
 
         return await self._once("CreateTask", request, task_pb2.Task, create)
 
@@ -149,7 +157,10 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
                 reply.task_ids.update(ids)
 
             await self._tasks.create_tree(
-                tree_specs(request.tasks, new_id), execute=request.execute, before_write=answer
+                tree_specs(request.tasks, new_id),
+                self._caller(),
+                execute=request.execute,
+                before_write=answer,
             )
             return reply
 
@@ -172,6 +183,7 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
 
             await self._tasks.copy(
                 request.id,
+                self._caller(),
                 only_unfinished=request.only_unfinished,
                 execute=request.execute,
                 before_write=answer,
@@ -212,13 +224,13 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
     async def GetTask(
         self, request: task_service_pb2.GetTaskRequest, context: Context
     ) -> task_pb2.Task:
-        return task_to_proto(await self._tasks.get(request.id))
+        return task_to_proto(await self._tasks.get(request.id, self._caller()))
 
     @maps_errors
     async def GetTaskTree(
         self, request: task_service_pb2.GetTaskTreeRequest, context: Context
     ) -> task_service_pb2.GetTaskTreeResponse:
-        rows = await self._tasks.get_tree(request.id, request.max_depth)
+        rows = await self._tasks.get_tree(request.id, request.max_depth, self._caller())
         tasks = [task_to_proto(row) for row in rows]
         size = sum(task.ByteSize() for task in tasks)
         if size > self._reply_budget:
@@ -258,7 +270,8 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
                 user_id=request.user_id or None,
                 after_seq=after,
                 limit=size + 1,
-            )
+            ),
+            self._caller(),
         )
         more = len(rows) > size
         page: list[task_pb2.Task] = []
@@ -295,7 +308,7 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
     async def ExplainTask(
         self, request: task_service_pb2.ExplainTaskRequest, context: Context
     ) -> task_service_pb2.ExplainTaskResponse:
-        row, why = await self._tasks.explain(request.id)
+        row, why = await self._tasks.explain(request.id, self._caller())
         response = task_service_pb2.ExplainTaskResponse(
             task=task_to_proto(row),
             reasons=why.reasons,
@@ -323,7 +336,7 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
     async def WatchEvents(  # type: ignore[override]
         self, request: task_service_pb2.WatchEventsRequest, context: Context
     ) -> None:
-        await self._streamer.watch(request, context)
+        await self._streamer.watch(request, context, current_caller(self._auth_required))
 
     # ------------------------------------------------------------------ control
 
@@ -332,7 +345,7 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         self, request: task_service_pb2.ExecuteTaskRequest, context: Context
     ) -> task_service_pb2.ExecuteTaskResponse:
         async def execute() -> task_service_pb2.ExecuteTaskResponse:
-            row, scheduled = await self._tasks.execute(request.id)
+            row, scheduled = await self._tasks.execute(request.id, self._caller())
             return task_service_pb2.ExecuteTaskResponse(
                 task=task_to_proto(row), scheduled_count=scheduled
             )
@@ -346,7 +359,7 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         self, request: task_service_pb2.CancelTaskRequest, context: Context
     ) -> task_service_pb2.CancelTaskResponse:
         async def cancel() -> task_service_pb2.CancelTaskResponse:
-            row, cancelled = await self._tasks.cancel(request.id)
+            row, cancelled = await self._tasks.cancel(request.id, self._caller())
             return task_service_pb2.CancelTaskResponse(
                 task=task_to_proto(row), cancelled_task_ids=cancelled
             )
@@ -358,7 +371,7 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         self, request: task_service_pb2.RetryTaskRequest, context: Context
     ) -> task_service_pb2.RetryTaskResponse:
         async def retry() -> task_service_pb2.RetryTaskResponse:
-            row, retried = await self._tasks.retry(request.id)
+            row, retried = await self._tasks.retry(request.id, self._caller())
             return task_service_pb2.RetryTaskResponse(
                 task=task_to_proto(row), retried_task_ids=retried
             )
@@ -373,7 +386,11 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
             task_id = request.task.id
             wanted = one_spec(request.task, ref=task_id, field="task")
             row = await self._tasks.update(
-                task_id, wanted, list(request.update_mask.paths), request.task.etag
+                task_id,
+                wanted,
+                list(request.update_mask.paths),
+                request.task.etag,
+                self._caller(),
             )
             return task_to_proto(row)
 
@@ -384,7 +401,7 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         self, request: task_service_pb2.DeleteTaskRequest, context: Context
     ) -> task_service_pb2.DeleteTaskResponse:
         async def delete() -> task_service_pb2.DeleteTaskResponse:
-            deleted = await self._tasks.delete(request.id, request.etag)
+            deleted = await self._tasks.delete(request.id, request.etag, self._caller())
             return task_service_pb2.DeleteTaskResponse(deleted_task_ids=deleted)
 
         return await self._once("DeleteTask", request, task_service_pb2.DeleteTaskResponse, delete)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ from taskgrove_server.api.event_wire import event_field, events_response
 from taskgrove_server.errors import Code, ServiceError, invalid_field
 from taskgrove_server.events.event import Event, EventFilter
 from taskgrove_server.events.hub import Closed, EventHub, Overflow, Subscription
+from taskgrove_server.identity import Caller
 from taskgrove_server.storage.event_log import EventLog
 
 REPLAY_PAGE = 5_000
@@ -61,6 +63,22 @@ def _validate(request: task_service_pb2.WatchEventsRequest, floor: float) -> flo
     return max(floor, millis / 1000)
 
 
+def _scoped_filter(request: task_service_pb2.WatchEventsRequest, caller: Caller) -> EventFilter:
+    """What the request asks for, narrowed to the owners the caller may read: another
+    owner's tree or task then streams nothing, exactly like one that does not exist."""
+    scope = caller.read_scope
+    if scope is None:
+        return EventFilter(request.root_id, request.task_id, request.user_id)
+    if request.user_id and request.user_id != scope:
+        raise ServiceError(
+            Code.PERMISSION_DENIED,
+            reasons.USER_ID_NOT_CALLER,
+            "user_id names another user; leave it empty (the caller's) or set it to the caller",
+            metadata={"field": "user_id"},
+        )
+    return EventFilter(request.root_id, request.task_id, scope)
+
+
 class EventStreamer:
     def __init__(
         self,
@@ -68,34 +86,35 @@ class EventStreamer:
         log: EventLog,
         *,
         max_watchers: int,
+        max_watchers_per_caller: int,
         min_heartbeat_s: float,
         max_message_bytes: int,
     ) -> None:
         self._hub = hub
         self._log = log
         self._max_watchers = max_watchers
+        self._max_per_caller = max_watchers_per_caller
+        self._per_caller: Counter[str] = Counter()
         self._min_heartbeat_s = min_heartbeat_s
         # Room for the message's own framing, as for the unary replies.
         self._message_bytes = min(MESSAGE_BYTES, max_message_bytes - 64 * 1024)
 
     async def watch(
-        self, request: task_service_pb2.WatchEventsRequest | Malformed, context: Any
+        self,
+        request: task_service_pb2.WatchEventsRequest | Malformed,
+        context: Any,
+        caller: Caller,
     ) -> None:
         if isinstance(request, Malformed):
             await abort(context, malformed_error(request))
         try:
             heartbeat = _validate(request, self._min_heartbeat_s)
-            if self._hub.subscriber_count >= self._max_watchers:
-                raise ServiceError(
-                    Code.RESOURCE_EXHAUSTED,
-                    reasons.TOO_MANY_WATCHERS,
-                    f"this server serves at most {self._max_watchers} watch streams; "
-                    "try again later",
-                )
+            flt = _scoped_filter(request, caller)
+            self._check_capacity(caller)
         except ServiceError as error:
             await abort(context, error)
-        flt = EventFilter(request.root_id, request.task_id, request.user_id)
         subscription = self._hub.subscribe(flt)
+        self._per_caller[caller.user] += 1
         try:
             last = await self._start(request, flt, subscription, context)
             last = await self._replay(flt, last, subscription, context)
@@ -124,6 +143,26 @@ class EventStreamer:
             await abort(context, service_error(exc, "WatchEvents"))
         finally:
             self._hub.unsubscribe(subscription)
+            self._per_caller[caller.user] -= 1
+            if not self._per_caller[caller.user]:
+                del self._per_caller[caller.user]
+
+    def _check_capacity(self, caller: Caller) -> None:
+        if self._hub.subscriber_count >= self._max_watchers:
+            raise ServiceError(
+                Code.RESOURCE_EXHAUSTED,
+                reasons.TOO_MANY_WATCHERS,
+                f"this server serves at most {self._max_watchers} watch streams; try again later",
+                metadata={"limit": str(self._max_watchers), "scope": "server"},
+            )
+        if caller.authenticated and self._per_caller[caller.user] >= self._max_per_caller:
+            raise ServiceError(
+                Code.RESOURCE_EXHAUSTED,
+                reasons.TOO_MANY_WATCHERS,
+                f"{caller.user!r} has {self._max_per_caller} watch streams open, the most "
+                "one caller may; close one first",
+                metadata={"limit": str(self._max_per_caller), "scope": "caller"},
+            )
 
     async def _start(
         self,

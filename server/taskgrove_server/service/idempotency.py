@@ -8,6 +8,7 @@ The API layer says how answers are encoded (here they are bytes).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -30,6 +31,19 @@ class RequestKey:
     method: str
     request_hash: str
     """Fingerprint of the request without its request_id."""
+    user: str = ""
+    """The authenticated caller (empty: authentication is off): request ids are per user,
+    so that one user can neither replay nor block another's."""
+
+    @property
+    def stored_id(self) -> str:
+        """The key stored: the request id itself, or for a user a digest of both (which
+        fits the column whatever the lengths; unauthenticated ids never start with `~`
+        and 64 hexadecimal digits by accident)."""
+        if not self.user:
+            return self.request_id
+        digest = hashlib.sha256(f"{len(self.user)}:{self.user}:{self.request_id}".encode())
+        return "~" + digest.hexdigest()
 
 
 class Idempotency:
@@ -53,7 +67,7 @@ class Idempotency:
                 reasons.INVALID_REQUEST_ID,
                 f"at most {limits.MAX_REQUEST_ID_LENGTH} characters, no NUL",
             )
-        request_id = key.request_id
+        request_id = key.stored_id
         lock, users = self._locks.get(request_id, (asyncio.Lock(), 0))
         self._locks[request_id] = (lock, users + 1)
         try:

@@ -14,8 +14,9 @@ from taskgrove.domain.aggregation import ProgressInput, group_progress
 
 from taskgrove_server.engine import Engine
 from taskgrove_server.engine.explain import Explanation
-from taskgrove_server.errors import invalid_field, not_found
+from taskgrove_server.errors import Code, ServiceError, invalid_field, not_found
 from taskgrove_server.executors import Executor, ExecutorRegistry
+from taskgrove_server.identity import Caller
 from taskgrove_server.service.copying import copy_specs
 from taskgrove_server.service.creation import TaskCreator
 from taskgrove_server.service.specs import BeforeWrite, Created, TaskSpec
@@ -39,14 +40,15 @@ class Tasks:
 
     # ------------------------------------------------------------------ creation
 
-    async def create_task(self, spec: TaskSpec) -> TaskRow:
+    async def create_task(self, spec: TaskSpec, caller: Caller) -> TaskRow:
         """The task as stored (a new task has no children: its row is the whole answer)."""
         self.require_storage()
-        return (await self._creator.create([spec])).top
+        return (await self._creator.create(_owned([spec], caller))).top
 
     async def create_tree(
         self,
         specs: Sequence[TaskSpec],
+        caller: Caller,
         *,
         execute: bool,
         before_write: BeforeWrite | None = None,
@@ -63,11 +65,14 @@ class Tasks:
                 f"{len(specs)} tasks exceed the limit of {self.max_tree_size}",
             )
         self.require_storage()
-        return await self._creator.create(specs, execute=execute, before_write=before_write)
+        return await self._creator.create(
+            _owned(specs, caller), execute=execute, before_write=before_write
+        )
 
     async def copy(
         self,
         task_id: str,
+        caller: Caller,
         *,
         only_unfinished: bool,
         execute: bool,
@@ -76,7 +81,7 @@ class Tasks:
         """Copy a stored subtree as a new tree; `before_write`: see `TaskCreator.create`."""
         _require_id(task_id)
         rows = await self._reads.subtree(task_id)
-        if not rows:
+        if not rows or not caller.writes(rows[0].user_id):
             raise not_found(reasons.TASK_NOT_FOUND, "task", task_id)
         specs = copy_specs(rows, only_unfinished=only_unfinished)
         self.require_storage()
@@ -84,16 +89,16 @@ class Tasks:
 
     # ------------------------------------------------------------------ reads
 
-    async def get(self, task_id: str, field: str = "id") -> TaskRow:
+    async def get(self, task_id: str, caller: Caller, field: str = "id") -> TaskRow:
         """The task as stored, groups with their subtree's progress."""
-        return await self._with_progress(await self._row(task_id, field))
+        return await self._with_progress(await self._row(task_id, caller.read_scope, field))
 
-    async def get_tree(self, task_id: str, max_depth: int) -> list[TaskRow]:
+    async def get_tree(self, task_id: str, max_depth: int, caller: Caller) -> list[TaskRow]:
         if max_depth < 0:
             raise invalid_field("max_depth", reasons.INVALID_DEPTH, "must be >= 0")
         _require_id(task_id)
         rows = await self._reads.subtree(task_id, max_depth)
-        if not rows:
+        if not rows or not caller.reads(rows[0].user_id):
             raise not_found(reasons.TASK_NOT_FOUND, "task", task_id)
         # Group progress needs the whole subtree, even when fewer levels are returned.
         if max_depth == 0:
@@ -104,47 +109,54 @@ class Tasks:
             progress = group_progress(await self._reads.progress_inputs(task_id))
         return [replace(row, progress=progress[row.id]) if row.is_group else row for row in rows]
 
-    async def list_tasks(self, flt: ListFilter) -> list[TaskRow]:
+    async def list_tasks(self, flt: ListFilter, caller: Caller) -> list[TaskRow]:
+        """Tasks matching `flt`, only the caller's own unless it may read everyone's."""
+        scope = caller.read_scope
+        if scope is not None:
+            _require_own_user_id(flt.user_id or "", caller, "user_id")
+            flt = replace(flt, user_id=scope)
         return [await self._with_progress(row) for row in await self._reads.list_tasks(flt)]
 
     def executors(self) -> list[Executor]:
         return list(self._registry)
 
-    async def explain(self, task_id: str) -> tuple[TaskRow, Explanation]:
-        row = await self._row(task_id)
+    async def explain(self, task_id: str, caller: Caller) -> tuple[TaskRow, Explanation]:
+        row = await self._row(task_id, caller.read_scope)
         why = await self._engine.explain(row.id, row.root_id)
-        return await self.get(row.id), why
+        return await self.get(row.id, caller), why
 
     # ------------------------------------------------------------------ control
 
-    async def execute(self, task_id: str) -> tuple[TaskRow, int]:
+    async def execute(self, task_id: str, caller: Caller) -> tuple[TaskRow, int]:
         self.require_storage()
-        row = await self._row(task_id)
+        row = await self._row(task_id, caller.write_scope)
         scheduled = await self._engine.execute(row.id, row.root_id)
-        return await self.get(task_id), scheduled
+        return await self.get(task_id, caller), scheduled
 
-    async def cancel(self, task_id: str) -> tuple[TaskRow, list[str]]:
+    async def cancel(self, task_id: str, caller: Caller) -> tuple[TaskRow, list[str]]:
         self.require_storage()
-        row = await self._row(task_id)
+        row = await self._row(task_id, caller.write_scope)
         cancelled = await self._engine.cancel(row.id, row.root_id)
-        return await self.get(task_id), cancelled
+        return await self.get(task_id, caller), cancelled
 
-    async def retry(self, task_id: str) -> tuple[TaskRow, list[str]]:
+    async def retry(self, task_id: str, caller: Caller) -> tuple[TaskRow, list[str]]:
         self.require_storage()
-        row = await self._row(task_id)
+        row = await self._row(task_id, caller.write_scope)
         retried = await self._engine.retry(row.id, row.root_id)
-        return await self.get(task_id), retried
+        return await self.get(task_id, caller), retried
 
-    async def update(self, task_id: str, wanted: TaskSpec, paths: list[str], etag: str) -> TaskRow:
+    async def update(
+        self, task_id: str, wanted: TaskSpec, paths: list[str], etag: str, caller: Caller
+    ) -> TaskRow:
         self.require_storage()
-        row = await self._row(task_id, "task.id")
+        row = await self._row(task_id, caller.write_scope, "task.id")
         changes = await validated_changes(row, wanted, paths, self._creator, self._registry)
         await self._engine.update(row.id, row.root_id, changes, etag)
-        return await self.get(row.id)
+        return await self.get(row.id, caller)
 
-    async def delete(self, task_id: str, etag: str) -> list[str]:
+    async def delete(self, task_id: str, etag: str, caller: Caller) -> list[str]:
         self.require_storage()
-        row = await self._row(task_id)
+        row = await self._row(task_id, caller.write_scope)
         return await self._engine.delete(row.id, row.root_id, etag)
 
     # ------------------------------------------------------------------ helpers
@@ -154,10 +166,11 @@ class Tasks:
         if not self._writer.available:
             raise storage_unavailable()
 
-    async def _row(self, task_id: str, field: str = "id") -> TaskRow:
+    async def _row(self, task_id: str, scope: str | None, field: str = "id") -> TaskRow:
+        """The stored task; another owner's (outside `scope`) is answered as absent."""
         _require_id(task_id, field)
         row = await self._reads.get(task_id)
-        if row is None:
+        if row is None or scope not in (None, row.user_id):
             raise not_found(reasons.TASK_NOT_FOUND, "task", task_id, field)
         return row
 
@@ -173,6 +186,33 @@ class Tasks:
                 return row
             progress = group_progress(await self._reads.progress_inputs(row.id))[row.id]
         return replace(row, progress=progress)
+
+
+def _owned(specs: Sequence[TaskSpec], caller: Caller) -> Sequence[TaskSpec]:
+    """New tasks belong to the caller: a request may name no other owner, unless the
+    caller may choose (an admin; everyone while authentication is off). An admin's own
+    new root is its own."""
+    if not caller.authenticated:
+        return specs
+    if caller.write_scope is None:
+        top = next((spec for spec in specs if spec.parent_id is None), None)
+        if top is not None and not top.user_id:
+            top.user_id = caller.user
+        return specs
+    for spec in specs:
+        _require_own_user_id(spec.user_id, caller, f"{spec.field}.user_id")
+        spec.user_id = caller.user
+    return specs
+
+
+def _require_own_user_id(user_id: str, caller: Caller, field: str) -> None:
+    if user_id and user_id != caller.user:
+        raise ServiceError(
+            Code.PERMISSION_DENIED,
+            reasons.USER_ID_NOT_CALLER,
+            f"{field} names another user; leave it empty (the caller's) or set it to the caller",
+            metadata={"field": field},
+        )
 
 
 def _progress_input(row: TaskRow) -> ProgressInput:

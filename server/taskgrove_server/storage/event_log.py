@@ -56,6 +56,8 @@ class EventLog:
                     )
                 root_id = found or flt.task_id
             query = query.where(event_compaction.c.root_id == root_id)
+            if flt.user_id:  # another owner's tree is absent, compacted or not
+                query = query.where(event_compaction.c.user_id == flt.user_id)
         elif flt.user_id:
             query = query.where(event_compaction.c.user_id == flt.user_id)
         async with self._db.connect() as conn:
