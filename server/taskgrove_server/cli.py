@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any
 
-from taskgrove_server.config import ServerConfig
+from taskgrove_server.config import ConfigError, ServerConfig
 
 
 def add_serve_command(commands: Any) -> None:
@@ -34,6 +34,28 @@ def add_serve_command(commands: Any) -> None:
         help="let command_executor run PROGRAM (repeatable; env TASKGROVE_ALLOW_COMMANDS "
         "comma-separated); without any, command_executor is disabled",
     )
+    serve.add_argument(
+        "--command-env",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="let command tasks set the environment variable NAME (repeatable; env "
+        "TASKGROVE_COMMAND_ENV comma-separated); LD_*, PATH and the like are refused",
+    )
+    serve.add_argument(
+        "--command-cwd",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="let command tasks run in DIR or below (repeatable; env TASKGROVE_COMMAND_CWD); "
+        "by default each attempt runs in a fresh temporary directory",
+    )
+    serve.add_argument(
+        "--command-user",
+        metavar="NAME",
+        help="run commands as NAME (env TASKGROVE_COMMAND_USER; default: nobody when the "
+        "server runs as root); `root` only if you say so",
+    )
     serve.set_defaults(handler=run_serve)
 
 
@@ -48,6 +70,12 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         config.max_concurrency = args.max_concurrency
     if args.allow_command:
         config.allowed_commands = [*config.allowed_commands, *args.allow_command]
+    if args.command_env:
+        config.command_env = [*config.command_env, *args.command_env]
+    if args.command_cwd:
+        config.command_cwd = [*config.command_cwd, *args.command_cwd]
+    if args.command_user:
+        config.command_user = args.command_user
     return config
 
 
@@ -60,7 +88,7 @@ def run_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=os.environ.get("TASKGROVE_LOG_LEVEL", "INFO"))
     try:
         asyncio.run(serve(config))
-    except DatabaseInUse as error:
+    except (ConfigError, DatabaseInUse) as error:
         print(f"taskgrove serve: {error}", file=sys.stderr)
         return 2
     except OSError as error:
