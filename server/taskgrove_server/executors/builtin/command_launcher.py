@@ -1,0 +1,193 @@
+"""The parent of every `command_executor` program: nothing the program starts outlives it.
+
+The server runs `python -I -S command_launcher.py SERVER_PID UID GID GRACE PROGRAM ARG...`
+in a new session (UID/GID -1: keep the server's). The launcher keeps the server's user; it
+forks, drops the program's privileges and execs it, then stays as its parent:
+
+- a child subreaper (PR_SET_CHILD_SUBREAPER): whatever the program orphans (`setsid`, a
+  double fork) is re-parented here instead of to init, so it can always be found;
+- when the program exits, everything left below the launcher is killed, then the launcher
+  exits with the program's status;
+- SIGTERM (the server cancels, or a timeout): SIGTERM to everything below, SIGKILL after
+  GRACE seconds;
+- the server dies (even by SIGKILL): the parent-death signal (SIGUSR1) makes the launcher
+  kill everything at once, and the program itself gets SIGKILL when the launcher dies.
+
+Why a launcher rather than `preexec_fn`: the server is threaded, and Python code between
+fork and exec there can deadlock on a lock another thread held. This process is
+single-threaded, so its fork child may run Python (and ctypes) safely. It keeps the
+server's user so that the program, which runs as the command user, cannot kill it; and the
+program's parent-death signal is set after its uid changes, which would clear it.
+
+Standard library only: it runs isolated (-I -S), apart from the server's packages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+HURRY = signal.SIGUSR1
+"""The launcher's parent-death signal: the server is gone, kill everything now."""
+POLL_S = 0.01
+
+_libc: Any = None
+_received: list[int] = []
+_waiting = False
+
+
+class _Stop(Exception):
+    """Raised out of the blocking wait by SIGTERM or HURRY."""
+
+
+def _prctl(option: int, value: int) -> bool:
+    global _libc
+    try:
+        if _libc is None:
+            _libc = ctypes.CDLL(None, use_errno=True)
+        return bool(_libc.prctl(option, value, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False  # not Linux: the process group is all the server has
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    _received.append(signum)
+    if _waiting:
+        raise _Stop
+
+
+def _descendants(root: int) -> list[int]:
+    """Every process below `root` (from /proc; empty where there is none)."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    found: list[int] = []
+    queue = [root]
+    while queue:
+        for child in children.get(queue.pop(), ()):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+def _signal_all(signum: int, program: int) -> None:
+    for pid in _descendants(os.getpid()):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signum)
+    with contextlib.suppress(OSError):
+        os.killpg(program, signum)  # where /proc or the subreaper is missing
+
+
+def _children_left() -> bool:
+    """Reap whatever has exited; whether any child is left."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return False
+        if pid == 0:
+            return True
+
+
+def _kill_everything(program: int) -> None:
+    # Rounds, because a process forked during one walk is found by the next.
+    while True:
+        _signal_all(signal.SIGKILL, program)
+        if not _children_left():
+            return
+        time.sleep(POLL_S)
+
+
+def _stop(program: int, grace: float) -> None:
+    if HURRY not in _received:
+        _signal_all(signal.SIGTERM, program)
+        deadline = time.monotonic() + grace
+        while HURRY not in _received and time.monotonic() < deadline and _children_left():
+            time.sleep(POLL_S)
+    _kill_everything(program)
+
+
+def _exec(launcher: int, uid: int, gid: int, argv: list[str]) -> None:
+    """In the fork child: become the program (never returns)."""
+    try:
+        os.setpgid(0, 0)
+        # Python ignores SIGPIPE and SIGXFSZ; ignored signals survive exec.
+        for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, HURRY):
+            signal.signal(signum, signal.SIG_DFL)
+        if uid >= 0:
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # after setuid, which clears it
+        if os.getppid() != launcher:
+            os._exit(125)  # the launcher is already gone
+        os.execv(argv[0], argv)
+    except BaseException as error:  # report anything, never return
+        os.write(2, f"taskgrove: cannot run {argv[0]}: {error}\n".encode())
+    os._exit(127)
+
+
+def _exit_like(status: int) -> None:
+    if os.WIFSIGNALED(status):
+        signum = os.WTERMSIG(status)
+        with contextlib.suppress(OSError):  # SIGKILL's handler cannot be set
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+        os._exit(128 + signum)
+    os._exit(os.waitstatus_to_exitcode(status))
+
+
+def main(args: list[str]) -> None:
+    global _waiting
+    server, uid, gid = int(args[0]), int(args[1]), int(args[2])
+    grace, argv = float(args[3]), args[4:]
+    for signum in (signal.SIGTERM, HURRY):
+        signal.signal(signum, _on_signal)
+    _prctl(PR_SET_PDEATHSIG, HURRY)
+    if os.getppid() != server:
+        os._exit(125)  # the server died before the parent-death signal was set
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    launcher = os.getpid()
+    program = os.fork()
+    if program == 0:
+        _exec(launcher, uid, gid, argv)
+    status = None
+    try:
+        _waiting = True
+        if _received:
+            raise _Stop
+        while status is None:
+            pid, wait_status = os.waitpid(-1, 0)  # reaps orphans, too
+            if pid == program:
+                status = wait_status
+    except _Stop:
+        pass
+    finally:
+        _waiting = False
+    if status is None:
+        _stop(program, grace)
+        os._exit(128 + signal.SIGTERM)
+    _kill_everything(program)  # what the program left running
+    _exit_like(status)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
