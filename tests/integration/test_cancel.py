@@ -308,11 +308,11 @@ async def test_cancel_kills_a_running_command(command_client: AsyncClient) -> No
 
 
 async def test_cancel_kills_the_whole_process_group(
-    command_client: AsyncClient, tmp_path: Path
+    command_client: AsyncClient, command_dir: Path
 ) -> None:
     client = command_client
-    leader_file = tmp_path / "leader.pid"
-    worker_file = tmp_path / "worker.pid"
+    leader_file = command_dir / "leader.pid"
+    worker_file = command_dir / "worker.pid"
     script = f"sleep 60 & echo $! > {worker_file}; echo $$ > {leader_file}; wait"
     created = await client.create_task_tree(
         [
@@ -339,10 +339,10 @@ async def test_cancel_kills_the_whole_process_group(
 
 
 async def test_command_timeout_kills_the_process(
-    command_client: AsyncClient, tmp_path: Path
+    command_client: AsyncClient, command_dir: Path
 ) -> None:
     client = command_client
-    pid_file = tmp_path / "cmd.pid"
+    pid_file = command_dir / "cmd.pid"
     created = await client.create_task_tree(
         [
             {"id": "root", "name": "root_task"},

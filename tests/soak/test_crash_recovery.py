@@ -96,11 +96,12 @@ def proc(tmp_path: Path) -> Any:
 
 @pytest.mark.parametrize("max_attempts", [1, 3])
 async def test_sigkill_mid_run_then_restart(
-    proc: ServerProcess, tmp_path: Path, max_attempts: int
+    proc: ServerProcess, tmp_path: Path, command_dir: Path, max_attempts: int
 ) -> None:
     db = tmp_path / "crash.db"
-    record = tmp_path / "record.txt"
+    record = command_dir / "record.txt"  # written by the commands (as nobody under root)
     record.touch()
+    record.chmod(0o666)
 
     proc.start()
     async with AsyncClient(proc.address) as client:
