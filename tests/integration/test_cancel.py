@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import psutil
 import pytest
 from support.events import history
+from support.pids import process_gone, read_pid, until_gone
 from support.trees import group, ids, sleeper
 from support.waiting import WAIT_S, wait_finished
 from support.waiting import until_task as until
@@ -49,33 +50,6 @@ def status_events(events: list[TaskEvent]) -> dict[str, list[TaskEvent]]:
         if event.type == "status_changed":
             by_task[event.task_id].append(event)
     return by_task
-
-
-def process_gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
-async def until_gone(pid: int) -> None:
-    async with asyncio.timeout(WAIT_S):
-        while True:
-            if process_gone(pid):
-                return
-            await asyncio.sleep(0.02)
-
-
-def read_text(path: Path) -> str:
-    return path.read_text().strip() if path.exists() else ""
-
-
-async def read_pid(path: Path) -> int:
-    async with asyncio.timeout(WAIT_S):
-        while True:
-            if text := read_text(path):
-                return int(text)
-            await asyncio.sleep(0.01)
 
 
 async def find_child(predicate: Callable[[psutil.Process], bool]) -> psutil.Process:
