@@ -428,6 +428,26 @@ async def test_a_setsid_grandchild_dies_when_its_command_exits(
         assert process_gone(pid), f"daemon {pid} outlived its task"
 
 
+async def test_a_command_being_stopped_is_reaped_before_the_server_stops(
+    make_server: ServerFactory, command_dir: Path
+) -> None:
+    """CancelTask, then the server's shutdown at once: the attempt is cancelled twice, and
+    stopping the server still waits until the launcher has killed the command (one that
+    ignores SIGTERM, so that takes the launcher's grace, then SIGKILL). Before, the second
+    cancellation ended the attempt at once and left the launcher running, unreaped."""
+    instance = await make_server(allowed_commands=["sh"])
+    client = make_server.client(instance)
+    pid_file = command_dir / "stubborn.pid"
+    script = f"trap '' TERM; echo $$ > {pid_file}; while :; do sleep 0.05; done"
+    tid = await start(client, command(["sh", "-c", script]))
+    pid = await read_pid(pid_file)
+    launcher = psutil.Process(pid).ppid()
+    assert await client.cancel_task(tid["cmd"]) == [tid["cmd"]]
+    await make_server.stop(instance)
+    assert process_gone(pid), "the command outlived the server's stop"
+    assert process_gone(launcher), "the launcher outlived the server's stop"
+
+
 @pytest.fixture
 def killable_server(tmp_path: Path) -> Iterator[ServerProcess]:
     process = ServerProcess(

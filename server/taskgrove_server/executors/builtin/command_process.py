@@ -63,7 +63,7 @@ async def run_contained(
         code = await _reap(process)
     except BaseException:  # cancelled (cancel, timeout): nothing may outlive the attempt
         _signal(process.pid, signal.SIGTERM)
-        await asyncio.shield(_reap(process))
+        await _reap_despite_cancellation(process)
         raise
     over = "stdout" if out_over else "stderr" if err_over else None
     return Finished(code, out, err, over)
@@ -81,6 +81,18 @@ async def _read_capped(
             stop()
             return bytes(kept[:limit]), True
     return bytes(kept), False
+
+
+async def _reap_despite_cancellation(process: asyncio.subprocess.Process) -> None:
+    """`_reap` to its end however often the attempt is cancelled meanwhile (CancelTask,
+    then the server's shutdown): the attempt must not end before its launcher has, or the
+    shutdown would leave the launcher running and unreaped. `_reap` is bounded."""
+    reaping = asyncio.ensure_future(_reap(process))
+    while not reaping.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(reaping)
+    if not reaping.cancelled() and (error := reaping.exception()) is not None:
+        log.warning("command %s: reaping it failed: %r", process.pid, error)
 
 
 async def _reap(process: asyncio.subprocess.Process) -> int:
