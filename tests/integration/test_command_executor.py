@@ -302,7 +302,7 @@ async def test_a_stored_task_with_settings_no_longer_allowed_does_not_run(
     tid = ids(created)
     tampered = {
         "preload": {"argv": script, "env": {"LD_PRELOAD": str(library), "PATH": "/tmp"}},
-        "program": {"argv": ["/bin/bash", "-c", f"touch {ran}"]},
+        "program": {"argv": ["/usr/bin/env", "touch", str(ran)]},
     }
     with sqlite3.connect(tmp_path / "stored.db") as db:
         for local, inputs in tampered.items():
@@ -315,7 +315,7 @@ async def test_a_stored_task_with_settings_no_longer_allowed_does_not_run(
         "env": {"env": ["GREETING"]},
         "cwd": {"cwd": str(command_dir)},
         "preload": {"env": ["LD_PRELOAD", "PATH"]},
-        "program": {"program": "/bin/bash"},
+        "program": {"program": "/usr/bin/env"},
     }
     for local, details in expected.items():
         task = await wait_finished(client, tid[local])
@@ -399,7 +399,8 @@ async def test_a_setsid_grandchild_dies_with_its_task(
     client = await start_server(allowed_commands=["sh"])
     a, b = command_dir / "a.pid", command_dir / "b.pid"
     script = f"{daemon(a)} ( {daemon(b)} ); wait"
-    fields = {"timeout": 1.0} if stop == "timeout" else {}
+    # The timeout leaves the daemons ample time to start and write their PIDs.
+    fields = {"timeout": 3.0} if stop == "timeout" else {}
     tid = await start(client, command(["sh", "-c", script], **fields))
     pids = [await session_leader(a), await session_leader(b)]
     if stop == "cancel":
