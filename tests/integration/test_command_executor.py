@@ -353,9 +353,10 @@ async def test_every_attempt_runs_in_a_fresh_directory_removed_afterwards(
     record.touch()
     record.chmod(0o666)
     client = await start_server(allowed_commands=["sh"])
-    probe = 'pwd; echo "$HOME"; stat -c "%u %a" .; ls -A; echo x > left-behind'
+    probe = 'pwd; echo "$HOME"; stat -c "%u %a" .; readlink /proc/$$/fd/0; ls -A; echo x > f'
     task = await run(client, ["sh", "-c", probe])
-    cwd, home, owner, *listing = completed_stdout(task).splitlines()
+    cwd, home, owner, stdin, *listing = completed_stdout(task).splitlines()
+    assert stdin == "/dev/null"
     assert os.path.dirname(cwd) == real_temp_dir()
     assert Path(cwd).name.startswith("taskgrove-cmd-")
     assert home == cwd
