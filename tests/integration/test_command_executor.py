@@ -21,6 +21,7 @@ Every wait is bounded (support.waiting, support.pids); none is a fixed sleep.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -43,6 +44,7 @@ from taskgrove import AsyncClient, InvalidArgumentError, Task, statuses
 from taskgrove_server.app import TaskgroveServer
 from taskgrove_server.config import ConfigError, ServerConfig
 from taskgrove_server.executors.builtin.command_policy import SAFE_PATH
+from taskgrove_server.executors.builtin.command_process import LAUNCHER_ENV
 from taskgrove_server.testing import ServerProcess, sqlite_url
 
 if TYPE_CHECKING:
@@ -77,9 +79,23 @@ async def start(client: AsyncClient, *specs: dict[str, Any]) -> dict[str, str]:
 
 
 async def run(client: AsyncClient, argv: list[str], **fields: Any) -> Task:
-    """One command task, run to its end (bounded)."""
+    """One command task, run to its end (bounded; on timeout, says where it stood)."""
     tid = await start(client, command(argv, **fields))
-    return await wait_finished(client, tid["cmd"])
+    try:
+        return await wait_finished(client, tid["cmd"])
+    except TimeoutError:
+        task = await client.get_task(tid["cmd"])
+        pytest.fail(f"{argv} did not finish: {task}\nprocesses:\n{process_tree()}")
+
+
+def process_tree() -> str:
+    """This process's descendants (the in-process server's commands among them)."""
+    lines = []
+    for process in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            parent, status = process.ppid(), process.status()
+            lines.append(f"{process.pid} <- {parent} {status} {process.cmdline()}")
+    return "\n".join(lines)
 
 
 async def refused_at_creation(client: AsyncClient, spec: dict[str, Any]) -> InvalidArgumentError:
@@ -271,6 +287,25 @@ async def test_only_the_allowed_names_reach_the_command_and_none_of_the_servers(
         "GREETING": "hello",
     }
     assert read_text(marker) == "", "a process ran with the server's LD_PRELOAD"
+
+
+async def test_the_launcher_above_a_command_never_holds_the_tasks_environment(
+    start_server: Start, command_dir: Path
+) -> None:
+    """The launcher keeps the server's user (root here): a task's `env` reaches the program
+    only, so a locale or time zone path it names is never loaded by a root process."""
+    client = await start_server(allowed_commands=["sh"], command_env=["GREETING", "LC_ALL"])
+    pid_file = command_dir / "env.pid"
+    script = f"echo $$ > {pid_file}; exec sleep 60"
+    env = {"GREETING": "hi", "LC_ALL": str(command_dir)}
+    tid = await start(client, command(["sh", "-c", script], inputs={"env": env}))
+    program = psutil.Process(await read_pid(pid_file))
+    launcher = program.parent()
+    assert launcher is not None and launcher.uids().effective == os.geteuid()
+    assert {k: program.environ().get(k) for k in env} == env
+    assert launcher.environ() == LAUNCHER_ENV
+    assert await client.cancel_task(tid["cmd"]) == [tid["cmd"]]
+    await until_gone(program.pid)
 
 
 async def test_a_stored_task_with_settings_no_longer_allowed_does_not_run(

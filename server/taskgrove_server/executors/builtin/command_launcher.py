@@ -1,7 +1,10 @@
 """The parent of every `command_executor` program: nothing the program starts outlives it.
 
 The server runs `python -I -S command_launcher.py SERVER_PID UID GID GRACE PROGRAM ARG...`
-in a new session (UID/GID -1: keep the server's). The launcher keeps the server's user; it
+in a new session (UID/GID -1: keep the server's), with a fixed environment of its own; the
+program's environment arrives as a JSON object on stdin, which the program then gets as
+/dev/null. So nothing a task sets in `env` reaches this process, which keeps the server's
+user (root, say: a locale or time zone path chosen by a task is never loaded here). It
 forks, drops the program's privileges and execs it, then stays as its parent:
 
 - a child subreaper (PR_SET_CHILD_SUBREAPER): whatever the program orphans (`setsid`, a
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import signal
 import sys
@@ -41,6 +45,9 @@ POLL_S = 0.01
 _libc: Any = None
 _received: list[int] = []
 _waiting = False
+_tracked = False
+"""Whether every descendant can be found from here (/proc and the subreaper); if not, the
+program's process group is signalled too."""
 
 
 class _Stop(Exception):
@@ -58,18 +65,20 @@ def _prctl(option: int, value: int) -> bool:
 
 
 def _on_signal(signum: int, _frame: object) -> None:
+    global _waiting
     _received.append(signum)
     if _waiting:
+        _waiting = False  # once: a second signal must not interrupt the handling of the first
         raise _Stop
 
 
-def _descendants(root: int) -> list[int]:
-    """Every process below `root` (from /proc; empty where there is none)."""
+def _descendants(root: int) -> list[int] | None:
+    """Every process below `root` (from /proc; None where there is none)."""
     children: dict[int, list[int]] = {}
     try:
         entries = os.listdir("/proc")
     except OSError:
-        return []
+        return None
     for entry in entries:
         if not entry.isdigit():
             continue
@@ -89,11 +98,15 @@ def _descendants(root: int) -> list[int]:
 
 
 def _signal_all(signum: int, program: int) -> None:
-    for pid in _descendants(os.getpid()):
+    found = _descendants(os.getpid())
+    for pid in found or ():
         with contextlib.suppress(OSError):
             os.kill(pid, signum)
-    with contextlib.suppress(OSError):
-        os.killpg(program, signum)  # where /proc or the subreaper is missing
+    if found is None or not _tracked:
+        # Where /proc or the subreaper is missing. Not otherwise: once the program is
+        # reaped and its group empty, that number may be another process group's.
+        with contextlib.suppress(OSError):
+            os.killpg(program, signum)
 
 
 def _children_left() -> bool:
@@ -125,7 +138,23 @@ def _stop(program: int, grace: float) -> None:
     _kill_everything(program)
 
 
-def _exec(launcher: int, uid: int, gid: int, argv: list[str]) -> None:
+def _read_environment() -> dict[str, str]:
+    """The program's environment from stdin (to its end), then stdin becomes /dev/null."""
+    chunks = []
+    while chunk := os.read(0, 65536):
+        chunks.append(chunk)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    env = json.loads(b"".join(chunks))
+    if not isinstance(env, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+    ):
+        raise ValueError("the environment is not an object of strings")
+    return env
+
+
+def _exec(launcher: int, uid: int, gid: int, argv: list[str], env: dict[str, str]) -> None:
     """In the fork child: become the program (never returns)."""
     try:
         os.setpgid(0, 0)
@@ -139,7 +168,7 @@ def _exec(launcher: int, uid: int, gid: int, argv: list[str]) -> None:
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # after setuid, which clears it
         if os.getppid() != launcher:
             os._exit(125)  # the launcher is already gone
-        os.execv(argv[0], argv)
+        os.execve(argv[0], argv, env)
     except BaseException as error:  # report anything, never return
         os.write(2, f"taskgrove: cannot run {argv[0]}: {error}\n".encode())
     os._exit(127)
@@ -156,7 +185,7 @@ def _exit_like(status: int) -> None:
 
 
 def main(args: list[str]) -> None:
-    global _waiting
+    global _tracked, _waiting
     server, uid, gid = int(args[0]), int(args[1]), int(args[2])
     grace, argv = float(args[3]), args[4:]
     for signum in (signal.SIGTERM, HURRY):
@@ -164,15 +193,21 @@ def main(args: list[str]) -> None:
     _prctl(PR_SET_PDEATHSIG, HURRY)
     if os.getppid() != server:
         os._exit(125)  # the server died before the parent-death signal was set
-    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    try:
+        env = _read_environment()
+    except (OSError, ValueError) as error:
+        os.write(2, f"taskgrove: no environment for {argv[0]}: {error}\n".encode())
+        os._exit(125)
+    _tracked = _prctl(PR_SET_CHILD_SUBREAPER, 1)
     launcher = os.getpid()
     program = os.fork()
     if program == 0:
-        _exec(launcher, uid, gid, argv)
+        _exec(launcher, uid, gid, argv, env)
     status = None
     try:
         _waiting = True
         if _received:
+            _waiting = False
             raise _Stop
         while status is None:
             pid, wait_status = os.waitpid(-1, 0)  # reaps orphans, too

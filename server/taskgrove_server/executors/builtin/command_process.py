@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -18,6 +19,8 @@ from taskgrove_server.executors.builtin.command_policy import CommandUser
 log = logging.getLogger(__name__)
 
 LAUNCHER = str(Path(__file__).with_name("command_launcher.py"))
+LAUNCHER_ENV = {"LC_ALL": "C.UTF-8"}
+"""The launcher's own environment; the program's is sent on its stdin."""
 KILL_GRACE_S = 2.0
 """Between SIGTERM and SIGKILL when a command is stopped."""
 _CHUNK = 65536
@@ -47,15 +50,17 @@ async def run_contained(
     process = await asyncio.create_subprocess_exec(
         *(sys.executable, "-I", "-S", LAUNCHER),
         *(str(os.getpid()), str(uid), str(gid), str(KILL_GRACE_S), program, *args),
-        stdin=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         cwd=cwd,
-        env=env,
+        env=LAUNCHER_ENV,
         start_new_session=True,
     )
+    assert process.stdin is not None
     assert process.stdout is not None and process.stderr is not None
     try:
+        await _send_environment(process.stdin, env)
         stop = lambda: _signal(process.pid, signal.SIGTERM)  # noqa: E731
         (out, out_over), (err, err_over) = await asyncio.gather(
             _read_capped(process.stdout, limit, stop), _read_capped(process.stderr, limit, stop)
@@ -67,6 +72,14 @@ async def run_contained(
         raise
     over = "stdout" if out_over else "stderr" if err_over else None
     return Finished(code, out, err, over)
+
+
+async def _send_environment(stdin: asyncio.StreamWriter, env: dict[str, str]) -> None:
+    """The program's environment to the launcher (which reads it all before it forks)."""
+    with contextlib.suppress(ConnectionError):  # it exited already: its code says why
+        stdin.write(json.dumps(env).encode())
+        await stdin.drain()
+    stdin.close()
 
 
 async def _read_capped(
