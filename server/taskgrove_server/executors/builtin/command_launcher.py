@@ -16,6 +16,11 @@ forks, drops the program's privileges and execs it, then stays as its parent:
 - the server dies (even by SIGKILL): the parent-death signal (SIGUSR1) makes the launcher
   kill everything at once, and the program itself gets SIGKILL when the launcher dies.
 
+Signals reach the main loop through a wakeup pipe (`signal.set_wakeup_fd`): one byte per
+signal, waited for with `select`. A handler raising out of a blocking `waitpid` instead
+loses a signal that lands between Python's check and the system call (the wait then
+blocks until the program ends: a flood never stopped, a server's death never noticed).
+
 Why a launcher rather than `preexec_fn`: the server is threaded, and Python code between
 fork and exec there can deadlock on a lock another thread held. This process is
 single-threaded, so its fork child may run Python (and ctypes) safely. It keeps the
@@ -31,6 +36,7 @@ import contextlib
 import ctypes
 import json
 import os
+import select
 import signal
 import sys
 import time
@@ -42,16 +48,13 @@ HURRY = signal.SIGUSR1
 """The launcher's parent-death signal: the server is gone, kill everything now."""
 POLL_S = 0.01
 
+WATCHED = (signal.SIGTERM, HURRY, signal.SIGCHLD)
+STOPS = frozenset({signal.SIGTERM, HURRY})
+
 _libc: Any = None
-_received: list[int] = []
-_waiting = False
 _tracked = False
 """Whether every descendant can be found from here (/proc and the subreaper); if not, the
 program's process group is signalled too."""
-
-
-class _Stop(Exception):
-    """Raised out of the blocking wait by SIGTERM or HURRY."""
 
 
 def _prctl(option: int, value: int) -> bool:
@@ -64,12 +67,28 @@ def _prctl(option: int, value: int) -> bool:
         return False  # not Linux: the process group is all the server has
 
 
-def _on_signal(signum: int, _frame: object) -> None:
-    global _waiting
-    _received.append(signum)
-    if _waiting:
-        _waiting = False  # once: a second signal must not interrupt the handling of the first
-        raise _Stop
+def _noted(_signum: int, _frame: object) -> None:
+    """The wakeup pipe carries the signal; a handler must exist for Python to write it."""
+
+
+def _watch_signals() -> int:
+    """The read end of a pipe that gets one byte (its number) per watched signal."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    os.set_blocking(write_end, False)
+    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    for signum in WATCHED:
+        signal.signal(signum, _noted)
+    return read_end
+
+
+def _next_signals(wakeup: int, timeout: float | None) -> set[int]:
+    """The signals that came (waiting up to `timeout` seconds for one; None: no limit)."""
+    select.select([wakeup], [], [], timeout)
+    try:
+        return set(os.read(wakeup, 4096))
+    except BlockingIOError:
+        return set()
 
 
 def _descendants(root: int) -> list[int] | None:
@@ -129,12 +148,28 @@ def _kill_everything(program: int) -> None:
         time.sleep(POLL_S)
 
 
-def _stop(program: int, grace: float) -> None:
-    if HURRY not in _received:
+def _reap(program: int) -> int | None:
+    """Reap whatever has exited; the program's wait status once it is among them."""
+    status = None
+    while True:
+        try:
+            pid, wait_status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return status
+        if pid == 0:
+            return status
+        if pid == program:
+            status = wait_status
+
+
+def _stop(program: int, grace: float, wakeup: int, hurry: bool) -> None:
+    if not hurry:
         _signal_all(signal.SIGTERM, program)
         deadline = time.monotonic() + grace
-        while HURRY not in _received and time.monotonic() < deadline and _children_left():
-            time.sleep(POLL_S)
+        while _children_left():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or HURRY in _next_signals(wakeup, min(POLL_S, remaining)):
+                break
     _kill_everything(program)
 
 
@@ -157,10 +192,11 @@ def _read_environment() -> dict[str, str]:
 def _exec(launcher: int, uid: int, gid: int, argv: list[str], env: dict[str, str]) -> None:
     """In the fork child: become the program (never returns)."""
     try:
-        os.setpgid(0, 0)
+        signal.set_wakeup_fd(-1)  # the launcher's pipe is not the program's
         # Python ignores SIGPIPE and SIGXFSZ; ignored signals survive exec.
-        for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, HURRY):
+        for signum in (signal.SIGPIPE, signal.SIGXFSZ, *WATCHED):
             signal.signal(signum, signal.SIG_DFL)
+        os.setpgid(0, 0)
         if uid >= 0:
             os.setgroups([])
             os.setgid(gid)
@@ -185,11 +221,10 @@ def _exit_like(status: int) -> None:
 
 
 def main(args: list[str]) -> None:
-    global _tracked, _waiting
+    global _tracked
     server, uid, gid = int(args[0]), int(args[1]), int(args[2])
     grace, argv = float(args[3]), args[4:]
-    for signum in (signal.SIGTERM, HURRY):
-        signal.signal(signum, _on_signal)
+    wakeup = _watch_signals()  # first: a stop that comes from now on is not lost
     _prctl(PR_SET_PDEATHSIG, HURRY)
     if os.getppid() != server:
         os._exit(125)  # the server died before the parent-death signal was set
@@ -204,22 +239,13 @@ def main(args: list[str]) -> None:
     if program == 0:
         _exec(launcher, uid, gid, argv, env)
     status = None
-    try:
-        _waiting = True
-        if _received:
-            _waiting = False
-            raise _Stop
-        while status is None:
-            pid, wait_status = os.waitpid(-1, 0)  # reaps orphans, too
-            if pid == program:
-                status = wait_status
-    except _Stop:
-        pass
-    finally:
-        _waiting = False
-    if status is None:
-        _stop(program, grace)
-        os._exit(128 + signal.SIGTERM)
+    while status is None:
+        # SIGCHLD wakes this when the program or an orphan exits (reaped here, too).
+        stops = _next_signals(wakeup, None) & STOPS
+        if stops:
+            _stop(program, grace, wakeup, hurry=HURRY in stops)
+            os._exit(128 + signal.SIGTERM)
+        status = _reap(program)
     _kill_everything(program)  # what the program left running
     _exit_like(status)
 
