@@ -52,6 +52,9 @@ WATCHED = (signal.SIGTERM, HURRY, signal.SIGCHLD)
 STOPS = frozenset({signal.SIGTERM, HURRY})
 
 _libc: Any = None
+_stops: set[int] = set()
+"""Stop signals noted by the handler too: the pipe drops bytes when full (a storm of
+SIGCHLD from orphans), and a stop must not be one of them."""
 _tracked = False
 """Whether every descendant can be found from here (/proc and the subreaper); if not, the
 program's process group is signalled too."""
@@ -67,8 +70,10 @@ def _prctl(option: int, value: int) -> bool:
         return False  # not Linux: the process group is all the server has
 
 
-def _noted(_signum: int, _frame: object) -> None:
-    """The wakeup pipe carries the signal; a handler must exist for Python to write it."""
+def _noted(signum: int, _frame: object) -> None:
+    """The wakeup pipe carries the signal (a handler must exist for Python to write it)."""
+    if signum in STOPS:
+        _stops.add(signum)
 
 
 def _watch_signals() -> int:
@@ -86,9 +91,9 @@ def _next_signals(wakeup: int, timeout: float | None) -> set[int]:
     """The signals that came (waiting up to `timeout` seconds for one; None: no limit)."""
     select.select([wakeup], [], [], timeout)
     try:
-        return set(os.read(wakeup, 4096))
+        return set(os.read(wakeup, 4096)) | _stops
     except BlockingIOError:
-        return set()
+        return set(_stops)
 
 
 def _descendants(root: int) -> list[int] | None:
