@@ -6,6 +6,8 @@ and `pg_client` do the same on a fresh PostgreSQL database; without it they skip
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -38,6 +40,16 @@ async def server(db_url: str) -> AsyncIterator[TaskgroveServer]:
 async def client(server: TaskgroveServer) -> AsyncIterator[AsyncClient]:
     async with AsyncClient(f"127.0.0.1:{server.port}") as connected:
         yield connected
+
+
+@pytest.fixture
+def command_dir() -> Iterator[Path]:
+    """A directory the command user may write to (commands run as `nobody` when the tests
+    run as root, and pytest's tmp_path is private to root), removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix="taskgrove-test-"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -45,7 +45,10 @@ class TaskgroveServer:
     def __init__(self, config: ServerConfig, registry: ExecutorRegistry | None = None) -> None:
         self.config = config
         self.registry = registry or ExecutorRegistry.default(
-            allowed_commands=config.allowed_commands
+            allowed_commands=config.allowed_commands,
+            command_env=config.command_env,
+            command_cwd=config.command_cwd,
+            command_user=config.command_user,
         )
         self.port = 0
         path = sqlite_path(config.db_url)

@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any
 
-from taskgrove_server.config import ServerConfig
+from taskgrove_server.config import ConfigError, ServerConfig
 
 
 def add_serve_command(commands: Any) -> None:
@@ -49,6 +49,28 @@ def add_serve_command(commands: Any) -> None:
     )
     serve.add_argument("--jwt-issuer", help="required `iss` of JWTs (env TASKGROVE_JWT_ISSUER)")
     serve.add_argument("--jwt-audience", help="required `aud` of JWTs (env TASKGROVE_JWT_AUDIENCE)")
+    serve.add_argument(
+        "--command-env",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="let command tasks set the environment variable NAME (repeatable; env "
+        "TASKGROVE_COMMAND_ENV comma-separated); LD_*, PATH and the like are refused",
+    )
+    serve.add_argument(
+        "--command-cwd",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="let command tasks run in DIR or below (repeatable; env TASKGROVE_COMMAND_CWD); "
+        "by default each attempt runs in a fresh temporary directory",
+    )
+    serve.add_argument(
+        "--command-user",
+        metavar="NAME",
+        help="run commands as NAME (env TASKGROVE_COMMAND_USER; default: nobody when the "
+        "server runs as root); `root` only if you say so",
+    )
     serve.set_defaults(handler=run_serve)
 
 
@@ -66,6 +88,12 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
     for name in ("tokens_file", "jwt_key_file", "jwt_jwks_file", "jwt_issuer", "jwt_audience"):
         if value := getattr(args, name, None):
             setattr(config, name, value)
+    if args.command_env:
+        config.command_env = [*config.command_env, *args.command_env]
+    if args.command_cwd:
+        config.command_cwd = [*config.command_cwd, *args.command_cwd]
+    if args.command_user:
+        config.command_user = args.command_user
     return config
 
 
@@ -79,7 +107,7 @@ def run_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=os.environ.get("TASKGROVE_LOG_LEVEL", "INFO"))
     try:
         asyncio.run(serve(config))
-    except (DatabaseInUse, AuthConfigError) as error:
+    except (ConfigError, DatabaseInUse, AuthConfigError) as error:
         print(f"taskgrove serve: {error}", file=sys.stderr)
         return 2
     except OSError as error:

@@ -17,6 +17,10 @@ def default_db_url() -> str:
     return f"sqlite+aiosqlite:///{Path(base) / 'taskgrove' / 'taskgrove.db'}"
 
 
+class ConfigError(ValueError):
+    """A setting the server refuses to start with (the message names it)."""
+
+
 @dataclass(slots=True)
 class ServerConfig:
     """Every field can be set by TASKGROVE_<FIELD NAME IN CAPITALS> (lists comma-separated,
@@ -34,6 +38,15 @@ class ServerConfig:
     allowed_commands: list[str] = field(default_factory=list)
     """Programs `command_executor` may run; empty: the executor is disabled
     (environment: TASKGROVE_ALLOW_COMMANDS)."""
+    command_env: list[str] = field(default_factory=list)
+    """Environment variable NAMES a command task may set in `env` (dangerous ones such as
+    LD_PRELOAD are refused at start); nothing of the server's own environment passes."""
+    command_cwd: list[str] = field(default_factory=list)
+    """Directories a command task's `cwd` may resolve into; empty: every attempt runs in a
+    fresh temporary directory."""
+    command_user: str = ""
+    """User commands run as; empty: `nobody` when the server runs as root, else the
+    server's own user. Commands run as root only when this says `root`."""
     grace_seconds: float = 10.0
     """On shutdown, how long in-flight calls may take to finish."""
     max_tree_size: int = 200_000

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import psutil
 import pytest
 from support.events import history
+from support.pids import process_gone, read_pid, until_gone
 from support.trees import group, ids, sleeper
 from support.waiting import WAIT_S, wait_finished
 from support.waiting import until_task as until
@@ -49,33 +50,6 @@ def status_events(events: list[TaskEvent]) -> dict[str, list[TaskEvent]]:
         if event.type == "status_changed":
             by_task[event.task_id].append(event)
     return by_task
-
-
-def process_gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
-async def until_gone(pid: int) -> None:
-    async with asyncio.timeout(WAIT_S):
-        while True:
-            if process_gone(pid):
-                return
-            await asyncio.sleep(0.02)
-
-
-def read_text(path: Path) -> str:
-    return path.read_text().strip() if path.exists() else ""
-
-
-async def read_pid(path: Path) -> int:
-    async with asyncio.timeout(WAIT_S):
-        while True:
-            if text := read_text(path):
-                return int(text)
-            await asyncio.sleep(0.01)
 
 
 async def find_child(predicate: Callable[[psutil.Process], bool]) -> psutil.Process:
@@ -308,11 +282,11 @@ async def test_cancel_kills_a_running_command(command_client: AsyncClient) -> No
 
 
 async def test_cancel_kills_the_whole_process_group(
-    command_client: AsyncClient, tmp_path: Path
+    command_client: AsyncClient, command_dir: Path
 ) -> None:
     client = command_client
-    leader_file = tmp_path / "leader.pid"
-    worker_file = tmp_path / "worker.pid"
+    leader_file = command_dir / "leader.pid"
+    worker_file = command_dir / "worker.pid"
     script = f"sleep 60 & echo $! > {worker_file}; echo $$ > {leader_file}; wait"
     created = await client.create_task_tree(
         [
@@ -339,10 +313,10 @@ async def test_cancel_kills_the_whole_process_group(
 
 
 async def test_command_timeout_kills_the_process(
-    command_client: AsyncClient, tmp_path: Path
+    command_client: AsyncClient, command_dir: Path
 ) -> None:
     client = command_client
-    pid_file = tmp_path / "cmd.pid"
+    pid_file = command_dir / "cmd.pid"
     created = await client.create_task_tree(
         [
             {"id": "root", "name": "root_task"},

@@ -21,8 +21,10 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from support.events import history as watch_history
+from support.waiting import until
 from taskgrove import AsyncClient, Task, TaskEvent, statuses
 from taskgrove_server.testing import ServerProcess, sqlite_url
 
@@ -55,6 +57,18 @@ def tree(record: Path, max_attempts: int) -> list[dict[str, Any]]:
             }
         )
     return specs
+
+
+def commands_writing(record: Path) -> list[int]:
+    """PIDs of live processes whose command line names `record` (the tasks' shells)."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if str(record) in " ".join(process.cmdline()):
+                found.append(process.pid)
+        except psutil.Error:
+            continue  # gone, a zombie, or not ours to read
+    return found
 
 
 def stored_states(db: Path) -> dict[str, tuple[str, int]]:
@@ -96,11 +110,12 @@ def proc(tmp_path: Path) -> Any:
 
 @pytest.mark.parametrize("max_attempts", [1, 3])
 async def test_sigkill_mid_run_then_restart(
-    proc: ServerProcess, tmp_path: Path, max_attempts: int
+    proc: ServerProcess, tmp_path: Path, command_dir: Path, max_attempts: int
 ) -> None:
     db = tmp_path / "crash.db"
-    record = tmp_path / "record.txt"
+    record = command_dir / "record.txt"  # written by the commands (as nobody under root)
     record.touch()
+    record.chmod(0o666)
 
     proc.start()
     async with AsyncClient(proc.address) as client:
@@ -109,6 +124,9 @@ async def test_sigkill_mid_run_then_restart(
         names = {task.id: local for local, task in created.items() if local != "root"}
         await run_until_mid_flight(client, root_id)
     assert proc.stop(signal.SIGKILL) == -signal.SIGKILL
+    # The killed server's commands die with it (command_executor's launcher): none is
+    # left to record a run beside the restarted server's.
+    await until(lambda: not commands_writing(record), limit_s=WAIT_S)
 
     at_kill = stored_states(db)
     assert set(at_kill) == set(names.values())
@@ -126,7 +144,6 @@ async def test_sigkill_mid_run_then_restart(
             names[t.id]: t for t in await client.get_task_tree(root_id) if not t.is_group
         }
         events = await history(client)
-    await asyncio.sleep(0.5)  # orphaned shells of the killed server finish their echo
 
     runs = Counter(record.read_text().split())
     assert set(runs) <= set(final)

@@ -17,6 +17,9 @@ def test_every_server_field_reads_its_environment_variable() -> None:
             "TASKGROVE_MAX_CONCURRENCY": "8",
             "TASKGROVE_EXECUTOR_LIMITS": "sleep_executor=2, command_executor=1",
             "TASKGROVE_ALLOW_COMMANDS": "echo,true",
+            "TASKGROVE_COMMAND_ENV": "GREETING,TZ",
+            "TASKGROVE_COMMAND_CWD": "/srv/a,/srv/b",
+            "TASKGROVE_COMMAND_USER": "builder",
             "TASKGROVE_EVENT_RETENTION_SECONDS": "60.5",
             "TASKGROVE_MAX_RESULT_BYTES": "1000",
             "TASKGROVE_MAX_WATCHERS": "3",
@@ -27,6 +30,8 @@ def test_every_server_field_reads_its_environment_variable() -> None:
     assert config.max_concurrency == 8
     assert config.executor_limits == {"sleep_executor": 2, "command_executor": 1}
     assert config.allowed_commands == ["echo", "true"]
+    assert (config.command_env, config.command_cwd) == (["GREETING", "TZ"], ["/srv/a", "/srv/b"])
+    assert config.command_user == "builder"
     assert config.event_retention_seconds == 60.5
     assert (config.max_result_bytes, config.max_watchers) == (1000, 3)
     assert ServerConfig.from_env({}) == ServerConfig()

@@ -202,9 +202,15 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     attempt was left.
     """
     ERROR_REASON_COMMAND_NOT_ALLOWED: _ErrorReason.ValueType  # 59
-    """command_executor: the program is not allowed by the server's operator."""
+    """command_executor: the program, an environment variable or the working directory is
+    not allowed by the server's operator (details: program, env or cwd).
+    """
     ERROR_REASON_COMMAND_FAILED: _ErrorReason.ValueType  # 60
     """command_executor: the program exited with a non-zero code."""
+    ERROR_REASON_COMMAND_OUTPUT_LIMIT: _ErrorReason.ValueType  # 61
+    """command_executor: the program wrote more than max_output_bytes to stdout or stderr and
+    was stopped (details: stream, max_output_bytes and the output kept).
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Stable reasons of the service's errors.
@@ -396,7 +402,13 @@ ERROR_REASON_ABANDONED: ErrorReason.ValueType  # 58
 attempt was left.
 """
 ERROR_REASON_COMMAND_NOT_ALLOWED: ErrorReason.ValueType  # 59
-"""command_executor: the program is not allowed by the server's operator."""
+"""command_executor: the program, an environment variable or the working directory is
+not allowed by the server's operator (details: program, env or cwd).
+"""
 ERROR_REASON_COMMAND_FAILED: ErrorReason.ValueType  # 60
 """command_executor: the program exited with a non-zero code."""
+ERROR_REASON_COMMAND_OUTPUT_LIMIT: ErrorReason.ValueType  # 61
+"""command_executor: the program wrote more than max_output_bytes to stdout or stderr and
+was stopped (details: stream, max_output_bytes and the output kept).
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

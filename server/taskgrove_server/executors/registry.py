@@ -25,16 +25,27 @@ class ExecutorRegistry:
 
     @classmethod
     def default(
-        cls, *, load_entry_points: bool = True, allowed_commands: Sequence[str] = ()
+        cls,
+        *,
+        load_entry_points: bool = True,
+        allowed_commands: Sequence[str] = (),
+        command_env: Sequence[str] = (),
+        command_cwd: Sequence[str] = (),
+        command_user: str = "",
     ) -> ExecutorRegistry:
         """The built-in executors plus those installed under the entry point group;
-        `command_executor` only when `allowed_commands` names programs it may run."""
+        `command_executor` only when `allowed_commands` names programs it may run (with
+        the other `command_*` settings; a refused one raises `ConfigError`)."""
         from taskgrove_server.executors.builtin import BUILTIN_EXECUTORS
         from taskgrove_server.executors.builtin.command import command_executor
+        from taskgrove_server.executors.builtin.command_policy import CommandPolicy
 
         registry = cls(BUILTIN_EXECUTORS)
         if allowed_commands:
-            registry.register(command_executor(allowed_commands))
+            policy = CommandPolicy.build(
+                allowed_commands, env_names=command_env, cwd_dirs=command_cwd, user=command_user
+            )
+            registry.register(command_executor(policy))
         if load_entry_points:
             registry.load_entry_points()
         return registry

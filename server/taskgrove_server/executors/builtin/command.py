@@ -1,8 +1,10 @@
 """`command_executor`: runs an allow-listed program (argv, never a shell).
 
-Disabled unless the operator names the programs it may run (`--allow-command`). The
-program gets its own process group, so cancellation and timeouts end it together with
-everything it started.
+Disabled unless the operator names the programs it may run (`--allow-command`). What a
+task may set beyond argv is the operator's too (`CommandPolicy`): environment variable
+names, working directories, the user. Each attempt runs in a fresh temporary directory
+(its HOME), as an unprivileged user when the server is root, and nothing it starts
+outlives it (`command_process`, `command_launcher`). SECURITY.md has the threat model.
 """
 
 from __future__ import annotations
@@ -11,103 +13,110 @@ import asyncio
 import contextlib
 import os
 import shutil
-import signal
-from collections.abc import Sequence
+import tempfile
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from taskgrove.domain import reasons
 
 from taskgrove_server.executors.base import ExecutionContext, Executor, ExecutorError
+from taskgrove_server.executors.builtin.command_policy import (
+    CommandPolicy,
+    CommandUser,
+    resolve_program,
+)
+from taskgrove_server.executors.builtin.command_process import Finished, run_contained
 
 DEFAULT_MAX_OUTPUT_BYTES = 256 * 1024
 MAX_OUTPUT_BYTES = 512 * 1024
 """Per stream: stdout and stderr together stay within a stored result (1 MiB)."""
-_KILL_GRACE_S = 2.0
+_DETAIL_CHARS = 2000
 
 
-async def _read_capped(stream: asyncio.StreamReader, limit: int) -> tuple[bytes, bool]:
-    """Read everything (so the program never blocks on a full pipe), keep `limit` bytes."""
-    kept = bytearray()
-    truncated = False
-    while chunk := await stream.read(65536):
-        room = limit - len(kept)
-        if room > 0:
-            kept += chunk[:room]
-        truncated = truncated or len(chunk) > room
-    return bytes(kept), truncated
+def _not_allowed(message: str, **details: Any) -> ExecutorError:
+    return ExecutorError(message, reason=reasons.COMMAND_NOT_ALLOWED, details=details)
 
 
-def _signal_group(process: asyncio.subprocess.Process, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signum)
+@contextlib.asynccontextmanager
+async def _attempt_dir(user: CommandUser | None) -> AsyncIterator[str]:
+    """A fresh directory for one attempt, the command user's, removed afterwards."""
 
+    def make() -> str:
+        path = tempfile.mkdtemp(prefix="taskgrove-cmd-")
+        if user is not None:
+            os.chown(path, user.uid, user.gid)
+        return path
 
-async def _stop(process: asyncio.subprocess.Process) -> None:
-    """SIGTERM the whole group, SIGKILL it if it lingers."""
-    _signal_group(process, signal.SIGTERM)
+    path = await asyncio.to_thread(make)
     try:
-        await asyncio.wait_for(process.wait(), _KILL_GRACE_S)
-    except TimeoutError:
-        _signal_group(process, signal.SIGKILL)
-        await process.wait()
-    _signal_group(process, signal.SIGKILL)  # stragglers that left the leader behind
+        yield path
+    finally:
+        await asyncio.shield(asyncio.to_thread(shutil.rmtree, path, True))
 
 
-def _resolve(program: str) -> str:
-    """The real path a program name or path runs (the allow-list compares these)."""
-    return os.path.realpath(shutil.which(program) or program)
+def _result(argv: list[str], finished: Finished, limit: int) -> dict[str, Any]:
+    stdout = finished.stdout.decode(errors="replace")
+    stderr = finished.stderr.decode(errors="replace")
+    if finished.over_limit is not None:
+        raise ExecutorError(
+            f"{argv[0]} wrote more than {limit} bytes to {finished.over_limit}; stopped",
+            reason=reasons.COMMAND_OUTPUT_LIMIT,
+            details={
+                "stream": finished.over_limit,
+                "max_output_bytes": limit,
+                "stdout": stdout[:_DETAIL_CHARS],
+                "stderr": stderr[-_DETAIL_CHARS:],
+            },
+        )
+    if finished.exit_code != 0:
+        raise ExecutorError(
+            f"{argv[0]} exited with {finished.exit_code}",
+            reason=reasons.COMMAND_FAILED,
+            details={"exit_code": finished.exit_code, "stderr": stderr[-_DETAIL_CHARS:]},
+        )
+    return {"exit_code": 0, "stdout": stdout, "stderr": stderr}
 
 
-def command_executor(allowed: Sequence[str]) -> Executor:
-    """The executor, allowed to run exactly the given programs (names or paths)."""
-    resolved = {_resolve(p) for p in allowed}
+def command_executor(allowed: Sequence[str] | CommandPolicy) -> Executor:
+    """The executor, allowed to run exactly the given programs (names or paths), with the
+    policy's environment names, directories and user."""
+    policy = allowed if isinstance(allowed, CommandPolicy) else CommandPolicy.build(allowed)
 
     async def run(context: ExecutionContext) -> Any:
-        argv = [str(arg) for arg in context.inputs["argv"]]
-        program = await asyncio.to_thread(_resolve, argv[0])
-        if program not in resolved:
-            raise ExecutorError(
-                f"program {argv[0]!r} is not allowed", reason=reasons.COMMAND_NOT_ALLOWED
-            )
-        limit = int(context.inputs.get("max_output_bytes", DEFAULT_MAX_OUTPUT_BYTES))
-        env = {**os.environ, **{k: str(v) for k, v in context.inputs.get("env", {}).items()}}
-        process = await asyncio.create_subprocess_exec(
-            program,
-            *argv[1:],
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=context.inputs.get("cwd"),
-            env=env,
-            start_new_session=True,
-        )
-        assert process.stdout is not None and process.stderr is not None
-        try:
-            (stdout, out_cut), (stderr, err_cut) = await asyncio.gather(
-                _read_capped(process.stdout, limit), _read_capped(process.stderr, limit)
-            )
-            code = await process.wait()
-        except asyncio.CancelledError:
-            await asyncio.shield(_stop(process))
-            raise
-        result: dict[str, Any] = {
-            "exit_code": code,
-            "stdout": stdout.decode(errors="replace"),
-            "stderr": stderr.decode(errors="replace"),
-            "truncated": out_cut or err_cut,
-        }
-        if code != 0:
-            raise ExecutorError(
-                f"{argv[0]} exited with {code}",
-                reason=reasons.COMMAND_FAILED,
-                details={"exit_code": code, "stderr": result["stderr"][-2000:]},
-            )
-        return result
+        # The input schema refused all of this at creation; checked again here because a
+        # stored task may predate the operator's current settings.
+        inputs = context.inputs
+        argv = [str(arg) for arg in inputs["argv"]]
+        program = await asyncio.to_thread(resolve_program, argv[0])
+        if program not in policy.resolved:
+            raise _not_allowed(f"program {argv[0]!r} is not allowed", program=argv[0])
+        env = {str(k): str(v) for k, v in inputs.get("env", {}).items()}
+        if refused := policy.refused_env(env):
+            raise _not_allowed(f"environment variables not allowed: {refused}", env=refused)
+        cwd = None
+        if "cwd" in inputs:
+            cwd = await asyncio.to_thread(policy.allowed_cwd, str(inputs["cwd"]))
+            if cwd is None:
+                raise _not_allowed(f"cwd {inputs['cwd']!r} is not allowed", cwd=inputs["cwd"])
+        limit = int(inputs.get("max_output_bytes", DEFAULT_MAX_OUTPUT_BYTES))
+        async with _attempt_dir(policy.user) as home:
+            try:
+                finished = await run_contained(
+                    program,
+                    argv[1:],
+                    cwd=cwd or home,
+                    env=policy.environment(env, home),
+                    user=policy.user,
+                    limit=limit,
+                )
+            except (OSError, ValueError) as error:  # e.g. a NUL in an argument
+                raise ExecutorError(f"cannot run {argv[0]}: {error}") from None
+        return _result(argv, finished, limit)
 
     return Executor(
         id="command_executor",
         run=run,
-        description="Runs an allow-listed program with argv (no shell); output capped.",
+        description="Runs an allow-listed program with argv (no shell), contained; output capped.",
         input_schema={
             "type": "object",
             "properties": {
@@ -115,10 +124,9 @@ def command_executor(allowed: Sequence[str]) -> Executor:
                     "type": "array",
                     "items": {"type": "string"},
                     "minItems": 1,
-                    "prefixItems": [{"enum": sorted(allowed)}],
+                    "prefixItems": [{"enum": sorted(policy.programs)}],
                 },
-                "cwd": {"type": "string"},
-                "env": {"type": "object", "additionalProperties": {"type": "string"}},
+                **policy.schema_properties(),
                 "max_output_bytes": {"type": "integer", "minimum": 0, "maximum": MAX_OUTPUT_BYTES},
             },
             "required": ["argv"],
