@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import jwt
@@ -157,3 +158,20 @@ def test_an_hmac_secret_only_with_hmac_algorithms(tmp_path: Path) -> None:
     # With public-key algorithms the same file must be a PEM key: refused at start.
     with pytest.raises(AuthConfigError):
         JwtVerifier(key_file=str(secret))
+
+
+def test_a_jwt_not_yet_valid_is_invalid_and_an_expired_one_expired(tmp_path: Path) -> None:
+    signer = JwtSigner.new()
+    key = tmp_path / "key.pem"
+    key.write_bytes(signer.public_pem)
+    config = ServerConfig(jwt_key_file=str(key))
+    now = int(time.time())
+    cases = {
+        reasons.INVALID_CREDENTIALS: {"sub": "a", "exp": now + 7200, "nbf": now + 3600},
+        reasons.CREDENTIALS_EXPIRED: {"sub": "a", "exp": now - 3600},
+    }
+    for reason, claims in cases.items():
+        token = jwt.encode(claims, signer.key, algorithm="RS256")
+        with pytest.raises(AuthError) as refused:
+            Authenticator(config).authenticate([f"Bearer {token}"])
+        assert refused.value.reason == reason

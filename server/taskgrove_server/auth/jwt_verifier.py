@@ -69,8 +69,11 @@ class JwtVerifier:
                 leeway=LEEWAY_S,
                 options={"require": ["exp", "sub"], "verify_aud": self._audience is not None},
             )
-        except (jwt.ExpiredSignatureError, jwt.ImmatureSignatureError) as error:
+        except jwt.ExpiredSignatureError as error:
             raise JwtRejected(str(error), expired=True) from None
+        except jwt.ImmatureSignatureError as error:
+            # Not yet valid (`nbf`/`iat` ahead of our clock): a fresh token will not help.
+            raise JwtRejected(f"invalid JWT: {error}") from None
         except (jwt.InvalidTokenError, jwt.PyJWKError, ValueError, TypeError) as error:
             raise JwtRejected(f"invalid JWT: {error}") from None
         subject = claims.get("sub")
