@@ -26,6 +26,13 @@ class TLSConfig:
     key_file: Path | None = None
     """PEM private key of `cert_file`."""
 
+    def __post_init__(self) -> None:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError(
+                "a client certificate needs its key and a key its certificate "
+                f"(cert_file, key_file; ${CERT_FILE_ENV}, ${KEY_FILE_ENV})"
+            )
+
 
 @dataclass(frozen=True, slots=True)
 class ClientConfig:

@@ -20,6 +20,7 @@ from taskgrove_server import gc_tuning
 from taskgrove_server.api.authentication import AuthInterceptor
 from taskgrove_server.api.registration import SERVICE_NAME, add_task_service
 from taskgrove_server.api.task_service import TaskService
+from taskgrove_server.api.tls import server_credentials
 from taskgrove_server.api.watch import EventStreamer
 from taskgrove_server.auth import Authenticator
 from taskgrove_server.clock import now_us
@@ -27,6 +28,7 @@ from taskgrove_server.config import ServerConfig
 from taskgrove_server.engine import Engine
 from taskgrove_server.events.hub import EventHub
 from taskgrove_server.executors import ExecutorRegistry
+from taskgrove_server.exposure import exposure_warning
 from taskgrove_server.gc_stats import GcStats
 from taskgrove_server.service.idempotency import Idempotency
 from taskgrove_server.service.tasks import Tasks
@@ -43,7 +45,12 @@ class TaskgroveServer:
     """One server process: call `start()`, then `stop()` (or use `serve()`)."""
 
     def __init__(self, config: ServerConfig, registry: ExecutorRegistry | None = None) -> None:
+        """Raises ConfigError (or AuthConfigError) for a setting it cannot serve with, before
+        anything is opened: an exposed address without protection, a bad TLS file."""
         self.config = config
+        if warning := exposure_warning(config):
+            log.warning(warning)
+        self._credentials = server_credentials(config)
         self.registry = registry or ExecutorRegistry.default(
             allowed_commands=config.allowed_commands,
             command_env=config.command_env,
@@ -111,10 +118,14 @@ class TaskgroveServer:
             self._grpc,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc
-        )
-        self.port = self._grpc.add_insecure_port(self.config.address)
+        if self.config.reflection:
+            reflection.enable_server_reflection(
+                (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc
+            )
+        if self._credentials is None:
+            self.port = self._grpc.add_insecure_port(self.config.address)
+        else:
+            self.port = self._grpc.add_secure_port(self.config.address, self._credentials)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.config.address}")
         await self._grpc.start()
@@ -187,7 +198,8 @@ async def serve(config: ServerConfig) -> None:
     server = TaskgroveServer(config)
     await server.start()
     host = config.address.rsplit(":", 1)[0]
-    print(f"taskgrove serving on {host}:{server.port} (db: {config.db_url})", flush=True)
+    scheme = "tls" if config.tls_enabled else "plaintext"
+    print(f"taskgrove serving on {host}:{server.port} ({scheme}; db: {config.db_url})", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -50,6 +50,34 @@ def add_serve_command(commands: Any) -> None:
     serve.add_argument("--jwt-issuer", help="required `iss` of JWTs (env TASKGROVE_JWT_ISSUER)")
     serve.add_argument("--jwt-audience", help="required `aud` of JWTs (env TASKGROVE_JWT_AUDIENCE)")
     serve.add_argument(
+        "--tls-cert",
+        metavar="PEM",
+        help="serve TLS with this certificate chain (env TASKGROVE_TLS_CERT; with --tls-key)",
+    )
+    serve.add_argument(
+        "--tls-key", metavar="PEM", help="private key of --tls-cert (env TASKGROVE_TLS_KEY)"
+    )
+    serve.add_argument(
+        "--tls-client-ca",
+        metavar="PEM",
+        help="require client certificates signed by these CAs (mutual TLS); a caller without "
+        "a token is the user its certificate's common name says (env TASKGROVE_TLS_CLIENT_CA)",
+    )
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        default=None,
+        help="serve a non-loopback address without TLS or authentication (refused otherwise; "
+        "warned on every start)",
+    )
+    serve.add_argument(
+        "--no-reflection",
+        dest="reflection",
+        action="store_false",
+        default=None,
+        help="do not serve gRPC reflection (env TASKGROVE_REFLECTION=0)",
+    )
+    serve.add_argument(
         "--command-env",
         action="append",
         default=[],
@@ -85,8 +113,21 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         config.max_concurrency = args.max_concurrency
     if args.allow_command:
         config.allowed_commands = [*config.allowed_commands, *args.allow_command]
-    for name in ("tokens_file", "jwt_key_file", "jwt_jwks_file", "jwt_issuer", "jwt_audience"):
-        if value := getattr(args, name, None):
+    flags = {
+        "tokens_file": "tokens_file",
+        "jwt_key_file": "jwt_key_file",
+        "jwt_jwks_file": "jwt_jwks_file",
+        "jwt_issuer": "jwt_issuer",
+        "jwt_audience": "jwt_audience",
+        "tls_cert": "tls_cert_file",
+        "tls_key": "tls_key_file",
+        "tls_client_ca": "tls_client_ca_file",
+    }
+    for flag, name in flags.items():
+        if value := getattr(args, flag, None):
+            setattr(config, name, value)
+    for name in ("insecure", "reflection"):
+        if (value := getattr(args, name, None)) is not None:
             setattr(config, name, value)
     if args.command_env:
         config.command_env = [*config.command_env, *args.command_env]

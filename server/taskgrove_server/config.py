@@ -83,6 +83,20 @@ class ServerConfig:
     """Required `aud` of JWTs (empty: not checked)."""
     jwt_algorithms: list[str] = field(default_factory=lambda: ["RS256", "ES256", "EdDSA"])
     """Signature algorithms accepted for JWTs."""
+    tls_cert_file: str = ""
+    """PEM certificate chain the server presents; with `tls_key_file`, the port speaks TLS
+    only (environment: TASKGROVE_TLS_CERT)."""
+    tls_key_file: str = ""
+    """PEM private key of `tls_cert_file` (environment: TASKGROVE_TLS_KEY)."""
+    tls_client_ca_file: str = ""
+    """PEM certificates of the authorities whose client certificates are accepted: with it,
+    every connection must present one (mutual TLS), and a caller without a token is the
+    user its certificate names (environment: TASKGROVE_TLS_CLIENT_CA)."""
+    insecure: bool = False
+    """Serve a non-loopback address without TLS or without authentication (refused
+    otherwise); a warning is logged on every start."""
+    reflection: bool = True
+    """Serve gRPC reflection (the schema, without credentials)."""
     gc_stats: bool = False
     """Count garbage collections and print their totals when the server stops (one
     `taskgrove gc stats:` line; the benchmark reads it)."""
@@ -90,7 +104,14 @@ class ServerConfig:
     @property
     def auth_enabled(self) -> bool:
         """Whether callers must authenticate."""
-        return bool(self.tokens_file or self.jwt_key_file or self.jwt_jwks_file)
+        return bool(
+            self.tokens_file or self.jwt_key_file or self.jwt_jwks_file or self.tls_client_ca_file
+        )
+
+    @property
+    def tls_enabled(self) -> bool:
+        """Whether the port speaks TLS (the certificate and key are checked at start)."""
+        return bool(self.tls_cert_file or self.tls_key_file or self.tls_client_ca_file)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerConfig:
@@ -110,7 +131,13 @@ class ServerConfig:
         return config
 
 
-_ENV_NAMES = {"db_url": "TASKGROVE_DB", "allowed_commands": "TASKGROVE_ALLOW_COMMANDS"}
+_ENV_NAMES = {
+    "db_url": "TASKGROVE_DB",
+    "allowed_commands": "TASKGROVE_ALLOW_COMMANDS",
+    "tls_cert_file": "TASKGROVE_TLS_CERT",
+    "tls_key_file": "TASKGROVE_TLS_KEY",
+    "tls_client_ca_file": "TASKGROVE_TLS_CLIENT_CA",
+}
 
 
 def _limits(value: str) -> dict[str, int]:

@@ -7,7 +7,14 @@ import argparse
 import importlib
 from collections.abc import Callable
 
-from taskgrove._config import ADDRESS_ENV, DEFAULT_ADDRESS
+from taskgrove._config import (
+    ADDRESS_ENV,
+    CA_FILE_ENV,
+    CERT_FILE_ENV,
+    DEFAULT_ADDRESS,
+    KEY_FILE_ENV,
+    TOKEN_ENV,
+)
 from taskgrove.domain import statuses
 
 Handler = Callable[[argparse.Namespace], int]
@@ -27,37 +34,68 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def connection_options() -> argparse.ArgumentParser:
-    """`--address` and `--rpc-timeout`, accepted before or after the command name."""
-    parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument(
+def _add_connection_arguments(parser: argparse.ArgumentParser, *, subcommand: bool) -> None:
+    """The flags that say how to reach the server. On a sub-command they default to
+    nothing (SUPPRESS), so that one given before the command name is not overwritten."""
+
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if subcommand else value
+
+    parser.add_argument(
         "--address",
-        default=argparse.SUPPRESS,
+        default=default(None),
         help=f"server host:port (env {ADDRESS_ENV}; default {DEFAULT_ADDRESS})",
     )
-    parent.add_argument(
+    parser.add_argument(
         "--rpc-timeout",
         type=_positive_float,
-        default=argparse.SUPPRESS,
+        default=default(30.0),
         metavar="SECONDS",
-        help="deadline of each call (default 30)",
+        help="deadline of each call of a client command (default 30)",
     )
+    parser.add_argument(
+        "--ca-file",
+        default=default(None),
+        metavar="PEM",
+        help=f"connect with TLS, trusting these CA certificates (env {CA_FILE_ENV}); "
+        "--tls uses the system's",
+    )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        default=default(False),
+        help="connect with TLS, trusting the system's CA certificates",
+    )
+    parser.add_argument(
+        "--client-cert",
+        default=default(None),
+        metavar="PEM",
+        help=f"client certificate for mutual TLS (env {CERT_FILE_ENV}; with --client-key)",
+    )
+    parser.add_argument(
+        "--client-key",
+        default=default(None),
+        metavar="PEM",
+        help=f"private key of --client-cert (env {KEY_FILE_ENV})",
+    )
+    parser.add_argument(
+        "--token-file",
+        default=default(None),
+        metavar="FILE",
+        help=f"read the bearer token from FILE (else env {TOKEN_ENV}; never a flag's value, "
+        "which other users could read in the process list)",
+    )
+
+
+def connection_options() -> argparse.ArgumentParser:
+    """The connection flags, accepted after the command name too."""
+    parent = argparse.ArgumentParser(add_help=False)
+    _add_connection_arguments(parent, subcommand=True)
     return parent
 
 
 def add_global_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--address",
-        default=None,
-        help=f"server host:port (env {ADDRESS_ENV}; default {DEFAULT_ADDRESS})",
-    )
-    parser.add_argument(
-        "--rpc-timeout",
-        type=_positive_float,
-        default=30.0,
-        metavar="SECONDS",
-        help="deadline of each call of a client command (default 30)",
-    )
+    _add_connection_arguments(parser, subcommand=False)
 
 
 def _handler(module: str, function: str) -> Handler:

@@ -21,7 +21,6 @@ from collections.abc import Awaitable, Callable
 import grpc
 
 from taskgrove._client import AsyncClient
-from taskgrove._config import ClientConfig
 from taskgrove._errors import TaskgroveError
 
 EXIT_OK = 0
@@ -81,7 +80,13 @@ def report_command_error(error: CommandError) -> None:
 
 def run_command(command: Command, args: argparse.Namespace) -> int:
     """Connect to `--address`, run the command, and turn failures into exit codes."""
-    config = ClientConfig.from_env(getattr(args, "address", None), timeout=args.rpc_timeout)
+    from taskgrove.cli.connection import client_config
+
+    try:
+        config = client_config(args)
+    except CommandError as error:
+        report_command_error(error)
+        return EXIT_ERROR
     address = config.address
 
     async def main() -> int:

@@ -18,6 +18,7 @@ import grpc
 from taskgrove.domain import reasons
 
 from taskgrove_server.api.error_mapping import abort
+from taskgrove_server.api.peer_certificate import certificate_name
 from taskgrove_server.auth import Authenticator, AuthError
 from taskgrove_server.errors import Code, ServiceError
 from taskgrove_server.identity import ANONYMOUS, Caller
@@ -53,10 +54,6 @@ def _allowed(caller: Caller, method: str) -> bool:
     return False  # services added later decide their roles here
 
 
-def _certificate_name(context: Any) -> str | None:
-    return None
-
-
 class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, authenticator: Authenticator) -> None:
         self._authenticator = authenticator
@@ -87,7 +84,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             if key == "authorization" and isinstance(value, str)
         ]
         try:
-            caller = self._authenticator.authenticate(authorization, _certificate_name(context))
+            caller = self._authenticator.authenticate(authorization, certificate_name(context))
         except AuthError as error:
             await abort(context, ServiceError(Code.UNAUTHENTICATED, error.reason, error.message))
         if not _allowed(caller, method):

@@ -20,6 +20,10 @@ MAX_TOKEN_LENGTH = 8192
 """Longer credentials are refused unread (a JWT with many claims stays well within)."""
 
 
+MAX_USER_LENGTH = 255
+"""A user named by a certificate must fit where owners are stored."""
+
+
 class AuthError(Exception):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -69,6 +73,10 @@ class Authenticator:
         if not authorization:
             if certificate_name:
                 found = self._tokens.caller_for_certificate(certificate_name)
+                if found is None and len(certificate_name) > MAX_USER_LENGTH:
+                    raise AuthError(
+                        reasons.INVALID_CREDENTIALS, "the certificate's common name is too long"
+                    )
                 return found or Caller(user=certificate_name)
             raise AuthError(
                 reasons.AUTHENTICATION_REQUIRED,
