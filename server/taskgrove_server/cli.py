@@ -51,14 +51,19 @@ def add_serve_command(commands: Any) -> None:
     serve.add_argument("--jwt-audience", help="required `aud` of JWTs (env TASKGROVE_JWT_AUDIENCE)")
     serve.add_argument(
         "--tls-cert",
+        dest="tls_cert_file",
         metavar="PEM",
         help="serve TLS with this certificate chain (env TASKGROVE_TLS_CERT; with --tls-key)",
     )
     serve.add_argument(
-        "--tls-key", metavar="PEM", help="private key of --tls-cert (env TASKGROVE_TLS_KEY)"
+        "--tls-key",
+        dest="tls_key_file",
+        metavar="PEM",
+        help="private key of --tls-cert (env TASKGROVE_TLS_KEY)",
     )
     serve.add_argument(
         "--tls-client-ca",
+        dest="tls_client_ca_file",
         metavar="PEM",
         help="require client certificates signed by these CAs (mutual TLS); a caller without "
         "a token is the user its certificate's common name says (env TASKGROVE_TLS_CLIENT_CA)",
@@ -113,18 +118,9 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         config.max_concurrency = args.max_concurrency
     if args.allow_command:
         config.allowed_commands = [*config.allowed_commands, *args.allow_command]
-    flags = {
-        "tokens_file": "tokens_file",
-        "jwt_key_file": "jwt_key_file",
-        "jwt_jwks_file": "jwt_jwks_file",
-        "jwt_issuer": "jwt_issuer",
-        "jwt_audience": "jwt_audience",
-        "tls_cert": "tls_cert_file",
-        "tls_key": "tls_key_file",
-        "tls_client_ca": "tls_client_ca_file",
-    }
-    for flag, name in flags.items():
-        if value := getattr(args, flag, None):
+    files = ("tokens_file", "jwt_key_file", "jwt_jwks_file", "jwt_issuer", "jwt_audience")
+    for name in (*files, "tls_cert_file", "tls_key_file", "tls_client_ca_file"):
+        if value := getattr(args, name, None):
             setattr(config, name, value)
     for name in ("insecure", "reflection"):
         if (value := getattr(args, name, None)) is not None:
@@ -144,10 +140,9 @@ def run_serve(args: argparse.Namespace) -> int:
     from taskgrove_server.auth import AuthConfigError
     from taskgrove_server.storage.database import DatabaseInUse
 
-    config = config_from(args)
     logging.basicConfig(level=os.environ.get("TASKGROVE_LOG_LEVEL", "INFO"))
     try:
-        asyncio.run(serve(config))
+        asyncio.run(serve(config_from(args)))
     except (ConfigError, DatabaseInUse, AuthConfigError) as error:
         print(f"taskgrove serve: {error}", file=sys.stderr)
         return 2

@@ -127,7 +127,7 @@ class ServerConfig:
                 kind = hints[spec.name]
                 setattr(config, spec.name, _PARSERS[get_origin(kind) or kind](value))
             except ValueError as error:
-                raise ValueError(f"{name}={value!r}: {error}") from None
+                raise ConfigError(f"{name}={value!r}: {error}") from None
         return config
 
 

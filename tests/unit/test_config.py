@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from taskgrove import ClientConfig, TLSConfig
-from taskgrove_server.config import ServerConfig
+from taskgrove_server.config import ConfigError, ServerConfig
 
 
 def test_every_server_field_reads_its_environment_variable() -> None:
@@ -23,6 +26,11 @@ def test_every_server_field_reads_its_environment_variable() -> None:
             "TASKGROVE_EVENT_RETENTION_SECONDS": "60.5",
             "TASKGROVE_MAX_RESULT_BYTES": "1000",
             "TASKGROVE_MAX_WATCHERS": "3",
+            "TASKGROVE_TLS_CERT": "/etc/tg/cert.pem",
+            "TASKGROVE_TLS_KEY": "/etc/tg/key.pem",
+            "TASKGROVE_TLS_CLIENT_CA": "/etc/tg/ca.pem",
+            "TASKGROVE_INSECURE": "yes",
+            "TASKGROVE_REFLECTION": "0",
         }
     )
     assert config.address == "127.0.0.1:6000"
@@ -34,12 +42,34 @@ def test_every_server_field_reads_its_environment_variable() -> None:
     assert config.command_user == "builder"
     assert config.event_retention_seconds == 60.5
     assert (config.max_result_bytes, config.max_watchers) == (1000, 3)
+    assert (config.tls_cert_file, config.tls_key_file) == ("/etc/tg/cert.pem", "/etc/tg/key.pem")
+    assert config.tls_client_ca_file == "/etc/tg/ca.pem"
+    assert (config.insecure, config.reflection) == (True, False)
     assert ServerConfig.from_env({}) == ServerConfig()
 
 
 def test_a_bad_value_names_the_variable() -> None:
-    with pytest.raises(ValueError, match="TASKGROVE_MAX_CONCURRENCY"):
+    with pytest.raises(ConfigError, match="TASKGROVE_MAX_CONCURRENCY"):
         ServerConfig.from_env({"TASKGROVE_MAX_CONCURRENCY": "many"})
+
+
+def test_serve_reports_a_bad_variable_in_one_line(tmp_path: Path) -> None:
+    env = {**os.environ, "TASKGROVE_MAX_CONCURRENCY": "many"}
+    command = [sys.executable, "-m", "taskgrove._cli", "serve", "--address", "127.0.0.1:0"]
+    command += ["--db", f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "taskgrove serve: TASKGROVE_MAX_CONCURRENCY='many': "
+        "invalid literal for int() with base 10: 'many'"
+    ]
+
+
+def test_a_client_certificate_needs_its_key(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="needs its key"):
+        TLSConfig(cert_file=tmp_path / "cert.pem")
+    with pytest.raises(ValueError, match="needs its key"):
+        TLSConfig(key_file=tmp_path / "key.pem")
 
 
 def test_the_client_config_comes_from_arguments_then_the_environment(
