@@ -51,6 +51,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """CreateTaskTree without tasks."""
     ERROR_REASON_TREE_TOO_LARGE: _ErrorReason.ValueType  # 8
     """CreateTaskTree with more tasks than the server's limit."""
+    ERROR_REASON_TREE_TOO_DEEP: _ErrorReason.ValueType  # 80
+    """A task would hang deeper than 10,000 levels (the root is level 1). CreateTask,
+    CreateTaskTree.
+    """
     ERROR_REASON_INVALID_TREE_SHAPE: _ErrorReason.ValueType  # 9
     """The tasks of a CreateTaskTree request do not form one tree."""
     ERROR_REASON_NAME_REQUIRED: _ErrorReason.ValueType  # 10
@@ -175,7 +179,7 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     or an authorization header that is not `Bearer <token>`. Every RPC but health.
     """
     ERROR_REASON_CREDENTIALS_EXPIRED: _ErrorReason.ValueType  # 72
-    """The JWT has expired (or is not valid yet). Every RPC but health."""
+    """The JWT has expired (one not valid yet is INVALID_CREDENTIALS). Every RPC but health."""
     ERROR_REASON_ROLE_NOT_PERMITTED: _ErrorReason.ValueType  # 73
     """The caller's roles do not allow this RPC (e.g. a reader changing tasks)."""
     ERROR_REASON_USER_ID_NOT_CALLER: _ErrorReason.ValueType  # 74
@@ -251,6 +255,10 @@ ERROR_REASON_EMPTY_TREE: ErrorReason.ValueType  # 7
 """CreateTaskTree without tasks."""
 ERROR_REASON_TREE_TOO_LARGE: ErrorReason.ValueType  # 8
 """CreateTaskTree with more tasks than the server's limit."""
+ERROR_REASON_TREE_TOO_DEEP: ErrorReason.ValueType  # 80
+"""A task would hang deeper than 10,000 levels (the root is level 1). CreateTask,
+CreateTaskTree.
+"""
 ERROR_REASON_INVALID_TREE_SHAPE: ErrorReason.ValueType  # 9
 """The tasks of a CreateTaskTree request do not form one tree."""
 ERROR_REASON_NAME_REQUIRED: ErrorReason.ValueType  # 10
@@ -375,7 +383,7 @@ ERROR_REASON_INVALID_CREDENTIALS: ErrorReason.ValueType  # 71
 or an authorization header that is not `Bearer <token>`. Every RPC but health.
 """
 ERROR_REASON_CREDENTIALS_EXPIRED: ErrorReason.ValueType  # 72
-"""The JWT has expired (or is not valid yet). Every RPC but health."""
+"""The JWT has expired (one not valid yet is INVALID_CREDENTIALS). Every RPC but health."""
 ERROR_REASON_ROLE_NOT_PERMITTED: ErrorReason.ValueType  # 73
 """The caller's roles do not allow this RPC (e.g. a reader changing tasks)."""
 ERROR_REASON_USER_ID_NOT_CALLER: ErrorReason.ValueType  # 74

@@ -13,7 +13,12 @@ from taskgrove_server.engine import Engine
 from taskgrove_server.executors import ExecutorRegistry
 from taskgrove_server.ids import new_id
 from taskgrove_server.service.specs import BeforeWrite, Created, TaskSpec
-from taskgrove_server.service.validation import ExistingTask, ValidatedTree, validate_new_tasks
+from taskgrove_server.service.validation import (
+    ExistingTask,
+    ValidatedTree,
+    check_depth,
+    validate_new_tasks,
+)
 from taskgrove_server.storage.reads import TaskReads
 from taskgrove_server.storage.records import TaskRow
 
@@ -49,6 +54,7 @@ class TaskCreator:
         is about to be stored and may refuse it (e.g. a reply that would be too large)."""
         existing, lineage = await self._referenced(specs)
         tree = validate_new_tasks(specs, existing, self._registry)
+        check_depth(tree, len(lineage))
         rows, ids = _rows(tree, execute=execute)
         created = Created(rows=rows, ids=ids, refs=[spec.ref for spec in specs])
         if before_write is not None:

@@ -11,6 +11,10 @@ MAX_EXECUTOR_LENGTH: Final = 255
 MAX_ID_LENGTH: Final = 255
 """Client-local ids of CreateTaskTree; stored ids are 36-character UUIDs."""
 MAX_REQUEST_ID_LENGTH: Final = 255
+MAX_TREE_DEPTH: Final = 10_000
+"""Levels from a root down to its deepest task, the root included. Trees organise work
+like folders; the bound keeps each create's walk up the parent chain (the group rule,
+the lineage read) and every reader of a parent chain cheap (a few ms at the limit)."""
 MAX_DEPENDENCIES: Final = 1000
 """Per task."""
 MAX_ATTEMPTS: Final = 1000

@@ -115,7 +115,12 @@ class Tasks:
         if scope is not None:
             _require_own_user_id(flt.user_id or "", caller, "user_id")
             flt = replace(flt, user_id=scope)
-        return [await self._with_progress(row) for row in await self._reads.list_tasks(flt)]
+        # One subtree read serves every group of the page inside it: a page of a deep
+        # chain costs one walk, not one per level (which was quadratic in the depth).
+        computed: dict[str, float] = {}
+        return [
+            await self._with_progress(row, computed) for row in await self._reads.list_tasks(flt)
+        ]
 
     def executors(self) -> list[Executor]:
         return list(self._registry)
@@ -174,17 +179,23 @@ class Tasks:
             raise not_found(reasons.TASK_NOT_FOUND, "task", task_id, field)
         return row
 
-    async def _with_progress(self, row: TaskRow) -> TaskRow:
+    async def _with_progress(
+        self, row: TaskRow, computed: dict[str, float] | None = None
+    ) -> TaskRow:
         """A group's progress is its subtree's: from the engine's memory while its tree
         runs; as stored once the group finished (nothing below changes after that without
-        loading the tree); else computed from the stored subtree."""
+        loading the tree); else computed from the stored subtree. `computed` keeps the
+        progress of every group of the subtrees read so far (one read's results)."""
         if not row.is_group:
             return row
         progress = self._engine.group_progress(row.id)
         if progress is None:
             if row.status in statuses.TERMINAL:
                 return row
-            progress = group_progress(await self._reads.progress_inputs(row.id))[row.id]
+            known = computed if computed is not None else {}
+            if row.id not in known:
+                known.update(group_progress(await self._reads.progress_inputs(row.id)))
+            progress = known[row.id]
         return replace(row, progress=progress)
 
 

@@ -17,7 +17,14 @@ from dataclasses import dataclass
 
 from taskgrove.domain import reasons
 
-from taskgrove_server.errors import Code, FieldViolation, ServiceError, invalid, not_found
+from taskgrove_server.errors import (
+    Code,
+    FieldViolation,
+    ServiceError,
+    invalid,
+    invalid_field,
+    not_found,
+)
 from taskgrove_server.executors import ExecutorRegistry
 from taskgrove_server.service import limits
 from taskgrove_server.service.specs import TaskSpec
@@ -378,3 +385,21 @@ def _collapse(path: Sequence[Vertex]) -> list[str]:
     if len(ids) == 1:  # a task that depends on itself: keep the closing id
         ids.append(ids[0])
     return ids
+
+
+def check_depth(tree: ValidatedTree, parent_depth: int) -> None:
+    """Refuse (TREE_TOO_DEEP) a tree whose deepest task would hang below
+    `limits.MAX_TREE_DEPTH` levels; `parent_depth`: the levels of the stored parent it is
+    attached under (0 for a new root). Tasks come parents first: one pass, no recursion."""
+    depth: dict[str, int] = {}
+    for task in tree.tasks:
+        spec = task.spec
+        above = depth[spec.parent_id] if task.parent_is_local and spec.parent_id else parent_depth
+        depth[spec.ref] = above + 1
+        if above + 1 > limits.MAX_TREE_DEPTH:
+            raise invalid_field(
+                f"{spec.field}.parent_id",
+                reasons.TREE_TOO_DEEP,
+                f"the task would be at level {above + 1}; trees may be at most "
+                f"{limits.MAX_TREE_DEPTH} levels deep",
+            )
