@@ -87,6 +87,39 @@ async def test_a_task_may_have_a_thousand_dependencies_and_no_more(client: Async
     assert len(made["waits"].dependencies) == most
 
 
+BOUNDS = [
+    # (field, the most accepted, one more refused, reason)
+    ("name", "n" * limits.MAX_NAME_LENGTH, "n" * (limits.MAX_NAME_LENGTH + 1), "NAME_TOO_LONG"),
+    ("user_id", "u" * limits.MAX_USER_ID_LENGTH, "u" * 256, "INVALID_USER_ID"),
+    ("executor", None, "e" * (limits.MAX_EXECUTOR_LENGTH + 1), "INVALID_STRING"),
+    ("max_attempts", limits.MAX_ATTEMPTS, limits.MAX_ATTEMPTS + 1, "INVALID_RETRY_POLICY"),
+]
+
+
+@pytest.mark.parametrize(("field", "most", "over", "reason"), BOUNDS, ids=[b[0] for b in BOUNDS])
+async def test_each_field_bound_accepts_its_limit_and_refuses_one_more(
+    client: AsyncClient, field: str, most: Any, over: Any, reason: str
+) -> None:
+    task = {"name": "bounded", "executor": "sleep_executor"}
+    error = await refused(client.create_task(**{**task, field: over}))
+    assert error.reason == reason
+    # (an over-long executor is also an unknown one: a second violation, same field)
+    assert {v.field for v in error.field_violations} == {f"task.{field}"}
+    assert await stored_count(client) == 0
+    if most is not None:  # (an executor name at the limit would be an unknown executor)
+        made = await client.create_task(**{**task, field: most})
+        assert getattr(await client.get_task(made.id), field) == most
+
+
+async def test_a_request_id_over_the_limit_is_refused(client: AsyncClient) -> None:
+    most = "r" * limits.MAX_REQUEST_ID_LENGTH
+    error = await refused(client.create_task(name="once", request_id=most + "r"))
+    assert error.reason == reasons.INVALID_REQUEST_ID
+    assert await stored_count(client) == 0
+    first = await client.create_task(name="once", request_id=most)
+    assert (await client.create_task(name="once", request_id=most)).id == first.id
+
+
 async def test_a_message_over_the_limit_is_refused_and_the_server_goes_on(
     make_server: ServerFactory,
 ) -> None:
