@@ -52,7 +52,7 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     ERROR_REASON_TREE_TOO_LARGE: _ErrorReason.ValueType  # 8
     """CreateTaskTree with more tasks than the server's limit."""
     ERROR_REASON_TREE_TOO_DEEP: _ErrorReason.ValueType  # 80
-    """A task would hang deeper than 10,000 levels (the root is level 1). CreateTask,
+    """A task would hang deeper than 1,000 levels (the root is level 1). CreateTask,
     CreateTaskTree.
     """
     ERROR_REASON_INVALID_TREE_SHAPE: _ErrorReason.ValueType  # 9
@@ -256,7 +256,7 @@ ERROR_REASON_EMPTY_TREE: ErrorReason.ValueType  # 7
 ERROR_REASON_TREE_TOO_LARGE: ErrorReason.ValueType  # 8
 """CreateTaskTree with more tasks than the server's limit."""
 ERROR_REASON_TREE_TOO_DEEP: ErrorReason.ValueType  # 80
-"""A task would hang deeper than 10,000 levels (the root is level 1). CreateTask,
+"""A task would hang deeper than 1,000 levels (the root is level 1). CreateTask,
 CreateTaskTree.
 """
 ERROR_REASON_INVALID_TREE_SHAPE: ErrorReason.ValueType  # 9

@@ -11,10 +11,11 @@ MAX_EXECUTOR_LENGTH: Final = 255
 MAX_ID_LENGTH: Final = 255
 """Client-local ids of CreateTaskTree; stored ids are 36-character UUIDs."""
 MAX_REQUEST_ID_LENGTH: Final = 255
-MAX_TREE_DEPTH: Final = 10_000
+MAX_TREE_DEPTH: Final = 1000
 """Levels from a root down to its deepest task, the root included. Trees organise work
-like folders; the bound keeps each create's walk up the parent chain (the group rule,
-the lineage read) and every reader of a parent chain cheap (a few ms at the limit)."""
+like folders; each create walks up its parent chain (the lineage read, the group rule),
+measured at ~1 ms under a root, 3 ms at level 100 and 11.5 ms at level 1,000 (122 ms at
+10,000), and clients that nest a tree as JSON need about one stack frame per level."""
 MAX_DEPENDENCIES: Final = 1000
 """Per task."""
 MAX_ATTEMPTS: Final = 1000
