@@ -410,3 +410,33 @@ async def test_explain_finished_and_group(client: AsyncClient) -> None:
     assert group.task.is_group
     with pytest.raises(NotFoundError):
         await client.explain_task("no-such-task")
+
+
+async def test_listed_group_progress_equals_each_groups_own(client: AsyncClient) -> None:
+    """ListTasks reads one subtree for all the groups of a page inside it: each group's
+    progress must still be its own, as GetTask computes it alone, across pages."""
+    tasks: list[dict[str, Any]] = [
+        {"id": f"g{i}", "name": f"g{i}", "parent_id": f"g{i - 1}" if i else None} for i in range(30)
+    ]
+    leaf = {"executor": "sleep_executor", "inputs": {"seconds": 0}}
+    tasks += [
+        {"id": "side", "name": "side", "parent_id": "g3", **leaf},
+        {"id": "done", "name": "done", "parent_id": "g29", **leaf},
+        {"id": "left", "name": "left", "parent_id": "g29", **leaf},
+    ]
+    made = await client.create_task_tree(tasks)
+    for local in ("side", "done"):
+        await client.execute_task(made[local].id)
+        await wait_finished(client, made[local].id)
+    listed: list[Task] = []
+    token = ""
+    while True:
+        page, token = await client.list_tasks_page(page_size=7, page_token=token)
+        listed += page
+        if not token:
+            break
+    groups = [task for task in listed if task.name.startswith("g")]
+    assert len(groups) == 30
+    alone = {task.id: (await client.get_task(task.id)).progress for task in groups}
+    assert {task.id: task.progress for task in groups} == alone
+    assert len(set(alone.values())) > 1  # the side branch makes the upper groups differ
