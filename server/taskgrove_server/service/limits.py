@@ -14,8 +14,8 @@ MAX_REQUEST_ID_LENGTH: Final = 255
 MAX_TREE_DEPTH: Final = 1000
 """Levels from a root down to its deepest task, the root included. Trees organise work
 like folders; each create walks up its parent chain (the lineage read, the group rule),
-measured at ~1 ms under a root, 3 ms at level 100 and 11.5 ms at level 1,000 (122 ms at
-10,000), and clients that nest a tree as JSON need about one stack frame per level."""
+measured at 1 ms under a root, 2.4 ms at level 100 and 7.7 ms at level 1,000, and
+clients that nest a tree as JSON need about one stack frame per level."""
 MAX_DEPENDENCIES: Final = 1000
 """Per task."""
 MAX_ATTEMPTS: Final = 1000
