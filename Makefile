@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROTO_SRC := $(shell find protos/taskgrove -name '*.proto')
 
-.PHONY: install run test lint imports typecheck proto proto-check buf bench bench-peers check clean
+.PHONY: install run test lint imports typecheck proto proto-python proto-typescript proto-go proto-check buf bench bench-peers check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-proto: $(STAMP)
+## Generate every client from protos/: Python, TypeScript (client/typescript), Go (client/go).
+proto: proto-python proto-typescript proto-go
+
+proto-python: $(STAMP)
 	rm -f client/taskgrove/v1/*_pb2*.py client/taskgrove/v1/*_pb2*.pyi
 	$(BIN)/python -m grpc_tools.protoc -I protos \
 		--plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy \
@@ -32,9 +35,15 @@ proto: $(STAMP)
 		--mypy_out=client --mypy_grpc_out=client \
 		$(PROTO_SRC)
 
+proto-typescript:
+	bash client/typescript/scripts/generate.sh
+
+proto-go:
+	bash client/go/scripts/generate.sh
+
 proto-check: proto
-	git diff --exit-code -- client/taskgrove/v1
-	test -z "$$(git status --porcelain -- client/taskgrove/v1)"
+	git diff --exit-code -- client
+	test -z "$$(git status --porcelain -- client)"
 
 buf: $(STAMP)
 	cd protos && ../$(BIN)/buf lint && ../$(BIN)/buf format -d --exit-code
