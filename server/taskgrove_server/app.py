@@ -14,10 +14,10 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from taskgrove_server import gc_tuning
 from taskgrove_server.api.authentication import AuthInterceptor
+from taskgrove_server.api.reflection import enable_reflection
 from taskgrove_server.api.registration import SERVICE_NAME, add_task_service
 from taskgrove_server.api.task_service import TaskService
 from taskgrove_server.api.tls import server_credentials
@@ -119,9 +119,7 @@ class TaskgroveServer:
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
         if self.config.reflection:
-            reflection.enable_server_reflection(
-                (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc
-            )
+            enable_reflection(self._grpc, (SERVICE_NAME, health.SERVICE_NAME))
         if self._credentials is None:
             self.port = self._grpc.add_insecure_port(self.config.address)
         else:

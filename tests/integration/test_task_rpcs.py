@@ -9,15 +9,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import sys
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
+from pathlib import Path
 
 import grpc
 import pytest
 from google.protobuf import descriptor_pb2
 from google.rpc import status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2
 from support.status_details import DOMAIN, status_trailers, unpack
 from taskgrove import AsyncClient, InvalidArgumentError, NotFoundError, Task, statuses
 from taskgrove.v1 import task_pb2, task_service_pb2
@@ -807,17 +809,34 @@ async def test_health_serving(channel: grpc.aio.Channel) -> None:
     assert error.code() == grpc.StatusCode.NOT_FOUND
 
 
-async def test_reflection_lists_and_describes_the_service(channel: grpc.aio.Channel) -> None:
-    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+REFLECTION_VERSIONS = ("grpc.reflection.v1", "grpc.reflection.v1alpha")
+
+
+@pytest.mark.parametrize("package", REFLECTION_VERSIONS)
+async def test_reflection_lists_and_describes_the_service(
+    channel: grpc.aio.Channel, package: str
+) -> None:
+    # v1 and v1alpha share their messages' wire format: v1alpha's classes speak both.
+    info = channel.stream_stream(
+        f"/{package}.ServerReflection/ServerReflectionInfo",
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+    )
     requests = [
         reflection_pb2.ServerReflectionRequest(list_services=""),
         reflection_pb2.ServerReflectionRequest(file_containing_symbol=SERVICE),
+        reflection_pb2.ServerReflectionRequest(
+            file_containing_symbol=f"{package}.ServerReflection"
+        ),
     ]
-    replies = [reply async for reply in stub.ServerReflectionInfo(iter(requests))]
-    assert len(replies) == 2
+    replies = [reply async for reply in info(iter(requests), timeout=10)]
+    assert len(replies) == 3
     services = {s.name for s in replies[0].list_services_response.service}
-    assert SERVICE in services
-    assert "grpc.health.v1.Health" in services
+    assert {
+        SERVICE,
+        "grpc.health.v1.Health",
+        *(f"{v}.ServerReflection" for v in REFLECTION_VERSIONS),
+    } <= services
     files = replies[1].file_descriptor_response.file_descriptor_proto
     assert files, replies[1]
     names = set()
@@ -829,6 +848,39 @@ async def test_reflection_lists_and_describes_the_service(channel: grpc.aio.Chan
                 methods = {m.name for m in service.method}
                 assert {"CreateTask", "CreateTaskTree", "GetTask", "ListTasks"} <= methods
     assert SERVICE in names
+    [itself] = replies[2].file_descriptor_response.file_descriptor_proto
+    described = descriptor_pb2.FileDescriptorProto.FromString(itself)
+    assert described.package == package
+    [method] = described.service[0].method
+    assert method.input_type == f".{package}.ServerReflectionRequest"
+
+
+@pytest.mark.parametrize("protocol", ["grpc-v1", "grpc-v1alpha"])
+async def test_buf_curl_calls_the_api_through_reflection(
+    server: TaskgroveServer, protocol: str
+) -> None:
+    """A generic client that knows nothing but the address: the schema comes from reflection."""
+    url = f"http://127.0.0.1:{server.port}/{SERVICE}/CreateTask"
+    name = f"from buf curl over {protocol}"
+    body = {"task": {"name": name, "executor": "sleep_executor", "inputs": {"seconds": 0.25}}}
+    process = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("buf")), "curl", "--protocol", "grpc",
+        "--http2-prior-knowledge", "--reflect-protocol", protocol, "-d", json.dumps(body), url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(60):
+        out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    created = json.loads(out)
+    assert (created["name"], created["inputs"]) == (name, {"seconds": 0.25})
+    assert created["status"] == "TASK_STATUS_PENDING"
+    async with AsyncClient(f"127.0.0.1:{server.port}") as client:
+        stored = await client.get_task(created["id"])
+    assert (stored.name, stored.executor, stored.inputs) == (
+        name,
+        "sleep_executor",
+        {"seconds": 0.25},
+    )
 
 
 async def test_create_task_tree_basic_view_leaves_out_the_bulky_fields(client: AsyncClient) -> None:
