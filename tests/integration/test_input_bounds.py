@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
-from support.status_details import describe, error_info, status_trailers
+from support.status_details import describe, error_info, raw, status_trailers
 from support.waiting import wait_finished
 from taskgrove import AsyncClient, InvalidArgumentError, Task, TaskgroveError, task_message
 from taskgrove.domain import reasons, wire
@@ -68,12 +68,14 @@ async def refused(
 
 
 async def sdk_refused(call: Awaitable[Any], reason: str, field: str) -> TaskgroveError:
-    """An SDK call fails with InvalidArgumentError, `reason`, and a violation of `field`."""
+    """An SDK call fails with InvalidArgumentError, `reason`, and a violation of `field`
+    (or of a value inside it: `task.inputs.a[2]` is inside `task.inputs`)."""
     with pytest.raises(InvalidArgumentError) as caught:
         await call
     error = caught.value
     assert error.reason == reason, error
-    assert field in [v.field for v in error.field_violations], error.field_violations
+    fields = [v.field for v in error.field_violations]
+    assert any(f == field or f.startswith((f"{field}.", f"{field}[")) for f in fields), fields
     return error
 
 
@@ -141,18 +143,51 @@ async def test_non_finite_numbers_are_refused(
     client: AsyncClient, where: str, number: float
 ) -> None:
     value = {"ok": 1.5, "deep": {"list": [0, number]}}
-    await sdk_refused(
+    error = await sdk_refused(
         client.create_task(name="a group", **{where: value}),
         reasons.INVALID_JSON_VALUE,
         f"task.{where}",
     )
-    await sdk_refused(
+    assert [v.field for v in error.field_violations] == [f"task.{where}.deep.list[1]"]
+    error = await sdk_refused(
         client.create_task_tree(
             [{"id": "r", "name": "root"}, {"id": "c", "name": "c", "parent_id": "r", where: value}]
         ),
         reasons.INVALID_JSON_VALUE,
         f"tasks[1].{where}",
     )
+    assert [v.field for v in error.field_violations] == [f"tasks[1].{where}.deep.list[1]"]
+    assert await stored(client) == []
+
+
+@pytest.mark.parametrize("where", ["inputs", "params"])
+@pytest.mark.parametrize("inside", [".resource", ".items[1]"], ids=["key", "list"])
+async def test_a_value_with_no_kind_is_refused_naming_its_field(
+    client: AsyncClient, channel: grpc.aio.Channel, where: str, inside: str
+) -> None:
+    # What a client sends for a value its library could not encode (e.g. grpc-js given
+    # `{string_value: "cpu"}` where it expects `stringValue`): a Value with nothing set.
+    # It is not null (that is null_value), and must not be stored as one.
+    task = task_pb2.Task(name="system_info_executor")
+    fields = getattr(task, where).fields
+    if inside == ".resource":
+        fields["resource"].SetInParent()
+    else:
+        fields["items"].list_value.values.add(string_value="fine")
+        fields["items"].list_value.values.add().SetInParent()
+    call = channel.unary_unary(
+        METHOD + "CreateTask",
+        request_serializer=task_service_pb2.CreateTaskRequest.SerializeToString,
+        response_deserializer=task_pb2.Task.FromString,
+    )
+    error = await sdk_refused(
+        raw(call(task_service_pb2.CreateTaskRequest(task=task), timeout=10)),
+        reasons.INVALID_JSON_VALUE,
+        f"task.{where}",
+    )
+    [violation] = error.field_violations
+    assert violation.field == f"task.{where}{inside}"
+    assert "no kind set" in violation.description
     assert await stored(client) == []
 
 

@@ -30,7 +30,23 @@ def status_from_proto(value: task_pb2.TaskStatus.ValueType) -> str:
 
 
 class InvalidJsonValue(ValueError):
-    """A Struct or Value that is not plain JSON: NaN or infinity, or nested too deep."""
+    """A Struct or Value that is not plain JSON: NaN or infinity, nested too deep, or a
+    Value with no kind set (what a client sends for a value it failed to encode).
+
+    `path`: the keys and list indexes from the top Struct to the offending value.
+    """
+
+    def __init__(self, message: str, path: tuple[str | int, ...] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+
+    def within(self, key: str | int) -> InvalidJsonValue:
+        return InvalidJsonValue(self.message, (key, *self.path))
+
+    def field(self, top: str) -> str:
+        """The field path below `top`, e.g. `task.inputs.resource` or `...items[2]`."""
+        return top + "".join(f"[{key}]" if isinstance(key, int) else f".{key}" for key in self.path)
 
 
 def _number(value: float) -> float | int:
@@ -56,14 +72,30 @@ def _from_value(message: struct_pb2.Value, depth: int) -> Any:
     if kind == "list_value":
         if depth >= MAX_JSON_DEPTH:
             raise InvalidJsonValue(f"nested deeper than {MAX_JSON_DEPTH} levels")
-        return [_from_value(item, depth + 1) for item in message.list_value.values]
-    return None  # null_value, or no kind set
+        items = []
+        for index, item in enumerate(message.list_value.values):
+            try:
+                items.append(_from_value(item, depth + 1))
+            except InvalidJsonValue as error:
+                raise error.within(index) from None
+        return items
+    if kind == "null_value":
+        return None
+    # Not null: nothing was encoded (a JSON null is `null_value`), e.g. a client that
+    # wrote `{string_value: ...}` where its library expects `stringValue`.
+    raise InvalidJsonValue("a Value with no kind set; a JSON null is null_value")
 
 
 def _from_struct(message: struct_pb2.Struct, depth: int) -> dict[str, Any]:
     if depth >= MAX_JSON_DEPTH:
         raise InvalidJsonValue(f"nested deeper than {MAX_JSON_DEPTH} levels")
-    return {key: _from_value(value, depth + 1) for key, value in message.fields.items()}
+    data = {}
+    for key, value in message.fields.items():
+        try:
+            data[key] = _from_value(value, depth + 1)
+        except InvalidJsonValue as error:
+            raise error.within(key) from None
+    return data
 
 
 def to_struct(data: dict[str, Any] | None) -> struct_pb2.Struct:

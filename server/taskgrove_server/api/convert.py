@@ -117,7 +117,7 @@ def _json(message: struct_pb2.Struct, field: str, problems: Problems) -> dict[st
     try:
         return wire.from_struct(message)
     except wire.InvalidJsonValue as error:
-        problems.add(field, reasons.INVALID_JSON_VALUE, str(error))
+        problems.add(error.field(field), reasons.INVALID_JSON_VALUE, error.message)
         return {}
 
 
