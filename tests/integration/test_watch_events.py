@@ -879,6 +879,95 @@ async def test_invalid_watch_requests(
     await until(lambda: server.hub.subscriber_count == 0)
 
 
+async def ended_with(client: AsyncClient, request: Any) -> grpc.aio.AioRpcError:
+    follower = Follower(client.stub, request)
+    async with asyncio.timeout(WAIT_S):
+        await follower.ended.wait()
+    assert follower.messages == [], "an error must come before anything is streamed"
+    assert follower.error is not None, request
+    return follower.error
+
+
+@pytest.mark.parametrize("snapshot", [False, True], ids=["replay", "snapshot"])
+async def test_watching_a_task_that_does_not_exist_is_not_found(
+    server: TaskgroveServer, client: AsyncClient, snapshot: bool
+) -> None:
+    created = await client.create_task_tree(sleep_tree(2))
+    child = created["c1"].id
+    for fields, field in (
+        ({"root_id": "01a24b60-0000-7000-8000-000000000000"}, "root_id"),
+        ({"task_id": "no such task"}, "task_id"),
+        ({"root_id": child}, "root_id"),  # a task that is not a root roots no tree
+    ):
+        error = await ended_with(client, watch_request(include_snapshot=snapshot, **fields))
+        assert error.code() == grpc.StatusCode.NOT_FOUND, fields
+        reason, metadata, violations = error_info(error)
+        assert (reason, violations) == ("TASK_NOT_FOUND", [field])
+        assert metadata["id"] == next(iter(fields.values()))
+    # What exists is watched, by root and by task.
+    for fields in ({"root_id": created["root"].id}, {"task_id": child}):
+        follower = Follower(client.stub, watch_request(include_snapshot=snapshot, **fields))
+        try:
+            await follower.wait_for(lambda f: f.messages)
+            assert follower.error is None
+        finally:
+            await follower.close()
+    await until(lambda: server.hub.subscriber_count == 0)
+
+
+async def test_a_deleted_task_is_watched_while_its_events_remain(client: AsyncClient) -> None:
+    task = await client.create_task(name="sleep_executor")
+    await client.delete_task(task.id)
+    follower = Follower(client.stub, watch_request(task_id=task.id, heartbeat_interval=0.05))
+    try:
+        await follower.wait_for(lambda f: any(m.heartbeat for m in f.messages))
+    finally:
+        await follower.close()
+    assert follower.error is None
+    assert [event.type for event in follower.events] == [
+        event_pb2.TASK_EVENT_TYPE_CREATED,
+        event_pb2.TASK_EVENT_TYPE_DELETED,
+    ]
+
+
+async def test_resuming_beyond_the_newest_event_is_out_of_range(
+    make_server: ServerFactory,
+) -> None:
+    server = await make_server(event_retention_seconds=0)
+    client = make_server.client(server)
+    created = await client.create_task_tree(sleep_tree(3), execute=True)
+    root = created["root"].id
+    await finish(client, root)
+    head = committed_sequences(db_of(server))[-1]
+    for fields in ({"root_id": root}, {"user_id": "default"}, {}):
+        error = await ended_with(client, watch_request(after_sequence=head + 1, **fields))
+        assert error.code() == grpc.StatusCode.OUT_OF_RANGE
+        reason, metadata, violations = error_info(error)
+        assert (reason, metadata, violations) == (
+            "SEQUENCE_AHEAD",
+            {"head_sequence": str(head)},
+            ["after_sequence"],
+        )
+    # The head itself is a resume point, also once every event is pruned (the log's
+    # head does not move back) and after a restart.
+    await server.prune_events()
+    assert committed_sequences(db_of(server)) == []
+    db_url = db_of(server)
+    await make_server.stop(server)
+    restarted = await make_server(db_url=db_url)
+    client = make_server.client(restarted)
+    follower = Follower(
+        client.stub, watch_request(root_id=root, after_sequence=head, heartbeat_interval=0.05)
+    )
+    try:
+        await follower.wait_for(lambda f: any(m.heartbeat for m in f.messages))
+        assert follower.error is None
+    finally:
+        await follower.close()
+    error = await ended_with(client, watch_request(root_id=root, after_sequence=head + 1))
+    assert error.code() == grpc.StatusCode.OUT_OF_RANGE
+
+
 # ------------------------------------------------------------------ 9. shutdown
 
 

@@ -152,6 +152,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
 
     Resuming inside history that was pruned (OUT_OF_RANGE). WatchEvents.
     """
+    ERROR_REASON_SEQUENCE_AHEAD: _ErrorReason.ValueType  # 81
+    """Resuming after a sequence the event log has not reached (OUT_OF_RANGE; metadata
+    `head_sequence`): a sequence from another server's database, or a typo. WatchEvents.
+    """
     ERROR_REASON_SUBSCRIBER_TOO_SLOW: _ErrorReason.ValueType  # 46
     """The watcher fell too far behind and was cut off (RESOURCE_EXHAUSTED); resume.
     WatchEvents.
@@ -355,6 +359,10 @@ ERROR_REASON_EVENTS_COMPACTED: ErrorReason.ValueType  # 45
 """--- Watching ---
 
 Resuming inside history that was pruned (OUT_OF_RANGE). WatchEvents.
+"""
+ERROR_REASON_SEQUENCE_AHEAD: ErrorReason.ValueType  # 81
+"""Resuming after a sequence the event log has not reached (OUT_OF_RANGE; metadata
+`head_sequence`): a sequence from another server's database, or a typo. WatchEvents.
 """
 ERROR_REASON_SUBSCRIBER_TOO_SLOW: ErrorReason.ValueType  # 46
 """The watcher fell too far behind and was cut off (RESOURCE_EXHAUSTED); resume.

@@ -21,7 +21,7 @@ from taskgrove.v1 import task_service_pb2
 from taskgrove_server.api.convert import Problems, duration_ms, task_to_proto
 from taskgrove_server.api.error_mapping import Malformed, abort, malformed_error, service_error
 from taskgrove_server.api.event_wire import event_field, events_response
-from taskgrove_server.errors import Code, ServiceError, invalid_field
+from taskgrove_server.errors import Code, FieldViolation, ServiceError, invalid_field, not_found
 from taskgrove_server.events.event import Event, EventFilter
 from taskgrove_server.events.hub import Closed, EventHub, Overflow, Subscription
 from taskgrove_server.identity import Caller
@@ -65,7 +65,7 @@ def _validate(request: task_service_pb2.WatchEventsRequest, floor: float) -> flo
 
 def _scoped_filter(request: task_service_pb2.WatchEventsRequest, caller: Caller) -> EventFilter:
     """What the request asks for, narrowed to the owners the caller may read: another
-    owner's tree or task then streams nothing, exactly like one that does not exist."""
+    owner's tree or task is then NOT_FOUND, exactly like one that does not exist."""
     scope = caller.read_scope
     if scope is None:
         return EventFilter(request.root_id, request.task_id, request.user_id)
@@ -171,6 +171,9 @@ class EventStreamer:
         subscription: Subscription,
         context: Any,
     ) -> int:
+        if (flt.root_id or flt.task_id) and not await self._log.knows(flt):
+            field = "root_id" if flt.root_id else "task_id"
+            raise not_found(reasons.TASK_NOT_FOUND, "task", flt.root_id or flt.task_id, field)
         if request.include_snapshot:
             # Chunks go out as they are read; each message is sent once the next chunk
             # is known, so the last one can say it completes the snapshot.
@@ -190,6 +193,18 @@ class EventStreamer:
             return sequence
         after = request.after_sequence
         if after > 0:
+            # Beyond the head, the stream would wait silently for events that may never
+            # come: a sequence kept from another server's database, or a typo.
+            head = await self._log.head()
+            if after > head:
+                raise ServiceError(
+                    Code.OUT_OF_RANGE,
+                    reasons.SEQUENCE_AHEAD,
+                    f"after_sequence {after} is beyond the newest event, {head}; resume "
+                    "from a sequence this server sent",
+                    [FieldViolation("after_sequence", f"beyond {head}", reasons.SEQUENCE_AHEAD)],
+                    metadata={"head_sequence": str(head)},
+                )
             compacted = await self._log.compacted_through(flt)
             if after < compacted:
                 raise ServiceError(
