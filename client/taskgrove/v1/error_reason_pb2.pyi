@@ -78,7 +78,8 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     UpdateTask.
     """
     ERROR_REASON_INVALID_JSON_VALUE: _ErrorReason.ValueType  # 17
-    """Inputs or params hold NaN or infinity, or are nested too deep. CreateTask,
+    """Inputs or params hold NaN or infinity, a Value with no kind set, or are nested too
+    deep; the violation's field is the value's path (`task.inputs.a.b[2]`). CreateTask,
     CreateTaskTree, UpdateTask.
     """
     ERROR_REASON_VALUE_TOO_LARGE: _ErrorReason.ValueType  # 18
@@ -286,7 +287,8 @@ ERROR_REASON_INVALID_INPUTS: ErrorReason.ValueType  # 16
 UpdateTask.
 """
 ERROR_REASON_INVALID_JSON_VALUE: ErrorReason.ValueType  # 17
-"""Inputs or params hold NaN or infinity, or are nested too deep. CreateTask,
+"""Inputs or params hold NaN or infinity, a Value with no kind set, or are nested too
+deep; the violation's field is the value's path (`task.inputs.a.b[2]`). CreateTask,
 CreateTaskTree, UpdateTask.
 """
 ERROR_REASON_VALUE_TOO_LARGE: ErrorReason.ValueType  # 18
