@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 go_packages=(golang-go protoc-gen-go protoc-gen-go-grpc golang-google-grpc-dev
-  golang-google-protobuf-dev golang-github-golang-protobuf-1-5-dev)
+  golang-google-protobuf-dev golang-github-golang-protobuf-1-5-dev golang-google-genproto-dev)
 if ! dpkg -s "${go_packages[@]}" >/dev/null 2>&1; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "install as root: apt-get install -y ${go_packages[*]}" >&2
