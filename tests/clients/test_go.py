@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -20,38 +19,25 @@ from pathlib import Path
 import grpc
 import pytest
 from google.protobuf import struct_pb2
+from support import clients
 from support.credentials import TOKENS, tokens_toml
 from taskgrove.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
 from taskgrove_server.testing import ServerProcess, sqlite_url
 
-ROOT = Path(__file__).resolve().parents[2]
-GO_CLIENT = ROOT / "client" / "go"
-GOCODE = "/usr/share/gocode"
+GO_CLIENT = clients.GO
 TIMEOUT = 240.0
 
-if shutil.which("go") is None:
-    if os.environ.get("TASKGROVE_REQUIRE_CLIENT_TOOLCHAINS") == "1":
-        raise RuntimeError("go is missing (scripts/install-client-toolchains.sh installs it)")
-    pytest.skip("go is missing: the Go client is not tested", allow_module_level=True)
+clients.require("go", "Go")
 
 
 @pytest.fixture(scope="module")
-def gopath(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("gopath")
-    (path / "src" / "taskgrove.dev").mkdir(parents=True)
-    (path / "src" / "taskgrove.dev" / "go").symlink_to(GO_CLIENT)
-    return path
+def gopath() -> Path:
+    return clients.gopath()
 
 
 def go_env(gopath: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASKGROVE_")}
-    env.update(
-        GO111MODULE="off",
-        GOPATH=f"{gopath}:{GOCODE}",
-        GOCACHE=str(ROOT / "build" / "go-cache"),
-        GOFLAGS="",
-        **extra,
-    )
+    env.update(clients.go_env(), **extra)
     return env
 
 

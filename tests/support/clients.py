@@ -32,7 +32,7 @@ def require(program: str, client: str) -> str:
     message = f"{program} not found: the {client} client's tests did not run"
     if os.environ.get("TASKGROVE_REQUIRE_CLIENT_TOOLCHAINS") == "1":
         pytest.fail(message + " (TASKGROVE_REQUIRE_CLIENT_TOOLCHAINS=1)")
-    pytest.skip(message)
+    pytest.skip(message, allow_module_level=True)
 
 
 def run(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
@@ -68,18 +68,23 @@ def typescript_dist() -> Path:
     return _typescript_dist()
 
 
-def go_env() -> dict[str, str]:
-    """GOPATH mode against Debian's Go sources, with `client/go` linked in as its import
-    path; the build cache stays under build/ so that runs after the first are quick."""
-    gopath = BUILD / "gopath"
-    link = gopath / "src" / GO_IMPORT_PATH
+def gopath() -> Path:
+    """A GOPATH (under build/) with `client/go` linked in as its import path."""
+    path = BUILD / "gopath"
+    link = path / "src" / GO_IMPORT_PATH
     if not link.is_symlink():
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(GO)
+    return path
+
+
+def go_env() -> dict[str, str]:
+    """GOPATH mode against Debian's Go sources (the only ones here); the build cache stays
+    under build/ so that runs after the first are quick."""
     return {
         "GO111MODULE": "off",
-        "GOPATH": f"{gopath}:/usr/share/gocode",
-        "GOCACHE": str(BUILD / "go-cache"),
+        "GOPATH": f"{gopath()}:/usr/share/gocode",
+        "GOCACHE": str(ROOT / "build" / "go-cache"),
         "GOFLAGS": "",
     }
 
@@ -91,8 +96,7 @@ def _go_program(package: str) -> Path:
     env = go_env()
     out = BUILD / "bin" / package.rsplit("/", 1)[-1]
     out.parent.mkdir(parents=True, exist_ok=True)
-    source = Path(env["GOPATH"].split(":")[0]) / "src" / GO_IMPORT_PATH
-    run([go, "build", "-o", str(out), f"{GO_IMPORT_PATH}/{package}"], source, env)
+    run([go, "build", "-o", str(out), f"{GO_IMPORT_PATH}/{package}"], gopath(), env)
     return out
 
 
