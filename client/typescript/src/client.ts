@@ -79,6 +79,7 @@ export class TaskgroveClient {
     try {
       return await run({ timeoutMs: this.options.timeoutMs });
     } catch (error) {
+      if (error instanceof TypeError || error instanceof RangeError) throw error; // ours, before sending
       throw TaskgroveError.from(error);
     }
   }
