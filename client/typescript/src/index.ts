@@ -1,0 +1,11 @@
+export { TaskgroveClient } from "./client.js";
+export type { CreateTreeResult, ExplainResult, ListTasksOptions, TaskPage, TaskUpdate } from "./client.js";
+export { DEFAULT_ADDRESS, resolveOptions } from "./config.js";
+export type { ClientOptions, TlsOptions } from "./config.js";
+export { TaskgroveError } from "./errors.js";
+export type { FieldViolation, GrpcCodeName } from "./errors.js";
+export { statusToProto, statusFromProto } from "./convert.js";
+export { TERMINAL_STATUSES } from "./types.js";
+export type * from "./types.js";
+export { backoffMs, watchEvents } from "./watch.js";
+export type { WatchOptions } from "./watch.js";
