@@ -58,7 +58,7 @@ def go(gopath: Path, *args: str, **extra: str) -> str:
 @pytest.fixture(scope="module")
 def binaries(gopath: Path) -> Path:
     out = gopath / "bin"
-    out.mkdir()
+    out.mkdir(exist_ok=True)
     go(gopath, "build", "-o", f"{out}/", "./examples/...")
     return out
 

@@ -5,40 +5,23 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
+from support import clients
 from support.credentials import TOKENS, tokens_toml
 from taskgrove_server.testing import ServerProcess, sqlite_url
 
-ROOT = Path(__file__).resolve().parents[2]
-PACKAGE = ROOT / "client" / "typescript"
+PACKAGE = clients.TYPESCRIPT
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
-
-
-def _require_node() -> None:
-    if shutil.which("node") and shutil.which("npm"):
-        return
-    if os.environ.get("TASKGROVE_REQUIRE_CLIENT_TOOLCHAINS") == "1":
-        pytest.fail("node/npm not found and TASKGROVE_REQUIRE_CLIENT_TOOLCHAINS=1")
-    pytest.skip("node/npm not found: the TypeScript client is not tested")
 
 
 @pytest.fixture(scope="module")
 def built() -> Path:
-    _require_node()
-    if not (PACKAGE / "node_modules").exists():
-        subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund"], cwd=PACKAGE, check=True, timeout=300
-        )
-    build = subprocess.run(
-        ["npm", "run", "build"], cwd=PACKAGE, capture_output=True, text=True, timeout=300
-    )
-    assert build.returncode == 0, build.stdout + build.stderr
-    return PACKAGE / "dist"
+    return clients.typescript_dist()
 
 
 def _env(address: str, **extra: str) -> dict[str, str]:
@@ -127,7 +110,7 @@ def test_watch_example_resumes_across_a_restart(built: Path, tmp_path: Path) -> 
             server.start(port=port)
             # More work after the restart: the watcher must see it, after what it saw.
             subprocess.run(
-                [str(ROOT / ".venv" / "bin" / "python"), "-c", _EXECUTE, server.address, root_id],
+                [sys.executable, "-c", _EXECUTE, server.address, root_id],
                 check=True,
                 timeout=60,
             )
