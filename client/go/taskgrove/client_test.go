@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"taskgrove.dev/go/taskgrove"
 	taskgrovev1 "taskgrove.dev/go/taskgrove/v1"
@@ -141,6 +142,62 @@ func TestWatchResumesAfterSequence(t *testing.T) {
 	}
 	if want := events[len(events)/2+1]; event.GetSequence() != want.GetSequence() {
 		t.Fatalf("resumed at %d, want %d", event.GetSequence(), want.GetSequence())
+	}
+}
+
+// settle waits (bounded) until every task of the tree has finished: a root with an
+// executor may finish before its children.
+func settle(t *testing.T, client *taskgrove.Client, ctx context.Context, rootID string) {
+	for i := 0; i < 500; i++ {
+		tree, err := client.Tasks.GetTaskTree(ctx, &taskgrovev1.GetTaskTreeRequest{Id: rootID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := true
+		for _, task := range tree.GetTasks() {
+			done = done && taskgrove.Terminal(task.GetStatus())
+		}
+		if done {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("the tree did not finish in 5 s")
+}
+
+func TestHeartbeatsMoveTheResumePoint(t *testing.T) {
+	client := dial(t, taskgrove.Options{})
+	rootID, _ := run(t, client, timeout(t))
+	settle(t, client, timeout(t), rootID)
+	newerID, newer := run(t, client, timeout(t)) // events of another tree, after all of rootID's
+	settle(t, client, timeout(t), newerID)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	w := client.Watch(ctx, &taskgrovev1.WatchEventsRequest{
+		RootId: rootID, HeartbeatInterval: durationpb.New(20 * time.Millisecond),
+	})
+	var last int64
+	for i := 0; i < 100; i++ {
+		event, err := w.Next()
+		if err == context.DeadlineExceeded {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if event.GetRootId() != rootID {
+			t.Fatalf("an event of another tree: %v", event)
+		}
+		last = event.GetSequence()
+	}
+	// Idle heartbeats said nothing of rootID happened up to the newest event anywhere:
+	// a resume starts there rather than replaying the other tree's events to skip them.
+	want := newer[len(newer)-1].GetSequence()
+	if last >= want {
+		t.Fatalf("rootID's last event %d is after the newer tree's %d", last, want)
+	}
+	if got := w.LastSequence(); got < want {
+		t.Fatalf("resume point %d, want at least %d", got, want)
 	}
 }
 

@@ -24,7 +24,8 @@ type Backoff struct {
 var DefaultBackoff = Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second, MaxRetries: 20}
 
 // Watcher delivers a WatchEvents stream event by event, in sequence order, reconnecting
-// on UNAVAILABLE after the last delivered sequence (no gap, no duplicate).
+// on UNAVAILABLE (a server restart) and after being cut off as too slow
+// (RESOURCE_EXHAUSTED SUBSCRIBER_TOO_SLOW), after its resume point: no gap, no duplicate.
 type Watcher struct {
 	// Backoff may be changed before the first Next.
 	Backoff Backoff
@@ -50,7 +51,8 @@ func (c *Client) Watch(ctx context.Context, req *taskgrovev1.WatchEventsRequest)
 	}
 }
 
-// LastSequence is the sequence of the last event Next returned (or the starting point).
+// LastSequence is the resume point: the sequence of the last event Next returned, or
+// later, when an idle stream's heartbeat said nothing matching happened since.
 func (w *Watcher) LastSequence() int64 { return w.last }
 
 // Next returns the next event. Its error is an *Error (or the context's error); an
@@ -92,6 +94,11 @@ func (w *Watcher) Next() (*taskgrovev1.TaskEvent, error) {
 		}
 		w.retries = 0
 		w.pending = append(w.pending, resp.GetEvents()...)
+		// Received only with nothing pending: every matching event up to a heartbeat's
+		// sequence has been delivered, so it is a safe resume point.
+		if resp.GetHeartbeat() && resp.GetSequence() > w.last {
+			w.last = resp.GetSequence()
+		}
 	}
 }
 
@@ -101,7 +108,8 @@ func (w *Watcher) retry(err error) error {
 		return w.ctx.Err()
 	}
 	e := FromError(err)
-	if e.Code != codes.Unavailable {
+	tooSlow := e.Code == codes.ResourceExhausted && e.Reason == "SUBSCRIBER_TOO_SLOW"
+	if e.Code != codes.Unavailable && !tooSlow {
 		return e
 	}
 	b := w.Backoff
