@@ -117,7 +117,9 @@ class EventStreamer:
         self._per_caller[caller.user] += 1
         try:
             last = await self._start(request, flt, subscription, context)
-            last = await self._replay(flt, last, subscription, context)
+            last = await self._replay(
+                flt, last, subscription, context, check=not request.include_snapshot
+            )
             await self._live(last, heartbeat, subscription, context)
         except Overflow:
             await abort(
@@ -171,15 +173,14 @@ class EventStreamer:
         subscription: Subscription,
         context: Any,
     ) -> int:
-        if (flt.root_id or flt.task_id) and not await self._log.knows(flt):
-            field = "root_id" if flt.root_id else "task_id"
-            raise not_found(reasons.TASK_NOT_FOUND, "task", flt.root_id or flt.task_id, field)
         if request.include_snapshot:
             # Chunks go out as they are read; each message is sent once the next chunk
             # is known, so the last one can say it completes the snapshot.
             sequence = 0
             pending: task_service_pb2.WatchEventsResponse | None = None
             async for rows, sequence in self._log.snapshot(flt, SNAPSHOT_CHUNK):
+                if pending is None and not rows:
+                    await self._check_position(flt, 0)  # nothing to show: does it exist?
                 protos = [task_to_proto(row) for row in rows]
                 for tasks in _by_size(protos, self._message_bytes):
                     if pending is not None:
@@ -193,18 +194,6 @@ class EventStreamer:
             return sequence
         after = request.after_sequence
         if after > 0:
-            # Beyond the head, the stream would wait silently for events that may never
-            # come: a sequence kept from another server's database, or a typo.
-            head = await self._log.head()
-            if after > head:
-                raise ServiceError(
-                    Code.OUT_OF_RANGE,
-                    reasons.SEQUENCE_AHEAD,
-                    f"after_sequence {after} is beyond the newest event, {head}; resume "
-                    "from a sequence this server sent",
-                    [FieldViolation("after_sequence", f"beyond {head}", reasons.SEQUENCE_AHEAD)],
-                    metadata={"head_sequence": str(head)},
-                )
             compacted = await self._log.compacted_through(flt)
             if after < compacted:
                 raise ServiceError(
@@ -216,11 +205,39 @@ class EventStreamer:
                 )
         return after
 
+    async def _check_position(self, flt: EventFilter, after: int) -> None:
+        """Refuse a watch of what does not exist (NOT_FOUND), or from beyond the log's head
+        (the stream would wait silently for events that may never come: a sequence kept
+        from another server's database, or a typo). Asked only when the first read found
+        nothing, so that a watch of something with history costs no extra query."""
+        known, head = await self._log.standing(flt)
+        if not known:
+            field = "root_id" if flt.root_id else "task_id"
+            raise not_found(reasons.TASK_NOT_FOUND, "task", flt.root_id or flt.task_id, field)
+        if after > head:
+            raise ServiceError(
+                Code.OUT_OF_RANGE,
+                reasons.SEQUENCE_AHEAD,
+                f"after_sequence {after} is beyond the newest event, {head}; resume "
+                "from a sequence this server sent",
+                [FieldViolation("after_sequence", f"beyond {head}", reasons.SEQUENCE_AHEAD)],
+                metadata={"head_sequence": str(head)},
+            )
+
     async def _replay(
-        self, flt: EventFilter, last: int, subscription: Subscription, context: Any
+        self,
+        flt: EventFilter,
+        last: int,
+        subscription: Subscription,
+        context: Any,
+        *,
+        check: bool,
     ) -> int:
         while True:
             events = await self._log.after(flt, last, REPLAY_PAGE)
+            if check and not events:
+                await self._check_position(flt, last)
+            check = False
             if events:
                 last = await self._send_events(context, subscription, events)
             if len(events) < REPLAY_PAGE:

@@ -44,31 +44,33 @@ class EventLog:
         async with self._db.connect() as conn:
             return [_event(row._mapping) for row in await conn.execute(query)]
 
-    async def head(self) -> int:
-        """The highest sequence the log has reached: its newest event, or the highest pruned
-        one when the newest were pruned too (sequences are never reused)."""
+    async def standing(self, flt: EventFilter) -> tuple[bool, int]:
+        """Whether the tree or task `flt` names is known, and the log's head.
+
+        Known: it exists for its owner, or it still has events (a deleted task's last events
+        remain until pruned); with neither a root nor a task id, True. The head is the
+        highest sequence the log has reached: its newest event, or the highest pruned one
+        when the newest were pruned too (sequences are never reused).
+        """
         newest = select(func.coalesce(func.max(task_events.c.sequence), 0)).scalar_subquery()
         pruned = select(
             func.coalesce(func.max(event_compaction.c.compacted_through), 0)
         ).scalar_subquery()
         async with self._db.connect() as conn:
             row = (await conn.execute(select(newest, pruned))).one()
-        return max(int(row[0]), int(row[1]))
-
-    async def knows(self, flt: EventFilter) -> bool:
-        """Whether the tree or task `flt` names exists for its owner, or still has events
-        (a deleted task's last events remain until they are pruned)."""
-        task_id = flt.task_id or flt.root_id
-        exists = select(tasks.c.id).where(tasks.c.id == task_id)
-        if flt.root_id:
-            exists = exists.where(tasks.c.root_id == flt.root_id)  # a root is its own root
-        if flt.user_id:
-            exists = exists.where(tasks.c.user_id == flt.user_id)
-        logged = select(task_events.c.sequence).where(*_conditions(flt, task_events, "task_id"))
-        async with self._db.connect() as conn:
+            head = max(int(row[0]), int(row[1]))
+            if not (flt.root_id or flt.task_id):
+                return True, head
+            task_id = flt.task_id or flt.root_id
+            exists = select(tasks.c.id).where(tasks.c.id == task_id)
+            if flt.root_id:
+                exists = exists.where(tasks.c.root_id == flt.root_id)  # a root is its own
+            if flt.user_id:
+                exists = exists.where(tasks.c.user_id == flt.user_id)
             if await conn.scalar(exists.limit(1)) is not None:
-                return True
-            return await conn.scalar(logged.limit(1)) is not None
+                return True, head
+            logged = select(task_events.c.sequence).where(*_conditions(flt, task_events, "task_id"))
+            return await conn.scalar(logged.limit(1)) is not None, head
 
     async def compacted_through(self, flt: EventFilter) -> int:
         """Highest pruned sequence among the trees `flt` can see (0: nothing pruned)."""
