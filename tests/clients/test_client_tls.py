@@ -6,14 +6,13 @@ the programs create are its own."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from support.certificates import CertificateAuthority
-from support.clients import go_program, typescript_dist
+from support.clients import environment, go_program, typescript_dist
 from taskgrove_server.testing import ServerProcess, sqlite_url
 
 TIMEOUT_S = 60
@@ -45,7 +44,7 @@ def test_a_client_over_mutual_tls_from_the_environment(tmp_path: Path, client: s
         "TASKGROVE_TLS_KEY": str(server_cert.key),
         "TASKGROVE_TLS_CLIENT_CA": str(ca.cert),
     }
-    base = {k: v for k, v in os.environ.items() if not k.startswith("TASKGROVE_")}
+    base = environment()
 
     def run(**env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support.clients import go_program, typescript_dist
+from support.clients import environment, go_program, typescript_dist
 from support.database import committed
 from taskgrove import AsyncClient, statuses
 from taskgrove_server.testing import ServerProcess, sqlite_url
@@ -92,8 +91,7 @@ async def test_a_tree_created_in_typescript_executed_in_python_is_watched_alike_
     examples, go_watch = programs
     db = tmp_path / "tg.db"
     with ServerProcess(sqlite_url(db)) as server:
-        env = {**os.environ, "TASKGROVE_ADDRESS": server.address}
-        env.pop("TASKGROVE_TOKEN", None)
+        env = environment(TASKGROVE_ADDRESS=server.address)
         creator = await start("node", str(examples / "create-tree.js"), env=env)
         async with asyncio.timeout(WAIT_S):
             out, err = await creator.communicate(json.dumps(TREE).encode())

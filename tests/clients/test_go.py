@@ -9,7 +9,6 @@ build/go-cache so reruns stay fast."""
 from __future__ import annotations
 
 import json
-import os
 import queue
 import subprocess
 import threading
@@ -35,17 +34,15 @@ def gopath() -> Path:
     return clients.gopath()
 
 
-def go_env(gopath: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKGROVE_")}
-    env.update(clients.go_env(), **extra)
-    return env
+def go_env(**extra: str) -> dict[str, str]:
+    return clients.environment(**clients.go_env(), **extra)
 
 
 def go(gopath: Path, *args: str, **extra: str) -> str:
     result = subprocess.run(
         ["go", *args],
         cwd=gopath / "src" / "taskgrove.dev" / "go",
-        env=go_env(gopath, **extra),
+        env=go_env(**extra),
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
@@ -101,10 +98,10 @@ def test_go_tests_against_real_servers(gopath: Path, server: ServerProcess, tmp_
     assert "FAIL" not in output
 
 
-def test_quickstart_example(gopath: Path, binaries: Path, server: ServerProcess) -> None:
+def test_quickstart_example(binaries: Path, server: ServerProcess) -> None:
     result = subprocess.run(
         [str(binaries / "quickstart")],
-        env=go_env(gopath, TASKGROVE_ADDRESS=server.address),
+        env=go_env(TASKGROVE_ADDRESS=server.address),
         capture_output=True,
         text=True,
         timeout=60,
@@ -139,10 +136,10 @@ def execute(address: str, task_id: str) -> None:
         stub.ExecuteTask(task_service_pb2.ExecuteTaskRequest(id=task_id), timeout=10)
 
 
-def watch(binaries: Path, gopath: Path, address: str, *args: str) -> subprocess.Popen[str]:
+def watch(binaries: Path, address: str, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [str(binaries / "watch"), *args],
-        env=go_env(gopath, TASKGROVE_ADDRESS=address),
+        env=go_env(TASKGROVE_ADDRESS=address),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -178,10 +175,10 @@ def finish(process: subprocess.Popen[str], timeout: float = 60.0) -> tuple[int, 
 
 
 def test_watch_example_resumes_across_a_server_restart(
-    gopath: Path, binaries: Path, server: ServerProcess
+    binaries: Path, server: ServerProcess
 ) -> None:
     root_id = create_tree(server.address, 0.05)
-    process = watch(binaries, gopath, server.address, "--root-id", root_id)
+    process = watch(binaries, server.address, "--root-id", root_id)
     lines, reader = read_lines(process)
     try:
         before = [next_line(lines), next_line(lines)]  # the two CREATED events
@@ -201,7 +198,7 @@ def test_watch_example_resumes_across_a_server_restart(
     got = before + [json.loads(lines.get_nowait()) for _ in range(lines.qsize())]
 
     # The same tree watched again from the start, in one go: the reference.
-    again = watch(binaries, gopath, server.address, "--root-id", root_id)
+    again = watch(binaries, server.address, "--root-id", root_id)
     out, err = again.communicate(timeout=60)
     assert again.returncode == 0, err
     want = [json.loads(line) for line in out.splitlines()]
@@ -219,17 +216,15 @@ def test_watch_example_resumes_across_a_server_restart(
     assert len(got) > len(before) + 1
 
 
-def test_watch_example_after_sequence(gopath: Path, binaries: Path, server: ServerProcess) -> None:
+def test_watch_example_after_sequence(binaries: Path, server: ServerProcess) -> None:
     root_id = create_tree(server.address, 0.01)
     execute(server.address, root_id)
-    full = watch(binaries, gopath, server.address, "--root-id", root_id)
+    full = watch(binaries, server.address, "--root-id", root_id)
     out, err = full.communicate(timeout=60)
     assert full.returncode == 0, err
     events = [json.loads(line) for line in out.splitlines()]
     after = events[1]["sequence"]
-    rest = watch(
-        binaries, gopath, server.address, "--root-id", root_id, "--after-sequence", str(after)
-    )
+    rest = watch(binaries, server.address, "--root-id", root_id, "--after-sequence", str(after))
     out, err = rest.communicate(timeout=60)
     assert rest.returncode == 0, err
     assert [json.loads(line) for line in out.splitlines()] == events[2:]

@@ -4,7 +4,6 @@ suite, and its watch example resuming across a server restart with every event o
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -25,8 +24,7 @@ def built() -> Path:
 
 
 def _env(address: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKGROVE_")}
-    return {**env, "TASKGROVE_ADDRESS": address, **extra}
+    return clients.environment(TASKGROVE_ADDRESS=address, **extra)
 
 
 def test_node_suite_against_real_servers(built: Path, tmp_path: Path) -> None:

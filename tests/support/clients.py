@@ -35,6 +35,13 @@ def require(program: str, client: str) -> str:
     pytest.skip(message, allow_module_level=True)
 
 
+def environment(**settings: str) -> dict[str, str]:
+    """This process's environment without its own TASKGROVE_* settings (a developer's
+    TASKGROVE_TOKEN or CA file must not leak into a client under test), plus `settings`."""
+    kept = {k: v for k, v in os.environ.items() if not k.startswith("TASKGROVE_")}
+    return {**kept, **settings}
+
+
 def run(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
     """Run a build step; its output is the failure message when it fails."""
     done = subprocess.run(
