@@ -220,6 +220,24 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """command_executor: the program wrote more than max_output_bytes to stdout or stderr and
     was stopped (details: stream, max_output_bytes and the output kept).
     """
+    ERROR_REASON_WORKER_LOST: _ErrorReason.ValueType  # 82
+    """The worker running the attempt disconnected or stopped heartbeating past its lease,
+    and no attempt was left (details: worker_id).
+    """
+    ERROR_REASON_INVALID_REGISTRATION: _ErrorReason.ValueType  # 83
+    """--- WorkerService ---
+
+    A worker's registration is invalid: empty or long name, slots out of range, no or
+    duplicate executors, an input schema that is not a JSON schema (field violations).
+    """
+    ERROR_REASON_EXECUTOR_CONFLICT: _ErrorReason.ValueType  # 84
+    """A worker registers an executor the server runs itself, or with an input schema other
+    than the one its connected workers or the operator's declaration use.
+    """
+    ERROR_REASON_STALE_LEASE: _ErrorReason.ValueType  # 85
+    """OutcomeAcknowledged: the outcome's lease expired or its task moved on; it was not
+    recorded.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Stable reasons of the service's errors.
@@ -428,5 +446,23 @@ ERROR_REASON_COMMAND_FAILED: ErrorReason.ValueType  # 60
 ERROR_REASON_COMMAND_OUTPUT_LIMIT: ErrorReason.ValueType  # 61
 """command_executor: the program wrote more than max_output_bytes to stdout or stderr and
 was stopped (details: stream, max_output_bytes and the output kept).
+"""
+ERROR_REASON_WORKER_LOST: ErrorReason.ValueType  # 82
+"""The worker running the attempt disconnected or stopped heartbeating past its lease,
+and no attempt was left (details: worker_id).
+"""
+ERROR_REASON_INVALID_REGISTRATION: ErrorReason.ValueType  # 83
+"""--- WorkerService ---
+
+A worker's registration is invalid: empty or long name, slots out of range, no or
+duplicate executors, an input schema that is not a JSON schema (field violations).
+"""
+ERROR_REASON_EXECUTOR_CONFLICT: ErrorReason.ValueType  # 84
+"""A worker registers an executor the server runs itself, or with an input schema other
+than the one its connected workers or the operator's declaration use.
+"""
+ERROR_REASON_STALE_LEASE: ErrorReason.ValueType  # 85
+"""OutcomeAcknowledged: the outcome's lease expired or its task moved on; it was not
+recorded.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -275,13 +275,24 @@ class Executor(_message.Message):
     ID_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     INPUT_SCHEMA_FIELD_NUMBER: _builtins.int
+    REMOTE_FIELD_NUMBER: _builtins.int
+    WORKERS_FIELD_NUMBER: _builtins.int
+    FREE_SLOTS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Executor id, used in `Task.executor` (or `Task.name`)."""
     description: _builtins.str
     """What the executor does."""
+    remote: _builtins.bool
+    """Whether its tasks run in workers (WorkerService) rather than in the server."""
+    free_slots: _builtins.int
+    """Attempts the connected workers could start now, summed (remote executors only)."""
     @_builtins.property
     def input_schema(self) -> _struct_pb2.Struct:
         """JSON schema of the executor's inputs."""
+
+    @_builtins.property
+    def workers(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExecutorWorker]:
+        """The connected workers that serve it (remote executors only)."""
 
     def __init__(
         self,
@@ -289,11 +300,74 @@ class Executor(_message.Message):
         id: _builtins.str = ...,
         description: _builtins.str = ...,
         input_schema: _struct_pb2.Struct | None = ...,
+        remote: _builtins.bool = ...,
+        workers: _abc.Iterable[Global___ExecutorWorker] | None = ...,
+        free_slots: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["input_schema", b"input_schema"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "id", b"id", "input_schema", b"input_schema"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "free_slots", b"free_slots", "id", b"id", "input_schema", b"input_schema", "remote", b"remote", "workers", b"workers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Executor: _TypeAlias = Executor  # noqa: Y015
+
+@_typing.final
+class ExecutorWorker(_message.Message):
+    """A connected worker, as ListExecutors shows it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class LabelsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    LABELS_FIELD_NUMBER: _builtins.int
+    SLOTS_FIELD_NUMBER: _builtins.int
+    FREE_SLOTS_FIELD_NUMBER: _builtins.int
+    worker_id: _builtins.str
+    """The worker's id."""
+    name: _builtins.str
+    """The worker's name."""
+    slots: _builtins.int
+    """Attempts it runs at once."""
+    free_slots: _builtins.int
+    """Slots not holding an attempt now."""
+    @_builtins.property
+    def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The worker's labels."""
+
+    def __init__(
+        self,
+        *,
+        worker_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        slots: _builtins.int = ...,
+        free_slots: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["free_slots", b"free_slots", "labels", b"labels", "name", b"name", "slots", b"slots", "worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExecutorWorker: _TypeAlias = ExecutorWorker  # noqa: Y015

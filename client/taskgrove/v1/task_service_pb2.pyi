@@ -889,8 +889,10 @@ class ExplainTaskResponse(_message.Message):
     @_builtins.property
     def reasons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Stable codes, most important first: FINISHED, RUNNING, NOT_EXECUTING,
-        WAITING_FOR_DEPENDENCIES, RETRY_BACKOFF, CONCURRENCY_LIMIT, EXECUTOR_LIMIT, QUEUED,
-        GROUP (a group runs nothing; see its subtree).
+        WAITING_FOR_DEPENDENCIES, RETRY_BACKOFF, CONCURRENCY_LIMIT, EXECUTOR_LIMIT,
+        NO_WORKER (its executor runs in workers and none is connected), NO_FREE_WORKER (the
+        connected ones have no free slot), QUEUED, GROUP (a group runs nothing; see its
+        subtree).
         """
 
     @_builtins.property

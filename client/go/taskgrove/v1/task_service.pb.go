@@ -1673,8 +1673,10 @@ type ExplainTaskResponse struct {
 	// The task.
 	Task *Task `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
 	// Stable codes, most important first: FINISHED, RUNNING, NOT_EXECUTING,
-	// WAITING_FOR_DEPENDENCIES, RETRY_BACKOFF, CONCURRENCY_LIMIT, EXECUTOR_LIMIT, QUEUED,
-	// GROUP (a group runs nothing; see its subtree).
+	// WAITING_FOR_DEPENDENCIES, RETRY_BACKOFF, CONCURRENCY_LIMIT, EXECUTOR_LIMIT,
+	// NO_WORKER (its executor runs in workers and none is connected), NO_FREE_WORKER (the
+	// connected ones have no free slot), QUEUED, GROUP (a group runs nothing; see its
+	// subtree).
 	Reasons []string `protobuf:"bytes,2,rep,name=reasons,proto3" json:"reasons,omitempty"`
 	// A sentence for people.
 	Summary string `protobuf:"bytes,3,opt,name=summary,proto3" json:"summary,omitempty"`

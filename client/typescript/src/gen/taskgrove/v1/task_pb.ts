@@ -13,7 +13,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file taskgrove/v1/task.proto.
  */
 export const file_taskgrove_v1_task: GenFile = /*@__PURE__*/
-  fileDesc("Chd0YXNrZ3JvdmUvdjEvdGFzay5wcm90bxIMdGFza2dyb3ZlLnYxIkIKCkRlcGVuZGVuY3kSEAoCaWQYASABKAlCBOJBAQISFQoIcmVxdWlyZWQYAiABKAhIAIgBAUILCglfcmVxdWlyZWQiVgoJVGFza0Vycm9yEg4KBnJlYXNvbhgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEigKB2RldGFpbHMYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0IrMHCgRUYXNrEgoKAmlkGAEgASgJEhEKCXBhcmVudF9pZBgCIAEoCRIVCgdyb290X2lkGAMgASgJQgTiQQEDEg8KB3VzZXJfaWQYBCABKAkSEgoEbmFtZRgFIAEoCUIE4kEBAhIQCghleGVjdXRvchgGIAEoCRIVCghwcmlvcml0eRgHIAEoBUgAiAEBEi4KDGRlcGVuZGVuY2llcxgIIAMoCzIYLnRhc2tncm92ZS52MS5EZXBlbmRlbmN5EicKBmlucHV0cxgJIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSJwoGcGFyYW1zGAogASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIuCgZzdGF0dXMYCyABKA4yGC50YXNrZ3JvdmUudjEuVGFza1N0YXR1c0IE4kEBAxIsCgZyZXN1bHQYDCABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVCBOJBAQMSLAoFZXJyb3IYDSABKAsyFy50YXNrZ3JvdmUudjEuVGFza0Vycm9yQgTiQQEDEhYKCHByb2dyZXNzGA4gASgBQgTiQQEDEh4KEHByb2dyZXNzX21lc3NhZ2UYDyABKAlCBOJBAQMSFQoHYXR0ZW1wdBgQIAEoBUIE4kEBAxIUCgxtYXhfYXR0ZW1wdHMYESABKAUSMAoNcmV0cnlfYmFja29mZhgSIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIqCgd0aW1lb3V0GBMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEh4KEG9yaWdpbmFsX3Rhc2tfaWQYFCABKAlCBOJBAQMSGgoMaGFzX2NoaWxkcmVuGBUgASgIQgTiQQEDEjUKC2NyZWF0ZV90aW1lGBYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxI0CgpzdGFydF90aW1lGBcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxI1Cgt1cGRhdGVfdGltZRgYIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSMgoIZW5kX3RpbWUYGSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEhIKBGV0YWcYGiABKAlCBOJBAQMSIQoTZXhlY3V0aW9uX3JlcXVlc3RlZBgbIAEoCEIE4kEBA0ILCglfcHJpb3JpdHkiWgoIRXhlY3V0b3ISCgoCaWQYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSLQoMaW5wdXRfc2NoZW1hGAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCqtAQoKVGFza1N0YXR1cxIbChdUQVNLX1NUQVRVU19VTlNQRUNJRklFRBAAEhcKE1RBU0tfU1RBVFVTX1BFTkRJTkcQARIbChdUQVNLX1NUQVRVU19JTl9QUk9HUkVTUxACEhkKFVRBU0tfU1RBVFVTX0NPTVBMRVRFRBADEhYKElRBU0tfU1RBVFVTX0ZBSUxFRBAEEhkKFVRBU0tfU1RBVFVTX0NBTkNFTExFRBAFQn4KEGRldi50YXNrZ3JvdmUudjFCCVRhc2tQcm90b1ABWil0YXNrZ3JvdmUuZGV2L2dvL3Rhc2tncm92ZS92MTt0YXNrZ3JvdmV2MaICA1RHWKoCDFRhc2tncm92ZS5WMcoCDFRhc2tncm92ZVxWMeoCDVRhc2tncm92ZTo6VjFiBnByb3RvMw", [file_google_api_field_behavior, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("Chd0YXNrZ3JvdmUvdjEvdGFzay5wcm90bxIMdGFza2dyb3ZlLnYxIkIKCkRlcGVuZGVuY3kSEAoCaWQYASABKAlCBOJBAQISFQoIcmVxdWlyZWQYAiABKAhIAIgBAUILCglfcmVxdWlyZWQiVgoJVGFza0Vycm9yEg4KBnJlYXNvbhgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEigKB2RldGFpbHMYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0IrMHCgRUYXNrEgoKAmlkGAEgASgJEhEKCXBhcmVudF9pZBgCIAEoCRIVCgdyb290X2lkGAMgASgJQgTiQQEDEg8KB3VzZXJfaWQYBCABKAkSEgoEbmFtZRgFIAEoCUIE4kEBAhIQCghleGVjdXRvchgGIAEoCRIVCghwcmlvcml0eRgHIAEoBUgAiAEBEi4KDGRlcGVuZGVuY2llcxgIIAMoCzIYLnRhc2tncm92ZS52MS5EZXBlbmRlbmN5EicKBmlucHV0cxgJIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSJwoGcGFyYW1zGAogASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIuCgZzdGF0dXMYCyABKA4yGC50YXNrZ3JvdmUudjEuVGFza1N0YXR1c0IE4kEBAxIsCgZyZXN1bHQYDCABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVCBOJBAQMSLAoFZXJyb3IYDSABKAsyFy50YXNrZ3JvdmUudjEuVGFza0Vycm9yQgTiQQEDEhYKCHByb2dyZXNzGA4gASgBQgTiQQEDEh4KEHByb2dyZXNzX21lc3NhZ2UYDyABKAlCBOJBAQMSFQoHYXR0ZW1wdBgQIAEoBUIE4kEBAxIUCgxtYXhfYXR0ZW1wdHMYESABKAUSMAoNcmV0cnlfYmFja29mZhgSIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIqCgd0aW1lb3V0GBMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEh4KEG9yaWdpbmFsX3Rhc2tfaWQYFCABKAlCBOJBAQMSGgoMaGFzX2NoaWxkcmVuGBUgASgIQgTiQQEDEjUKC2NyZWF0ZV90aW1lGBYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxI0CgpzdGFydF90aW1lGBcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxI1Cgt1cGRhdGVfdGltZRgYIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSMgoIZW5kX3RpbWUYGSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEhIKBGV0YWcYGiABKAlCBOJBAQMSIQoTZXhlY3V0aW9uX3JlcXVlc3RlZBgbIAEoCEIE4kEBA0ILCglfcHJpb3JpdHkirQEKCEV4ZWN1dG9yEgoKAmlkGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEi0KDGlucHV0X3NjaGVtYRgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSDgoGcmVtb3RlGAQgASgIEi0KB3dvcmtlcnMYBSADKAsyHC50YXNrZ3JvdmUudjEuRXhlY3V0b3JXb3JrZXISEgoKZnJlZV9zbG90cxgGIAEoBSK9AQoORXhlY3V0b3JXb3JrZXISEQoJd29ya2VyX2lkGAEgASgJEgwKBG5hbWUYAiABKAkSOAoGbGFiZWxzGAMgAygLMigudGFza2dyb3ZlLnYxLkV4ZWN1dG9yV29ya2VyLkxhYmVsc0VudHJ5Eg0KBXNsb3RzGAQgASgFEhIKCmZyZWVfc2xvdHMYBSABKAUaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASqtAQoKVGFza1N0YXR1cxIbChdUQVNLX1NUQVRVU19VTlNQRUNJRklFRBAAEhcKE1RBU0tfU1RBVFVTX1BFTkRJTkcQARIbChdUQVNLX1NUQVRVU19JTl9QUk9HUkVTUxACEhkKFVRBU0tfU1RBVFVTX0NPTVBMRVRFRBADEhYKElRBU0tfU1RBVFVTX0ZBSUxFRBAEEhkKFVRBU0tfU1RBVFVTX0NBTkNFTExFRBAFQn4KEGRldi50YXNrZ3JvdmUudjFCCVRhc2tQcm90b1ABWil0YXNrZ3JvdmUuZGV2L2dvL3Rhc2tncm92ZS92MTt0YXNrZ3JvdmV2MaICA1RHWKoCDFRhc2tncm92ZS5WMcoCDFRhc2tncm92ZVxWMeoCDVRhc2tncm92ZTo6VjFiBnByb3RvMw", [file_google_api_field_behavior, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * A dependency decides when a task may run.
@@ -310,6 +310,27 @@ export type Executor = Message<"taskgrove.v1.Executor"> & {
    * @generated from field: google.protobuf.Struct input_schema = 3;
    */
   inputSchema?: JsonObject | undefined;
+
+  /**
+   * Whether its tasks run in workers (WorkerService) rather than in the server.
+   *
+   * @generated from field: bool remote = 4;
+   */
+  remote: boolean;
+
+  /**
+   * The connected workers that serve it (remote executors only).
+   *
+   * @generated from field: repeated taskgrove.v1.ExecutorWorker workers = 5;
+   */
+  workers: ExecutorWorker[];
+
+  /**
+   * Attempts the connected workers could start now, summed (remote executors only).
+   *
+   * @generated from field: int32 free_slots = 6;
+   */
+  freeSlots: number;
 };
 
 /**
@@ -318,6 +339,55 @@ export type Executor = Message<"taskgrove.v1.Executor"> & {
  */
 export const ExecutorSchema: GenMessage<Executor> = /*@__PURE__*/
   messageDesc(file_taskgrove_v1_task, 3);
+
+/**
+ * A connected worker, as ListExecutors shows it.
+ *
+ * @generated from message taskgrove.v1.ExecutorWorker
+ */
+export type ExecutorWorker = Message<"taskgrove.v1.ExecutorWorker"> & {
+  /**
+   * The worker's id.
+   *
+   * @generated from field: string worker_id = 1;
+   */
+  workerId: string;
+
+  /**
+   * The worker's name.
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * The worker's labels.
+   *
+   * @generated from field: map<string, string> labels = 3;
+   */
+  labels: { [key: string]: string };
+
+  /**
+   * Attempts it runs at once.
+   *
+   * @generated from field: int32 slots = 4;
+   */
+  slots: number;
+
+  /**
+   * Slots not holding an attempt now.
+   *
+   * @generated from field: int32 free_slots = 5;
+   */
+  freeSlots: number;
+};
+
+/**
+ * Describes the message taskgrove.v1.ExecutorWorker.
+ * Use `create(ExecutorWorkerSchema)` to create a new message.
+ */
+export const ExecutorWorkerSchema: GenMessage<ExecutorWorker> = /*@__PURE__*/
+  messageDesc(file_taskgrove_v1_task, 4);
 
 /**
  * Lifecycle of a task. Transitions are enforced by the server:

@@ -844,8 +844,10 @@ export type ExplainTaskResponse = Message<"taskgrove.v1.ExplainTaskResponse"> & 
 
   /**
    * Stable codes, most important first: FINISHED, RUNNING, NOT_EXECUTING,
-   * WAITING_FOR_DEPENDENCIES, RETRY_BACKOFF, CONCURRENCY_LIMIT, EXECUTOR_LIMIT, QUEUED,
-   * GROUP (a group runs nothing; see its subtree).
+   * WAITING_FOR_DEPENDENCIES, RETRY_BACKOFF, CONCURRENCY_LIMIT, EXECUTOR_LIMIT,
+   * NO_WORKER (its executor runs in workers and none is connected), NO_FREE_WORKER (the
+   * connected ones have no free slot), QUEUED, GROUP (a group runs nothing; see its
+   * subtree).
    *
    * @generated from field: repeated string reasons = 2;
    */
