@@ -37,6 +37,8 @@ from taskgrove._models import (
     WaitingDependency,
 )
 from taskgrove._tree import TaskTreeNode
+from taskgrove._worker import Worker
+from taskgrove._worker_context import ExecutorFailure, WorkerContext
 from taskgrove.domain import reasons, statuses
 
 __all__ = [
@@ -46,6 +48,7 @@ __all__ = [
     "ClientConfig",
     "DeadlineExceededError",
     "Executor",
+    "ExecutorFailure",
     "Explanation",
     "FailedPreconditionError",
     "FieldViolation",
@@ -67,6 +70,8 @@ __all__ = [
     "UnauthenticatedError",
     "UnavailableError",
     "WaitingDependency",
+    "Worker",
+    "WorkerContext",
     "create_session",
     "reasons",
     "statuses",

@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from taskgrove.v1 import worker_service_pb2, worker_service_pb2_grpc
 
 from taskgrove_server import gc_tuning
 from taskgrove_server.api.authentication import AuthInterceptor
@@ -22,12 +23,15 @@ from taskgrove_server.api.registration import SERVICE_NAME, add_task_service
 from taskgrove_server.api.task_service import TaskService
 from taskgrove_server.api.tls import server_credentials
 from taskgrove_server.api.watch import EventStreamer
+from taskgrove_server.api.worker_service import WorkerService
 from taskgrove_server.auth import Authenticator
 from taskgrove_server.clock import now_us
-from taskgrove_server.config import ServerConfig
+from taskgrove_server.config import ConfigError, ServerConfig
 from taskgrove_server.engine import Engine
 from taskgrove_server.events.hub import EventHub
 from taskgrove_server.executors import ExecutorRegistry
+from taskgrove_server.executors.workers import RemoteExecutorSpec, WorkerPool
+from taskgrove_server.executors.workers.declarations import load_declarations
 from taskgrove_server.exposure import exposure_warning
 from taskgrove_server.gc_stats import GcStats
 from taskgrove_server.service.idempotency import Idempotency
@@ -35,10 +39,13 @@ from taskgrove_server.service.tasks import Tasks
 from taskgrove_server.storage.database import FileLock, open_database, sqlite_path
 from taskgrove_server.storage.event_log import EventLog
 from taskgrove_server.storage.migrations import migrate
+from taskgrove_server.storage.records import RemoteExecutorRow
 from taskgrove_server.storage.store import sql_store
-from taskgrove_server.storage.writes import PruneHistory
+from taskgrove_server.storage.writes import PruneHistory, SaveRemoteExecutor
 
 log = logging.getLogger(__name__)
+
+WORKER_SERVICE_NAME = worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name
 
 
 class TaskgroveServer:
@@ -52,10 +59,26 @@ class TaskgroveServer:
             log.warning(warning)
         self._credentials = server_credentials(config)
         self.registry = registry or ExecutorRegistry.default(
+            load_entry_points=config.local_executors,
+            local=config.local_executors,
             allowed_commands=config.allowed_commands,
             command_env=config.command_env,
             command_cwd=config.command_cwd,
             command_user=config.command_user,
+        )
+        if not config.worker_lease_seconds > 0:
+            raise ConfigError(
+                f"worker_lease_seconds must be positive, not {config.worker_lease_seconds}"
+            )
+        declared = load_declarations(config.executors_file) if config.executors_file else []
+        for spec in declared:
+            if spec.id in self.registry:
+                raise ConfigError(f"executor {spec.id!r} is declared for workers but runs here")
+        self.workers = WorkerPool(
+            self.registry,
+            lease_timeout_s=config.worker_lease_seconds,
+            save=self._save_executor,
+            declared=declared,
         )
         self.port = 0
         path = sqlite_path(config.db_url)
@@ -70,6 +93,7 @@ class TaskgroveServer:
             max_concurrency=config.max_concurrency,
             executor_limits=config.executor_limits,
             max_result_bytes=config.max_result_bytes,
+            workers=self.workers,
         )
         options = [
             ("grpc.max_receive_message_length", config.max_message_bytes),
@@ -95,6 +119,11 @@ class TaskgroveServer:
         writer = self.store.writer
         await writer.start()
         self.hub.last_sequence = writer.last_sequence
+        self.workers.remember(
+            RemoteExecutorSpec(row.id, row.description, row.input_schema)
+            for row in await self.store.reads.remote_executors()
+        )
+        self.workers.start()
         await self.engine.start()
         tasks = Tasks(
             self.store, self.engine, self.registry, max_tree_size=self.config.max_tree_size
@@ -114,12 +143,16 @@ class TaskgroveServer:
                 streamer,
                 max_message_bytes=self.config.max_message_bytes,
                 auth_required=self.authenticator is not None,
+                workers=self.workers,
             ),
             self._grpc,
         )
+        worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(
+            WorkerService(self.workers), self._grpc
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
         if self.config.reflection:
-            enable_reflection(self._grpc, (SERVICE_NAME, health.SERVICE_NAME))
+            enable_reflection(self._grpc, (SERVICE_NAME, WORKER_SERVICE_NAME, health.SERVICE_NAME))
         if self._credentials is None:
             self.port = self._grpc.add_insecure_port(self.config.address)
         else:
@@ -129,6 +162,11 @@ class TaskgroveServer:
         await self._grpc.start()
         await self._set_health(True)
         self._spawn(self._prune_periodically())
+
+    async def _save_executor(self, spec: RemoteExecutorSpec) -> None:
+        row = RemoteExecutorRow(spec.id, spec.description, dict(spec.input_schema))
+        self.store.writer.queue(SaveRemoteExecutor(row, now_us()))
+        await self.store.writer.flush()
 
     async def prune_events(self) -> None:
         """Delete the history of trees that finished longer ago than the retention, and
@@ -178,6 +216,7 @@ class TaskgroveServer:
         # Watch streams never finish by themselves: end them first (UNAVAILABLE) so that
         # clients resume elsewhere and the grace period serves the unary calls.
         self.hub.close()
+        await self.workers.close()
         await self._grpc.stop(self.config.grace_seconds if grace is None else grace)
         await self.engine.close()
         await self.store.writer.close()

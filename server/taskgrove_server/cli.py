@@ -104,6 +104,25 @@ def add_serve_command(commands: Any) -> None:
         help="run commands as NAME (env TASKGROVE_COMMAND_USER; default: nobody when the "
         "server runs as root); `root` only if you say so",
     )
+    serve.add_argument(
+        "--no-local-executors",
+        dest="local_executors",
+        action="store_false",
+        default=None,
+        help="run no executor in the server: every task runs in a worker (env "
+        "TASKGROVE_LOCAL_EXECUTORS=0)",
+    )
+    serve.add_argument(
+        "--executors-file",
+        metavar="JSON",
+        help="declare executors served by workers, so that their tasks can be created "
+        "before a worker connects (env TASKGROVE_EXECUTORS_FILE; see docs/workers.md)",
+    )
+    serve.add_argument(
+        "--worker-lease-seconds",
+        type=float,
+        help="how long a silent worker keeps its attempts (env TASKGROVE_WORKER_LEASE_SECONDS; 15)",
+    )
     serve.set_defaults(handler=run_serve)
 
 
@@ -122,7 +141,11 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
     for name in (*files, "tls_cert_file", "tls_key_file", "tls_client_ca_file"):
         if value := getattr(args, name, None):
             setattr(config, name, value)
-    for name in ("insecure", "reflection"):
+    if args.executors_file:
+        config.executors_file = args.executors_file
+    if args.worker_lease_seconds is not None:
+        config.worker_lease_seconds = args.worker_lease_seconds
+    for name in ("insecure", "reflection", "local_executors"):
         if (value := getattr(args, name, None)) is not None:
             setattr(config, name, value)
     if args.command_env:

@@ -47,6 +47,15 @@ class ServerConfig:
     command_user: str = ""
     """User commands run as; empty: `nobody` when the server runs as root, else the
     server's own user. Commands run as root only when this says `root`."""
+    local_executors: bool = True
+    """Run the built-in and entry-point executors in the server; off: every executor is
+    served by workers (`serve --no-local-executors`)."""
+    executors_file: str = ""
+    """JSON file declaring executors served by workers, so that their tasks can be created
+    before any worker connects: `[{"id": ..., "description": ..., "input_schema": {...}}]`."""
+    worker_lease_seconds: float = 15.0
+    """How long a worker may stay silent (disconnected, or stalled) before its attempts
+    are taken back: run again while attempts remain, else failed WORKER_LOST."""
     grace_seconds: float = 10.0
     """On shutdown, how long in-flight calls may take to finish."""
     max_tree_size: int = 200_000

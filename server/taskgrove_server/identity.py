@@ -36,6 +36,11 @@ class Caller:
         return not self.authenticated or bool(self.roles & {USER, ADMIN})
 
     @property
+    def may_serve(self) -> bool:
+        """Whether the caller may connect a worker (WorkerService)."""
+        return not self.authenticated or bool(self.roles & {WORKER, ADMIN})
+
+    @property
     def read_scope(self) -> str | None:
         """The only owner whose tasks this caller may read, or None for every owner."""
         if not self.authenticated or self.roles & {ADMIN, READER}:

@@ -34,6 +34,19 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    from taskgrove.cli.worker import run
+
+    return run(args)
+
+
 def _add_connection_arguments(parser: argparse.ArgumentParser, *, subcommand: bool) -> None:
     """The flags that say how to reach the server. On a sub-command they default to
     nothing (SUPPRESS), so that one given before the command name is not overwritten."""
@@ -239,3 +252,13 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     )
     executors.add_argument("--json", action="store_true", help="with input schemas, as JSON")
     executors.set_defaults(handler=_handler("commands", "list_executors"))
+
+    worker = commands.add_parser(
+        "worker",
+        parents=common,
+        help="serve the executors of a taskgrove.Worker (MODULE:OBJECT) from this process",
+    )
+    worker.add_argument("target", metavar="MODULE:OBJECT", help="e.g. myapp.jobs:worker")
+    worker.add_argument("--slots", type=_positive_int, help="attempts run at once")
+    worker.add_argument("--name", help="the worker's name, as ListExecutors shows it")
+    worker.set_defaults(handler=_run_worker)

@@ -29,6 +29,7 @@ OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 """Served without credentials: health checks come from load balancers and probes; the
 schema reflection shows is public (it can be turned off)."""
 TASK_SERVICE = "/taskgrove.v1.TaskService/"
+WORKER_SERVICE = "/taskgrove.v1.WorkerService/"
 READ_METHODS = frozenset(
     {"GetTask", "GetTaskTree", "ListTasks", "ListExecutors", "ExplainTask", "WatchEvents"}
 )
@@ -51,6 +52,8 @@ def _allowed(caller: Caller, method: str) -> bool:
     if method.startswith(TASK_SERVICE):
         name = method[len(TASK_SERVICE) :]
         return caller.may_read if name in READ_METHODS else caller.may_write
+    if method.startswith(WORKER_SERVICE):
+        return caller.may_serve
     return False  # services added later decide their roles here
 
 

@@ -22,6 +22,8 @@ from taskgrove_server.api.convert import basic_task_to_proto, one_spec, task_to_
 from taskgrove_server.api.error_mapping import maps_errors
 from taskgrove_server.api.watch import EventStreamer
 from taskgrove_server.errors import Code, ServiceError, invalid_field
+from taskgrove_server.executors import Executor
+from taskgrove_server.executors.workers import WorkerPool
 from taskgrove_server.identity import Caller
 from taskgrove_server.ids import new_id
 from taskgrove_server.service.idempotency import Idempotency, RequestKey
@@ -100,8 +102,10 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         *,
         max_message_bytes: int,
         auth_required: bool = False,
+        workers: WorkerPool | None = None,
     ) -> None:
         self._auth_required = auth_required
+        self._workers = workers
         self._tasks = tasks
         self._idempotency = idempotency
         self._streamer = streamer
@@ -294,15 +298,27 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         self, request: task_service_pb2.ListExecutorsRequest, context: Context
     ) -> task_service_pb2.ListExecutorsResponse:
         return task_service_pb2.ListExecutorsResponse(
-            executors=[
-                task_pb2.Executor(
-                    id=executor.id,
-                    description=executor.description,
-                    input_schema=wire.to_struct(dict(executor.input_schema)),
-                )
-                for executor in self._tasks.executors()
-            ]
+            executors=[self._executor(executor) for executor in self._tasks.executors()]
         )
+
+    def _executor(self, executor: Executor) -> task_pb2.Executor:
+        message = task_pb2.Executor(
+            id=executor.id,
+            description=executor.description,
+            input_schema=wire.to_struct(dict(executor.input_schema)),
+            remote=executor.remote,
+        )
+        if executor.remote and self._workers is not None:
+            for view in self._workers.workers_serving(executor.id):
+                message.workers.add(
+                    worker_id=view.worker_id,
+                    name=view.name,
+                    labels=view.labels,
+                    slots=view.slots,
+                    free_slots=view.free_slots,
+                )
+                message.free_slots += view.free_slots
+        return message
 
     @maps_errors
     async def ExplainTask(

@@ -39,6 +39,7 @@ from taskgrove_server.engine.transitions import Transitions
 from taskgrove_server.engine.tree_cache import TreeCache
 from taskgrove_server.engine.waiting import DependencyWaits
 from taskgrove_server.executors import ExecutorRegistry
+from taskgrove_server.executors.workers import WorkerPool
 from taskgrove_server.storage.records import TaskRow
 from taskgrove_server.storage.store import TaskStore
 from taskgrove_server.storage.writes import InsertTasks, MarkExecutionRequested
@@ -61,11 +62,14 @@ class Engine:
         max_concurrency: int = 256,
         executor_limits: dict[str, int] | None = None,
         max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
+        workers: WorkerPool | None = None,
     ) -> None:
         self._reads = store.reads
         self._writer = store.writer
         self._cache = TreeCache(store.reads, store.writer, self._activate)
-        self._queue = ReadyQueue(max_concurrency, executor_limits)
+        self._queue = ReadyQueue(max_concurrency, executor_limits, gate=workers)
+        if workers is not None:
+            workers.on_capacity = self._worker_slots_free
         self._transitions = Transitions(store.writer, self._cache)
         self._waits = DependencyWaits(
             self._cache, self._transitions, self._queue, store.reads, store.writer
@@ -92,6 +96,7 @@ class Engine:
         )
         store.writer.on_stale = self._reload
         self._reloads: set[asyncio.Task[None]] = set()
+        self._settle_soon = False
         self._reloaded: dict[str, tuple[int, float]] = {}
         """Root id -> (reloads in a row, when the last one was)."""
 
@@ -114,6 +119,18 @@ class Engine:
         for reload in self._reloads:
             reload.cancel()
         await asyncio.gather(*attempts, *self._reloads, return_exceptions=True)
+
+    def _worker_slots_free(self, executors: Sequence[str], free: int) -> None:
+        for executor in executors:
+            self._queue.reopen(executor, free)
+        # Called from inside the runner too (a claim ending): settle on the next turn.
+        if not self._settle_soon:
+            self._settle_soon = True
+            asyncio.get_running_loop().call_soon(self._settle_later)
+
+    def _settle_later(self) -> None:
+        self._settle_soon = False
+        self.settle()
 
     # ----------------------------------------------------------------- queries
 

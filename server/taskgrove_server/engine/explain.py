@@ -38,8 +38,10 @@ def explain(
     limit: int,
     executor_running: int,
     executor_limit: int | None,
+    workers: tuple[int, int] | None = None,
 ) -> Explanation:
-    """Reasons, most important first (stable codes; see ExplainTaskResponse)."""
+    """Reasons, most important first (stable codes; see ExplainTaskResponse). `workers`:
+    for a remote executor, its connected workers and their free slots."""
     result = Explanation(waiting=waiting, running=running, concurrency_limit=limit)
     if node.is_group:
         result.reasons.append("GROUP")
@@ -73,6 +75,12 @@ def explain(
         if executor_limit is not None and executor_running >= executor_limit:
             result.reasons.append("EXECUTOR_LIMIT")
             parts.append(f"executor {node.executor} runs {executor_running} of {executor_limit}")
+        if workers is not None and workers[0] == 0:
+            result.reasons.append("NO_WORKER")
+            parts.append(f"no worker serving executor {node.executor} is connected")
+        elif workers is not None and workers[1] == 0:
+            result.reasons.append("NO_FREE_WORKER")
+            parts.append(f"the {workers[0]} workers serving {node.executor} have no free slot")
         result.reasons.append("QUEUED")
         parts.append(f"it is number {queue_position} among the ready tasks")
     result.summary = "; ".join(parts)

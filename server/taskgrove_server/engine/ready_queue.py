@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 from collections import defaultdict
+from typing import Protocol
 
 from taskgrove.domain import statuses
 
@@ -28,9 +29,29 @@ def _still_ready(entry: _Entry) -> bool:
     )
 
 
+class SlotGate(Protocol):
+    """Where remote executors run: a task of one starts only with a worker slot."""
+
+    def is_remote(self, executor: str) -> bool: ...
+
+    def reserve(self, executor: str, task_id: str) -> bool: ...
+
+    def unreserve(self, task_id: str) -> None: ...
+
+    def capacity(self, executor: str) -> tuple[int, int]:
+        """(connected workers serving it, their free slots)."""
+        ...
+
+
 class ReadyQueue:
-    def __init__(self, limit: int, executor_limits: dict[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        limit: int,
+        executor_limits: dict[str, int] | None = None,
+        gate: SlotGate | None = None,
+    ) -> None:
         self.limit = limit
+        self.gate = gate
         """Attempts that may run at once, across the server."""
         self.executor_limits = dict(executor_limits or {})
         self.running = 0
@@ -56,23 +77,43 @@ class ReadyQueue:
             if limit is not None and self._running_by_executor[node.executor] >= limit:
                 heapq.heappush(self._held[node.executor], entry)
                 continue
+            gate = self.gate
+            if (
+                gate is not None
+                and gate.is_remote(node.executor)
+                and not gate.reserve(node.executor, node.id)
+            ):
+                heapq.heappush(self._held[node.executor], entry)  # until a worker slot frees
+                continue
             self.running += 1
             self._running_by_executor[node.executor] += 1
             return node
         return None
 
-    def release(self, executor: str) -> None:
+    def release(self, executor: str, task_id: str) -> None:
         """An attempt of `executor` ended: its slot goes back to the most urgent task this
         executor's limit held back (one per slot: re-queueing all of them on every
         release would cost O(held) per task)."""
         self.running -= 1
         self._running_by_executor[executor] -= 1
+        if self.gate is not None and self.gate.is_remote(executor):
+            self.gate.unreserve(task_id)  # a claim that ended before its assignment
         held = self._held.get(executor)
         while held:
             entry = heapq.heappop(held)
             if _still_ready(entry):
                 heapq.heappush(self._ready, entry)
                 break
+
+    def reopen(self, executor: str, count: int) -> None:
+        """A worker of `executor` has `count` free slots: as many of its held tasks compete
+        again (one is held again if the slot is gone when it comes up)."""
+        held = self._held.get(executor)
+        while held and count > 0:
+            entry = heapq.heappop(held)
+            if _still_ready(entry):
+                heapq.heappush(self._ready, entry)
+                count -= 1
 
     def executor_running(self, executor: str) -> int:
         return self._running_by_executor.get(executor, 0)

@@ -196,6 +196,8 @@ class AttemptRunner:
             name=node.name,
             user_id=node.user_id,
             attempt=attempt,
+            executor=node.executor,
+            timeout_s=node.timeout_ms / 1000 if node.timeout_ms else None,
             inputs=node.inputs,
             params=node.params,
             dependency_results=await self._dependency_results(node),
@@ -210,7 +212,7 @@ class AttemptRunner:
         if claimed is not None and claimed[1] == attempt:
             del self._claimed[node.id]
             assert node.executor is not None
-            self._queue.release(node.executor)
+            self._queue.release(node.executor, node.id)
 
     async def _dependency_results(self, node: Node) -> dict[str, Any]:
         results: dict[str, Any] = {}

@@ -239,6 +239,10 @@ class Steering:
                     )
                 )
             executor = node.executor or ""
+            gate = self._queue.gate
+            workers = (
+                gate.capacity(executor) if gate is not None and gate.is_remote(executor) else None
+            )
             return explain(
                 node,
                 waiting,
@@ -247,6 +251,7 @@ class Steering:
                 limit=self._queue.limit,
                 executor_running=self._queue.executor_running(executor),
                 executor_limit=self._queue.executor_limits.get(executor),
+                workers=workers,
             )
 
 

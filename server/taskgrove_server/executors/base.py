@@ -30,6 +30,10 @@ class ExecutionContext:
     """Results of the completed dependencies, by task id (optional ones only if completed)."""
     report_progress: ProgressCallback = field(repr=False)
     """`report_progress(fraction, message)`: fraction in [0, 1]; cheap to call often."""
+    executor: str = ""
+    """The executor's id."""
+    timeout_s: float | None = None
+    """The attempt's timeout (the engine enforces it; remote workers are told the deadline)."""
 
 
 class ExecutorError(Exception):
@@ -56,3 +60,5 @@ class Executor:
     description: str = ""
     input_schema: Mapping[str, Any] = field(default_factory=lambda: {"type": "object"})
     """JSON schema (draft 2020-12) that a task's inputs must satisfy at creation."""
+    remote: bool = False
+    """Run by connected workers (WorkerService), not in the server."""

@@ -28,6 +28,7 @@ class ExecutorRegistry:
         cls,
         *,
         load_entry_points: bool = True,
+        local: bool = True,
         allowed_commands: Sequence[str] = (),
         command_env: Sequence[str] = (),
         command_cwd: Sequence[str] = (),
@@ -35,12 +36,15 @@ class ExecutorRegistry:
     ) -> ExecutorRegistry:
         """The built-in executors plus those installed under the entry point group;
         `command_executor` only when `allowed_commands` names programs it may run (with
-        the other `command_*` settings; a refused one raises `ConfigError`)."""
+        the other `command_*` settings; a refused one raises `ConfigError`). With `local`
+        false, none: every executor is served by workers."""
         from taskgrove_server.executors.builtin import BUILTIN_EXECUTORS
         from taskgrove_server.executors.builtin.command import command_executor
         from taskgrove_server.executors.builtin.command_policy import CommandPolicy
 
-        registry = cls(BUILTIN_EXECUTORS)
+        registry = cls(BUILTIN_EXECUTORS if local else ())
+        if not local:
+            return registry  # every executor runs in workers
         if allowed_commands:
             policy = CommandPolicy.build(
                 allowed_commands, env_names=command_env, cwd_dirs=command_cwd, user=command_user
@@ -57,6 +61,16 @@ class ExecutorRegistry:
         validator_class.check_schema(dict(executor.input_schema))
         self._executors[executor.id] = executor
         self._validators[executor.id] = validator_class(dict(executor.input_schema))
+
+    def register_remote(self, executor: Executor) -> None:
+        """Register an executor served by workers, or replace the one of that id (a new
+        schema); an executor the server runs itself is never replaced."""
+        current = self._executors.pop(executor.id, None)
+        if current is not None and not current.remote:
+            self._executors[executor.id] = current
+            raise ValueError(f"executor {executor.id!r} runs in the server")
+        self._validators.pop(executor.id, None)
+        self.register(executor)
 
     def load_entry_points(self) -> None:
         for point in entry_points(group=ENTRY_POINT_GROUP):

@@ -17,13 +17,14 @@ from taskgrove.domain.aggregation import ProgressInput
 
 from taskgrove_server.events.event import Event
 from taskgrove_server.storage.reads import ListFilter, Referenced, preorder
-from taskgrove_server.storage.records import StoredResponse, TaskRow
+from taskgrove_server.storage.records import RemoteExecutorRow, StoredResponse, TaskRow
 from taskgrove_server.storage.writes import (
     Applied,
     DeleteTasks,
     InsertTasks,
     MarkExecutionRequested,
     PruneHistory,
+    SaveRemoteExecutor,
     StoreResponse,
     UpdateFields,
     UpdateState,
@@ -44,6 +45,7 @@ class MemoryStore:
         self.tasks: dict[str, TaskRow] = {}
         self.events: list[Event] = []
         self.responses: dict[str, StoredResponse] = {}
+        self.remote: dict[str, RemoteExecutorRow] = {}
         self._seq = 0
         self._transient_failures = 0
         self.refuse: Callable[[Write], bool] = lambda write: False
@@ -133,6 +135,8 @@ class MemoryStore:
             self.responses[write.request_id] = StoredResponse(
                 write.method, write.request_hash, write.response
             )
+        elif isinstance(write, SaveRemoteExecutor):
+            self.remote[write.executor.id] = write.executor
         elif isinstance(write, PruneHistory):
             pass  # nothing is kept long enough to prune
         return True
@@ -267,3 +271,6 @@ class MemoryStore:
 
     async def stored_response(self, request_id: str) -> StoredResponse | None:
         return self.responses.get(request_id)
+
+    async def remote_executors(self) -> list[RemoteExecutorRow]:
+        return [self.remote[key] for key in sorted(self.remote)]

@@ -9,7 +9,7 @@ from typing import Protocol, TypeVar
 
 from taskgrove.domain.aggregation import ProgressInput
 
-from taskgrove_server.storage.records import StoredResponse, TaskRow
+from taskgrove_server.storage.records import RemoteExecutorRow, StoredResponse, TaskRow
 
 
 @dataclass(slots=True)
@@ -87,6 +87,10 @@ class TaskReads(Protocol):
         ...
 
     async def stored_response(self, request_id: str) -> StoredResponse | None: ...
+
+    async def remote_executors(self) -> list[RemoteExecutorRow]:
+        """Every executor workers registered, by id."""
+        ...
 
     async def close(self) -> None: ...
 

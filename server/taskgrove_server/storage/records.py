@@ -88,3 +88,12 @@ class StoredResponse:
     method: str
     request_hash: str
     response: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteExecutorRow:
+    """An executor a worker registered (see storage/schema.py `remote_executors`)."""
+
+    id: str
+    description: str
+    input_schema: dict[str, Any]

@@ -17,8 +17,18 @@ from taskgrove.domain.aggregation import ProgressInput
 from taskgrove_server.storage.queries import Query
 from taskgrove_server.storage.readers import Reader
 from taskgrove_server.storage.reads import ListFilter, Referenced, preorder
-from taskgrove_server.storage.records import TASK_COLUMNS, StoredResponse, TaskRow
-from taskgrove_server.storage.schema import idempotency_keys, task_dependencies, tasks
+from taskgrove_server.storage.records import (
+    TASK_COLUMNS,
+    RemoteExecutorRow,
+    StoredResponse,
+    TaskRow,
+)
+from taskgrove_server.storage.schema import (
+    idempotency_keys,
+    remote_executors,
+    task_dependencies,
+    tasks,
+)
 from taskgrove_server.storage.sql_writes import IN_CHUNK
 
 _COLUMNS = [tasks.c[name] for name in TASK_COLUMNS]
@@ -104,6 +114,11 @@ _ACTIVE_ROOTS = Query(
     )
     .group_by(tasks.c.root_id)
     .order_by(func.min(tasks.c.seq))
+)
+_REMOTE_EXECUTORS = Query(
+    select(
+        remote_executors.c.id, remote_executors.c.description, remote_executors.c.input_schema
+    ).order_by(remote_executors.c.id)
 )
 _STORED_RESPONSE = Query(
     select(
@@ -228,6 +243,15 @@ class SqlReads:
         def read(conn: Connection) -> StoredResponse | None:
             rows = _STORED_RESPONSE.rows(conn, {"b_id": request_id})
             return StoredResponse(rows[0][0], rows[0][1], bytes(rows[0][2])) if rows else None
+
+        return await self._reader.run(read, small=True)
+
+    async def remote_executors(self) -> list[RemoteExecutorRow]:
+        def read(conn: Connection) -> list[RemoteExecutorRow]:
+            return [
+                RemoteExecutorRow(row[0], row[1], dict(row[2]))
+                for row in _REMOTE_EXECUTORS.rows(conn, {})
+            ]
 
         return await self._reader.run(read, small=True)
 

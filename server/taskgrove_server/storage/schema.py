@@ -124,3 +124,13 @@ idempotency_keys = Table(
     Column("created_us", BigInteger, nullable=False),
     Index("ix_idempotency_keys_created", "created_us"),
 )
+
+remote_executors = Table(
+    # Executors that workers registered: their tasks may be created while none is connected.
+    "remote_executors",
+    metadata,
+    Column("id", String(100), primary_key=True),
+    Column("description", Text, nullable=False),
+    Column("input_schema", JSON, nullable=False),
+    Column("update_us", BigInteger, nullable=False),
+)

@@ -34,6 +34,7 @@ from taskgrove_server.storage.records import INSERTED_COLUMNS, StateChange
 from taskgrove_server.storage.schema import (
     event_compaction,
     idempotency_keys,
+    remote_executors,
     task_dependencies,
     task_events,
     tasks,
@@ -44,6 +45,7 @@ from taskgrove_server.storage.writes import (
     InsertTasks,
     MarkExecutionRequested,
     PruneHistory,
+    SaveRemoteExecutor,
     StoreResponse,
     UpdateFields,
     UpdateState,
@@ -309,12 +311,27 @@ def _prune_history(conn: Connection, write: PruneHistory) -> None:
     )
 
 
+def _save_remote_executor(conn: Connection, write: SaveRemoteExecutor) -> None:
+    # Delete and insert: one portable upsert (rare: a worker registering a new schema).
+    executor = write.executor
+    conn.execute(delete(remote_executors).where(remote_executors.c.id == executor.id))
+    conn.execute(
+        insert(remote_executors).values(
+            id=executor.id,
+            description=executor.description,
+            input_schema=executor.input_schema,
+            update_us=write.update_us,
+        )
+    )
+
+
 _STATEMENTS: dict[type, Any] = {
     MarkExecutionRequested: _mark_execution_requested,
     UpdateFields: _update_fields,
     DeleteTasks: _delete_tasks,
     StoreResponse: _store_response,
     PruneHistory: _prune_history,
+    SaveRemoteExecutor: _save_remote_executor,
 }
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from taskgrove_server.events.event import Event
-from taskgrove_server.storage.records import StateChange, TaskRow
+from taskgrove_server.storage.records import RemoteExecutorRow, StateChange, TaskRow
 
 
 @dataclass(slots=True, eq=False)
@@ -114,6 +114,16 @@ class PruneHistory:
     root_ids: tuple[str, ...] = ()
 
 
+@dataclass(slots=True, eq=False)
+class SaveRemoteExecutor:
+    """Remember (or update) an executor that a worker registered."""
+
+    executor: RemoteExecutorRow
+    update_us: int
+    events: list[Event] = field(default_factory=list)
+    root_ids: tuple[str, ...] = ()
+
+
 Write = (
     InsertTasks
     | UpdateState
@@ -122,6 +132,7 @@ Write = (
     | DeleteTasks
     | StoreResponse
     | PruneHistory
+    | SaveRemoteExecutor
 )
 
 

@@ -1,0 +1,136 @@
+"""WorkerService: one stream per worker, between the wire and the `WorkerPool`.
+
+The stream is read by its own task (reports from the worker) while the handler yields
+what the pool queues for the worker (assignments, cancellations, acknowledgements), so
+neither direction waits for the other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from taskgrove.domain import reasons, wire
+from taskgrove.v1 import worker_service_pb2 as pb
+from taskgrove.v1 import worker_service_pb2_grpc
+
+from taskgrove_server.api import worker_wire
+from taskgrove_server.api.error_mapping import abort, service_error
+from taskgrove_server.errors import Code, ServiceError
+from taskgrove_server.executors.base import ExecutorError
+from taskgrove_server.executors.workers import Close, ConnectedWorker, ToWorker, WorkerPool
+
+log = logging.getLogger(__name__)
+
+
+class WorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
+    def __init__(self, pool: WorkerPool) -> None:
+        self._pool = pool
+
+    async def Connect(
+        self, request_iterator: AsyncIterator[pb.ConnectRequest], context: Any
+    ) -> AsyncIterator[pb.ConnectResponse]:
+        first = await anext(aiter(request_iterator), None)
+        if first is None:
+            return
+        if first.WhichOneof("kind") != "register":
+            await abort(
+                context,
+                ServiceError(
+                    Code.INVALID_ARGUMENT,
+                    reasons.INVALID_REGISTRATION,
+                    "the first message of a worker's stream must be `register`",
+                ),
+            )
+        outbox: asyncio.Queue[ToWorker] = asyncio.Queue()
+        try:
+            spec = worker_wire.registration(first.register)
+            worker = await self._pool.connect(spec, outbox)
+        except Exception as error:
+            await abort(context, service_error(error, "WorkerService.Connect"))
+        reader = asyncio.create_task(self._read(worker, request_iterator))
+        try:
+            yield pb.ConnectResponse(
+                registered=pb.WorkerRegistered(
+                    worker_id=spec.worker_id,
+                    heartbeat_interval_seconds=self._pool.heartbeat_interval_s,
+                    lease_timeout_seconds=self._pool.lease_timeout_s,
+                )
+            )
+            while True:
+                message = await _next(outbox, reader)
+                if message is None or isinstance(message, Close):
+                    break
+                yield worker_wire.to_worker(message)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+            self._pool.disconnect(worker, outbox)
+
+    async def _read(
+        self, worker: ConnectedWorker, requests: AsyncIterator[pb.ConnectRequest]
+    ) -> None:
+        pool = self._pool
+        worker_id = worker.spec.worker_id
+        async for request in requests:
+            pool.seen(worker)
+            kind = request.WhichOneof("kind")
+            if kind == "outcome":
+                outcome = request.outcome
+                which = outcome.WhichOneof("outcome")
+                if which == "result":
+                    try:
+                        value = wire.from_value(outcome.result)
+                    except wire.InvalidJsonValue as error:
+                        ack = pool.outcome(
+                            worker,
+                            outcome.lease_id,
+                            outcome.fencing_token,
+                            failure=ExecutorError(
+                                f"result is not plain JSON: {error}",
+                                reason=reasons.INVALID_RESULT,
+                            ),
+                        )
+                    else:
+                        ack = pool.outcome(
+                            worker, outcome.lease_id, outcome.fencing_token, result=value
+                        )
+                elif which == "failure":
+                    ack = pool.outcome(
+                        worker,
+                        outcome.lease_id,
+                        outcome.fencing_token,
+                        failure=worker_wire.failure(outcome.failure, worker_id),
+                    )
+                else:  # cancelled, or nothing said: the slot is free either way
+                    ack = pool.outcome(
+                        worker, outcome.lease_id, outcome.fencing_token, cancelled=True
+                    )
+                if worker.outbox is not None:
+                    worker.outbox.put_nowait(ack)
+            elif kind == "accepted":
+                pool.accepted(worker, request.accepted.lease_id)
+            elif kind == "progress":
+                progress = request.progress
+                pool.progress(worker, progress.lease_id, progress.fraction, progress.message)
+            elif kind == "log":
+                pool.log_lines(worker, request.log.lease_id, request.log.lines)
+            # heartbeat (and a second `register`): being seen is all it does
+
+
+async def _next(outbox: asyncio.Queue[ToWorker], reader: asyncio.Task[None]) -> ToWorker | None:
+    """The next message for the worker, or None once the worker's side has ended."""
+    if not outbox.empty():
+        return outbox.get_nowait()
+    getter = asyncio.ensure_future(outbox.get())
+    done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+    if getter in done:
+        return getter.result()
+    getter.cancel()
+    if not reader.cancelled() and (error := reader.exception()) is not None:
+        log.debug("worker stream ended: %r", error)
+    return None
