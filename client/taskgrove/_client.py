@@ -292,9 +292,7 @@ class AsyncClient:
     async def list_executors(self) -> list[Executor]:
         request = task_service_pb2.ListExecutorsRequest()
         reply = await self._call(self.stub.ListExecutors(request, timeout=self.config.timeout))
-        return [
-            Executor(e.id, e.description, wire.from_struct(e.input_schema)) for e in reply.executors
-        ]
+        return [Executor.from_proto(e) for e in reply.executors]
 
     async def watch(
         self,

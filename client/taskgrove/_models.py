@@ -27,10 +27,40 @@ class TaskError:
 
 
 @dataclass(frozen=True, slots=True)
+class ExecutorWorker:
+    """A connected worker serving an executor."""
+
+    worker_id: str
+    name: str
+    labels: dict[str, str]
+    slots: int
+    free_slots: int
+
+
+@dataclass(frozen=True, slots=True)
 class Executor:
     id: str
     description: str
     input_schema: dict[str, Any]
+    remote: bool = False
+    """Its tasks run in workers."""
+    workers: tuple[ExecutorWorker, ...] = ()
+    """The connected workers serving it (remote executors)."""
+    free_slots: int = 0
+
+    @classmethod
+    def from_proto(cls, message: task_pb2.Executor) -> Executor:
+        return cls(
+            message.id,
+            message.description,
+            wire.from_struct(message.input_schema),
+            message.remote,
+            tuple(
+                ExecutorWorker(w.worker_id, w.name, dict(w.labels), w.slots, w.free_slots)
+                for w in message.workers
+            ),
+            message.free_slots,
+        )
 
 
 def _time(message: task_pb2.Task | event_pb2.TaskEvent, name: str) -> datetime | None:

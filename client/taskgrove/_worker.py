@@ -173,21 +173,9 @@ class Worker:
         metadata = (("authorization", f"Bearer {config.token}"),) if config.token else None
         call = stub.Connect(_requests(send), metadata=metadata)
         heartbeat: asyncio.Task[None] | None = None
-        stopper = asyncio.create_task(self._stop.wait())
+        leaver = asyncio.create_task(self._leave_on_stop(send, call))
         try:
-            responses = aiter(call)
-            while True:
-                receive = asyncio.ensure_future(anext(responses, None))
-                done, _ = await asyncio.wait(
-                    {receive, stopper}, return_when=asyncio.FIRST_COMPLETED
-                )
-                if receive not in done:
-                    receive.cancel()
-                    await self._leave(send, responses)
-                    return
-                response = receive.result()
-                if response is None:
-                    return  # the server ended the stream (e.g. shutting down)
+            async for response in call:
                 kind = response.WhichOneof("kind")
                 if kind == "registered":
                     self._send = send
@@ -198,7 +186,8 @@ class Worker:
                     self.registered.set()
                     log.info("worker %s registered (%s)", self.name, self.worker_id)
                 elif kind == "assignment":
-                    self._start(response.assignment)
+                    if not self._stop.is_set():
+                        self._start(response.assignment)
                 elif kind == "cancel":
                     running = self._running.get(response.cancel.lease_id)
                     if running is not None:
@@ -213,29 +202,26 @@ class Worker:
             self.registered.clear()
             if self._send is send:
                 self._send = None
-            stopper.cancel()
+            leaver.cancel()
             if heartbeat is not None:
                 heartbeat.cancel()
             send.put_nowait(None)
             call.cancel()
 
-    async def _leave(
-        self,
-        send: asyncio.Queue[pb.ConnectRequest | None],
-        responses: AsyncIterator[pb.ConnectResponse],
+    async def _leave_on_stop(
+        self, send: asyncio.Queue[pb.ConnectRequest | None], call: Any
     ) -> None:
-        """Stopping: cancel the running attempts, report them (the server runs them again),
-        end the requests and read the acknowledgements until the server closes."""
+        """Stopping: cancel the running attempts and report them (the server runs them
+        again), then end the requests; the server closes the stream once it has read them
+        (or it is cut after 5 s)."""
+        await self._stop.wait()
         for task, context in list(self._running.values()):
             context.cancelled.set()
             task.cancel()
         await asyncio.gather(*(task for task, _ in self._running.values()), return_exceptions=True)
         send.put_nowait(None)
-        with contextlib.suppress(TimeoutError, grpc.aio.AioRpcError):
-            async with asyncio.timeout(5):
-                async for response in responses:
-                    if response.WhichOneof("kind") == "acknowledged":
-                        self._undelivered.pop(response.acknowledged.lease_id, None)
+        await asyncio.sleep(5)
+        call.cancel()
 
     def _registration(self) -> pb.WorkerRegistration:
         return pb.WorkerRegistration(

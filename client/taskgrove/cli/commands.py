@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from taskgrove._client import AsyncClient
-from taskgrove._models import Task
+from taskgrove._models import Executor, Task
 from taskgrove.cli.output import (
     format_duration,
     format_percent,
@@ -169,11 +169,20 @@ async def list_tasks(client: AsyncClient, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _where(executor: Executor) -> str:
+    if not executor.remote:
+        return "server"
+    if not executor.workers:
+        return "workers (none connected)"
+    return f"{len(executor.workers)} workers, {executor.free_slots} free slots"
+
+
 async def list_executors(client: AsyncClient, args: argparse.Namespace) -> int:
     """List the executors the server has registered (`--json`: with their input schemas)."""
     executors = await client.list_executors()
     if args.json:
         print_json(executors)
         return EXIT_OK
-    print(format_table(["ID", "DESCRIPTION"], [[e.id, e.description] for e in executors]))
+    rows = [[e.id, _where(e), e.description] for e in executors]
+    print(format_table(["ID", "RUNS IN", "DESCRIPTION"], rows))
     return EXIT_OK

@@ -1,0 +1,242 @@
+"""The WorkerService contract at its edges, driven message by message: refused
+registrations register nothing, silence loses the lease, a late outcome is refused."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import grpc
+import pytest
+from taskgrove import AsyncClient
+from taskgrove.domain import wire
+from taskgrove.v1 import worker_service_pb2 as pb
+from taskgrove_server.app import TaskgroveServer
+
+from tests.conftest import ServerFactory
+from tests.workers.raw import RawWorker, registration
+
+
+def reason_of(error: grpc.aio.AioRpcError) -> str:
+    from taskgrove._errors import from_rpc_error
+
+    return from_rpc_error(error).reason
+
+
+async def until_status(client: AsyncClient, task_id: str, status: str) -> None:
+    async with asyncio.timeout(10):
+        while (await client.get_task(task_id)).status != status:
+            await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def server(make_server: ServerFactory) -> TaskgroveServer:
+    return await make_server(worker_lease_seconds=0.5)
+
+
+@pytest.mark.parametrize(
+    ("register", "field"),
+    [
+        (registration(name=""), "register.name"),
+        (registration(slots=0), "register.slots"),
+        (registration(slots=10_001), "register.slots"),
+        (registration({}), "register.executors"),
+        (registration({"raw_job": {"type": "no such type"}}), "register.executors[0].input_schema"),
+        (registration(worker_id=""), "register.worker_id"),
+    ],
+)
+async def test_an_invalid_registration_is_refused_and_registers_nothing(
+    server: TaskgroveServer, make_server: ServerFactory, register: pb.WorkerRegistration, field: str
+) -> None:
+    worker = RawWorker(f"127.0.0.1:{server.port}")
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await worker.connect(register)
+    await worker.close()
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert reason_of(refused.value) == "INVALID_REGISTRATION"
+    from taskgrove._errors import from_rpc_error
+
+    assert field in [v.field for v in from_rpc_error(refused.value).field_violations]
+    executors = await make_server.client(server).list_executors()
+    assert "raw_job" not in {e.id for e in executors}
+
+
+async def test_a_conflicting_registration_is_refused(
+    server: TaskgroveServer, make_server: ServerFactory
+) -> None:
+    address = f"127.0.0.1:{server.port}"
+    first = RawWorker(address)
+    await first.connect(registration({"raw_job": {"type": "object"}}))
+    for executors in (
+        {"raw_job": {"type": "object", "required": ["x"]}},  # another schema than first's
+        {"sleep_executor": {"type": "object"}},  # the server runs it itself
+        {"fresh": {"type": "object"}, "sleep_executor": {"type": "object"}},
+    ):
+        other = RawWorker(address)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await other.connect(registration(executors))
+        await other.close()
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert reason_of(refused.value) == "EXECUTOR_CONFLICT"
+    executors = {e.id: e for e in await make_server.client(server).list_executors()}
+    assert "fresh" not in executors  # nothing of a refused registration
+    assert executors["raw_job"].input_schema == {"type": "object"}
+    assert len(executors["raw_job"].workers) == 1
+    await first.close()
+
+
+async def test_the_first_message_must_be_a_registration(server: TaskgroveServer) -> None:
+    worker = RawWorker(f"127.0.0.1:{server.port}")
+    worker.call = worker._stub.Connect(worker._requests())
+    worker.heartbeat()
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await worker.receive()
+    await worker.close()
+    assert reason_of(refused.value) == "INVALID_REGISTRATION"
+
+
+async def test_a_silent_worker_loses_its_lease_and_its_late_outcome_is_refused(
+    server: TaskgroveServer, make_server: ServerFactory
+) -> None:
+    client = make_server.client(server)
+    address = f"127.0.0.1:{server.port}"
+    zombie = RawWorker(address)
+    registered = await zombie.connect(registration(name="zombie"))
+    assert registered.registered.lease_timeout_seconds == 0.5
+    task = await client.create_task(
+        name="t",
+        executor="raw_job",
+        max_attempts=2,
+        retry_backoff=__import__("datetime").timedelta(milliseconds=1),
+    )
+    await client.execute_task(task.id)
+    first = (await zombie.receive()).assignment
+    assert (first.task_id, first.attempt, first.fencing_token) == (task.id, 1, 1)
+    # Silence past the lease: the attempt is lost and counted; the task waits for a worker.
+    await until_status(client, task.id, "pending")
+    explanation = await client.explain_task(task.id)
+    assert "NO_FREE_WORKER" in explanation.reasons or "RETRY_BACKOFF" in explanation.reasons
+    healthy = RawWorker(address)
+    await healthy.connect(registration(name="healthy"))
+    second = (await healthy.receive()).assignment
+    assert (second.task_id, second.attempt, second.fencing_token) == (task.id, 2, 2)
+    # The zombie wakes up and reports attempt 1: refused, written nowhere.
+    zombie.complete(first, {"by": "zombie"})
+    ack = (await zombie.receive()).acknowledged
+    assert (ack.lease_id, ack.accepted, ack.reason) == (first.lease_id, False, "STALE_LEASE")
+    assert (await client.get_task(task.id)).status == "in_progress"
+    healthy.complete(second, {"by": "healthy"})
+    assert (await healthy.receive()).acknowledged.accepted
+    async with asyncio.timeout(10):
+        done = await client.wait(task.id)
+    assert (done.status, done.result, done.attempt) == ("completed", {"by": "healthy"}, 2)
+    for worker in (zombie, healthy):
+        await worker.close()
+
+
+async def test_a_lost_worker_fails_the_task_when_no_attempt_is_left(
+    server: TaskgroveServer, make_server: ServerFactory
+) -> None:
+    client = make_server.client(server)
+    worker = RawWorker(f"127.0.0.1:{server.port}")
+    await worker.connect(registration(name="gone"))
+    task = await client.create_task(name="t", executor="raw_job")
+    await client.execute_task(task.id)
+    await worker.receive()
+    await worker.close()  # disconnects; the lease outlives it by the timeout
+    async with asyncio.timeout(10):
+        done = await client.wait(task.id)
+    assert done.status == "failed"
+    assert done.error is not None and done.error.reason == "WORKER_LOST"
+
+
+async def test_an_outcome_survives_a_reconnect_within_the_lease(
+    make_server: ServerFactory,
+) -> None:
+    server = await make_server(worker_lease_seconds=5)
+    client = make_server.client(server)
+    address = f"127.0.0.1:{server.port}"
+    register = registration(name="flaky-network")
+    worker = RawWorker(address)
+    await worker.connect(register)
+    task = await client.create_task(name="t", executor="raw_job")
+    await client.execute_task(task.id)
+    assignment = (await worker.receive()).assignment
+    await worker.close()
+    again = RawWorker(address)
+    await again.connect(register)  # the same worker id: its lease is still held
+    again.complete(assignment, 42)
+    assert (await again.receive()).acknowledged.accepted
+    async with asyncio.timeout(10):
+        done = await client.wait(task.id)
+    assert (done.status, done.result, done.attempt) == ("completed", 42, 1)
+    await again.close()
+
+
+async def test_declared_executors_wait_for_a_worker(
+    make_server: ServerFactory, tmp_path: Path
+) -> None:
+    declared = tmp_path / "executors.json"
+    schema = {"type": "object", "required": ["n"]}
+    declared.write_text(json.dumps([{"id": "later", "description": "d", "input_schema": schema}]))
+    server = await make_server(executors_file=str(declared))
+    client = make_server.client(server)
+    with pytest.raises(Exception, match="UNKNOWN_EXECUTOR"):
+        await client.create_task(name="x", executor="never_registered")
+    task = await client.create_task(name="t", executor="later", inputs={"n": 1})
+    await client.execute_task(task.id)
+    await asyncio.sleep(0.2)
+    explanation = await client.explain_task(task.id)
+    assert (await client.get_task(task.id)).status == "pending"
+    assert "NO_WORKER" in explanation.reasons
+    assert "later" in explanation.summary
+    worker = RawWorker(f"127.0.0.1:{server.port}")
+    with pytest.raises(grpc.aio.AioRpcError) as refused:  # another schema than declared
+        await worker.connect(registration({"later": {"type": "object"}}))
+    assert reason_of(refused.value) == "EXECUTOR_CONFLICT"
+    await worker.close()
+    worker = RawWorker(f"127.0.0.1:{server.port}")
+    await worker.connect(registration({"later": schema}))
+    assignment = (await worker.receive()).assignment
+    assert wire.from_struct(assignment.inputs) == {"n": 1}
+    worker.complete(assignment, "done")
+    async with asyncio.timeout(10):
+        assert (await client.wait(task.id)).result == "done"
+    await worker.close()
+
+
+async def test_registered_executors_are_remembered_across_a_restart(
+    make_server: ServerFactory, db_url: str
+) -> None:
+    server = await make_server(db_url=db_url)
+    worker = RawWorker(f"127.0.0.1:{server.port}")
+    await worker.connect(registration({"kept": {"type": "object", "required": ["k"]}}))
+    await worker.close()
+    await make_server.stop(server)
+    again = await make_server(db_url=db_url)
+    client = make_server.client(again)
+    kept = {e.id: e for e in await client.list_executors()}["kept"]
+    assert kept.remote and kept.workers == () and kept.input_schema["required"] == ["k"]
+    with pytest.raises(Exception, match="INVALID_INPUTS"):
+        await client.create_task(name="t", executor="kept", inputs={})
+    task = await client.create_task(name="t", executor="kept", inputs={"k": 1})
+    await client.execute_task(task.id)
+    assert "NO_WORKER" in (await client.explain_task(task.id)).reasons
+
+
+async def test_without_local_executors_nothing_runs_in_the_server(
+    make_server: ServerFactory,
+) -> None:
+    server = await make_server(local_executors=False)
+    client = make_server.client(server)
+    assert await client.list_executors() == []
+    worker = RawWorker(f"127.0.0.1:{server.port}")
+    # With no built-in of that name, a worker may serve it.
+    await worker.connect(registration({"sleep_executor": {"type": "object"}}))
+    task = await client.create_task(name="s", executor="sleep_executor")
+    await client.execute_task(task.id)
+    worker.complete((await worker.receive()).assignment, "slept elsewhere")
+    async with asyncio.timeout(10):
+        assert (await client.wait(task.id)).result == "slept elsewhere"
+    await worker.close()
