@@ -53,8 +53,8 @@ class RawWorker:
     def send(self, request: pb.ConnectRequest) -> None:
         self._send.put_nowait(request)
 
-    async def receive(self, timeout: float = 10) -> pb.ConnectResponse:
-        async with asyncio.timeout(timeout):
+    async def receive(self) -> pb.ConnectResponse:
+        async with asyncio.timeout(10):
             response = await self.call.read()
         assert response is not grpc.aio.EOF, "the server ended the stream"
         return response  # type: ignore[no-any-return]

@@ -26,7 +26,7 @@ def reason_of(error: grpc.aio.AioRpcError) -> str:
 
 async def until_status(client: AsyncClient, task_id: str, status: str) -> None:
     async with asyncio.timeout(10):
-        while (await client.get_task(task_id)).status != status:
+        while (await client.get_task(task_id)).status != status:  # noqa: ASYNC110 - polls the server
             await asyncio.sleep(0.02)
 
 
