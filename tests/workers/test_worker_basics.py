@@ -12,15 +12,18 @@ from taskgrove import AsyncClient, ExecutorFailure, Worker, WorkerContext
 from taskgrove_server.app import TaskgroveServer
 
 from tests.conftest import ServerFactory
+from tests.workers.waiting import until
+
+
+async def status_is(client: AsyncClient, task_id: str, status: str) -> bool:
+    return (await client.get_task(task_id)).status == status
 
 
 async def started(worker: Worker, server: TaskgroveServer) -> asyncio.Task[None]:
     task = asyncio.create_task(worker.run(address=f"127.0.0.1:{server.port}"))
-    async with asyncio.timeout(10):
-        while not worker.registered.is_set():
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
+    await until(lambda: worker.registered.is_set() or task.done())
+    if task.done():
+        task.result()  # raises why it ended
     return task
 
 
@@ -145,3 +148,128 @@ async def test_list_executors_shows_workers_and_free_slots(
     assert [(w.name, w.slots, w.free_slots) for w in double.workers] == [("doubler", 2, 2)]
     assert double.free_slots == 2
     assert not executors["sleep_executor"].remote
+
+
+class Gate:
+    """Attempts that block until released, counted while they run."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.most = 0
+        self.cancelled: list[str] = []
+        self.release = asyncio.Event()
+
+    def worker(self, slots: int) -> Worker:
+        worker = Worker("gated", slots=slots)
+
+        @worker.executor("gated")
+        async def gated(ctx: WorkerContext) -> Any:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            try:
+                await self.release.wait()
+            except asyncio.CancelledError:
+                self.cancelled.append(ctx.task_id)
+                raise
+            finally:
+                self.running -= 1
+            return ctx.task_id
+
+        @worker.executor("blocking")
+        def blocking(ctx: WorkerContext) -> Any:  # a thread, told through ctx.cancelled
+            if ctx.cancelled.wait(10):
+                self.cancelled.append(ctx.task_id)
+            return "ignored"
+
+        return worker
+
+
+async def test_a_worker_never_holds_more_attempts_than_its_slots(
+    make_server: ServerFactory,
+) -> None:
+    server = await make_server()
+    client = make_server.client(server)
+    gate = Gate()
+    worker = gate.worker(slots=3)
+    running = await started(worker, server)
+    tasks = [{"id": "root", "name": "root"}] + [
+        {"id": f"t{i}", "name": f"t{i}", "parent_id": "root", "executor": "gated"}
+        for i in range(12)
+    ]
+    created = await client.create_task_tree(tasks, execute=True)
+    await until(lambda: gate.running == 3)
+    await asyncio.sleep(0.2)  # time to over-assign, if it would
+    leaves = [task for key, task in created.items() if key != "root"]
+    statuses = [(await client.get_task(task.id)).status for task in leaves]
+    assert statuses.count("in_progress") == 3
+    waiting = leaves[statuses.index("pending")]
+    assert "NO_FREE_WORKER" in (await client.explain_task(waiting.id)).reasons
+    gate.release.set()
+    async with asyncio.timeout(10):
+        root = await client.wait(created["root"].id)
+    assert root.status == "completed" and gate.most == 3
+    await stopped(worker, running)
+
+
+async def test_cancel_and_timeout_reach_the_worker(make_server: ServerFactory) -> None:
+    from datetime import timedelta
+
+    server = await make_server()
+    client = make_server.client(server)
+    gate = Gate()
+    worker = gate.worker(slots=2)
+    running = await started(worker, server)
+    cancelled = await client.create_task(name="c", executor="gated")
+    timed = await client.create_task(name="t", executor="gated", timeout=timedelta(seconds=0.3))
+    for task in (cancelled, timed):
+        await client.execute_task(task.id)
+    await until(lambda: gate.running == 2)
+    await client.cancel_task(cancelled.id)
+    assert (await client.get_task(cancelled.id)).status == "cancelled"  # at once
+    async with asyncio.timeout(10):
+        timed = await client.wait(timed.id)
+    await until(lambda: len(gate.cancelled) == 2)
+    assert timed.status == "failed" and timed.error is not None
+    assert timed.error.reason == "TIMEOUT"
+    assert sorted(gate.cancelled) == sorted([cancelled.id, timed.id])
+    # The slots are free again: the worker runs the next task.
+    gate.release.set()
+    after = await client.create_task(name="next", executor="gated")
+    await client.execute_task(after.id)
+    async with asyncio.timeout(10):
+        assert (await client.wait(after.id)).result == after.id
+    await stopped(worker, running)
+
+
+async def test_a_sync_function_is_told_to_stop(make_server: ServerFactory) -> None:
+    server = await make_server()
+    client = make_server.client(server)
+    gate = Gate()
+    worker = gate.worker(slots=1)
+    running = await started(worker, server)
+    task = await client.create_task(name="b", executor="blocking")
+    await client.execute_task(task.id)
+    await until(lambda: status_is(client, task.id, "in_progress"))
+    await client.cancel_task(task.id)
+    await until(lambda: gate.cancelled == [task.id])
+    assert (await client.get_task(task.id)).status == "cancelled"
+    await stopped(worker, running)
+
+
+async def test_a_stopping_worker_gives_its_attempts_back(make_server: ServerFactory) -> None:
+    server = await make_server()
+    client = make_server.client(server)
+    gate = Gate()
+    first = gate.worker(slots=1)
+    running = await started(first, server)
+    task = await client.create_task(name="g", executor="gated", max_attempts=2)
+    await client.execute_task(task.id)
+    await until(lambda: gate.running == 1)
+    await stopped(first, running)  # long before the lease would run out
+    gate.release.set()
+    second = gate.worker(slots=1)
+    running = await started(second, server)
+    async with asyncio.timeout(10):
+        done = await client.wait(task.id)
+    assert (done.status, done.attempt, done.result) == ("completed", 2, task.id)
+    await stopped(second, running)

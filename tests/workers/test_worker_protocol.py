@@ -16,6 +16,7 @@ from taskgrove_server.app import TaskgroveServer
 
 from tests.conftest import ServerFactory
 from tests.workers.raw import RawWorker, registration
+from tests.workers.waiting import until
 
 
 def reason_of(error: grpc.aio.AioRpcError) -> str:
@@ -25,9 +26,10 @@ def reason_of(error: grpc.aio.AioRpcError) -> str:
 
 
 async def until_status(client: AsyncClient, task_id: str, status: str) -> None:
-    async with asyncio.timeout(10):
-        while (await client.get_task(task_id)).status != status:  # noqa: ASYNC110 - polls the server
-            await asyncio.sleep(0.02)
+    async def reached() -> bool:
+        return (await client.get_task(task_id)).status == status
+
+    await until(reached)
 
 
 @pytest.fixture
