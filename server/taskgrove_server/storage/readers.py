@@ -61,8 +61,11 @@ class AsyncReader:
 
 
 class ThreadReader:
-    def __init__(self, db: Engine, threads: int = READ_THREADS) -> None:
+    def __init__(
+        self, db: Engine, threads: int = READ_THREADS, inline_budget_s: float = INLINE_BUDGET_S
+    ) -> None:
         self._db = db
+        self._inline_budget_s = inline_budget_s
         self._threads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="taskgrove-read")
         self._loop_conn: Connection | None = None
         """The event loop's own connection (never the pool's last one to wait for)."""
@@ -85,7 +88,7 @@ class ThreadReader:
             self._loop_conn = self._db.connect()
         conn = self._loop_conn
         raw: Any = conn.connection.dbapi_connection
-        deadline = time.monotonic() + INLINE_BUDGET_S
+        deadline = time.monotonic() + self._inline_budget_s
         raw.set_progress_handler(lambda: time.monotonic() > deadline, _PROGRESS_STEPS)
         try:
             return read(conn)
