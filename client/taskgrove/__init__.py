@@ -30,6 +30,7 @@ from taskgrove._manager import Session, TaskManager, TaskRepository, create_sess
 from taskgrove._models import (
     Executor,
     Explanation,
+    LogLine,
     Snapshot,
     Task,
     TaskError,
@@ -53,6 +54,7 @@ __all__ = [
     "FailedPreconditionError",
     "FieldViolation",
     "InvalidArgumentError",
+    "LogLine",
     "NotFoundError",
     "OutOfRangeError",
     "PermissionDeniedError",

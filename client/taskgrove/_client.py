@@ -17,6 +17,7 @@ from taskgrove._errors import from_rpc_error
 from taskgrove._models import (
     Executor,
     Explanation,
+    LogLine,
     Snapshot,
     Task,
     TaskEvent,
@@ -341,6 +342,37 @@ class AsyncClient:
                         yield TaskEvent.from_proto(message)
             except grpc.aio.AioRpcError as error:
                 raise from_rpc_error(error) from None
+
+    async def task_logs(
+        self, task_id: str, *, attempt: int = 0, follow: bool = False
+    ) -> AsyncGenerator[LogLine, None]:
+        """The lines an executor logged for a task: of `attempt` (0: the latest). With
+        `follow`, new lines as they come, until the attempt ends (with `attempt` 0: the
+        task, following each retry)."""
+        request = task_service_pb2.StreamTaskLogsRequest(
+            task_id=task_id, attempt=attempt, follow=follow
+        )
+        call = self.stub.StreamTaskLogs(request)
+        try:
+            seen: set[int] = set()
+            unreported = 0  # the current attempt's cut lines, told with its first line
+            async for response in call:
+                if response.attempt not in seen:
+                    seen.add(response.attempt)
+                    unreported = response.cut_lines
+                for line in response.lines:
+                    yield LogLine(
+                        attempt=response.attempt,
+                        sequence=line.sequence,
+                        time=line.time.ToDatetime(tzinfo=UTC) if line.HasField("time") else None,
+                        text=line.text,
+                        cut_before=unreported,
+                    )
+                    unreported = 0
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error) from None
+        finally:
+            call.cancel()  # the consumer left early: end the stream on the server too
 
     # ------------------------------------------------------------------ helpers
 

@@ -196,6 +196,21 @@ class TaskEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class LogLine:
+    """A line an executor logged during one attempt of a task."""
+
+    attempt: int
+    sequence: int
+    """1, 2, 3... within the attempt."""
+    time: datetime | None
+    """When the server received it."""
+    text: str
+    cut_before: int = 0
+    """Lines of the attempt cut just before this one (the server keeps an attempt's last
+    1,000 lines and 1 MiB); set on an attempt's first line."""
+
+
+@dataclass(frozen=True, slots=True)
 class WaitingDependency:
     id: str
     name: str

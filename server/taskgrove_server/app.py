@@ -216,6 +216,7 @@ class TaskgroveServer:
         # Watch streams never finish by themselves: end them first (UNAVAILABLE) so that
         # clients resume elsewhere and the grace period serves the unary calls.
         self.hub.close()
+        self.engine.logs.followers.close()
         await self.workers.close()
         await self._grpc.stop(self.config.grace_seconds if grace is None else grace)
         await self.engine.close()

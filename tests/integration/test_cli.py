@@ -510,3 +510,42 @@ def test_an_unreachable_server_is_a_clear_error() -> None:
     assert result.returncode == 2, result.explain()
     assert "cannot reach the taskgrove server at 127.0.0.1:1" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_logs_prints_a_tasks_lines_as_text_and_json(tmp_path: Path) -> None:
+    from taskgrove_server.testing import ServerProcess, sqlite_url
+
+    with ServerProcess(
+        sqlite_url(tmp_path / "logs.db"), extra_env={"TASKGROVE_ALLOW_COMMANDS": "sh"}
+    ) as served:
+        async with AsyncClient(served.address) as client:
+            task = await client.create_task(
+                name="cmd",
+                executor="command_executor",
+                inputs={"argv": ["sh", "-c", "echo hello; sleep 0.1; echo oops >&2; exit 3"]},
+            )
+            await client.execute_task(task.id)
+            async with asyncio.timeout(CLI_TIMEOUT):
+                await client.wait(task.id)
+        text = cli(served.address, "logs", task.id)
+        assert text.returncode == 0, text.explain()
+        assert text.stdout.splitlines() == [
+            "hello",
+            "stderr: oops",
+            "COMMAND_FAILED: sh exited with 3",
+        ]
+        followed = cli(served.address, "logs", task.id, "--follow")  # it ended: no wait
+        assert followed.returncode == 0, followed.explain()
+        assert followed.stdout.splitlines() == ["--- attempt 1 ---", *text.stdout.splitlines()]
+        lines = [
+            json.loads(line)
+            for line in cli(served.address, "logs", task.id, "--json").stdout.splitlines()
+        ]
+        assert [(line["attempt"], line["sequence"], line["text"]) for line in lines] == [
+            (1, 1, "hello"),
+            (1, 2, "stderr: oops"),
+            (1, 3, "COMMAND_FAILED: sh exited with 3"),
+        ]
+        none = cli(served.address, "logs", task.id, "--attempt", "2")
+        assert none.returncode == 0 and none.stdout == "", none.explain()
+        assert "no log lines" in none.stderr

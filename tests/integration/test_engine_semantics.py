@@ -705,7 +705,8 @@ async def test_executor_exception_fails_with_executor_error(lab: Lab) -> None:
     assert task.error is not None
     assert task.error.reason == "EXECUTOR_ERROR"
     assert "boom" in task.error.message
-    assert task.error.details == {"type": "RuntimeError"}
+    assert task.error.details["type"] == "RuntimeError"
+    assert "RuntimeError: boom" in task.error.details["traceback"]
     assert task.attempt == 1
     assert task.result is None
 

@@ -12,25 +12,12 @@ from taskgrove import AsyncClient, ExecutorFailure, Worker, WorkerContext
 from taskgrove_server.app import TaskgroveServer
 
 from tests.conftest import ServerFactory
+from tests.workers.running import started, stopped
 from tests.workers.waiting import until
 
 
 async def status_is(client: AsyncClient, task_id: str, status: str) -> bool:
     return (await client.get_task(task_id)).status == status
-
-
-async def started(worker: Worker, server: TaskgroveServer) -> asyncio.Task[None]:
-    task = asyncio.create_task(worker.run(address=f"127.0.0.1:{server.port}"))
-    await until(lambda: worker.registered.is_set() or task.done())
-    if task.done():
-        task.result()  # raises why it ended
-    return task
-
-
-async def stopped(worker: Worker, task: asyncio.Task[None]) -> None:
-    worker.stop()
-    async with asyncio.timeout(10):
-        await task
 
 
 def doubler(name: str = "doubler", slots: int = 2) -> Worker:

@@ -124,8 +124,8 @@ def _handler(module: str, function: str) -> Handler:
 
 
 def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register `run`, `watch`, `get`, `tree`, `ls`, `cancel`, `retry`, `copy`, `explain` and
-    `executors`."""
+    """Register `run`, `watch`, `get`, `tree`, `ls`, `cancel`, `retry`, `copy`, `explain`,
+    `logs`, `executors` and `worker`."""
     common = [connection_options()]
 
     run = commands.add_parser(
@@ -246,6 +246,26 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     copy.add_argument("--execute", action="store_true", help="run the copy at once")
     copy.add_argument("--json", action="store_true", help="original id -> copy id, as JSON")
     copy.set_defaults(handler=_handler("control", "copy_tree"))
+
+    logs = commands.add_parser(
+        "logs",
+        parents=common,
+        help="print the lines a task's executor logged",
+        description="Print the log of ID's latest attempt (the last 1,000 lines and 1 MiB "
+        "are kept per attempt). With --follow, keep printing new lines, and each retry's, "
+        "until the task ends.",
+    )
+    logs.add_argument("id", metavar="ID")
+    logs.add_argument("-f", "--follow", action="store_true", help="print new lines as they come")
+    logs.add_argument(
+        "--attempt",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="this attempt's log (1: the first; default 0: the latest)",
+    )
+    logs.add_argument("--json", action="store_true", help="one JSON object per line")
+    logs.set_defaults(handler=_handler("logs", "show_logs"))
 
     executors = commands.add_parser(
         "executors", parents=common, help="list the executors the server runs"

@@ -238,6 +238,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """OutcomeAcknowledged: the outcome's lease expired or its task moved on; it was not
     recorded.
     """
+    ERROR_REASON_INVALID_ATTEMPT: _ErrorReason.ValueType  # 86
+    """--- StreamTaskLogs ---
+
+    A negative attempt. StreamTaskLogs.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Stable reasons of the service's errors.
@@ -464,5 +469,10 @@ than the one its connected workers or the operator's declaration use.
 ERROR_REASON_STALE_LEASE: ErrorReason.ValueType  # 85
 """OutcomeAcknowledged: the outcome's lease expired or its task moved on; it was not
 recorded.
+"""
+ERROR_REASON_INVALID_ATTEMPT: ErrorReason.ValueType  # 86
+"""--- StreamTaskLogs ---
+
+A negative attempt. StreamTaskLogs.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

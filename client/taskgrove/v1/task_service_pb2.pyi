@@ -503,6 +503,110 @@ class WatchEventsResponse(_message.Message):
 Global___WatchEventsResponse: _TypeAlias = WatchEventsResponse  # noqa: Y015
 
 @_typing.final
+class StreamTaskLogsRequest(_message.Message):
+    """Request of StreamTaskLogs."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    FOLLOW_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    """The task."""
+    attempt: _builtins.int
+    """One attempt (1 is the first); 0 means the latest, and with `follow` each later
+    attempt (a retry) as it starts.
+    """
+    follow: _builtins.bool
+    """Keep the stream open for new lines until the attempt (with `attempt` 0: the task)
+    ends; without it the stream ends after the stored lines.
+    """
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+        follow: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "follow", b"follow", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamTaskLogsRequest: _TypeAlias = StreamTaskLogsRequest  # noqa: Y015
+
+@_typing.final
+class LogLine(_message.Message):
+    """A line an executor logged."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    """The line's place in its attempt's log: 1, 2, 3... with no gap (cut lines excepted)."""
+    text: _builtins.str
+    """The line, without its line break (at most 8,192 characters; longer ones are cut)."""
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """When the server received it."""
+
+    def __init__(
+        self,
+        *,
+        sequence: _builtins.int = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        text: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sequence", b"sequence", "text", b"text", "time", b"time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogLine: _TypeAlias = LogLine  # noqa: Y015
+
+@_typing.final
+class StreamTaskLogsResponse(_message.Message):
+    """One message of a StreamTaskLogs stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    CUT_LINES_FIELD_NUMBER: _builtins.int
+    ATTEMPT_ENDED_FIELD_NUMBER: _builtins.int
+    attempt: _builtins.int
+    """The attempt these lines belong to."""
+    cut_lines: _builtins.int
+    """Lines of this attempt that were cut before the first line sent here (an attempt's
+    log keeps its last 1,000 lines and 1 MiB); set on an attempt's first message.
+    """
+    attempt_ended: _builtins.bool
+    """The attempt ended: no more lines of it follow."""
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogLine]:
+        """Lines in sequence order."""
+
+    def __init__(
+        self,
+        *,
+        attempt: _builtins.int = ...,
+        lines: _abc.Iterable[Global___LogLine] | None = ...,
+        cut_lines: _builtins.int = ...,
+        attempt_ended: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "attempt_ended", b"attempt_ended", "cut_lines", b"cut_lines", "lines", b"lines"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamTaskLogsResponse: _TypeAlias = StreamTaskLogsResponse  # noqa: Y015
+
+@_typing.final
 class UpdateTaskRequest(_message.Message):
     """Request of UpdateTask."""
 

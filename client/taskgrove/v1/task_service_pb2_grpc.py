@@ -106,6 +106,11 @@ class TaskServiceStub:
                 request_serializer=taskgrove_dot_v1_dot_task__service__pb2.WatchEventsRequest.SerializeToString,
                 response_deserializer=taskgrove_dot_v1_dot_task__service__pb2.WatchEventsResponse.FromString,
                 _registered_method=True)
+        self.StreamTaskLogs = channel.unary_stream(
+                '/taskgrove.v1.TaskService/StreamTaskLogs',
+                request_serializer=taskgrove_dot_v1_dot_task__service__pb2.StreamTaskLogsRequest.SerializeToString,
+                response_deserializer=taskgrove_dot_v1_dot_task__service__pb2.StreamTaskLogsResponse.FromString,
+                _registered_method=True)
 
 
 class TaskServiceServicer:
@@ -211,6 +216,14 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamTaskLogs(self, request, context):
+        """Streams the lines an executor logged for a task: what is stored first, then, with
+        `follow`, new lines as they are logged, until the task ends.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -283,6 +296,11 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.WatchEvents,
                     request_deserializer=taskgrove_dot_v1_dot_task__service__pb2.WatchEventsRequest.FromString,
                     response_serializer=taskgrove_dot_v1_dot_task__service__pb2.WatchEventsResponse.SerializeToString,
+            ),
+            'StreamTaskLogs': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamTaskLogs,
+                    request_deserializer=taskgrove_dot_v1_dot_task__service__pb2.StreamTaskLogsRequest.FromString,
+                    response_serializer=taskgrove_dot_v1_dot_task__service__pb2.StreamTaskLogsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -664,6 +682,33 @@ class TaskService:
             '/taskgrove.v1.TaskService/WatchEvents',
             taskgrove_dot_v1_dot_task__service__pb2.WatchEventsRequest.SerializeToString,
             taskgrove_dot_v1_dot_task__service__pb2.WatchEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamTaskLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/taskgrove.v1.TaskService/StreamTaskLogs',
+            taskgrove_dot_v1_dot_task__service__pb2.StreamTaskLogsRequest.SerializeToString,
+            taskgrove_dot_v1_dot_task__service__pb2.StreamTaskLogsResponse.FromString,
             options,
             channel_credentials,
             insecure,

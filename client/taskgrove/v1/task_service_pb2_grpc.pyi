@@ -64,6 +64,10 @@ class TaskServiceStub:
     """Streams the events of a tree, a task or an owner: history after `after_sequence`
     first, then live, with no gap and no duplicate.
     """
+    StreamTaskLogs: _grpc.UnaryStreamMultiCallable[_task_service_pb2.StreamTaskLogsRequest, _task_service_pb2.StreamTaskLogsResponse]
+    """Streams the lines an executor logged for a task: what is stored first, then, with
+    `follow`, new lines as they are logged, until the task ends.
+    """
 
 @_typing.type_check_only
 class TaskServiceAsyncStub(TaskServiceStub):
@@ -99,6 +103,10 @@ class TaskServiceAsyncStub(TaskServiceStub):
     WatchEvents: _aio.UnaryStreamMultiCallable[_task_service_pb2.WatchEventsRequest, _task_service_pb2.WatchEventsResponse]  # type: ignore[assignment]
     """Streams the events of a tree, a task or an owner: history after `after_sequence`
     first, then live, with no gap and no duplicate.
+    """
+    StreamTaskLogs: _aio.UnaryStreamMultiCallable[_task_service_pb2.StreamTaskLogsRequest, _task_service_pb2.StreamTaskLogsResponse]  # type: ignore[assignment]
+    """Streams the lines an executor logged for a task: what is stored first, then, with
+    `follow`, new lines as they are logged, until the task ends.
     """
 
 class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -216,6 +224,16 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_task_service_pb2.WatchEventsResponse], _abc.AsyncIterator[_task_service_pb2.WatchEventsResponse]]:
         """Streams the events of a tree, a task or an owner: history after `after_sequence`
         first, then live, with no gap and no duplicate.
+        """
+
+    @_abc_1.abstractmethod
+    def StreamTaskLogs(
+        self,
+        request: _task_service_pb2.StreamTaskLogsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_task_service_pb2.StreamTaskLogsResponse], _abc.AsyncIterator[_task_service_pb2.StreamTaskLogsResponse]]:
+        """Streams the lines an executor logged for a task: what is stored first, then, with
+        `follow`, new lines as they are logged, until the task ends.
         """
 
 def add_TaskServiceServicer_to_server(servicer: TaskServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -20,6 +20,7 @@ from taskgrove_server.api import page_token
 from taskgrove_server.api.authentication import current_caller
 from taskgrove_server.api.convert import basic_task_to_proto, one_spec, task_to_proto, tree_specs
 from taskgrove_server.api.error_mapping import maps_errors
+from taskgrove_server.api.log_stream import stream_task_logs
 from taskgrove_server.api.watch import EventStreamer
 from taskgrove_server.errors import Code, ServiceError, invalid_field
 from taskgrove_server.executors import Executor
@@ -353,6 +354,11 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         self, request: task_service_pb2.WatchEventsRequest, context: Context
     ) -> None:
         await self._streamer.watch(request, context, current_caller(self._auth_required))
+
+    async def StreamTaskLogs(  # type: ignore[override]
+        self, request: task_service_pb2.StreamTaskLogsRequest, context: Context
+    ) -> None:
+        await stream_task_logs(self._tasks, request, context, self._caller())
 
     # ------------------------------------------------------------------ control
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import traceback
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,8 @@ from taskgrove_server.engine.transitions import failure
 from taskgrove_server.executors.base import ExecutionContext, Executor, ExecutorError
 
 RESULT_PREVIEW_CHARS = 4096
+TRACEBACK_CHARS = 16_000
+"""The end of an executor's traceback kept with its error (where the raise is)."""
 _encode = json.JSONEncoder(allow_nan=False).encode
 _SURELY_PLAIN = 300
 """Texts this short hold no integer beyond a double (they have 309 digits or more)."""
@@ -118,5 +121,6 @@ def _executor_failure(exc: BaseException) -> AttemptOutcome:
             reasons.EXECUTOR_ERROR,
             f"{type(exc).__name__}: {exc}"[:2000],
             type=type(exc).__name__,
+            traceback="".join(traceback.format_exception(exc))[-TRACEBACK_CHARS:],
         ),
     )

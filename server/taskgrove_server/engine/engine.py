@@ -40,6 +40,7 @@ from taskgrove_server.engine.tree_cache import TreeCache
 from taskgrove_server.engine.waiting import DependencyWaits
 from taskgrove_server.executors import ExecutorRegistry
 from taskgrove_server.executors.workers import WorkerPool
+from taskgrove_server.logs import TaskLogs
 from taskgrove_server.storage.records import TaskRow
 from taskgrove_server.storage.store import TaskStore
 from taskgrove_server.storage.writes import InsertTasks, MarkExecutionRequested
@@ -74,6 +75,8 @@ class Engine:
         self._waits = DependencyWaits(
             self._cache, self._transitions, self._queue, store.reads, store.writer
         )
+        self.logs = TaskLogs(store.writer, store.reads)
+        """The attempts' logs (StreamTaskLogs reads and follows them here)."""
         self._runner = AttemptRunner(
             registry,
             self._cache,
@@ -82,6 +85,7 @@ class Engine:
             store.reads,
             store.writer,
             self.settle,
+            logs=self.logs,
             max_result_bytes=max_result_bytes,
         )
         self._steering = Steering(

@@ -24,6 +24,7 @@ from taskgrove_server.engine.transitions import Transitions, failure
 from taskgrove_server.engine.tree_cache import TreeCache
 from taskgrove_server.events.event import PROGRESS
 from taskgrove_server.executors import ExecutionContext, ExecutorRegistry
+from taskgrove_server.logs import AttemptLog, TaskLogs
 from taskgrove_server.storage.reads import TaskReads
 from taskgrove_server.storage.writer import Writer
 
@@ -55,9 +56,11 @@ class AttemptRunner:
         writer: Writer,
         settle: Callable[[], None],
         *,
+        logs: TaskLogs,
         max_result_bytes: int,
     ) -> None:
         self._registry = registry
+        self._logs = logs
         self._cache = cache
         self._transitions = transitions
         self._queue = queue
@@ -190,6 +193,7 @@ class AttemptRunner:
                     reasons.UNKNOWN_EXECUTOR, f"executor {node.executor!r} is not registered"
                 ),
             )
+        log = self._logs.open(node.id, attempt)
         context = ExecutionContext(
             task_id=node.id,
             root_id=node.root_id,
@@ -202,9 +206,16 @@ class AttemptRunner:
             params=node.params,
             dependency_results=await self._dependency_results(node),
             report_progress=functools.partial(self._report_progress, node, attempt),
+            log=log.write,
         )
         timeout = node.timeout_ms / 1000 if node.timeout_ms else None
-        return await run_attempt(executor, context, timeout, self._max_result_bytes)
+        try:
+            outcome = await run_attempt(executor, context, timeout, self._max_result_bytes)
+            _log_failure(log, outcome)
+            return outcome
+        finally:
+            # Before the outcome's write: the log is complete once the task has ended.
+            log.close()
 
     def _end(self, node: Node, attempt: int) -> None:
         """The attempt's slot is free (once per claimed attempt)."""
@@ -290,3 +301,14 @@ class AttemptRunner:
             return
         node.progress_written_us = now_us()
         self._transitions.persist(node, statuses.IN_PROGRESS, PROGRESS)
+
+
+def _log_failure(log: AttemptLog, outcome: AttemptOutcome) -> None:
+    """A failed attempt's log ends with why: the traceback when there is one."""
+    if outcome.error is None:
+        return
+    trace = outcome.error.get("details", {}).get("traceback")
+    if isinstance(trace, str) and trace:
+        log.write(trace)
+    else:
+        log.write(f"{outcome.error['reason']}: {outcome.error['message']}")

@@ -11,6 +11,10 @@ from taskgrove.domain import reasons
 ProgressCallback = Callable[[float, str], None]
 
 
+def _discard(line: str) -> None:
+    pass
+
+
 @dataclass(frozen=True, slots=True)
 class ExecutionContext:
     """What an executor receives for one attempt of one task.
@@ -34,6 +38,9 @@ class ExecutionContext:
     """The executor's id."""
     timeout_s: float | None = None
     """The attempt's timeout (the engine enforces it; remote workers are told the deadline)."""
+    log: Callable[[str], None] = field(default=_discard, repr=False)
+    """`log(line)`: a line of the attempt's log (StreamTaskLogs, `taskgrove logs`); the
+    attempt keeps its last 1,000 lines and 1 MiB."""
 
 
 class ExecutorError(Exception):

@@ -6,7 +6,7 @@ everything a request means happens here and below.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import replace
 
 from taskgrove.domain import reasons, statuses
@@ -17,6 +17,7 @@ from taskgrove_server.engine.explain import Explanation
 from taskgrove_server.errors import Code, ServiceError, invalid_field, not_found
 from taskgrove_server.executors import Executor, ExecutorRegistry
 from taskgrove_server.identity import Caller
+from taskgrove_server.logs.task_logs import LogChunk
 from taskgrove_server.service.copying import copy_specs
 from taskgrove_server.service.creation import TaskCreator
 from taskgrove_server.service.specs import BeforeWrite, Created, TaskSpec
@@ -129,6 +130,21 @@ class Tasks:
         row = await self._row(task_id, caller.read_scope)
         why = await self._engine.explain(row.id, row.root_id)
         return await self.get(row.id, caller), why
+
+    async def logs(
+        self, task_id: str, attempt: int, follow: bool, caller: Caller
+    ) -> AsyncGenerator[LogChunk, None]:
+        """A task's log lines (see `TaskLogs.stream`); refuses bad requests before the
+        first line."""
+        if attempt < 0:
+            raise invalid_field("attempt", reasons.INVALID_ATTEMPT, "must be >= 0")
+        row = await self._row(task_id, caller.read_scope, "task_id")
+
+        async def state() -> tuple[str, int] | None:
+            now = await self._reads.get(row.id)
+            return (now.status, now.attempt) if now is not None else None
+
+        return self._engine.logs.stream(row.id, attempt, follow=follow, state=state)
 
     # ------------------------------------------------------------------ control
 

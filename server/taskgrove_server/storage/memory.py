@@ -17,8 +17,9 @@ from taskgrove.domain.aggregation import ProgressInput
 
 from taskgrove_server.events.event import Event
 from taskgrove_server.storage.reads import ListFilter, Referenced, preorder
-from taskgrove_server.storage.records import RemoteExecutorRow, StoredResponse, TaskRow
+from taskgrove_server.storage.records import LogLineRow, RemoteExecutorRow, StoredResponse, TaskRow
 from taskgrove_server.storage.writes import (
+    AppendTaskLog,
     Applied,
     DeleteTasks,
     InsertTasks,
@@ -46,6 +47,7 @@ class MemoryStore:
         self.events: list[Event] = []
         self.responses: dict[str, StoredResponse] = {}
         self.remote: dict[str, RemoteExecutorRow] = {}
+        self.logs: dict[tuple[str, int], list[LogLineRow]] = {}
         self._seq = 0
         self._transient_failures = 0
         self.refuse: Callable[[Write], bool] = lambda write: False
@@ -128,6 +130,8 @@ class MemoryStore:
             for task_id in write.task_ids:
                 if tasks[task_id].status == statuses.PENDING:
                     del tasks[task_id]
+                    for key in [key for key in self.logs if key[0] == task_id]:
+                        del self.logs[key]
             parent = tasks.get(write.parent_id or "")
             if parent is not None and not any(t.parent_id == parent.id for t in tasks.values()):
                 tasks[parent.id] = replace(parent, has_children=False)
@@ -137,6 +141,11 @@ class MemoryStore:
             )
         elif isinstance(write, SaveRemoteExecutor):
             self.remote[write.executor.id] = write.executor
+        elif isinstance(write, AppendTaskLog):
+            kept = self.logs.setdefault((write.task_id, write.attempt), [])
+            kept.extend(write.lines)
+            if write.keep_from is not None:
+                kept[:] = [line for line in kept if line.sequence >= write.keep_from]
         elif isinstance(write, PruneHistory):
             pass  # nothing is kept long enough to prune
         return True
@@ -274,3 +283,9 @@ class MemoryStore:
 
     async def remote_executors(self) -> list[RemoteExecutorRow]:
         return [self.remote[key] for key in sorted(self.remote)]
+
+    async def task_log(
+        self, task_id: str, attempt: int, after_sequence: int = 0
+    ) -> list[LogLineRow]:
+        lines = self.logs.get((task_id, attempt), [])
+        return [line for line in lines if line.sequence > after_sequence]

@@ -9,7 +9,7 @@ from typing import Protocol, TypeVar
 
 from taskgrove.domain.aggregation import ProgressInput
 
-from taskgrove_server.storage.records import RemoteExecutorRow, StoredResponse, TaskRow
+from taskgrove_server.storage.records import LogLineRow, RemoteExecutorRow, StoredResponse, TaskRow
 
 
 @dataclass(slots=True)
@@ -90,6 +90,12 @@ class TaskReads(Protocol):
 
     async def remote_executors(self) -> list[RemoteExecutorRow]:
         """Every executor workers registered, by id."""
+        ...
+
+    async def task_log(
+        self, task_id: str, attempt: int, after_sequence: int = 0
+    ) -> list[LogLineRow]:
+        """The stored lines of one attempt after `after_sequence`, in order."""
         ...
 
     async def close(self) -> None: ...

@@ -91,6 +91,15 @@ class StoredResponse:
 
 
 @dataclass(frozen=True, slots=True)
+class LogLineRow:
+    """A line an attempt logged (see storage/schema.py `task_logs`)."""
+
+    sequence: int
+    time_us: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class RemoteExecutorRow:
     """An executor a worker registered (see storage/schema.py `remote_executors`)."""
 

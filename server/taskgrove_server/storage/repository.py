@@ -19,6 +19,7 @@ from taskgrove_server.storage.readers import Reader
 from taskgrove_server.storage.reads import ListFilter, Referenced, preorder
 from taskgrove_server.storage.records import (
     TASK_COLUMNS,
+    LogLineRow,
     RemoteExecutorRow,
     StoredResponse,
     TaskRow,
@@ -27,6 +28,7 @@ from taskgrove_server.storage.schema import (
     idempotency_keys,
     remote_executors,
     task_dependencies,
+    task_logs,
     tasks,
 )
 from taskgrove_server.storage.sql_writes import IN_CHUNK
@@ -119,6 +121,15 @@ _REMOTE_EXECUTORS = Query(
     select(
         remote_executors.c.id, remote_executors.c.description, remote_executors.c.input_schema
     ).order_by(remote_executors.c.id)
+)
+_TASK_LOG = Query(
+    select(task_logs.c.sequence, task_logs.c.time_us, task_logs.c.text)
+    .where(
+        task_logs.c.task_id == bindparam("b_id"),
+        task_logs.c.attempt == bindparam("b_attempt"),
+        task_logs.c.sequence > bindparam("b_after"),
+    )
+    .order_by(task_logs.c.sequence)
 )
 _STORED_RESPONSE = Query(
     select(
@@ -254,6 +265,14 @@ class SqlReads:
             ]
 
         return await self._reader.run(read, small=True)
+
+    async def task_log(
+        self, task_id: str, attempt: int, after_sequence: int = 0
+    ) -> list[LogLineRow]:
+        params = {"b_id": task_id, "b_attempt": attempt, "b_after": after_sequence}
+        return await self._reader.run(
+            lambda conn: [LogLineRow(*row) for row in _TASK_LOG.rows(conn, params)]
+        )
 
 
 def _chunks(ids: list[str]) -> Iterable[list[str]]:

@@ -125,6 +125,17 @@ idempotency_keys = Table(
     Index("ix_idempotency_keys_created", "created_us"),
 )
 
+task_logs = Table(
+    # What executors logged, per attempt; the server keeps each attempt's last lines.
+    "task_logs",
+    metadata,
+    Column("task_id", String(36), primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("sequence", BigInteger, primary_key=True),
+    Column("time_us", BigInteger, nullable=False),
+    Column("text", Text, nullable=False),
+)
+
 remote_executors = Table(
     # Executors that workers registered: their tasks may be created while none is connected.
     "remote_executors",

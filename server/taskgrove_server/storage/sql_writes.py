@@ -37,9 +37,11 @@ from taskgrove_server.storage.schema import (
     remote_executors,
     task_dependencies,
     task_events,
+    task_logs,
     tasks,
 )
 from taskgrove_server.storage.writes import (
+    AppendTaskLog,
     Applied,
     DeleteTasks,
     InsertTasks,
@@ -124,6 +126,8 @@ def batch_size(writes: Sequence[Write]) -> int:
             size += len(write.changes)
         elif isinstance(write, MarkExecutionRequested | DeleteTasks):
             size += len(write.task_ids)
+        elif isinstance(write, AppendTaskLog):
+            size += len(write.lines)
     return size
 
 
@@ -252,6 +256,7 @@ def _delete_tasks(conn: Connection, write: DeleteTasks) -> None:
     for start in range(0, len(ids), IN_CHUNK):
         chunk = ids[start : start + IN_CHUNK]
         conn.execute(delete(task_dependencies).where(task_dependencies.c.task_id.in_(chunk)))
+        conn.execute(delete(task_logs).where(task_logs.c.task_id.in_(chunk)))
         conn.execute(delete(tasks).where(tasks.c.id.in_(chunk), tasks.c.status == statuses.PENDING))
     if write.parent_id is not None:
         remaining = conn.scalar(
@@ -325,6 +330,31 @@ def _save_remote_executor(conn: Connection, write: SaveRemoteExecutor) -> None:
     )
 
 
+def _append_task_log(conn: Connection, write: AppendTaskLog) -> None:
+    if write.lines:
+        conn.execute(
+            insert(task_logs),
+            [
+                {
+                    "task_id": write.task_id,
+                    "attempt": write.attempt,
+                    "sequence": line.sequence,
+                    "time_us": line.time_us,
+                    "text": line.text,
+                }
+                for line in write.lines
+            ],
+        )
+    if write.keep_from is not None:
+        conn.execute(
+            delete(task_logs).where(
+                task_logs.c.task_id == write.task_id,
+                task_logs.c.attempt == write.attempt,
+                task_logs.c.sequence < write.keep_from,
+            )
+        )
+
+
 _STATEMENTS: dict[type, Any] = {
     MarkExecutionRequested: _mark_execution_requested,
     UpdateFields: _update_fields,
@@ -332,6 +362,7 @@ _STATEMENTS: dict[type, Any] = {
     StoreResponse: _store_response,
     PruneHistory: _prune_history,
     SaveRemoteExecutor: _save_remote_executor,
+    AppendTaskLog: _append_task_log,
 }
 
 

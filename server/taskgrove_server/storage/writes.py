@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from taskgrove_server.events.event import Event
-from taskgrove_server.storage.records import RemoteExecutorRow, StateChange, TaskRow
+from taskgrove_server.storage.records import LogLineRow, RemoteExecutorRow, StateChange, TaskRow
 
 
 @dataclass(slots=True, eq=False)
@@ -124,6 +124,19 @@ class SaveRemoteExecutor:
     root_ids: tuple[str, ...] = ()
 
 
+@dataclass(slots=True, eq=False)
+class AppendTaskLog:
+    """Lines an attempt logged; with `keep_from`, the attempt's lines before that
+    sequence are cut (the log's cap). Names no tree: a refused one reloads nothing."""
+
+    task_id: str
+    attempt: int
+    lines: list[LogLineRow]
+    keep_from: int | None = None
+    events: list[Event] = field(default_factory=list)
+    root_ids: tuple[str, ...] = ()
+
+
 Write = (
     InsertTasks
     | UpdateState
@@ -133,6 +146,7 @@ Write = (
     | StoreResponse
     | PruneHistory
     | SaveRemoteExecutor
+    | AppendTaskLog
 )
 
 

@@ -46,6 +46,9 @@ type TaskServiceClient interface {
 	// Streams the events of a tree, a task or an owner: history after `after_sequence`
 	// first, then live, with no gap and no duplicate.
 	WatchEvents(ctx context.Context, in *WatchEventsRequest, opts ...grpc.CallOption) (TaskService_WatchEventsClient, error)
+	// Streams the lines an executor logged for a task: what is stored first, then, with
+	// `follow`, new lines as they are logged, until the task ends.
+	StreamTaskLogs(ctx context.Context, in *StreamTaskLogsRequest, opts ...grpc.CallOption) (TaskService_StreamTaskLogsClient, error)
 }
 
 type taskServiceClient struct {
@@ -205,6 +208,38 @@ func (x *taskServiceWatchEventsClient) Recv() (*WatchEventsResponse, error) {
 	return m, nil
 }
 
+func (c *taskServiceClient) StreamTaskLogs(ctx context.Context, in *StreamTaskLogsRequest, opts ...grpc.CallOption) (TaskService_StreamTaskLogsClient, error) {
+	stream, err := c.cc.NewStream(ctx, &_TaskService_serviceDesc.Streams[1], "/taskgrove.v1.TaskService/StreamTaskLogs", opts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &taskServiceStreamTaskLogsClient{stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+type TaskService_StreamTaskLogsClient interface {
+	Recv() (*StreamTaskLogsResponse, error)
+	grpc.ClientStream
+}
+
+type taskServiceStreamTaskLogsClient struct {
+	grpc.ClientStream
+}
+
+func (x *taskServiceStreamTaskLogsClient) Recv() (*StreamTaskLogsResponse, error) {
+	m := new(StreamTaskLogsResponse)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 // TaskServiceServer is the server API for TaskService service.
 // All implementations must embed UnimplementedTaskServiceServer
 // for forward compatibility
@@ -238,6 +273,9 @@ type TaskServiceServer interface {
 	// Streams the events of a tree, a task or an owner: history after `after_sequence`
 	// first, then live, with no gap and no duplicate.
 	WatchEvents(*WatchEventsRequest, TaskService_WatchEventsServer) error
+	// Streams the lines an executor logged for a task: what is stored first, then, with
+	// `follow`, new lines as they are logged, until the task ends.
+	StreamTaskLogs(*StreamTaskLogsRequest, TaskService_StreamTaskLogsServer) error
 	mustEmbedUnimplementedTaskServiceServer()
 }
 
@@ -286,6 +324,9 @@ func (UnimplementedTaskServiceServer) ExplainTask(context.Context, *ExplainTaskR
 }
 func (UnimplementedTaskServiceServer) WatchEvents(*WatchEventsRequest, TaskService_WatchEventsServer) error {
 	return status.Errorf(codes.Unimplemented, "method WatchEvents not implemented")
+}
+func (UnimplementedTaskServiceServer) StreamTaskLogs(*StreamTaskLogsRequest, TaskService_StreamTaskLogsServer) error {
+	return status.Errorf(codes.Unimplemented, "method StreamTaskLogs not implemented")
 }
 func (UnimplementedTaskServiceServer) mustEmbedUnimplementedTaskServiceServer() {}
 
@@ -555,6 +596,27 @@ func (x *taskServiceWatchEventsServer) Send(m *WatchEventsResponse) error {
 	return x.ServerStream.SendMsg(m)
 }
 
+func _TaskService_StreamTaskLogs_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(StreamTaskLogsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(TaskServiceServer).StreamTaskLogs(m, &taskServiceStreamTaskLogsServer{stream})
+}
+
+type TaskService_StreamTaskLogsServer interface {
+	Send(*StreamTaskLogsResponse) error
+	grpc.ServerStream
+}
+
+type taskServiceStreamTaskLogsServer struct {
+	grpc.ServerStream
+}
+
+func (x *taskServiceStreamTaskLogsServer) Send(m *StreamTaskLogsResponse) error {
+	return x.ServerStream.SendMsg(m)
+}
+
 var _TaskService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "taskgrove.v1.TaskService",
 	HandlerType: (*TaskServiceServer)(nil),
@@ -616,6 +678,11 @@ var _TaskService_serviceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "WatchEvents",
 			Handler:       _TaskService_WatchEvents_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "StreamTaskLogs",
+			Handler:       _TaskService_StreamTaskLogs_Handler,
 			ServerStreams: true,
 		},
 	},

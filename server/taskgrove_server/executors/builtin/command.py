@@ -108,6 +108,7 @@ def command_executor(allowed: Sequence[str] | CommandPolicy) -> Executor:
                     env=policy.environment(env, home),
                     user=policy.user,
                     limit=limit,
+                    log=context.log,
                 )
             except (OSError, ValueError) as error:  # e.g. a NUL in an argument
                 raise ExecutorError(f"cannot run {argv[0]}: {error}") from None

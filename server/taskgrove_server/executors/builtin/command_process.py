@@ -24,6 +24,8 @@ LAUNCHER_ENV = {"LC_ALL": "C.UTF-8"}
 KILL_GRACE_S = 2.0
 """Between SIGTERM and SIGKILL when a command is stopped."""
 _CHUNK = 65536
+_LOG_LINE_BYTES = 8192
+"""A partial line longer than this goes to the log without waiting for its end."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +46,10 @@ async def run_contained(
     env: dict[str, str],
     user: CommandUser | None,
     limit: int,
+    log: Callable[[str], None] | None = None,
 ) -> Finished:
-    """Run `program` to its end; cancelled, it is stopped with everything it started."""
+    """Run `program` to its end; cancelled, it is stopped with everything it started.
+    `log` receives each line of its output as it comes (stderr's marked `stderr: `)."""
     uid, gid = (user.uid, user.gid) if user is not None else (-1, -1)
     process = await asyncio.create_subprocess_exec(
         *(sys.executable, "-I", "-S", LAUNCHER),
@@ -62,8 +66,11 @@ async def run_contained(
     try:
         await _send_environment(process.stdin, env)
         stop = lambda: _signal(process.pid, signal.SIGTERM)  # noqa: E731
+        out_lines = _Lines(log, "") if log is not None else None
+        err_lines = _Lines(log, "stderr: ") if log is not None else None
         (out, out_over), (err, err_over) = await asyncio.gather(
-            _read_capped(process.stdout, limit, stop), _read_capped(process.stderr, limit, stop)
+            _read_capped(process.stdout, limit, stop, out_lines),
+            _read_capped(process.stderr, limit, stop, err_lines),
         )
         code = await _reap(process)
     except BaseException:  # cancelled (cancel, timeout): nothing may outlive the attempt
@@ -82,8 +89,33 @@ async def _send_environment(stdin: asyncio.StreamWriter, env: dict[str, str]) ->
     stdin.close()
 
 
+class _Lines:
+    """Cuts a stream's bytes into lines for the attempt's log."""
+
+    def __init__(self, log: Callable[[str], None], prefix: str) -> None:
+        self._log = log
+        self._prefix = prefix
+        self._partial = b""
+
+    def feed(self, chunk: bytes) -> None:
+        *lines, self._partial = (self._partial + chunk).split(b"\n")
+        if len(self._partial) > _LOG_LINE_BYTES:  # no line break in sight: log it as is
+            lines.append(self._partial)
+            self._partial = b""
+        for line in lines:
+            self._log(self._prefix + line.decode(errors="replace"))
+
+    def end(self) -> None:
+        if self._partial:
+            self._log(self._prefix + self._partial.decode(errors="replace"))
+            self._partial = b""
+
+
 async def _read_capped(
-    stream: asyncio.StreamReader, limit: int, stop: Callable[[], None]
+    stream: asyncio.StreamReader,
+    limit: int,
+    stop: Callable[[], None],
+    lines: _Lines | None = None,
 ) -> tuple[bytes, bool]:
     """Up to `limit` bytes until EOF; beyond it, stop the command and read no more (reading
     a flood only to throw it away would keep the server busy)."""
@@ -92,7 +124,14 @@ async def _read_capped(
         kept += chunk
         if len(kept) > limit:
             stop()
+            if lines is not None:
+                lines.feed(chunk[: len(chunk) - (len(kept) - limit)])
+                lines.end()
             return bytes(kept[:limit]), True
+        if lines is not None:
+            lines.feed(chunk)
+    if lines is not None:
+        lines.end()
     return bytes(kept), False
 
 

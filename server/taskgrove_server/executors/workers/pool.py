@@ -301,10 +301,8 @@ class WorkerPool:
 
     def log_lines(self, worker: ConnectedWorker, lease_id: str, lines: Sequence[str]) -> None:
         if (lease := self._live(worker, lease_id)) is not None:
-            write = getattr(lease.context, "log", None)
-            if write is not None:
-                for line in lines:
-                    write(line)
+            for line in lines:
+                lease.context.log(line)
 
     def outcome(
         self,

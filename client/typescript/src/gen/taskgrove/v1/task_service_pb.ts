@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file taskgrove/v1/task_service.proto.
  */
 export const file_taskgrove_v1_task_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch90YXNrZ3JvdmUvdjEvdGFza19zZXJ2aWNlLnByb3RvEgx0YXNrZ3JvdmUudjEiTwoRQ3JlYXRlVGFza1JlcXVlc3QSJgoEdGFzaxgBIAEoCzISLnRhc2tncm92ZS52MS5UYXNrQgTiQQECEhIKCnJlcXVlc3RfaWQYAiABKAkiiwEKFUNyZWF0ZVRhc2tUcmVlUmVxdWVzdBInCgV0YXNrcxgBIAMoCzISLnRhc2tncm92ZS52MS5UYXNrQgTiQQECEg8KB2V4ZWN1dGUYAiABKAgSEgoKcmVxdWVzdF9pZBgDIAEoCRIkCgR2aWV3GAQgASgOMhYudGFza2dyb3ZlLnYxLlRhc2tWaWV3IrABChZDcmVhdGVUYXNrVHJlZVJlc3BvbnNlEiEKBXRhc2tzGAEgAygLMhIudGFza2dyb3ZlLnYxLlRhc2sSQwoIdGFza19pZHMYAiADKAsyMS50YXNrZ3JvdmUudjEuQ3JlYXRlVGFza1RyZWVSZXNwb25zZS5UYXNrSWRzRW50cnkaLgoMVGFza0lkc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiIgoOR2V0VGFza1JlcXVlc3QSEAoCaWQYASABKAlCBOJBAQIiOQoSR2V0VGFza1RyZWVSZXF1ZXN0EhAKAmlkGAEgASgJQgTiQQECEhEKCW1heF9kZXB0aBgCIAEoBSI4ChNHZXRUYXNrVHJlZVJlc3BvbnNlEiEKBXRhc2tzGAEgAygLMhIudGFza2dyb3ZlLnYxLlRhc2sinQEKEExpc3RUYXNrc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSKgoIc3RhdHVzZXMYAyADKA4yGC50YXNrZ3JvdmUudjEuVGFza1N0YXR1cxIRCglwYXJlbnRfaWQYBCABKAkSEgoKcm9vdHNfb25seRgFIAEoCBIPCgd1c2VyX2lkGAYgASgJIk8KEUxpc3RUYXNrc1Jlc3BvbnNlEiEKBXRhc2tzGAEgAygLMhIudGFza2dyb3ZlLnYxLlRhc2sSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjoKEkV4ZWN1dGVUYXNrUmVxdWVzdBIQCgJpZBgBIAEoCUIE4kEBAhISCgpyZXF1ZXN0X2lkGAIgASgJIlAKE0V4ZWN1dGVUYXNrUmVzcG9uc2USIAoEdGFzaxgBIAEoCzISLnRhc2tncm92ZS52MS5UYXNrEhcKD3NjaGVkdWxlZF9jb3VudBgCIAEoBSIWChRMaXN0RXhlY3V0b3JzUmVxdWVzdCJCChVMaXN0RXhlY3V0b3JzUmVzcG9uc2USKQoJZXhlY3V0b3JzGAEgAygLMhYudGFza2dyb3ZlLnYxLkV4ZWN1dG9yIrABChJXYXRjaEV2ZW50c1JlcXVlc3QSDwoHcm9vdF9pZBgBIAEoCRIPCgd0YXNrX2lkGAIgASgJEg8KB3VzZXJfaWQYAyABKAkSFgoOYWZ0ZXJfc2VxdWVuY2UYBCABKAMSGAoQaW5jbHVkZV9zbmFwc2hvdBgFIAEoCBI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ipAEKE1dhdGNoRXZlbnRzUmVzcG9uc2USJwoGZXZlbnRzGAEgAygLMhcudGFza2dyb3ZlLnYxLlRhc2tFdmVudBIkCghzbmFwc2hvdBgCIAMoCzISLnRhc2tncm92ZS52MS5UYXNrEhAKCHNlcXVlbmNlGAMgASgDEhEKCWhlYXJ0YmVhdBgEIAEoCBIZChFzbmFwc2hvdF9jb21wbGV0ZRgFIAEoCCKGAQoRVXBkYXRlVGFza1JlcXVlc3QSJgoEdGFzaxgBIAEoCzISLnRhc2tncm92ZS52MS5UYXNrQgTiQQECEjUKC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFza0IE4kEBAhISCgpyZXF1ZXN0X2lkGAMgASgJIkcKEURlbGV0ZVRhc2tSZXF1ZXN0EhAKAmlkGAEgASgJQgTiQQECEgwKBGV0YWcYAiABKAkSEgoKcmVxdWVzdF9pZBgDIAEoCSIuChJEZWxldGVUYXNrUmVzcG9uc2USGAoQZGVsZXRlZF90YXNrX2lkcxgBIAMoCSI5ChFDYW5jZWxUYXNrUmVxdWVzdBIQCgJpZBgBIAEoCUIE4kEBAhISCgpyZXF1ZXN0X2lkGAIgASgJIlIKEkNhbmNlbFRhc2tSZXNwb25zZRIgCgR0YXNrGAEgASgLMhIudGFza2dyb3ZlLnYxLlRhc2sSGgoSY2FuY2VsbGVkX3Rhc2tfaWRzGAIgAygJIjgKEFJldHJ5VGFza1JlcXVlc3QSEAoCaWQYASABKAlCBOJBAQISEgoKcmVxdWVzdF9pZBgCIAEoCSJPChFSZXRyeVRhc2tSZXNwb25zZRIgCgR0YXNrGAEgASgLMhIudGFza2dyb3ZlLnYxLlRhc2sSGAoQcmV0cmllZF90YXNrX2lkcxgCIAMoCSKLAQoTQ29weVRhc2tUcmVlUmVxdWVzdBIQCgJpZBgBIAEoCUIE4kEBAhIXCg9vbmx5X3VuZmluaXNoZWQYAiABKAgSDwoHZXhlY3V0ZRgDIAEoCBISCgpyZXF1ZXN0X2lkGAQgASgJEiQKBHZpZXcYBSABKA4yFi50YXNrZ3JvdmUudjEuVGFza1ZpZXcirAEKFENvcHlUYXNrVHJlZVJlc3BvbnNlEiEKBXRhc2tzGAEgAygLMhIudGFza2dyb3ZlLnYxLlRhc2sSQQoIdGFza19pZHMYAiADKAsyLy50YXNrZ3JvdmUudjEuQ29weVRhc2tUcmVlUmVzcG9uc2UuVGFza0lkc0VudHJ5Gi4KDFRhc2tJZHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIiYKEkV4cGxhaW5UYXNrUmVxdWVzdBIQCgJpZBgBIAEoCUIE4kEBAiKGAQoRV2FpdGluZ0RlcGVuZGVuY3kSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIoCgZzdGF0dXMYAyABKA4yGC50YXNrZ3JvdmUudjEuVGFza1N0YXR1cxIQCghyZXF1aXJlZBgEIAEoCBIbChNleGVjdXRpb25fcmVxdWVzdGVkGAUgASgIIowCChNFeHBsYWluVGFza1Jlc3BvbnNlEiAKBHRhc2sYASABKAsyEi50YXNrZ3JvdmUudjEuVGFzaxIPCgdyZWFzb25zGAIgAygJEg8KB3N1bW1hcnkYAyABKAkSPQoUd2FpdGluZ19kZXBlbmRlbmNpZXMYBCADKAsyHy50YXNrZ3JvdmUudjEuV2FpdGluZ0RlcGVuZGVuY3kSFgoOcXVldWVfcG9zaXRpb24YBSABKAUSLgoKcmV0cnlfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHcnVubmluZxgHIAEoBRIZChFjb25jdXJyZW5jeV9saW1pdBgIIAEoBSpOCghUYXNrVmlldxIZChVUQVNLX1ZJRVdfVU5TUEVDSUZJRUQQABITCg9UQVNLX1ZJRVdfQkFTSUMQARISCg5UQVNLX1ZJRVdfRlVMTBACMu4ICgtUYXNrU2VydmljZRJBCgpDcmVhdGVUYXNrEh8udGFza2dyb3ZlLnYxLkNyZWF0ZVRhc2tSZXF1ZXN0GhIudGFza2dyb3ZlLnYxLlRhc2sSWwoOQ3JlYXRlVGFza1RyZWUSIy50YXNrZ3JvdmUudjEuQ3JlYXRlVGFza1RyZWVSZXF1ZXN0GiQudGFza2dyb3ZlLnYxLkNyZWF0ZVRhc2tUcmVlUmVzcG9uc2USOwoHR2V0VGFzaxIcLnRhc2tncm92ZS52MS5HZXRUYXNrUmVxdWVzdBoSLnRhc2tncm92ZS52MS5UYXNrElIKC0dldFRhc2tUcmVlEiAudGFza2dyb3ZlLnYxLkdldFRhc2tUcmVlUmVxdWVzdBohLnRhc2tncm92ZS52MS5HZXRUYXNrVHJlZVJlc3BvbnNlEkwKCUxpc3RUYXNrcxIeLnRhc2tncm92ZS52MS5MaXN0VGFza3NSZXF1ZXN0Gh8udGFza2dyb3ZlLnYxLkxpc3RUYXNrc1Jlc3BvbnNlElIKC0V4ZWN1dGVUYXNrEiAudGFza2dyb3ZlLnYxLkV4ZWN1dGVUYXNrUmVxdWVzdBohLnRhc2tncm92ZS52MS5FeGVjdXRlVGFza1Jlc3BvbnNlElgKDUxpc3RFeGVjdXRvcnMSIi50YXNrZ3JvdmUudjEuTGlzdEV4ZWN1dG9yc1JlcXVlc3QaIy50YXNrZ3JvdmUudjEuTGlzdEV4ZWN1dG9yc1Jlc3BvbnNlEkEKClVwZGF0ZVRhc2sSHy50YXNrZ3JvdmUudjEuVXBkYXRlVGFza1JlcXVlc3QaEi50YXNrZ3JvdmUudjEuVGFzaxJPCgpEZWxldGVUYXNrEh8udGFza2dyb3ZlLnYxLkRlbGV0ZVRhc2tSZXF1ZXN0GiAudGFza2dyb3ZlLnYxLkRlbGV0ZVRhc2tSZXNwb25zZRJPCgpDYW5jZWxUYXNrEh8udGFza2dyb3ZlLnYxLkNhbmNlbFRhc2tSZXF1ZXN0GiAudGFza2dyb3ZlLnYxLkNhbmNlbFRhc2tSZXNwb25zZRJMCglSZXRyeVRhc2sSHi50YXNrZ3JvdmUudjEuUmV0cnlUYXNrUmVxdWVzdBofLnRhc2tncm92ZS52MS5SZXRyeVRhc2tSZXNwb25zZRJVCgxDb3B5VGFza1RyZWUSIS50YXNrZ3JvdmUudjEuQ29weVRhc2tUcmVlUmVxdWVzdBoiLnRhc2tncm92ZS52MS5Db3B5VGFza1RyZWVSZXNwb25zZRJSCgtFeHBsYWluVGFzaxIgLnRhc2tncm92ZS52MS5FeHBsYWluVGFza1JlcXVlc3QaIS50YXNrZ3JvdmUudjEuRXhwbGFpblRhc2tSZXNwb25zZRJUCgtXYXRjaEV2ZW50cxIgLnRhc2tncm92ZS52MS5XYXRjaEV2ZW50c1JlcXVlc3QaIS50YXNrZ3JvdmUudjEuV2F0Y2hFdmVudHNSZXNwb25zZTABQoUBChBkZXYudGFza2dyb3ZlLnYxQhBUYXNrU2VydmljZVByb3RvUAFaKXRhc2tncm92ZS5kZXYvZ28vdGFza2dyb3ZlL3YxO3Rhc2tncm92ZXYxogIDVEdYqgIMVGFza2dyb3ZlLlYxygIMVGFza2dyb3ZlXFYx6gINVGFza2dyb3ZlOjpWMWIGcHJvdG8z", [file_google_api_field_behavior, file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_taskgrove_v1_event, file_taskgrove_v1_task]);
+  fileDesc("Ch90YXNrZ3JvdmUvdjEvdGFza19zZXJ2aWNlLnByb3RvEgx0YXNrZ3JvdmUudjEiTwoRQ3JlYXRlVGFza1JlcXVlc3QSJgoEdGFzaxgBIAEoCzISLnRhc2tncm92ZS52MS5UYXNrQgTiQQECEhIKCnJlcXVlc3RfaWQYAiABKAkiiwEKFUNyZWF0ZVRhc2tUcmVlUmVxdWVzdBInCgV0YXNrcxgBIAMoCzISLnRhc2tncm92ZS52MS5UYXNrQgTiQQECEg8KB2V4ZWN1dGUYAiABKAgSEgoKcmVxdWVzdF9pZBgDIAEoCRIkCgR2aWV3GAQgASgOMhYudGFza2dyb3ZlLnYxLlRhc2tWaWV3IrABChZDcmVhdGVUYXNrVHJlZVJlc3BvbnNlEiEKBXRhc2tzGAEgAygLMhIudGFza2dyb3ZlLnYxLlRhc2sSQwoIdGFza19pZHMYAiADKAsyMS50YXNrZ3JvdmUudjEuQ3JlYXRlVGFza1RyZWVSZXNwb25zZS5UYXNrSWRzRW50cnkaLgoMVGFza0lkc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiIgoOR2V0VGFza1JlcXVlc3QSEAoCaWQYASABKAlCBOJBAQIiOQoSR2V0VGFza1RyZWVSZXF1ZXN0EhAKAmlkGAEgASgJQgTiQQECEhEKCW1heF9kZXB0aBgCIAEoBSI4ChNHZXRUYXNrVHJlZVJlc3BvbnNlEiEKBXRhc2tzGAEgAygLMhIudGFza2dyb3ZlLnYxLlRhc2sinQEKEExpc3RUYXNrc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSKgoIc3RhdHVzZXMYAyADKA4yGC50YXNrZ3JvdmUudjEuVGFza1N0YXR1cxIRCglwYXJlbnRfaWQYBCABKAkSEgoKcm9vdHNfb25seRgFIAEoCBIPCgd1c2VyX2lkGAYgASgJIk8KEUxpc3RUYXNrc1Jlc3BvbnNlEiEKBXRhc2tzGAEgAygLMhIudGFza2dyb3ZlLnYxLlRhc2sSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjoKEkV4ZWN1dGVUYXNrUmVxdWVzdBIQCgJpZBgBIAEoCUIE4kEBAhISCgpyZXF1ZXN0X2lkGAIgASgJIlAKE0V4ZWN1dGVUYXNrUmVzcG9uc2USIAoEdGFzaxgBIAEoCzISLnRhc2tncm92ZS52MS5UYXNrEhcKD3NjaGVkdWxlZF9jb3VudBgCIAEoBSIWChRMaXN0RXhlY3V0b3JzUmVxdWVzdCJCChVMaXN0RXhlY3V0b3JzUmVzcG9uc2USKQoJZXhlY3V0b3JzGAEgAygLMhYudGFza2dyb3ZlLnYxLkV4ZWN1dG9yIrABChJXYXRjaEV2ZW50c1JlcXVlc3QSDwoHcm9vdF9pZBgBIAEoCRIPCgd0YXNrX2lkGAIgASgJEg8KB3VzZXJfaWQYAyABKAkSFgoOYWZ0ZXJfc2VxdWVuY2UYBCABKAMSGAoQaW5jbHVkZV9zbmFwc2hvdBgFIAEoCBI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ipAEKE1dhdGNoRXZlbnRzUmVzcG9uc2USJwoGZXZlbnRzGAEgAygLMhcudGFza2dyb3ZlLnYxLlRhc2tFdmVudBIkCghzbmFwc2hvdBgCIAMoCzISLnRhc2tncm92ZS52MS5UYXNrEhAKCHNlcXVlbmNlGAMgASgDEhEKCWhlYXJ0YmVhdBgEIAEoCBIZChFzbmFwc2hvdF9jb21wbGV0ZRgFIAEoCCJPChVTdHJlYW1UYXNrTG9nc1JlcXVlc3QSFQoHdGFza19pZBgBIAEoCUIE4kEBAhIPCgdhdHRlbXB0GAIgASgFEg4KBmZvbGxvdxgDIAEoCCJTCgdMb2dMaW5lEhAKCHNlcXVlbmNlGAEgASgDEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBHRleHQYAyABKAkieQoWU3RyZWFtVGFza0xvZ3NSZXNwb25zZRIPCgdhdHRlbXB0GAEgASgFEiQKBWxpbmVzGAIgAygLMhUudGFza2dyb3ZlLnYxLkxvZ0xpbmUSEQoJY3V0X2xpbmVzGAMgASgDEhUKDWF0dGVtcHRfZW5kZWQYBCABKAgihgEKEVVwZGF0ZVRhc2tSZXF1ZXN0EiYKBHRhc2sYASABKAsyEi50YXNrZ3JvdmUudjEuVGFza0IE4kEBAhI1Cgt1cGRhdGVfbWFzaxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2tCBOJBAQISEgoKcmVxdWVzdF9pZBgDIAEoCSJHChFEZWxldGVUYXNrUmVxdWVzdBIQCgJpZBgBIAEoCUIE4kEBAhIMCgRldGFnGAIgASgJEhIKCnJlcXVlc3RfaWQYAyABKAkiLgoSRGVsZXRlVGFza1Jlc3BvbnNlEhgKEGRlbGV0ZWRfdGFza19pZHMYASADKAkiOQoRQ2FuY2VsVGFza1JlcXVlc3QSEAoCaWQYASABKAlCBOJBAQISEgoKcmVxdWVzdF9pZBgCIAEoCSJSChJDYW5jZWxUYXNrUmVzcG9uc2USIAoEdGFzaxgBIAEoCzISLnRhc2tncm92ZS52MS5UYXNrEhoKEmNhbmNlbGxlZF90YXNrX2lkcxgCIAMoCSI4ChBSZXRyeVRhc2tSZXF1ZXN0EhAKAmlkGAEgASgJQgTiQQECEhIKCnJlcXVlc3RfaWQYAiABKAkiTwoRUmV0cnlUYXNrUmVzcG9uc2USIAoEdGFzaxgBIAEoCzISLnRhc2tncm92ZS52MS5UYXNrEhgKEHJldHJpZWRfdGFza19pZHMYAiADKAkiiwEKE0NvcHlUYXNrVHJlZVJlcXVlc3QSEAoCaWQYASABKAlCBOJBAQISFwoPb25seV91bmZpbmlzaGVkGAIgASgIEg8KB2V4ZWN1dGUYAyABKAgSEgoKcmVxdWVzdF9pZBgEIAEoCRIkCgR2aWV3GAUgASgOMhYudGFza2dyb3ZlLnYxLlRhc2tWaWV3IqwBChRDb3B5VGFza1RyZWVSZXNwb25zZRIhCgV0YXNrcxgBIAMoCzISLnRhc2tncm92ZS52MS5UYXNrEkEKCHRhc2tfaWRzGAIgAygLMi8udGFza2dyb3ZlLnYxLkNvcHlUYXNrVHJlZVJlc3BvbnNlLlRhc2tJZHNFbnRyeRouCgxUYXNrSWRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASImChJFeHBsYWluVGFza1JlcXVlc3QSEAoCaWQYASABKAlCBOJBAQIihgEKEVdhaXRpbmdEZXBlbmRlbmN5EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSKAoGc3RhdHVzGAMgASgOMhgudGFza2dyb3ZlLnYxLlRhc2tTdGF0dXMSEAoIcmVxdWlyZWQYBCABKAgSGwoTZXhlY3V0aW9uX3JlcXVlc3RlZBgFIAEoCCKMAgoTRXhwbGFpblRhc2tSZXNwb25zZRIgCgR0YXNrGAEgASgLMhIudGFza2dyb3ZlLnYxLlRhc2sSDwoHcmVhc29ucxgCIAMoCRIPCgdzdW1tYXJ5GAMgASgJEj0KFHdhaXRpbmdfZGVwZW5kZW5jaWVzGAQgAygLMh8udGFza2dyb3ZlLnYxLldhaXRpbmdEZXBlbmRlbmN5EhYKDnF1ZXVlX3Bvc2l0aW9uGAUgASgFEi4KCnJldHJ5X3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3J1bm5pbmcYByABKAUSGQoRY29uY3VycmVuY3lfbGltaXQYCCABKAUqTgoIVGFza1ZpZXcSGQoVVEFTS19WSUVXX1VOU1BFQ0lGSUVEEAASEwoPVEFTS19WSUVXX0JBU0lDEAESEgoOVEFTS19WSUVXX0ZVTEwQAjLNCQoLVGFza1NlcnZpY2USQQoKQ3JlYXRlVGFzaxIfLnRhc2tncm92ZS52MS5DcmVhdGVUYXNrUmVxdWVzdBoSLnRhc2tncm92ZS52MS5UYXNrElsKDkNyZWF0ZVRhc2tUcmVlEiMudGFza2dyb3ZlLnYxLkNyZWF0ZVRhc2tUcmVlUmVxdWVzdBokLnRhc2tncm92ZS52MS5DcmVhdGVUYXNrVHJlZVJlc3BvbnNlEjsKB0dldFRhc2sSHC50YXNrZ3JvdmUudjEuR2V0VGFza1JlcXVlc3QaEi50YXNrZ3JvdmUudjEuVGFzaxJSCgtHZXRUYXNrVHJlZRIgLnRhc2tncm92ZS52MS5HZXRUYXNrVHJlZVJlcXVlc3QaIS50YXNrZ3JvdmUudjEuR2V0VGFza1RyZWVSZXNwb25zZRJMCglMaXN0VGFza3MSHi50YXNrZ3JvdmUudjEuTGlzdFRhc2tzUmVxdWVzdBofLnRhc2tncm92ZS52MS5MaXN0VGFza3NSZXNwb25zZRJSCgtFeGVjdXRlVGFzaxIgLnRhc2tncm92ZS52MS5FeGVjdXRlVGFza1JlcXVlc3QaIS50YXNrZ3JvdmUudjEuRXhlY3V0ZVRhc2tSZXNwb25zZRJYCg1MaXN0RXhlY3V0b3JzEiIudGFza2dyb3ZlLnYxLkxpc3RFeGVjdXRvcnNSZXF1ZXN0GiMudGFza2dyb3ZlLnYxLkxpc3RFeGVjdXRvcnNSZXNwb25zZRJBCgpVcGRhdGVUYXNrEh8udGFza2dyb3ZlLnYxLlVwZGF0ZVRhc2tSZXF1ZXN0GhIudGFza2dyb3ZlLnYxLlRhc2sSTwoKRGVsZXRlVGFzaxIfLnRhc2tncm92ZS52MS5EZWxldGVUYXNrUmVxdWVzdBogLnRhc2tncm92ZS52MS5EZWxldGVUYXNrUmVzcG9uc2USTwoKQ2FuY2VsVGFzaxIfLnRhc2tncm92ZS52MS5DYW5jZWxUYXNrUmVxdWVzdBogLnRhc2tncm92ZS52MS5DYW5jZWxUYXNrUmVzcG9uc2USTAoJUmV0cnlUYXNrEh4udGFza2dyb3ZlLnYxLlJldHJ5VGFza1JlcXVlc3QaHy50YXNrZ3JvdmUudjEuUmV0cnlUYXNrUmVzcG9uc2USVQoMQ29weVRhc2tUcmVlEiEudGFza2dyb3ZlLnYxLkNvcHlUYXNrVHJlZVJlcXVlc3QaIi50YXNrZ3JvdmUudjEuQ29weVRhc2tUcmVlUmVzcG9uc2USUgoLRXhwbGFpblRhc2sSIC50YXNrZ3JvdmUudjEuRXhwbGFpblRhc2tSZXF1ZXN0GiEudGFza2dyb3ZlLnYxLkV4cGxhaW5UYXNrUmVzcG9uc2USVAoLV2F0Y2hFdmVudHMSIC50YXNrZ3JvdmUudjEuV2F0Y2hFdmVudHNSZXF1ZXN0GiEudGFza2dyb3ZlLnYxLldhdGNoRXZlbnRzUmVzcG9uc2UwARJdCg5TdHJlYW1UYXNrTG9ncxIjLnRhc2tncm92ZS52MS5TdHJlYW1UYXNrTG9nc1JlcXVlc3QaJC50YXNrZ3JvdmUudjEuU3RyZWFtVGFza0xvZ3NSZXNwb25zZTABQoUBChBkZXYudGFza2dyb3ZlLnYxQhBUYXNrU2VydmljZVByb3RvUAFaKXRhc2tncm92ZS5kZXYvZ28vdGFza2dyb3ZlL3YxO3Rhc2tncm92ZXYxogIDVEdYqgIMVGFza2dyb3ZlLlYxygIMVGFza2dyb3ZlXFYx6gINVGFza2dyb3ZlOjpWMWIGcHJvdG8z", [file_google_api_field_behavior, file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_taskgrove_v1_event, file_taskgrove_v1_task]);
 
 /**
  * Request of CreateTask.
@@ -475,6 +475,121 @@ export const WatchEventsResponseSchema: GenMessage<WatchEventsResponse> = /*@__P
   messageDesc(file_taskgrove_v1_task_service, 13);
 
 /**
+ * Request of StreamTaskLogs.
+ *
+ * @generated from message taskgrove.v1.StreamTaskLogsRequest
+ */
+export type StreamTaskLogsRequest = Message<"taskgrove.v1.StreamTaskLogsRequest"> & {
+  /**
+   * The task.
+   *
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+
+  /**
+   * One attempt (1 is the first); 0 means the latest, and with `follow` each later
+   * attempt (a retry) as it starts.
+   *
+   * @generated from field: int32 attempt = 2;
+   */
+  attempt: number;
+
+  /**
+   * Keep the stream open for new lines until the attempt (with `attempt` 0: the task)
+   * ends; without it the stream ends after the stored lines.
+   *
+   * @generated from field: bool follow = 3;
+   */
+  follow: boolean;
+};
+
+/**
+ * Describes the message taskgrove.v1.StreamTaskLogsRequest.
+ * Use `create(StreamTaskLogsRequestSchema)` to create a new message.
+ */
+export const StreamTaskLogsRequestSchema: GenMessage<StreamTaskLogsRequest> = /*@__PURE__*/
+  messageDesc(file_taskgrove_v1_task_service, 14);
+
+/**
+ * A line an executor logged.
+ *
+ * @generated from message taskgrove.v1.LogLine
+ */
+export type LogLine = Message<"taskgrove.v1.LogLine"> & {
+  /**
+   * The line's place in its attempt's log: 1, 2, 3... with no gap (cut lines excepted).
+   *
+   * @generated from field: int64 sequence = 1;
+   */
+  sequence: bigint;
+
+  /**
+   * When the server received it.
+   *
+   * @generated from field: google.protobuf.Timestamp time = 2;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * The line, without its line break (at most 8,192 characters; longer ones are cut).
+   *
+   * @generated from field: string text = 3;
+   */
+  text: string;
+};
+
+/**
+ * Describes the message taskgrove.v1.LogLine.
+ * Use `create(LogLineSchema)` to create a new message.
+ */
+export const LogLineSchema: GenMessage<LogLine> = /*@__PURE__*/
+  messageDesc(file_taskgrove_v1_task_service, 15);
+
+/**
+ * One message of a StreamTaskLogs stream.
+ *
+ * @generated from message taskgrove.v1.StreamTaskLogsResponse
+ */
+export type StreamTaskLogsResponse = Message<"taskgrove.v1.StreamTaskLogsResponse"> & {
+  /**
+   * The attempt these lines belong to.
+   *
+   * @generated from field: int32 attempt = 1;
+   */
+  attempt: number;
+
+  /**
+   * Lines in sequence order.
+   *
+   * @generated from field: repeated taskgrove.v1.LogLine lines = 2;
+   */
+  lines: LogLine[];
+
+  /**
+   * Lines of this attempt that were cut before the first line sent here (an attempt's
+   * log keeps its last 1,000 lines and 1 MiB); set on an attempt's first message.
+   *
+   * @generated from field: int64 cut_lines = 3;
+   */
+  cutLines: bigint;
+
+  /**
+   * The attempt ended: no more lines of it follow.
+   *
+   * @generated from field: bool attempt_ended = 4;
+   */
+  attemptEnded: boolean;
+};
+
+/**
+ * Describes the message taskgrove.v1.StreamTaskLogsResponse.
+ * Use `create(StreamTaskLogsResponseSchema)` to create a new message.
+ */
+export const StreamTaskLogsResponseSchema: GenMessage<StreamTaskLogsResponse> = /*@__PURE__*/
+  messageDesc(file_taskgrove_v1_task_service, 16);
+
+/**
  * Request of UpdateTask.
  *
  * @generated from message taskgrove.v1.UpdateTaskRequest
@@ -509,7 +624,7 @@ export type UpdateTaskRequest = Message<"taskgrove.v1.UpdateTaskRequest"> & {
  * Use `create(UpdateTaskRequestSchema)` to create a new message.
  */
 export const UpdateTaskRequestSchema: GenMessage<UpdateTaskRequest> = /*@__PURE__*/
-  messageDesc(file_taskgrove_v1_task_service, 14);
+  messageDesc(file_taskgrove_v1_task_service, 17);
 
 /**
  * Request of DeleteTask.
@@ -544,7 +659,7 @@ export type DeleteTaskRequest = Message<"taskgrove.v1.DeleteTaskRequest"> & {
  * Use `create(DeleteTaskRequestSchema)` to create a new message.
  */
 export const DeleteTaskRequestSchema: GenMessage<DeleteTaskRequest> = /*@__PURE__*/
-  messageDesc(file_taskgrove_v1_task_service, 15);
+  messageDesc(file_taskgrove_v1_task_service, 18);
 
 /**
  * Response of DeleteTask.
@@ -565,7 +680,7 @@ export type DeleteTaskResponse = Message<"taskgrove.v1.DeleteTaskResponse"> & {
  * Use `create(DeleteTaskResponseSchema)` to create a new message.
  */
 export const DeleteTaskResponseSchema: GenMessage<DeleteTaskResponse> = /*@__PURE__*/
-  messageDesc(file_taskgrove_v1_task_service, 16);
+  messageDesc(file_taskgrove_v1_task_service, 19);
 
 /**
  * Request of CancelTask.
@@ -593,7 +708,7 @@ export type CancelTaskRequest = Message<"taskgrove.v1.CancelTaskRequest"> & {
  * Use `create(CancelTaskRequestSchema)` to create a new message.
  */
 export const CancelTaskRequestSchema: GenMessage<CancelTaskRequest> = /*@__PURE__*/
-  messageDesc(file_taskgrove_v1_task_service, 17);
+  messageDesc(file_taskgrove_v1_task_service, 20);
 
 /**
  * Response of CancelTask.
@@ -622,7 +737,7 @@ export type CancelTaskResponse = Message<"taskgrove.v1.CancelTaskResponse"> & {
  * Use `create(CancelTaskResponseSchema)` to create a new message.
  */
 export const CancelTaskResponseSchema: GenMessage<CancelTaskResponse> = /*@__PURE__*/
-  messageDesc(file_taskgrove_v1_task_service, 18);
+  messageDesc(file_taskgrove_v1_task_service, 21);
 
 /**
  * Request of RetryTask.
@@ -650,7 +765,7 @@ export type RetryTaskRequest = Message<"taskgrove.v1.RetryTaskRequest"> & {
  * Use `create(RetryTaskRequestSchema)` to create a new message.
  */
 export const RetryTaskRequestSchema: GenMessage<RetryTaskRequest> = /*@__PURE__*/
-  messageDesc(file_taskgrove_v1_task_service, 19);
+  messageDesc(file_taskgrove_v1_task_service, 22);
 
 /**
  * Response of RetryTask.
@@ -679,7 +794,7 @@ export type RetryTaskResponse = Message<"taskgrove.v1.RetryTaskResponse"> & {
  * Use `create(RetryTaskResponseSchema)` to create a new message.
  */
 export const RetryTaskResponseSchema: GenMessage<RetryTaskResponse> = /*@__PURE__*/
-  messageDesc(file_taskgrove_v1_task_service, 20);
+  messageDesc(file_taskgrove_v1_task_service, 23);
 
 /**
  * Request of CopyTaskTree.
@@ -729,7 +844,7 @@ export type CopyTaskTreeRequest = Message<"taskgrove.v1.CopyTaskTreeRequest"> & 
  * Use `create(CopyTaskTreeRequestSchema)` to create a new message.
  */
 export const CopyTaskTreeRequestSchema: GenMessage<CopyTaskTreeRequest> = /*@__PURE__*/
-  messageDesc(file_taskgrove_v1_task_service, 21);
+  messageDesc(file_taskgrove_v1_task_service, 24);
 
 /**
  * Response of CopyTaskTree.
@@ -757,7 +872,7 @@ export type CopyTaskTreeResponse = Message<"taskgrove.v1.CopyTaskTreeResponse"> 
  * Use `create(CopyTaskTreeResponseSchema)` to create a new message.
  */
 export const CopyTaskTreeResponseSchema: GenMessage<CopyTaskTreeResponse> = /*@__PURE__*/
-  messageDesc(file_taskgrove_v1_task_service, 22);
+  messageDesc(file_taskgrove_v1_task_service, 25);
 
 /**
  * Request of ExplainTask.
@@ -778,7 +893,7 @@ export type ExplainTaskRequest = Message<"taskgrove.v1.ExplainTaskRequest"> & {
  * Use `create(ExplainTaskRequestSchema)` to create a new message.
  */
 export const ExplainTaskRequestSchema: GenMessage<ExplainTaskRequest> = /*@__PURE__*/
-  messageDesc(file_taskgrove_v1_task_service, 23);
+  messageDesc(file_taskgrove_v1_task_service, 26);
 
 /**
  * A dependency a task still waits for.
@@ -827,7 +942,7 @@ export type WaitingDependency = Message<"taskgrove.v1.WaitingDependency"> & {
  * Use `create(WaitingDependencySchema)` to create a new message.
  */
 export const WaitingDependencySchema: GenMessage<WaitingDependency> = /*@__PURE__*/
-  messageDesc(file_taskgrove_v1_task_service, 24);
+  messageDesc(file_taskgrove_v1_task_service, 27);
 
 /**
  * Why a task is where it is.
@@ -901,7 +1016,7 @@ export type ExplainTaskResponse = Message<"taskgrove.v1.ExplainTaskResponse"> & 
  * Use `create(ExplainTaskResponseSchema)` to create a new message.
  */
 export const ExplainTaskResponseSchema: GenMessage<ExplainTaskResponse> = /*@__PURE__*/
-  messageDesc(file_taskgrove_v1_task_service, 25);
+  messageDesc(file_taskgrove_v1_task_service, 28);
 
 /**
  * How much of each task a response carries (AIP-157).
@@ -1084,6 +1199,17 @@ export const TaskService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchEventsRequestSchema;
     output: typeof WatchEventsResponseSchema;
+  },
+  /**
+   * Streams the lines an executor logged for a task: what is stored first, then, with
+   * `follow`, new lines as they are logged, until the task ends.
+   *
+   * @generated from rpc taskgrove.v1.TaskService.StreamTaskLogs
+   */
+  streamTaskLogs: {
+    methodKind: "server_streaming";
+    input: typeof StreamTaskLogsRequestSchema;
+    output: typeof StreamTaskLogsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_taskgrove_v1_task_service, 0);
