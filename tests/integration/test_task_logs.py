@@ -11,12 +11,18 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from taskgrove import AsyncClient, InvalidArgumentError, LogLine, NotFoundError, statuses
-from taskgrove import UnavailableError
+from support.waiting import WAIT_S
+from taskgrove import (
+    AsyncClient,
+    InvalidArgumentError,
+    LogLine,
+    NotFoundError,
+    UnavailableError,
+    statuses,
+)
 from taskgrove_server.executors import ExecutionContext, Executor, ExecutorRegistry
 from taskgrove_server.logs.attempt_log import MAX_BYTES, MAX_LINE_CHARS, MAX_LINES
 
-from support.waiting import WAIT_S
 from tests.conftest import ServerFactory
 
 
