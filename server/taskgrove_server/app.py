@@ -14,12 +14,16 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from taskgrove.v1 import worker_service_pb2, worker_service_pb2_grpc
 
 from taskgrove_server import gc_tuning
 from taskgrove_server.api.authentication import AuthInterceptor
 from taskgrove_server.api.reflection import enable_reflection
-from taskgrove_server.api.registration import SERVICE_NAME, add_task_service
+from taskgrove_server.api.registration import (
+    SERVICE_NAME,
+    WORKER_SERVICE_NAME,
+    add_task_service,
+    add_worker_service,
+)
 from taskgrove_server.api.task_service import TaskService
 from taskgrove_server.api.tls import server_credentials
 from taskgrove_server.api.watch import EventStreamer
@@ -44,8 +48,6 @@ from taskgrove_server.storage.store import sql_store
 from taskgrove_server.storage.writes import PruneHistory, SaveRemoteExecutor
 
 log = logging.getLogger(__name__)
-
-WORKER_SERVICE_NAME = worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name
 
 
 class TaskgroveServer:
@@ -147,9 +149,7 @@ class TaskgroveServer:
             ),
             self._grpc,
         )
-        worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(
-            WorkerService(self.workers), self._grpc
-        )
+        add_worker_service(WorkerService(self.workers), self._grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
         if self.config.reflection:
             enable_reflection(self._grpc, (SERVICE_NAME, WORKER_SERVICE_NAME, health.SERVICE_NAME))

@@ -20,6 +20,7 @@ import random
 import signal
 import string
 import subprocess
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,8 @@ from support.credentials import TOKENS, AuthFiles, JwtSigner, tokens_toml, write
 from support.status_details import describe, error_info
 from support.waiting import until
 from taskgrove.domain import reasons
-from taskgrove.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
+from taskgrove.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc, worker_service_pb2_grpc
+from taskgrove.v1 import worker_service_pb2 as worker_pb
 from taskgrove_server.app import TaskgroveServer
 from taskgrove_server.testing import ServerProcess
 
@@ -64,7 +66,7 @@ class Caller:
     async def call(self, method: str, request: Message) -> Message:
         """The reply (for WatchEvents: its first message); raises AioRpcError."""
         rpc = getattr(self.stub, method)
-        if method == "WatchEvents":
+        if method in STREAMS:
             stream = rpc(request, metadata=self.metadata)
             try:
                 first: Message = await asyncio.wait_for(stream.read(), CALL_TIMEOUT)
@@ -109,10 +111,21 @@ REQUESTS: dict[str, Callable[[BobsTree], Message]] = {
     "RetryTask": lambda bob: task_service_pb2.RetryTaskRequest(id=bob.root),
     "ExecuteTask": lambda bob: task_service_pb2.ExecuteTaskRequest(id=bob.root),
     "DeleteTask": lambda bob: task_service_pb2.DeleteTaskRequest(id=bob.spare),
+    "StreamTaskLogs": lambda bob: task_service_pb2.StreamTaskLogsRequest(task_id=bob.leaf),
 }
 """Every TaskService RPC, aimed at Bob's tasks (in an order an admin can run them)."""
 
-READS = {"GetTask", "GetTaskTree", "ListTasks", "ListExecutors", "ExplainTask", "WatchEvents"}
+READS = {
+    "GetTask",
+    "GetTaskTree",
+    "ListTasks",
+    "ListExecutors",
+    "ExplainTask",
+    "WatchEvents",
+    "StreamTaskLogs",
+}
+STREAMS = {"WatchEvents", "StreamTaskLogs"}
+"""Answered by a stream: a call is its first message (or its end)."""
 
 
 def test_every_rpc_is_in_the_matrix() -> None:
@@ -281,6 +294,58 @@ async def test_an_admin_is_served_every_call(world: World) -> None:
     listed = await ada.call("ListTasks", task_service_pb2.ListTasksRequest(page_size=1000))
     assert isinstance(listed, task_service_pb2.ListTasksResponse)
     assert {task.user_id for task in listed.tasks} == {"bob"}
+
+
+async def connect_worker(world: World, token: str | None) -> worker_pb.ConnectResponse:
+    """Open a worker stream with `token` and register; the first answer (or AioRpcError)."""
+    stub = worker_service_pb2_grpc.WorkerServiceStub(world.channel)
+    register = worker_pb.ConnectRequest(
+        register=worker_pb.WorkerRegistration(
+            worker_id=str(uuid.uuid4()),
+            name="w",
+            slots=1,
+            executors=[worker_pb.WorkerExecutor(id="auth_job")],
+        )
+    )
+
+    async def requests() -> AsyncIterator[worker_pb.ConnectRequest]:
+        yield register
+        await asyncio.sleep(CALL_TIMEOUT)
+
+    call = stub.Connect(requests(), metadata=metadata_of(token))
+    try:
+        first = await asyncio.wait_for(call.read(), CALL_TIMEOUT)
+        assert isinstance(first, worker_pb.ConnectResponse)
+        return first
+    finally:
+        call.cancel()
+
+
+@pytest.mark.parametrize(
+    ("user", "served"),
+    [("wendy", True), ("ada", True), ("alice", False), ("rita", False), (None, False)],
+)
+async def test_only_workers_and_admins_may_connect_a_worker(
+    world: World, user: str | None, served: bool
+) -> None:
+    token = TOKENS[user][0] if user is not None else None
+    if served:
+        answer = await connect_worker(world, token)
+        assert answer.WhichOneof("kind") == "registered"
+        return
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await connect_worker(world, token)
+    if user is None:
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert error_info(refused.value)[0] == reasons.AUTHENTICATION_REQUIRED
+    else:
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert error_info(refused.value)[0] == reasons.ROLE_NOT_PERMITTED
+    executors = await world.as_user("ada").call(
+        "ListExecutors", task_service_pb2.ListExecutorsRequest()
+    )
+    assert isinstance(executors, task_service_pb2.ListExecutorsResponse)
+    assert "auth_job" not in {executor.id for executor in executors.executors}
 
 
 # ------------------------------------------------------------------ owners from identity

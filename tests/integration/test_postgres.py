@@ -85,8 +85,14 @@ class Controls:
                 await self.gates[str(context.inputs["gate"])].wait()
             return {"gate": context.inputs["gate"]}
 
+        async def chatty(context: ExecutionContext) -> Any:
+            for i in range(int(context.inputs["lines"])):
+                context.log(f"line {i + 1}")
+            return None
+
         registry.register(Executor(id="flaky", run=flaky))
         registry.register(Executor(id="gate", run=gate))
+        registry.register(Executor(id="chatty", run=chatty))
         return registry
 
 
@@ -524,3 +530,22 @@ async def test_a_refused_write_fails_only_its_request_on_postgresql(
     names = {row["name"] for row in await fetch(pg_server.config.db_url, "SELECT name FROM tasks")}
     assert "poison" not in names and {f"fine-{i}" for i in range(20)} <= names
     assert pg_server.engine.running == 0
+
+
+async def test_a_tasks_log_is_stored_and_capped_on_postgresql(
+    make_server: ServerFactory, pg_db_url: str
+) -> None:
+    _, client, _ = await pg_lab(make_server, pg_db_url)
+    task = await client.create_task(name="c", executor="chatty", inputs={"lines": 1_200})
+    await client.execute_task(task.id)
+    async with asyncio.timeout(WAIT_S):
+        await client.wait(task.id)
+    lines = [line async for line in client.task_logs(task.id)]
+    assert [line.text for line in lines] == [f"line {i}" for i in range(201, 1_201)]
+    assert lines[0].cut_before == 200
+    rows = await fetch(
+        pg_db_url,
+        "SELECT min(sequence), max(sequence), count(*) FROM task_logs WHERE task_id = $1",
+        task.id,
+    )
+    assert tuple(rows[0]) == (201, 1_200, 1_000)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -96,6 +97,62 @@ async def test_the_first_message_must_be_a_registration(server: TaskgroveServer)
         await worker.receive()
     await worker.close()
     assert reason_of(refused.value) == "INVALID_REGISTRATION"
+
+
+async def raw_bytes_stream(
+    address: str, messages: list[bytes], received: list[pb.ConnectResponse]
+) -> None:
+    """Connect and send `messages` as they are (undecodable ones too); `received` collects
+    what comes back until the stream ends (with its AioRpcError)."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        connect = channel.stream_stream(
+            "/taskgrove.v1.WorkerService/Connect",
+            request_serializer=lambda data: data,
+            response_deserializer=pb.ConnectResponse.FromString,
+        )
+        gate = asyncio.Event()
+
+        async def requests() -> AsyncIterator[bytes]:
+            for message in messages:
+                yield message
+            await gate.wait()  # keep our side open: the server ends the stream
+
+        call = connect(requests())
+        try:
+            async with asyncio.timeout(10):
+                async for response in call:
+                    received.append(response)
+        finally:
+            gate.set()
+
+
+GARBAGE = b"\xff\xff\xff\xff"
+
+
+async def test_an_undecodable_first_message_is_refused_as_malformed(
+    server: TaskgroveServer,
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await raw_bytes_stream(f"127.0.0.1:{server.port}", [GARBAGE], [])
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert reason_of(refused.value) == "MALFORMED_REQUEST"
+
+
+async def test_an_undecodable_message_later_ends_the_stream_as_malformed(
+    server: TaskgroveServer, client: AsyncClient
+) -> None:
+    register = pb.ConnectRequest(register=registration()).SerializeToString()
+    received: list[pb.ConnectResponse] = []
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await raw_bytes_stream(f"127.0.0.1:{server.port}", [register, GARBAGE], received)
+    assert reason_of(refused.value) == "MALFORMED_REQUEST"
+    assert [response.WhichOneof("kind") for response in received] == ["registered"]
+    await until(lambda: _no_workers(client))  # the pool let the worker go
+
+
+async def _no_workers(client: AsyncClient) -> bool:
+    executors = {e.id: e for e in await client.list_executors()}
+    return not executors["raw_job"].workers
 
 
 async def test_a_silent_worker_loses_its_lease_and_its_late_outcome_is_refused(

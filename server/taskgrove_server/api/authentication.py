@@ -31,7 +31,15 @@ schema reflection shows is public (it can be turned off)."""
 TASK_SERVICE = "/taskgrove.v1.TaskService/"
 WORKER_SERVICE = "/taskgrove.v1.WorkerService/"
 READ_METHODS = frozenset(
-    {"GetTask", "GetTaskTree", "ListTasks", "ListExecutors", "ExplainTask", "WatchEvents"}
+    {
+        "GetTask",
+        "GetTaskTree",
+        "ListTasks",
+        "ListExecutors",
+        "ExplainTask",
+        "WatchEvents",
+        "StreamTaskLogs",
+    }
 )
 
 _caller: contextvars.ContextVar[Caller] = contextvars.ContextVar("taskgrove_caller")

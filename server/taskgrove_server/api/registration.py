@@ -1,4 +1,4 @@
-"""Registering TaskService on a grpc.aio server.
+"""Registering TaskService and WorkerService on a grpc.aio server.
 
 Two changes to what the generated code registers:
 - requests that cannot be decoded (not protobuf, invalid UTF-8, nested too deep) reach
@@ -16,11 +16,17 @@ from typing import Any
 
 import grpc
 from google.protobuf.message import Message
-from taskgrove.v1 import task_service_pb2, task_service_pb2_grpc
+from taskgrove.v1 import (
+    task_service_pb2,
+    task_service_pb2_grpc,
+    worker_service_pb2,
+    worker_service_pb2_grpc,
+)
 
 from taskgrove_server.api.error_mapping import Malformed
 
 SERVICE_NAME = task_service_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name
+WORKER_SERVICE_NAME = worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name
 
 
 def _serialize_watch_response(message: bytes | Message) -> bytes:
@@ -66,3 +72,19 @@ def add_task_service(servicer: task_service_pb2_grpc.TaskServiceServicer, server
     )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
     server.add_registered_method_handlers(SERVICE_NAME, handlers)
+
+
+def add_worker_service(
+    servicer: worker_service_pb2_grpc.WorkerServiceServicer, server: Any
+) -> None:
+    """WorkerService, its stream's messages decoded tolerantly (see `_tolerant`)."""
+    capture = _Capture()
+    worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(servicer, capture)
+    handlers = {
+        name: handler._replace(request_deserializer=_tolerant(handler.request_deserializer))
+        for name, handler in capture.handlers.items()
+    }
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(WORKER_SERVICE_NAME, handlers),)
+    )
+    server.add_registered_method_handlers(WORKER_SERVICE_NAME, handlers)

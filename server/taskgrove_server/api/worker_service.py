@@ -18,7 +18,7 @@ from taskgrove.v1 import worker_service_pb2 as pb
 from taskgrove.v1 import worker_service_pb2_grpc
 
 from taskgrove_server.api import worker_wire
-from taskgrove_server.api.error_mapping import abort, service_error
+from taskgrove_server.api.error_mapping import Malformed, abort, malformed_error, service_error
 from taskgrove_server.errors import Code, ServiceError
 from taskgrove_server.executors.base import ExecutorError
 from taskgrove_server.executors.workers import Close, ConnectedWorker, ToWorker, WorkerPool
@@ -36,6 +36,8 @@ class WorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
         first = await anext(aiter(request_iterator), None)
         if first is None:
             return
+        if isinstance(first, Malformed):
+            await abort(context, malformed_error(first))
         if first.WhichOneof("kind") != "register":
             await abort(
                 context,
@@ -65,6 +67,9 @@ class WorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
                 if message is None or isinstance(message, Close):
                     break
                 yield worker_wire.to_worker(message)
+            ended = reader.done() and not reader.cancelled()
+            if ended and isinstance(broke := reader.exception(), _MalformedMessage):
+                await abort(context, malformed_error(broke.request))
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -77,6 +82,8 @@ class WorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
         pool = self._pool
         worker_id = worker.spec.worker_id
         async for request in requests:
+            if isinstance(request, Malformed):
+                raise _MalformedMessage(request)  # the stream ends: the worker reconnects
             pool.seen(worker)
             kind = request.WhichOneof("kind")
             if kind == "outcome":
@@ -120,6 +127,12 @@ class WorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
             elif kind == "log":
                 pool.log_lines(worker, request.log.lease_id, request.log.lines)
             # heartbeat (and a second `register`): being seen is all it does
+
+
+class _MalformedMessage(Exception):
+    def __init__(self, request: Malformed) -> None:
+        super().__init__(str(request.error))
+        self.request = request
 
 
 async def _next(outbox: asyncio.Queue[ToWorker], reader: asyncio.Task[None]) -> ToWorker | None:
