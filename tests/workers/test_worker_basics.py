@@ -228,6 +228,37 @@ async def test_cancel_and_timeout_reach_the_worker(make_server: ServerFactory) -
     await stopped(worker, running)
 
 
+async def test_cancel_of_a_tree_running_on_workers(make_server: ServerFactory) -> None:
+    server = await make_server()
+    client = make_server.client(server)
+    gate = Gate()
+    workers = [gate.worker(slots=2), gate.worker(slots=2)]
+    running = [await started(worker, server) for worker in workers]
+    tasks = [{"id": "root", "name": "root"}] + [
+        {"id": f"t{i}", "name": f"t{i}", "parent_id": "root", "executor": "gated"}
+        for i in range(10)
+    ]
+    created = await client.create_task_tree(tasks, execute=True)
+    await until(lambda: gate.running == 4)  # both workers full, six tasks waiting
+    cancelled = await client.cancel_task(created["root"].id)
+    leaves = [task for key, task in created.items() if key != "root"]
+    assert set(cancelled) == {task.id for task in leaves}
+    assert (await client.get_task(created["root"].id)).status == "cancelled"
+    assert {(await client.get_task(task.id)).status for task in leaves} == {"cancelled"}
+    await until(lambda: gate.running == 0)  # each worker stopped its functions
+    assert len(gate.cancelled) == 4
+    # Nothing of the cancelled tree runs later; the freed slots serve new work.
+    gate.release.set()
+    after = await client.create_task(name="next", executor="gated")
+    await client.execute_task(after.id)
+    async with asyncio.timeout(10):
+        assert (await client.wait(after.id)).status == "completed"
+    assert len(gate.cancelled) == 4
+    assert {(await client.get_task(task.id)).status for task in leaves} == {"cancelled"}
+    for worker, task in zip(workers, running, strict=True):
+        await stopped(worker, task)
+
+
 async def test_a_sync_function_is_told_to_stop(make_server: ServerFactory) -> None:
     server = await make_server()
     client = make_server.client(server)
