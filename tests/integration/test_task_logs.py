@@ -245,3 +245,25 @@ async def test_a_commands_output_goes_to_its_log_line_by_line(make_server: Serve
         await client.wait(task.id)
     texts = sorted(line.text for line in await lines_of(client, task.id))
     assert texts == ["one", "stderr: two", "three"]
+
+
+async def test_following_a_task_that_is_cancelled_ends_with_it(talk_client: AsyncClient) -> None:
+    task = await talk_client.create_task(
+        name="talker", executor="talk", inputs={"lines": 1, "gate": "never"}
+    )
+    await talk_client.execute_task(task.id)
+    first = asyncio.Event()
+    seen: list[str] = []
+
+    async def follow() -> None:
+        async for line in talk_client.task_logs(task.id, follow=True):
+            seen.append(line.text)
+            first.set()
+
+    follower = asyncio.create_task(follow())
+    async with asyncio.timeout(WAIT_S):
+        await first.wait()
+    await talk_client.cancel_task(task.id)
+    async with asyncio.timeout(WAIT_S):
+        await follower
+    assert seen == ["attempt 1 line 1"]

@@ -193,7 +193,8 @@ class AttemptRunner:
                     reasons.UNKNOWN_EXECUTOR, f"executor {node.executor!r} is not registered"
                 ),
             )
-        log = self._logs.open(node.id, attempt)
+        dependency_results = await self._dependency_results(node)
+        log = self._logs.open(node.id, attempt)  # closed below, whatever happens
         context = ExecutionContext(
             task_id=node.id,
             root_id=node.root_id,
@@ -204,7 +205,7 @@ class AttemptRunner:
             timeout_s=node.timeout_ms / 1000 if node.timeout_ms else None,
             inputs=node.inputs,
             params=node.params,
-            dependency_results=await self._dependency_results(node),
+            dependency_results=dependency_results,
             report_progress=functools.partial(self._report_progress, node, attempt),
             log=log.write,
         )

@@ -90,6 +90,9 @@ class AttemptLog:
         if self.closed:
             return
         self.closed = True
+        if self._next == 1 and not self._followers.watching(self.task_id):
+            self._closed()  # nothing logged, nobody to tell: no need to wait for a commit
+            return
         self._flush()
         self._writer.after_commit(self._closed)
 

@@ -111,6 +111,9 @@ class LogFollowers:
             if not followers:
                 del self._by_task[follower.task_id]
 
+    def watching(self, task_id: str) -> bool:
+        return task_id in self._by_task
+
     def _push(self, task_id: str, notice: LogNotice) -> None:
         for follower in self._by_task.get(task_id, ()):
             follower.push(notice)
