@@ -41,8 +41,10 @@ const MAX_LOG_LINE = 16_384;
 const MAX_DETAIL = 16_000;
 /** After `stop()`, how long attempts get to notice their signal, and the server to close. */
 const STOP_GRACE_MS = 5_000;
-/** The server sends `cancel` (TIMEOUT) at the deadline; this local timer only covers a
- * worker that is disconnected then, and waits a little so the server's verdict comes first. */
+/** The server sends `cancel` (TIMEOUT) at the deadline, but not to a worker disconnected
+ * then (nor again after it reconnects): a local timer, a little later so that the server's
+ * verdict normally comes first, aborts the attempt and reports it as a TIMEOUT failure
+ * (refused as stale if the server got there first; recorded if its clock is behind). */
 const DEADLINE_GRACE_MS = 1_000;
 
 /** Throw from an executor to fail its task with a chosen reason and JSON details. */
@@ -110,6 +112,8 @@ interface Running {
   abort: AbortController;
   /** The server cancelled the attempt: it has already recorded how the task ended. */
   cancelled: boolean;
+  /** The local deadline timer fired. */
+  timedOut: boolean;
   done: Promise<void>;
 }
 
@@ -153,6 +157,18 @@ function request(kind: RequestKind): ConnectRequest {
 
 function abortError(message: string): Error {
   return new DOMException(message, "AbortError");
+}
+
+const timeoutFailure = { message: "the attempt passed its deadline", reason: "TIMEOUT", detail: "" };
+
+/** Wait until these attempts have ended, or `ms` has passed. */
+async function settledWithin(attempts: Running[], ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    Promise.allSettled(attempts.map((r) => r.done)),
+    new Promise((resolve) => (timer = setTimeout(resolve, ms))),
+  ]);
+  clearTimeout(timer);
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
@@ -244,7 +260,8 @@ export class Worker {
     } finally {
       clearInterval(flusher);
       this.abortAll("the worker stopped");
-      await Promise.allSettled([...this.running.values()].map((r) => r.done));
+      // Bounded: a function that ignores its signal must not keep run() from returning.
+      await settledWithin([...this.running.values()], STOP_GRACE_MS);
     }
   }
 
@@ -289,8 +306,7 @@ export class Worker {
   private async leave(requests: Requests, call: AbortController): Promise<void> {
     for (const assignment of this.queued.splice(0)) this.outcome(assignment, { case: "cancelled", value: {} });
     this.abortAll("the worker stopped");
-    const settled = Promise.allSettled([...this.running.values()].map((r) => r.done));
-    await Promise.race([settled, sleep(STOP_GRACE_MS, call.signal)]);
+    await settledWithin([...this.running.values()], STOP_GRACE_MS);
     this.flushLogs();
     requests.close();
     await sleep(STOP_GRACE_MS, call.signal);
@@ -379,7 +395,7 @@ export class Worker {
         else buffered.push(...lines);
       },
     };
-    const running: Running = { abort, cancelled: false, done: Promise.resolve() };
+    const running: Running = { abort, cancelled: false, timedOut: false, done: Promise.resolve() };
     this.running.set(leaseId, running);
     running.done = this.attempt(assignment, context, running);
   }
@@ -391,7 +407,7 @@ export class Worker {
     if (ms < 2 ** 31 - 1) {
       // (setTimeout fires at once beyond 2^31 - 1 ms: far deadlines get no local timer)
       timer = setTimeout(() => {
-        running.cancelled = true;
+        running.timedOut = true;
         running.abort.abort(abortError("the attempt passed its deadline (TIMEOUT)"));
       }, Math.max(0, ms));
     }
@@ -405,11 +421,17 @@ export class Worker {
       const json = JSON.stringify(result ?? null) as string | undefined;
       outcome = running.cancelled
         ? { case: "cancelled", value: {} }
-        : { case: "result", value: fromJson(ValueSchema, json === undefined ? null : (JSON.parse(json) as JsonValue)) };
+        : running.timedOut
+          ? { case: "failure", value: timeoutFailure }
+          : { case: "result", value: fromJson(ValueSchema, json === undefined ? null : (JSON.parse(json) as JsonValue)) };
     } catch (error) {
-      // Aborted: the server already ended the task (cancel, timeout), or the worker is
-      // stopping and the server must run the attempt again; either way it is `cancelled`.
-      outcome = running.cancelled || context.signal.aborted ? { case: "cancelled", value: {} } : { case: "failure", value: failure(error) };
+      // Aborted: the server has recorded how the task ended (its cancel), the deadline
+      // passed unseen by the server (TIMEOUT), or the worker is stopping (`cancelled`: the
+      // server runs the attempt again).
+      if (running.cancelled) outcome = { case: "cancelled", value: {} };
+      else if (running.timedOut) outcome = { case: "failure", value: timeoutFailure };
+      else if (context.signal.aborted) outcome = { case: "cancelled", value: {} };
+      else outcome = { case: "failure", value: failure(error) };
     } finally {
       clearTimeout(timer);
       this.running.delete(leaseId);
@@ -443,7 +465,9 @@ export class Worker {
 
 function failure(error: unknown): MessageInitShape<typeof AttemptFailureSchema> {
   if (error instanceof ExecutorFailure) {
-    return { message: error.message, reason: error.reason, detail: (error.stack ?? "").slice(-MAX_DETAIL), details: error.details };
+    // Details through JSON: a value protobuf cannot encode would break the whole stream.
+    const details = JSON.parse(JSON.stringify(error.details ?? {})) as JsonObject;
+    return { message: error.message, reason: error.reason, detail: (error.stack ?? "").slice(-MAX_DETAIL), details };
   }
   if (error instanceof Error) {
     return {
