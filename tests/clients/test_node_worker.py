@@ -1,7 +1,8 @@
 """The Node.js worker (client/typescript `Worker`, run as examples/node-worker/worker.js)
 next to a Python SDK worker process and the server's own executors, on one real server:
 one tree whose results cross languages (Python -> Node -> Python), a cancel and a timeout
-reaching the Node attempt's AbortSignal, and a stopping Node worker giving its attempt back.
+reaching the Node attempt's AbortSignal, a stopping Node worker giving its attempt back, and
+an outcome finished while the network was down delivered after the reconnect.
 """
 
 from __future__ import annotations
@@ -80,6 +81,52 @@ async def processes() -> AsyncIterator[list[Process]]:
     yield started
     # In threads: the in-process server must go on serving the workers' goodbyes.
     await asyncio.gather(*(asyncio.to_thread(p.stop) for p in started))
+
+
+class Proxy:
+    """A TCP relay to the server whose connections the test can cut (and refuse for a
+    while): a network failure between a worker and a server that stays up."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.refusing = False
+        self._writers: list[asyncio.StreamWriter] = []
+        self._server: asyncio.Server | None = None
+        self.port = 0
+
+    async def __aenter__(self) -> Proxy:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.cut()
+        assert self._server is not None
+        self._server.close()
+
+    def cut(self) -> None:
+        for writer in self._writers:
+            writer.close()
+        self._writers.clear()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refusing:
+            writer.close()
+            return
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.target)
+        self._writers += [writer, upstream_writer]
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                sink.close()
+
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
 
 
 def node_worker(port: int, directory: Path, *, slots: int, name: str = "node-worker") -> Process:
@@ -227,3 +274,31 @@ async def test_a_stopping_node_worker_gives_its_attempt_back(
     assert (done.status, done.attempt) == ("completed", 2), done
     assert f"aborted {task.id}: " in leaving.log
     assert f"started {task.id} attempt 2" in staying.log
+
+
+async def test_an_outcome_finished_while_disconnected_is_delivered_after_the_reconnect(
+    built: Path, make_server: ServerFactory, processes: list[Process], tmp_path: Path
+) -> None:
+    server = await make_server(worker_lease_seconds=8)
+    client = make_server.client(server)
+    async with Proxy(server.port) as proxy:
+        node = node_worker(proxy.port, tmp_path, slots=1)
+        processes.append(node)
+        await until(lambda: served_by(client, "node.sleep"), seconds=30)
+        task = await client.create_task(name="t", executor="node.sleep", inputs={"seconds": 1})
+        await client.execute_task(task.id)
+        await until(lambda: f"started {task.id}" in node.log, seconds=20)
+        proxy.refusing = True
+        proxy.cut()
+        await until(lambda: "connection lost" in node.log, seconds=10)
+        await asyncio.sleep(1.5)  # the attempt ends meanwhile: its outcome waits
+        assert (await client.get_task(task.id)).status == "in_progress"
+        proxy.refusing = False
+        async with asyncio.timeout(30):
+            done = await client.wait(task.id)
+    assert (done.status, done.attempt, done.result) == (
+        "completed",
+        1,
+        {"slept_seconds": 1, "by": "node"},
+    )
+    assert node.log.count("registered") == 2 and "refused" not in node.log
