@@ -466,7 +466,12 @@ export class Worker {
 function failure(error: unknown): MessageInitShape<typeof AttemptFailureSchema> {
   if (error instanceof ExecutorFailure) {
     // Details through JSON: a value protobuf cannot encode would break the whole stream.
-    const details = JSON.parse(JSON.stringify(error.details ?? {})) as JsonObject;
+    let details: JsonObject = {};
+    try {
+      details = JSON.parse(JSON.stringify(error.details ?? {})) as JsonObject;
+    } catch {
+      details = { unencodable: true };
+    }
     return { message: error.message, reason: error.reason, detail: (error.stack ?? "").slice(-MAX_DETAIL), details };
   }
   if (error instanceof Error) {
