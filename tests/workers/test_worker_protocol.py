@@ -33,6 +33,11 @@ async def until_status(client: AsyncClient, task_id: str, status: str) -> None:
     await until(reached)
 
 
+async def free_slots(client: AsyncClient) -> dict[str, int]:
+    (served,) = [e for e in await client.list_executors() if e.id == "raw_job"]
+    return {worker.name: worker.free_slots for worker in served.workers}
+
+
 @pytest.fixture
 async def server(make_server: ServerFactory) -> TaskgroveServer:
     return await make_server(worker_lease_seconds=0.5)
@@ -208,6 +213,53 @@ async def test_a_lost_worker_fails_the_task_when_no_attempt_is_left(
         done = await client.wait(task.id)
     assert done.status == "failed"
     assert done.error is not None and done.error.reason == "WORKER_LOST"
+
+
+async def test_a_worker_that_gives_an_attempt_back_gets_no_more_on_that_stream(
+    make_server: ServerFactory,
+) -> None:
+    # Giving an attempt back (`cancelled` for a live lease) is what a stopping worker does;
+    # its freed slot must not take the retry, which it would only give back too (costing
+    # another attempt: here the last one).
+    server = await make_server(worker_lease_seconds=5)
+    client = make_server.client(server)
+    address = f"127.0.0.1:{server.port}"
+    leaving, staying = RawWorker(address), RawWorker(address)
+    register = registration(name="leaving")
+    await leaving.connect(register)
+    task = await client.create_task(
+        name="t",
+        executor="raw_job",
+        max_attempts=2,
+        retry_backoff=__import__("datetime").timedelta(0),
+    )
+    await client.execute_task(task.id)
+    first = (await leaving.receive()).assignment
+    await staying.connect(registration(name="staying"))
+    leaving.send(
+        pb.ConnectRequest(
+            outcome=pb.AttemptOutcome(
+                lease_id=first.lease_id,
+                fencing_token=first.fencing_token,
+                cancelled=pb.AttemptCancelled(),
+            )
+        )
+    )
+    assert (await leaving.receive()).acknowledged.accepted
+    second = (await staying.receive()).assignment
+    assert (second.task_id, second.attempt) == (task.id, 2)
+    staying.complete(second, "done")
+    assert (await staying.receive()).acknowledged.accepted
+    async with asyncio.timeout(10):
+        done = await client.wait(task.id)
+    assert (done.status, done.result, done.attempt) == ("completed", "done", 2)
+    assert await free_slots(client) == {"leaving": 0, "staying": 1}
+    # A new stream of the same worker (it did not stop after all) takes work again.
+    again = RawWorker(address)
+    await again.connect(register)
+    assert await free_slots(client) == {"leaving": 1, "staying": 1}
+    for worker in (leaving, again, staying):
+        await worker.close()
 
 
 async def test_an_outcome_survives_a_reconnect_within_the_lease(

@@ -9,3 +9,5 @@ export { TERMINAL_STATUSES } from "./types.js";
 export type * from "./types.js";
 export { backoffMs, watchEvents } from "./watch.js";
 export type { WatchOptions } from "./watch.js";
+export { ExecutorFailure, Worker } from "./worker.js";
+export type { ExecutorFunction, ExecutorOptions, WorkerContext, WorkerOptions } from "./worker.js";

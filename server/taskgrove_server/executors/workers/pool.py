@@ -60,10 +60,13 @@ class ConnectedWorker:
     """Slots taken by claims whose assignment is not sent yet."""
     stale: bool = False
     """Silent past the lease timeout on a stream still open (e.g. a stopped process)."""
+    leaving: bool = False
+    """Gave an attempt back (what a stopping worker does): nothing more is assigned to it
+    on this stream, or its freed slot would take the retry only to give it back too."""
 
     @property
     def free(self) -> int:
-        if self.outbox is None or self.stale:
+        if self.outbox is None or self.stale or self.leaving:
             return 0
         return max(0, self.spec.slots - len(self.held) - self.reserved)
 
@@ -160,7 +163,7 @@ class WorkerPool:
         else:
             if worker.outbox is not None and worker.outbox is not outbox:
                 worker.outbox.put_nowait(Close())  # its old stream: this one replaces it
-            worker.spec, worker.outbox, worker.stale = spec, outbox, False
+            worker.spec, worker.outbox, worker.stale, worker.leaving = spec, outbox, False, False
             worker.last_seen = time.monotonic()
         log.info(
             "worker %s (%s) connected: %d slots, executors %s",
@@ -315,9 +318,11 @@ class WorkerPool:
         cancelled: bool = False,
     ) -> Acknowledge:
         """Record how an attempt ended, if its lease is still live; frees its slot."""
+        lease = self._live(worker, lease_id)
+        if cancelled and lease is not None and lease.fencing_token == fencing_token:
+            worker.leaving = True  # before the slot is freed (and offered again)
         if worker.held.pop(lease_id, None) is not None:
             self._freed(worker)
-        lease = self._live(worker, lease_id)
         if cancelled and lease is None:
             return Acknowledge(lease_id, True)  # the server's cancel, answered
         if lease is None or lease.fencing_token != fencing_token:
