@@ -267,3 +267,29 @@ async def test_following_a_task_that_is_cancelled_ends_with_it(talk_client: Asyn
     async with asyncio.timeout(WAIT_S):
         await follower
     assert seen == ["attempt 1 line 1"]
+
+
+async def test_a_run_handed_back_at_shutdown_is_replaced_by_its_rerun(
+    make_server: ServerFactory, talker: Talker
+) -> None:
+    server = await make_server(registry=talker.registry())
+    client = make_server.client(server)
+    task = await client.create_task(
+        name="t", executor="talk", inputs={"lines": 2, "gate": "g"}, max_attempts=1
+    )
+    await client.execute_task(task.id)
+    async with asyncio.timeout(WAIT_S):
+        while len(await lines_of(client, task.id)) < 2:
+            await asyncio.sleep(0.01)
+    await make_server.stop(server)  # hands the running attempt back: it does not count
+    talker.gates["g"].set()
+    again = await make_server(registry=talker.registry(), db_url=server.config.db_url)
+    client = make_server.client(again)
+    async with asyncio.timeout(WAIT_S):
+        done = await client.wait(task.id)
+    assert (done.status, done.attempt) == (statuses.COMPLETED, 1)
+    assert [line.text for line in await lines_of(client, task.id)] == [
+        "attempt 1 line 1",
+        "attempt 1 line 2",
+        "attempt 1 after the gate",
+    ]

@@ -301,7 +301,11 @@ class AttemptOutcome(_message.Message):
 
     @_builtins.property
     def cancelled(self) -> Global___AttemptCancelled:
-        """Stopped after the server's `cancel`: frees the slot, changes nothing else."""
+        """Stopped after the server's `cancel`: frees the slot, changes nothing else. Sent
+        unasked, the attempt is given back (the worker is stopping): it runs again, on
+        another stream, without counting as an attempt, and this stream is assigned
+        nothing more.
+        """
 
     def __init__(
         self,

@@ -11,7 +11,12 @@ from typing import Any
 from taskgrove.domain import json_values, reasons, statuses
 
 from taskgrove_server.engine.transitions import failure
-from taskgrove_server.executors.base import ExecutionContext, Executor, ExecutorError
+from taskgrove_server.executors.base import (
+    AttemptGivenBack,
+    ExecutionContext,
+    Executor,
+    ExecutorError,
+)
 
 RESULT_PREVIEW_CHARS = 4096
 TRACEBACK_CHARS = 16_000
@@ -24,9 +29,11 @@ _SURELY_PLAIN = 300
 @dataclass(frozen=True, slots=True)
 class AttemptOutcome:
     status: str
-    """`completed` or `failed`."""
+    """`completed` or `failed` (`pending` when given back)."""
     result: Any = None
     error: dict[str, Any] | None = None
+    given_back: bool = False
+    """Handed back unfinished (AttemptGivenBack): runs again, not counted."""
 
 
 async def run_attempt(
@@ -48,6 +55,8 @@ async def run_attempt(
         if current is not None and current.cancelling():
             raise  # cancelled from outside: the caller decides what that means
         return _executor_failure(exc)  # the executor raised it by itself
+    except AttemptGivenBack:
+        return AttemptOutcome(statuses.PENDING, given_back=True)
     except ExecutorError as exc:
         return AttemptOutcome(
             statuses.FAILED,

@@ -245,7 +245,13 @@ class AttemptRunner:
         node = self._cache.get(task_id)
         if node is None or node.status != statuses.IN_PROGRESS or node.attempt != attempt:
             return  # the task moved on (e.g. cancelled) while the attempt ran
-        if outcome.status == statuses.FAILED and node.attempt < node.max_attempts:
+        if outcome.given_back:
+            # As when the server stops: it does not count, and runs again at once (once
+            # this attempt's slot is free).
+            node.attempt -= 1
+            self._transitions.set_status(node, statuses.PENDING)
+            asyncio.get_running_loop().call_soon(self._retry_due, node)
+        elif outcome.status == statuses.FAILED and node.attempt < node.max_attempts:
             node.error = outcome.error
             delay = backoff_seconds(node.retry_backoff_ms, node.attempt)
             node.retry_at_us = now_us() + int(delay * 1_000_000)

@@ -7,7 +7,12 @@ one under the entry point group `taskgrove.executors`.
 
 from __future__ import annotations
 
-from taskgrove_server.executors.base import ExecutionContext, Executor, ExecutorError
+from taskgrove_server.executors.base import (
+    AttemptGivenBack,
+    ExecutionContext,
+    Executor,
+    ExecutorError,
+)
 from taskgrove_server.executors.registry import ExecutorRegistry
 
-__all__ = ["ExecutionContext", "Executor", "ExecutorError", "ExecutorRegistry"]
+__all__ = ["AttemptGivenBack", "ExecutionContext", "Executor", "ExecutorError", "ExecutorRegistry"]

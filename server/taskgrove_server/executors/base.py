@@ -43,6 +43,11 @@ class ExecutionContext:
     attempt keeps its last 1,000 lines and 1 MiB."""
 
 
+class AttemptGivenBack(Exception):
+    """The attempt was handed back unfinished (a worker stopping): it runs again, and
+    does not count as an attempt, as when the server itself stops."""
+
+
 class ExecutorError(Exception):
     """Raise to fail a task with a chosen reason and JSON details."""
 

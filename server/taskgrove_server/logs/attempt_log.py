@@ -59,6 +59,8 @@ class AttemptLog:
         self._keep_from = 1
         self._written_keep_from = 1
         self._flush_handle: asyncio.TimerHandle | None = None
+        self._fresh = True
+        """No line of this run written yet: the first write replaces an earlier run's."""
         self.closed = False
 
     def write(self, text: str) -> None:
@@ -110,7 +112,8 @@ class AttemptLog:
         if not lines and cut is None:
             return
         self._written_keep_from = self._keep_from
-        self._writer.queue(AppendTaskLog(self.task_id, self.attempt, lines, cut))
+        fresh, self._fresh = self._fresh, False
+        self._writer.queue(AppendTaskLog(self.task_id, self.attempt, lines, cut, fresh))
         if lines:
             self._writer.after_commit(
                 lambda: self._followers.publish(self.task_id, self.attempt, lines)

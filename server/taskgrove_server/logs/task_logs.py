@@ -144,10 +144,11 @@ class TaskLogs:
         return now is not None and now == (statuses.IN_PROGRESS, attempt)
 
     async def _next_attempt(self, current: int, follower: Follower, state: TaskState) -> int | None:
-        """The attempt after `current` once it starts, or None once the task has ended."""
+        """The attempt after `current` once it starts (or `current` again: a run handed
+        back does not count), or None once the task has ended."""
         while True:
             while (notice := follower.pop()) is not None:
-                if notice.kind == "started" and notice.attempt > current:
+                if notice.kind == "started" and notice.attempt >= current:
                     return notice.attempt
             follower.recovered()
             now = await state()

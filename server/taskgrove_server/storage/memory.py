@@ -143,6 +143,8 @@ class MemoryStore:
             self.remote[write.executor.id] = write.executor
         elif isinstance(write, AppendTaskLog):
             kept = self.logs.setdefault((write.task_id, write.attempt), [])
+            if write.fresh:
+                kept.clear()
             kept.extend(write.lines)
             if write.keep_from is not None:
                 kept[:] = [line for line in kept if line.sequence >= write.keep_from]

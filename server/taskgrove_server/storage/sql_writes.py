@@ -331,6 +331,12 @@ def _save_remote_executor(conn: Connection, write: SaveRemoteExecutor) -> None:
 
 
 def _append_task_log(conn: Connection, write: AppendTaskLog) -> None:
+    if write.fresh:
+        conn.execute(
+            delete(task_logs).where(
+                task_logs.c.task_id == write.task_id, task_logs.c.attempt == write.attempt
+            )
+        )
     if write.lines:
         conn.execute(
             insert(task_logs),

@@ -127,12 +127,16 @@ class SaveRemoteExecutor:
 @dataclass(slots=True, eq=False)
 class AppendTaskLog:
     """Lines an attempt logged; with `keep_from`, the attempt's lines before that
-    sequence are cut (the log's cap). Names no tree: a refused one reloads nothing."""
+    sequence are cut (the log's cap). `fresh`: the first lines of a run of the attempt,
+    replacing what an earlier run of it left (a run handed back by a stopping server or
+    worker does not count: its attempt runs again). Names no tree: a refused one reloads
+    nothing."""
 
     task_id: str
     attempt: int
     lines: list[LogLineRow]
     keep_from: int | None = None
+    fresh: bool = False
     events: list[Event] = field(default_factory=list)
     root_ids: tuple[str, ...] = ()
 

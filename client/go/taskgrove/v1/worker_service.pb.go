@@ -647,7 +647,10 @@ type AttemptOutcome_Failure struct {
 }
 
 type AttemptOutcome_Cancelled struct {
-	// Stopped after the server's `cancel`: frees the slot, changes nothing else.
+	// Stopped after the server's `cancel`: frees the slot, changes nothing else. Sent
+	// unasked, the attempt is given back (the worker is stopping): it runs again, on
+	// another stream, without counting as an attempt, and this stream is assigned
+	// nothing more.
 	Cancelled *AttemptCancelled `protobuf:"bytes,5,opt,name=cancelled,proto3,oneof"`
 }
 

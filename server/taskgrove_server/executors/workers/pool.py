@@ -25,7 +25,12 @@ from typing import Any
 from taskgrove.domain import reasons
 
 from taskgrove_server.errors import Code, ServiceError
-from taskgrove_server.executors.base import ExecutionContext, Executor, ExecutorError
+from taskgrove_server.executors.base import (
+    AttemptGivenBack,
+    ExecutionContext,
+    Executor,
+    ExecutorError,
+)
 from taskgrove_server.executors.registry import ExecutorRegistry
 from taskgrove_server.executors.workers.lease import Lease
 from taskgrove_server.executors.workers.messages import (
@@ -328,13 +333,11 @@ class WorkerPool:
         if lease is None or lease.fencing_token != fencing_token:
             return Acknowledge(lease_id, False, reasons.STALE_LEASE)
         del self._leases[lease_id]
-        if cancelled:  # the worker gave the attempt up (it is stopping): run it again
-            failure = ExecutorError(
-                f"worker {worker.spec.name} stopped the attempt",
-                reason=reasons.WORKER_LOST,
-                details={"worker_id": worker.spec.worker_id},
+        if cancelled:  # unasked: the worker is stopping, the attempt runs again elsewhere
+            lease.outcome.set_exception(
+                AttemptGivenBack(f"worker {worker.spec.name} gave the attempt back")
             )
-        if failure is not None:
+        elif failure is not None:
             lease.outcome.set_exception(failure)
         else:
             lease.outcome.set_result(result)

@@ -314,7 +314,10 @@ export type AttemptOutcome = Message<"taskgrove.v1.AttemptOutcome"> & {
     case: "failure";
   } | {
     /**
-     * Stopped after the server's `cancel`: frees the slot, changes nothing else.
+     * Stopped after the server's `cancel`: frees the slot, changes nothing else. Sent
+     * unasked, the attempt is given back (the worker is stopping): it runs again, on
+     * another stream, without counting as an attempt, and this stream is assigned
+     * nothing more.
      *
      * @generated from field: taskgrove.v1.AttemptCancelled cancelled = 5;
      */
