@@ -279,8 +279,9 @@ async def test_a_run_handed_back_at_shutdown_is_replaced_by_its_rerun(
     )
     await client.execute_task(task.id)
     async with asyncio.timeout(WAIT_S):
-        while len(await lines_of(client, task.id)) < 2:
-            await asyncio.sleep(0.01)
+        async for line in client.task_logs(task.id, follow=True):
+            if line.sequence == 2:
+                break  # both lines are stored; the attempt waits at its gate
     await make_server.stop(server)  # hands the running attempt back: it does not count
     talker.gates["g"].set()
     again = await make_server(registry=talker.registry(), db_url=server.config.db_url)
