@@ -2,8 +2,9 @@
 current directory, see `scenarios/workers.py`).
 
 - `bench_noop`: returns at once (the throughput runs' leaves);
-- `bench_probe`: returns the CLOCK_MONOTONIC time (ns) at which it started, a clock every
-  process of the machine shares (the dispatch-latency samples).
+- `bench_probe`: returns when it started: CLOCK_MONOTONIC (ns), a clock every process of
+  the machine shares, and the wall clock (us), the server's clock for `start_time` (the
+  dispatch-latency samples).
 """
 
 from __future__ import annotations
@@ -26,5 +27,6 @@ async def noop(ctx: WorkerContext) -> None:
 
 @worker.executor(PROBE, input_schema={"type": "object"})
 async def probe(ctx: WorkerContext) -> dict[str, Any]:
-    """When the function started (CLOCK_MONOTONIC, ns)."""
-    return {"started_ns": time.clock_gettime_ns(time.CLOCK_MONOTONIC)}
+    """When the function started (CLOCK_MONOTONIC ns, wall clock us)."""
+    started_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+    return {"started_ns": started_ns, "started_wall_us": time.time_ns() // 1000}

@@ -351,6 +351,9 @@ class LatencyRun:
     detail: str = ""
     dispatch_s: list[float] = field(default_factory=list)
     """ExecuteTask sent -> the worker function started."""
+    claim_to_start_s: list[float] = field(default_factory=list)
+    """The task's `start_time` (the server's wall clock when it recorded the claim) -> the
+    worker function started (wall clock): the server's dispatch after the claim."""
     round_trip_s: list[float] = field(default_factory=list)
     """ExecuteTask sent -> the `completed` event received (remote task)."""
     builtin_round_trip_s: list[float] = field(default_factory=list)
@@ -398,9 +401,10 @@ async def _one(
     reader: asyncio.Task[None],
     executor: str,
     index: int,
-) -> tuple[float, float, float, float | None]:
+) -> tuple[float, float, float, tuple[float, float] | None]:
     """One single-task tree, created (not timed) then executed: (ExecuteTask sent, its
-    reply, completed event arrived, the worker function's start or None), monotonic s."""
+    reply, completed event arrived: monotonic s; for the probe, (the function's start,
+    monotonic s; from the task's start_time to the function's start, s), else None)."""
     task = leaf(f"{executor}-{index}", "")
     task["parent_id"] = None
     if executor != LEAF_EXECUTOR:
@@ -414,10 +418,12 @@ async def _one(
     arrived = await events.wait(task_id, reader)
     started = None
     if executor == PROBE:
-        result = (await client.get_task(task_id)).result
-        if not isinstance(result, dict) or "started_ns" not in result:
-            raise RuntimeError(f"unexpected probe result: {result!r}")
-        started = result["started_ns"] / 1e9
+        done = await client.get_task(task_id)
+        result = done.result
+        if not isinstance(result, dict) or "started_ns" not in result or not done.start_time:
+            raise RuntimeError(f"unexpected probe task: {done!r}")
+        claimed_us = done.start_time.timestamp() * 1e6
+        started = (result["started_ns"] / 1e9, (result["started_wall_us"] - claimed_us) / 1e6)
     return sent, replied, arrived, started
 
 
@@ -441,7 +447,8 @@ async def measure_latency(
                             if started is None:
                                 run.builtin_round_trip_s.append(arrived - sent)
                             else:
-                                run.dispatch_s.append(started - sent)
+                                run.dispatch_s.append(started[0] - sent)
+                                run.claim_to_start_s.append(started[1])
                                 run.round_trip_s.append(arrived - sent)
                                 run.execute_rpc_s.append(replied - sent)
                         await asyncio.sleep(IDLE_PAUSE_S)
@@ -475,6 +482,7 @@ def run_worker_latency(workdir: Path, args: argparse.Namespace) -> dict[str, Any
         "outcome": run.outcome,
         "detail": run.detail,
         "dispatch": summary_ms(run.dispatch_s),
+        "claim_to_start": summary_ms(run.claim_to_start_s),
         "round_trip": summary_ms(run.round_trip_s),
         "execute_rpc": summary_ms(run.execute_rpc_s),
         "builtin_round_trip": summary_ms(run.builtin_round_trip_s),
@@ -494,7 +502,9 @@ def format_worker_latency(result: dict[str, Any]) -> str:
         return f"p50 {ms['p50_ms']:.2f}, p99 {ms['p99_ms']:.2f} ms (max {ms['max_ms']:.2f})"
 
     return (
-        f"{head} ExecuteTask sent -> worker function started {pair('dispatch')}; "
+        f"{head} ExecuteTask sent -> worker function started {pair('dispatch')} "
+        f"(ExecuteTask reply {pair('execute_rpc')}; claim recorded -> started "
+        f"{pair('claim_to_start')}); "
         f"-> completed event received {pair('round_trip')}; "
         f"built-in sleep_executor 0 s round trip {pair('builtin_round_trip')}"
     )
