@@ -42,9 +42,24 @@ from scenarios.tutorial import (
     format_tutorial,
     run_tutorial,
 )
+from scenarios.workers import (
+    WORKER_COUNTS,
+    WORKER_LATENCY_SAMPLES,
+    WORKER_REPEATS,
+    WORKER_SLOTS,
+    WORKER_TASKS,
+    WorkerRun,
+    format_worker_latency,
+    format_worker_throughput,
+    run_worker_latency,
+    run_worker_throughput,
+    summarize,
+)
 from trees import SHAPES
 
 DEFAULT_JSON = RESULTS_DIR / "latest.json"
+WORKERS_JSON = RESULTS_DIR / "workers.json"
+"""The results file of `--workers-only` (the full run's file stays whole)."""
 DEFAULT_SIZES = (1_000, 10_000, 100_000)
 QUICK_SIZES = (1_000,)
 DEFAULT_PG_URL = "postgresql+asyncpg://taskgrove:taskgrove@127.0.0.1/taskgrove_bench"
@@ -84,7 +99,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--modes", type=_choice_list([POLL, WATCH]), default=[POLL, WATCH], help="poll,watch"
     )
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="results file")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        help="results file (default latest.json; workers.json with --workers-only)",
+    )
     parser.add_argument(
         "--timeout", type=float, default=600.0, help="per-scenario limit in seconds"
     )
@@ -120,6 +139,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--no-system-info", action="store_true", help="skip the system_info cpu line"
     )
+    workers = parser.add_mutually_exclusive_group()
+    workers.add_argument("--no-workers", action="store_true", help="skip the worker scenario")
+    workers.add_argument(
+        "--workers-only", action="store_true", help="only the worker scenario (SQLite)"
+    )
+    parser.add_argument("--worker-tasks", type=int, default=WORKER_TASKS)
+    parser.add_argument("--worker-counts", type=_int_list, default=list(WORKER_COUNTS))
+    parser.add_argument("--worker-slots", type=int, default=WORKER_SLOTS, help="per worker")
+    parser.add_argument(
+        "--worker-repeats", type=int, default=WORKER_REPEATS, help="rounds (median kept)"
+    )
+    parser.add_argument("--worker-latency-samples", type=int, default=WORKER_LATENCY_SAMPLES)
     parser.add_argument(
         "--profile", type=Path, help="record each server with py-spy into this directory"
     )
@@ -132,8 +163,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.fanout_tasks = min(args.fanout_tasks, 1_000)
         args.fanout_repeats = 1
         args.tutorial_sizes = args.tutorial_sizes or list(QUICK_TUTORIAL_SIZES)
+        args.worker_tasks = min(args.worker_tasks, 1_000)
+        args.worker_repeats = 1
+        args.worker_latency_samples = min(args.worker_latency_samples, 100)
     elif args.sizes is None:
         args.sizes = list(DEFAULT_SIZES)
+    if args.workers_only:
+        args.no_pg = True
+        for skip in ("throughput", "tutorial", "system_info", "event_latency", "fanout"):
+            setattr(args, f"no_{skip}", True)
+        args.no_latency = True
+    if args.json is None:
+        args.json = WORKERS_JSON if args.workers_only else DEFAULT_JSON
     if args.tutorial_sizes is None:
         args.tutorial_sizes = list(TUTORIAL_SIZES)
     if args.no_pg and args.pg_only:
@@ -164,6 +205,8 @@ class Results:
     create_latency: list[dict[str, Any]] = field(default_factory=list)
     tutorial: list[TutorialRun] = field(default_factory=list)
     system_info: list[dict[str, Any]] = field(default_factory=list)
+    workers: list[WorkerRun] = field(default_factory=list)
+    worker_latency: list[dict[str, Any]] = field(default_factory=list)
 
     def failed(self) -> bool:
         return (
@@ -173,6 +216,8 @@ class Results:
             or any(item["outcome"] != OK for item in self.event_latency)
             or any(run.outcome != OK for run in self.fanout)
             or any(item["outcome"] != OK for item in self.create_latency)
+            or any(run.outcome != OK for run in self.workers)
+            or any(item["outcome"] != OK for item in self.worker_latency)
         )
 
 
@@ -215,6 +260,11 @@ def run_all(args: argparse.Namespace, chosen: Sequence[Backend], workdir: Path) 
             results.create_latency.append(
                 run_create_latency(backend, CREATE_LATENCY_TASKS, workdir, args)
             )
+        if not args.no_workers and backend.name == SQLITE:
+            results.workers.extend(run_worker_throughput(workdir, args, log))
+            log(f"[bench] sqlite worker latency x {args.worker_latency_samples} ...")
+            results.worker_latency.append(run_worker_latency(workdir, args))
+            log(f"[bench]   {format_worker_latency(results.worker_latency[-1])}")
     return results
 
 
@@ -235,6 +285,10 @@ def print_results(results: Results) -> None:
         print(format_create_latency(latency))
     for item in results.system_info:
         print(format_system_info(item))
+    if results.workers:
+        print(format_worker_throughput(summarize(results.workers)))
+    for item in results.worker_latency:
+        print(format_worker_latency(item))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -270,6 +324,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             "create_tree_latency": results.create_latency,
             "tutorial": [as_json(run) for run in results.tutorial],
             "system_info_cpu": results.system_info,
+            "workers": {
+                "settings": {
+                    "tasks": args.worker_tasks,
+                    "workers": args.worker_counts,
+                    "slots_per_worker": args.worker_slots,
+                    "repeats": args.worker_repeats,
+                    "timed_from": "send of CreateTaskTree(execute=False) (total) and of "
+                    "ExecuteTask (run) to the GetTask poll reply (20 ms apart) showing "
+                    "the root terminal",
+                    "cpu": "psutil cpu_times user+system of the server and of every "
+                    "worker process, just before CreateTaskTree and after the root was seen",
+                },
+                "summary": summarize(results.workers),
+                "runs": [asdict(run) for run in results.workers],
+                "latency": results.worker_latency,
+            },
         },
     )
     print(f"results: {args.json}")
