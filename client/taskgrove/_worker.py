@@ -34,7 +34,7 @@ import grpc
 from taskgrove._channel import new_channel
 from taskgrove._config import ClientConfig
 from taskgrove._errors import from_rpc_error
-from taskgrove._worker_context import ExecutorFailure, WorkerContext, attempt_logger
+from taskgrove._worker_context import ExecutorFailure, WorkerContext
 from taskgrove.domain import reasons, wire
 from taskgrove.v1 import worker_service_pb2 as pb
 from taskgrove.v1 import worker_service_pb2_grpc
@@ -188,16 +188,20 @@ class Worker:
                 elif kind == "assignment":
                     if not self._stop.is_set():
                         self._start(response.assignment)
+                elif kind == "assignments":
+                    if not self._stop.is_set():
+                        for assignment in response.assignments.assignments:
+                            self._start(assignment)
                 elif kind == "cancel":
                     running = self._running.get(response.cancel.lease_id)
                     if running is not None:
                         running[1].cancelled.set()
                         running[0].cancel()
                 elif kind == "acknowledged":
-                    ack = response.acknowledged
-                    self._undelivered.pop(ack.lease_id, None)
-                    if not ack.accepted:
-                        log.warning("outcome of lease %s refused: %s", ack.lease_id, ack.reason)
+                    self._acknowledged(response.acknowledged)
+                elif kind == "acknowledgements":
+                    for ack in response.acknowledgements.acknowledgements:
+                        self._acknowledged(ack)
         finally:
             self.registered.clear()
             if self._send is send:
@@ -207,6 +211,11 @@ class Worker:
                 heartbeat.cancel()
             send.put_nowait(None)
             call.cancel()
+
+    def _acknowledged(self, ack: pb.OutcomeAcknowledged) -> None:
+        self._undelivered.pop(ack.lease_id, None)
+        if not ack.accepted:
+            log.warning("outcome of lease %s refused: %s", ack.lease_id, ack.reason)
 
     async def _leave_on_stop(
         self, send: asyncio.Queue[pb.ConnectRequest | None], call: Any
@@ -277,9 +286,7 @@ class Worker:
             deadline=assignment.deadline.ToDatetime(UTC)
             if assignment.HasField("deadline")
             else None,
-            log=attempt_logger(
-                f"taskgrove.task.{assignment.task_id}", lambda lines: self._log(lease_id, lines)
-            ),
+            _emit_lines=lambda lines: self._log(lease_id, lines),
             _progress=lambda fraction, message: self._from_any_thread(
                 pb.ConnectRequest(
                     progress=pb.AttemptProgress(
@@ -294,7 +301,6 @@ class Worker:
     async def _attempt(self, assignment: pb.Assignment, context: WorkerContext) -> None:
         lease_id = assignment.lease_id
         outcome = pb.AttemptOutcome(lease_id=lease_id, fencing_token=assignment.fencing_token)
-        self._emit(pb.ConnectRequest(accepted=pb.AttemptAccepted(lease_id=lease_id)))
         try:
             result = await self._call(self._served[assignment.executor].function, context)
             outcome.result.CopyFrom(wire.to_value(result))
@@ -364,8 +370,37 @@ def _failure(error: BaseException, reason: str, details: Mapping[str, Any]) -> p
 async def _requests(
     send: asyncio.Queue[pb.ConnectRequest | None],
 ) -> AsyncIterator[pb.ConnectRequest]:
-    while (request := await send.get()) is not None:
-        yield request
+    """What is queued, in order, until None; a run of outcomes queued together goes as
+    one message (gRPC's cost is per message: it was most of a trivial task's cost)."""
+    ended = False
+    while not ended:
+        request = await send.get()
+        if request is None:
+            return
+        queued = [request]
+        while not send.empty():
+            more = send.get_nowait()
+            if more is None:
+                ended = True
+                break
+            queued.append(more)
+        for message in _coalesced(queued):
+            yield message
+
+
+def _coalesced(requests: list[pb.ConnectRequest]) -> list[pb.ConnectRequest]:
+    """`requests` with each run of outcomes made one `outcomes` batch (copies: the
+    originals are kept to be resent)."""
+    out: list[pb.ConnectRequest] = []
+    for request in requests:
+        previous = out[-1].WhichOneof("kind") if out else None
+        if request.WhichOneof("kind") != "outcome" or previous not in ("outcome", "outcomes"):
+            out.append(request)
+            continue
+        if previous == "outcome":
+            out[-1] = pb.ConnectRequest(outcomes=pb.OutcomeBatch(outcomes=[out[-1].outcome]))
+        out[-1].outcomes.outcomes.append(request.outcome)
+    return out
 
 
 async def run_worker(worker: Worker, config: ClientConfig) -> None:

@@ -69,12 +69,21 @@ class WorkerContext:
     """Results of the completed dependencies, by task id."""
     deadline: datetime | None
     """When the server ends the attempt as TIMEOUT (None: no timeout)."""
-    log: logging.Logger
-    """Lines logged here are stored with the attempt on the server."""
+    _emit_lines: Callable[[Sequence[str]], None] = field(repr=False)
     _progress: Callable[[float, str], None] = field(repr=False)
     cancelled: threading.Event = field(default_factory=threading.Event)
     """Set when the server cancels the attempt: a sync function should check it and
     return (an async one is interrupted with CancelledError at its next await)."""
+    _logger: logging.Logger | None = field(default=None, repr=False)
+
+    @property
+    def log(self) -> logging.Logger:
+        """Lines logged here are stored with the attempt on the server."""
+        # Made on first use: most attempts never log, and a logger per attempt cost a
+        # worker 8% of its CPU on trivial tasks.
+        if self._logger is None:
+            self._logger = attempt_logger(f"taskgrove.task.{self.task_id}", self._emit_lines)
+        return self._logger
 
     def report_progress(self, fraction: float, message: str = "") -> None:
         """How far the attempt has come, in [0, 1] (the server keeps the latest)."""

@@ -59,6 +59,32 @@ class RawWorker:
         assert response is not grpc.aio.EOF, "the server ended the stream"
         return response  # type: ignore[no-any-return]
 
+    async def assignments(self, count: int) -> list[pb.Assignment]:
+        """The next `count` assignments, sent one per message or in batches."""
+        found: list[pb.Assignment] = []
+        while len(found) < count:
+            response = await self.receive()
+            kind = response.WhichOneof("kind")
+            assert kind in ("assignment", "assignments"), response
+            if kind == "assignment":
+                found.append(response.assignment)
+            else:
+                found.extend(response.assignments.assignments)
+        return found
+
+    async def acknowledgements(self, count: int) -> list[pb.OutcomeAcknowledged]:
+        """The next `count` acknowledgements, one per message or in batches."""
+        found: list[pb.OutcomeAcknowledged] = []
+        while len(found) < count:
+            response = await self.receive()
+            kind = response.WhichOneof("kind")
+            assert kind in ("acknowledged", "acknowledgements"), response
+            if kind == "acknowledged":
+                found.append(response.acknowledged)
+            else:
+                found.extend(response.acknowledgements.acknowledgements)
+        return found
+
     def heartbeat(self) -> None:
         self.send(pb.ConnectRequest(heartbeat=pb.WorkerHeartbeat()))
 

@@ -351,3 +351,49 @@ async def test_without_local_executors_nothing_runs_in_the_server(
     async with asyncio.timeout(10):
         assert (await client.wait(task.id)).result == "slept elsewhere"
     await worker.close()
+
+
+async def test_outcomes_sent_as_one_batch_each_count(
+    server: TaskgroveServer, client: AsyncClient
+) -> None:
+    worker = RawWorker(f"127.0.0.1:{server.port}")
+    await worker.connect(registration(slots=4))
+    tasks = [{"id": "root", "name": "root"}] + [
+        {"id": f"t{i}", "name": f"t{i}", "parent_id": "root", "executor": "raw_job"}
+        for i in range(4)
+    ]
+    created = await client.create_task_tree(tasks, execute=True)
+    assigned = await worker.assignments(4)
+    assert sorted(a.task_id for a in assigned) == sorted(
+        task.id for key, task in created.items() if key != "root"
+    )
+    batch = pb.OutcomeBatch(
+        outcomes=[
+            pb.AttemptOutcome(
+                lease_id=a.lease_id,
+                fencing_token=a.fencing_token,
+                result=wire.to_value({"name": a.name}),
+            )
+            for a in assigned
+        ]
+        # The same outcome twice in a batch: the second is stale.
+        + [
+            pb.AttemptOutcome(
+                lease_id=assigned[0].lease_id,
+                fencing_token=assigned[0].fencing_token,
+                result=wire.to_value("again"),
+            )
+        ]
+    )
+    worker.send(pb.ConnectRequest(outcomes=batch))
+    acks = await worker.acknowledgements(5)
+    assert [ack.lease_id for ack in acks] == [a.lease_id for a in assigned] + [assigned[0].lease_id]
+    assert [ack.accepted for ack in acks] == [True] * 4 + [False]
+    assert acks[4].reason == "STALE_LEASE"
+    async with asyncio.timeout(10):
+        root = await client.wait(created["root"].id)
+    assert root.status == "completed"
+    for key, task in created.items():
+        if key != "root":
+            assert (await client.get_task(task.id)).result == {"name": key}
+    await worker.close()

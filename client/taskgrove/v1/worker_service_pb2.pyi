@@ -32,13 +32,16 @@ class ConnectRequest(_message.Message):
     LOG_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     OUTCOME_FIELD_NUMBER: _builtins.int
+    OUTCOMES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def register(self) -> Global___WorkerRegistration:
         """Who the worker is and what it serves (first message only)."""
 
     @_builtins.property
     def accepted(self) -> Global___AttemptAccepted:
-        """The worker started an assigned attempt."""
+        """The worker started an assigned attempt (optional: any report on the lease says
+        as much).
+        """
 
     @_builtins.property
     def progress(self) -> Global___AttemptProgress:
@@ -56,6 +59,12 @@ class ConnectRequest(_message.Message):
     def outcome(self) -> Global___AttemptOutcome:
         """How an attempt ended."""
 
+    @_builtins.property
+    def outcomes(self) -> Global___OutcomeBatch:
+        """How several attempts ended: each as if sent alone, in order (one message for
+        many outcomes costs both sides far less).
+        """
+
     def __init__(
         self,
         *,
@@ -65,16 +74,41 @@ class ConnectRequest(_message.Message):
         log: Global___AttemptLog | None = ...,
         heartbeat: Global___WorkerHeartbeat | None = ...,
         outcome: Global___AttemptOutcome | None = ...,
+        outcomes: Global___OutcomeBatch | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "heartbeat", b"heartbeat", "kind", b"kind", "log", b"log", "outcome", b"outcome", "progress", b"progress", "register", b"register"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "heartbeat", b"heartbeat", "kind", b"kind", "log", b"log", "outcome", b"outcome", "outcomes", b"outcomes", "progress", b"progress", "register", b"register"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "heartbeat", b"heartbeat", "kind", b"kind", "log", b"log", "outcome", b"outcome", "progress", b"progress", "register", b"register"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "heartbeat", b"heartbeat", "kind", b"kind", "log", b"log", "outcome", b"outcome", "outcomes", b"outcomes", "progress", b"progress", "register", b"register"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["register", "accepted", "progress", "log", "heartbeat", "outcome"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["register", "accepted", "progress", "log", "heartbeat", "outcome", "outcomes"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
 Global___ConnectRequest: _TypeAlias = ConnectRequest  # noqa: Y015
+
+@_typing.final
+class OutcomeBatch(_message.Message):
+    """Several outcomes in one message."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OUTCOMES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def outcomes(self) -> _containers.RepeatedCompositeFieldContainer[Global___AttemptOutcome]:
+        """In the order they are to be handled."""
+
+    def __init__(
+        self,
+        *,
+        outcomes: _abc.Iterable[Global___AttemptOutcome] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["outcomes", b"outcomes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OutcomeBatch: _TypeAlias = OutcomeBatch  # noqa: Y015
 
 @_typing.final
 class WorkerRegistration(_message.Message):
@@ -389,6 +423,8 @@ class ConnectResponse(_message.Message):
     ASSIGNMENT_FIELD_NUMBER: _builtins.int
     CANCEL_FIELD_NUMBER: _builtins.int
     ACKNOWLEDGED_FIELD_NUMBER: _builtins.int
+    ASSIGNMENTS_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGEMENTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def registered(self) -> Global___WorkerRegistered:
         """The registration was accepted (first message only)."""
@@ -405,6 +441,14 @@ class ConnectResponse(_message.Message):
     def acknowledged(self) -> Global___OutcomeAcknowledged:
         """What became of an outcome."""
 
+    @_builtins.property
+    def assignments(self) -> Global___AssignmentBatch:
+        """Run these attempts (several at once: each as if sent alone, in order)."""
+
+    @_builtins.property
+    def acknowledgements(self) -> Global___AcknowledgementBatch:
+        """What became of several outcomes (each as if sent alone, in order)."""
+
     def __init__(
         self,
         *,
@@ -412,16 +456,66 @@ class ConnectResponse(_message.Message):
         assignment: Global___Assignment | None = ...,
         cancel: Global___CancelAttempt | None = ...,
         acknowledged: Global___OutcomeAcknowledged | None = ...,
+        assignments: Global___AssignmentBatch | None = ...,
+        acknowledgements: Global___AcknowledgementBatch | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["acknowledged", b"acknowledged", "assignment", b"assignment", "cancel", b"cancel", "kind", b"kind", "registered", b"registered"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["acknowledged", b"acknowledged", "acknowledgements", b"acknowledgements", "assignment", b"assignment", "assignments", b"assignments", "cancel", b"cancel", "kind", b"kind", "registered", b"registered"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged", b"acknowledged", "assignment", b"assignment", "cancel", b"cancel", "kind", b"kind", "registered", b"registered"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged", b"acknowledged", "acknowledgements", b"acknowledgements", "assignment", b"assignment", "assignments", b"assignments", "cancel", b"cancel", "kind", b"kind", "registered", b"registered"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["registered", "assignment", "cancel", "acknowledged"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["registered", "assignment", "cancel", "acknowledged", "assignments", "acknowledgements"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
 Global___ConnectResponse: _TypeAlias = ConnectResponse  # noqa: Y015
+
+@_typing.final
+class AssignmentBatch(_message.Message):
+    """Several assignments in one message."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ASSIGNMENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def assignments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Assignment]:
+        """In dispatch order."""
+
+    def __init__(
+        self,
+        *,
+        assignments: _abc.Iterable[Global___Assignment] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignments", b"assignments"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AssignmentBatch: _TypeAlias = AssignmentBatch  # noqa: Y015
+
+@_typing.final
+class AcknowledgementBatch(_message.Message):
+    """Several acknowledgements in one message."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACKNOWLEDGEMENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def acknowledgements(self) -> _containers.RepeatedCompositeFieldContainer[Global___OutcomeAcknowledged]:
+        """In the order of the outcomes they answer."""
+
+    def __init__(
+        self,
+        *,
+        acknowledgements: _abc.Iterable[Global___OutcomeAcknowledged] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledgements", b"acknowledgements"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcknowledgementBatch: _TypeAlias = AcknowledgementBatch  # noqa: Y015
 
 @_typing.final
 class WorkerRegistered(_message.Message):
@@ -495,7 +589,9 @@ class Assignment(_message.Message):
     lease_id: _builtins.str
     """Names this assignment in every message about it."""
     fencing_token: _builtins.int
-    """Grows with every claim of the task; send it back with the outcome."""
+    """The attempt's number as a fencing token: send it back with the outcome; an outcome
+    of an earlier attempt, or of a lease given up, is refused.
+    """
     task_id: _builtins.str
     """The task."""
     root_id: _builtins.str

@@ -22,6 +22,7 @@ import {
   WorkerService,
   WorkerRegistrationSchema,
   type Assignment,
+  type OutcomeAcknowledged,
   type ConnectRequest,
 } from "./gen/taskgrove/v1/worker_service_pb.js";
 import { makeTransport } from "./transport.js";
@@ -285,11 +286,14 @@ export class Worker {
           this.logger(`worker ${this.name} registered (${this.workerId})`);
         } else if (kind.case === "assignment") {
           this.assigned(kind.value);
+        } else if (kind.case === "assignments") {
+          for (const assignment of kind.value.assignments) this.assigned(assignment);
         } else if (kind.case === "cancel") {
           this.cancel(kind.value.leaseId, kind.value.reason);
         } else if (kind.case === "acknowledged") {
-          this.undelivered.delete(kind.value.leaseId);
-          if (!kind.value.accepted) this.logger(`outcome of lease ${kind.value.leaseId} refused: ${kind.value.reason}`);
+          this.acknowledged(kind.value);
+        } else if (kind.case === "acknowledgements") {
+          for (const ack of kind.value.acknowledgements) this.acknowledged(ack);
         }
       }
     } finally {
@@ -333,6 +337,11 @@ export class Worker {
   }
 
   // ----------------------------------------------------------------- attempts
+
+  private acknowledged(ack: OutcomeAcknowledged): void {
+    this.undelivered.delete(ack.leaseId);
+    if (!ack.accepted) this.logger(`outcome of lease ${ack.leaseId} refused: ${ack.reason}`);
+  }
 
   private assigned(assignment: Assignment): void {
     const leaseId = assignment.leaseId;

@@ -66,7 +66,19 @@ class WorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
                 message = await _next(outbox, reader)
                 if message is None or isinstance(message, Close):
                     break
-                yield worker_wire.to_worker(message)
+                # Whatever else is queued goes too: runs of assignments and of
+                # acknowledgements travel as one message each.
+                batch, closing = [message], False
+                while not outbox.empty():
+                    more = outbox.get_nowait()
+                    if isinstance(more, Close):
+                        closing = True
+                        break
+                    batch.append(more)
+                for response in worker_wire.to_worker(batch):
+                    yield response
+                if closing:
+                    break
             ended = reader.done() and not reader.cancelled()
             if ended and isinstance(broke := reader.exception(), _MalformedMessage):
                 await abort(context, malformed_error(broke.request))
@@ -80,45 +92,16 @@ class WorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
         self, worker: ConnectedWorker, requests: AsyncIterator[pb.ConnectRequest]
     ) -> None:
         pool = self._pool
-        worker_id = worker.spec.worker_id
         async for request in requests:
             if isinstance(request, Malformed):
                 raise _MalformedMessage(request)  # the stream ends: the worker reconnects
             pool.seen(worker)
             kind = request.WhichOneof("kind")
             if kind == "outcome":
-                outcome = request.outcome
-                which = outcome.WhichOneof("outcome")
-                if which == "result":
-                    try:
-                        value = wire.from_value(outcome.result)
-                    except wire.InvalidJsonValue as error:
-                        ack = pool.outcome(
-                            worker,
-                            outcome.lease_id,
-                            outcome.fencing_token,
-                            failure=ExecutorError(
-                                f"result is not plain JSON: {error}",
-                                reason=reasons.INVALID_RESULT,
-                            ),
-                        )
-                    else:
-                        ack = pool.outcome(
-                            worker, outcome.lease_id, outcome.fencing_token, result=value
-                        )
-                elif which == "failure":
-                    ack = pool.outcome(
-                        worker,
-                        outcome.lease_id,
-                        outcome.fencing_token,
-                        failure=worker_wire.failure(outcome.failure, worker_id),
-                    )
-                else:  # cancelled, or nothing said: the slot is free either way
-                    ack = pool.outcome(
-                        worker, outcome.lease_id, outcome.fencing_token, cancelled=True
-                    )
-                if worker.outbox is not None:
-                    worker.outbox.put_nowait(ack)
+                self._outcome(worker, request.outcome)
+            elif kind == "outcomes":
+                for outcome in request.outcomes.outcomes:
+                    self._outcome(worker, outcome)
             elif kind == "accepted":
                 pool.accepted(worker, request.accepted.lease_id)
             elif kind == "progress":
@@ -127,6 +110,35 @@ class WorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
             elif kind == "log":
                 pool.log_lines(worker, request.log.lease_id, request.log.lines)
             # heartbeat (and a second `register`): being seen is all it does
+
+    def _outcome(self, worker: ConnectedWorker, outcome: pb.AttemptOutcome) -> None:
+        pool = self._pool
+        which = outcome.WhichOneof("outcome")
+        if which == "result":
+            try:
+                value = wire.from_value(outcome.result)
+            except wire.InvalidJsonValue as error:
+                ack = pool.outcome(
+                    worker,
+                    outcome.lease_id,
+                    outcome.fencing_token,
+                    failure=ExecutorError(
+                        f"result is not plain JSON: {error}", reason=reasons.INVALID_RESULT
+                    ),
+                )
+            else:
+                ack = pool.outcome(worker, outcome.lease_id, outcome.fencing_token, result=value)
+        elif which == "failure":
+            ack = pool.outcome(
+                worker,
+                outcome.lease_id,
+                outcome.fencing_token,
+                failure=worker_wire.failure(outcome.failure, worker.spec.worker_id),
+            )
+        else:  # cancelled, or nothing said: the slot is free either way
+            ack = pool.outcome(worker, outcome.lease_id, outcome.fencing_token, cancelled=True)
+        if worker.outbox is not None:
+            worker.outbox.put_nowait(ack)
 
 
 class _MalformedMessage(Exception):

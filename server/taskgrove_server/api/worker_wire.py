@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from google.protobuf import timestamp_pb2
 from taskgrove.domain import reasons, wire
 from taskgrove.v1 import worker_service_pb2 as pb
@@ -65,32 +67,64 @@ def _timestamp(us: int) -> timestamp_pb2.Timestamp:
     return timestamp_pb2.Timestamp(seconds=us // 1_000_000, nanos=us % 1_000_000 * 1000)
 
 
-def to_worker(message: ToWorker) -> pb.ConnectResponse:
-    if isinstance(message, Assign):
-        assignment = pb.Assignment(
-            lease_id=message.lease_id,
-            fencing_token=message.fencing_token,
-            task_id=message.task_id,
-            root_id=message.root_id,
-            name=message.name,
-            executor=message.executor,
-            attempt=message.attempt,
-            user_id=message.user_id,
-            inputs=wire.to_struct(dict(message.inputs)),
-            params=wire.to_struct(dict(message.params)),
-        )
-        for task_id, result in message.dependency_results.items():
-            assignment.dependency_results[task_id].CopyFrom(wire.to_value(result))
-        if message.deadline_us is not None:
-            assignment.deadline.CopyFrom(_timestamp(message.deadline_us))
-        return pb.ConnectResponse(assignment=assignment)
-    if isinstance(message, Cancel):
-        return pb.ConnectResponse(
-            cancel=pb.CancelAttempt(lease_id=message.lease_id, reason=message.reason)
-        )
-    assert isinstance(message, Acknowledge)
-    return pb.ConnectResponse(
-        acknowledged=pb.OutcomeAcknowledged(
-            lease_id=message.lease_id, accepted=message.accepted, reason=message.reason
-        )
+def _assignment(message: Assign) -> pb.Assignment:
+    assignment = pb.Assignment(
+        lease_id=message.lease_id,
+        fencing_token=message.fencing_token,
+        task_id=message.task_id,
+        root_id=message.root_id,
+        name=message.name,
+        executor=message.executor,
+        attempt=message.attempt,
+        user_id=message.user_id,
+        inputs=wire.to_struct(dict(message.inputs)),
+        params=wire.to_struct(dict(message.params)),
     )
+    for task_id, result in message.dependency_results.items():
+        assignment.dependency_results[task_id].CopyFrom(wire.to_value(result))
+    if message.deadline_us is not None:
+        assignment.deadline.CopyFrom(_timestamp(message.deadline_us))
+    return assignment
+
+
+def _acknowledged(message: Acknowledge) -> pb.OutcomeAcknowledged:
+    return pb.OutcomeAcknowledged(
+        lease_id=message.lease_id, accepted=message.accepted, reason=message.reason
+    )
+
+
+def to_worker(messages: Sequence[ToWorker]) -> list[pb.ConnectResponse]:
+    """Messages for a worker, runs of assignments and of acknowledgements in one
+    response each (order kept)."""
+    responses: list[pb.ConnectResponse] = []
+    index = 0
+    while index < len(messages):
+        message = messages[index]
+        end = index + 1
+        while end < len(messages) and type(messages[end]) is type(message):
+            end += 1
+        run = messages[index:end]
+        if isinstance(message, Assign):
+            assignments = [_assignment(item) for item in run if isinstance(item, Assign)]
+            if len(assignments) == 1:
+                responses.append(pb.ConnectResponse(assignment=assignments[0]))
+            else:
+                batch = pb.AssignmentBatch(assignments=assignments)
+                responses.append(pb.ConnectResponse(assignments=batch))
+        elif isinstance(message, Acknowledge):
+            acks = [_acknowledged(item) for item in run if isinstance(item, Acknowledge)]
+            if len(acks) == 1:
+                responses.append(pb.ConnectResponse(acknowledged=acks[0]))
+            else:
+                batch_acks = pb.AcknowledgementBatch(acknowledgements=acks)
+                responses.append(pb.ConnectResponse(acknowledgements=batch_acks))
+        else:
+            for item in run:
+                assert isinstance(item, Cancel)
+                responses.append(
+                    pb.ConnectResponse(
+                        cancel=pb.CancelAttempt(lease_id=item.lease_id, reason=item.reason)
+                    )
+                )
+        index = end
+    return responses

@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file taskgrove/v1/worker_service.proto.
  */
 export const file_taskgrove_v1_worker_service: GenFile = /*@__PURE__*/
-  fileDesc("CiF0YXNrZ3JvdmUvdjEvd29ya2VyX3NlcnZpY2UucHJvdG8SDHRhc2tncm92ZS52MSLCAgoOQ29ubmVjdFJlcXVlc3QSNAoIcmVnaXN0ZXIYASABKAsyIC50YXNrZ3JvdmUudjEuV29ya2VyUmVnaXN0cmF0aW9uSAASMQoIYWNjZXB0ZWQYAiABKAsyHS50YXNrZ3JvdmUudjEuQXR0ZW1wdEFjY2VwdGVkSAASMQoIcHJvZ3Jlc3MYAyABKAsyHS50YXNrZ3JvdmUudjEuQXR0ZW1wdFByb2dyZXNzSAASJwoDbG9nGAQgASgLMhgudGFza2dyb3ZlLnYxLkF0dGVtcHRMb2dIABIyCgloZWFydGJlYXQYBSABKAsyHS50YXNrZ3JvdmUudjEuV29ya2VySGVhcnRiZWF0SAASLwoHb3V0Y29tZRgGIAEoCzIcLnRhc2tncm92ZS52MS5BdHRlbXB0T3V0Y29tZUgAQgYKBGtpbmQi4gEKEldvcmtlclJlZ2lzdHJhdGlvbhIRCgl3b3JrZXJfaWQYASABKAkSDAoEbmFtZRgCIAEoCRI8CgZsYWJlbHMYAyADKAsyLC50YXNrZ3JvdmUudjEuV29ya2VyUmVnaXN0cmF0aW9uLkxhYmVsc0VudHJ5Ei8KCWV4ZWN1dG9ycxgEIAMoCzIcLnRhc2tncm92ZS52MS5Xb3JrZXJFeGVjdXRvchINCgVzbG90cxgFIAEoBRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBImAKDldvcmtlckV4ZWN1dG9yEgoKAmlkGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEi0KDGlucHV0X3NjaGVtYRgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiIwoPQXR0ZW1wdEFjY2VwdGVkEhAKCGxlYXNlX2lkGAEgASgJIkYKD0F0dGVtcHRQcm9ncmVzcxIQCghsZWFzZV9pZBgBIAEoCRIQCghmcmFjdGlvbhgCIAEoARIPCgdtZXNzYWdlGAMgASgJIi0KCkF0dGVtcHRMb2cSEAoIbGVhc2VfaWQYASABKAkSDQoFbGluZXMYAiADKAkiEQoPV29ya2VySGVhcnRiZWF0ItQBCg5BdHRlbXB0T3V0Y29tZRIQCghsZWFzZV9pZBgBIAEoCRIVCg1mZW5jaW5nX3Rva2VuGAIgASgDEigKBnJlc3VsdBgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEi8KB2ZhaWx1cmUYBCABKAsyHC50YXNrZ3JvdmUudjEuQXR0ZW1wdEZhaWx1cmVIABIzCgljYW5jZWxsZWQYBSABKAsyHi50YXNrZ3JvdmUudjEuQXR0ZW1wdENhbmNlbGxlZEgAQgkKB291dGNvbWUiawoOQXR0ZW1wdEZhaWx1cmUSDwoHbWVzc2FnZRgBIAEoCRIOCgZyZWFzb24YAiABKAkSDgoGZGV0YWlsGAMgASgJEigKB2RldGFpbHMYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0IhIKEEF0dGVtcHRDYW5jZWxsZWQi6QEKD0Nvbm5lY3RSZXNwb25zZRI0CgpyZWdpc3RlcmVkGAEgASgLMh4udGFza2dyb3ZlLnYxLldvcmtlclJlZ2lzdGVyZWRIABIuCgphc3NpZ25tZW50GAIgASgLMhgudGFza2dyb3ZlLnYxLkFzc2lnbm1lbnRIABItCgZjYW5jZWwYAyABKAsyGy50YXNrZ3JvdmUudjEuQ2FuY2VsQXR0ZW1wdEgAEjkKDGFja25vd2xlZGdlZBgEIAEoCzIhLnRhc2tncm92ZS52MS5PdXRjb21lQWNrbm93bGVkZ2VkSABCBgoEa2luZCJoChBXb3JrZXJSZWdpc3RlcmVkEhEKCXdvcmtlcl9pZBgBIAEoCRIiChpoZWFydGJlYXRfaW50ZXJ2YWxfc2Vjb25kcxgCIAEoARIdChVsZWFzZV90aW1lb3V0X3NlY29uZHMYAyABKAEiuAMKCkFzc2lnbm1lbnQSEAoIbGVhc2VfaWQYASABKAkSFQoNZmVuY2luZ190b2tlbhgCIAEoAxIPCgd0YXNrX2lkGAMgASgJEg8KB3Jvb3RfaWQYBCABKAkSDAoEbmFtZRgFIAEoCRIQCghleGVjdXRvchgGIAEoCRIPCgdhdHRlbXB0GAcgASgFEg8KB3VzZXJfaWQYCCABKAkSJwoGaW5wdXRzGAkgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBInCgZwYXJhbXMYCiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EksKEmRlcGVuZGVuY3lfcmVzdWx0cxgLIAMoCzIvLnRhc2tncm92ZS52MS5Bc3NpZ25tZW50LkRlcGVuZGVuY3lSZXN1bHRzRW50cnkSLAoIZGVhZGxpbmUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wGlAKFkRlcGVuZGVuY3lSZXN1bHRzRW50cnkSCwoDa2V5GAEgASgJEiUKBXZhbHVlGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlOgI4ASIxCg1DYW5jZWxBdHRlbXB0EhAKCGxlYXNlX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSJJChNPdXRjb21lQWNrbm93bGVkZ2VkEhAKCGxlYXNlX2lkGAEgASgJEhAKCGFjY2VwdGVkGAIgASgIEg4KBnJlYXNvbhgDIAEoCTJbCg1Xb3JrZXJTZXJ2aWNlEkoKB0Nvbm5lY3QSHC50YXNrZ3JvdmUudjEuQ29ubmVjdFJlcXVlc3QaHS50YXNrZ3JvdmUudjEuQ29ubmVjdFJlc3BvbnNlKAEwAUKHAQoQZGV2LnRhc2tncm92ZS52MUISV29ya2VyU2VydmljZVByb3RvUAFaKXRhc2tncm92ZS5kZXYvZ28vdGFza2dyb3ZlL3YxO3Rhc2tncm92ZXYxogIDVEdYqgIMVGFza2dyb3ZlLlYxygIMVGFza2dyb3ZlXFYx6gINVGFza2dyb3ZlOjpWMWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CiF0YXNrZ3JvdmUvdjEvd29ya2VyX3NlcnZpY2UucHJvdG8SDHRhc2tncm92ZS52MSLyAgoOQ29ubmVjdFJlcXVlc3QSNAoIcmVnaXN0ZXIYASABKAsyIC50YXNrZ3JvdmUudjEuV29ya2VyUmVnaXN0cmF0aW9uSAASMQoIYWNjZXB0ZWQYAiABKAsyHS50YXNrZ3JvdmUudjEuQXR0ZW1wdEFjY2VwdGVkSAASMQoIcHJvZ3Jlc3MYAyABKAsyHS50YXNrZ3JvdmUudjEuQXR0ZW1wdFByb2dyZXNzSAASJwoDbG9nGAQgASgLMhgudGFza2dyb3ZlLnYxLkF0dGVtcHRMb2dIABIyCgloZWFydGJlYXQYBSABKAsyHS50YXNrZ3JvdmUudjEuV29ya2VySGVhcnRiZWF0SAASLwoHb3V0Y29tZRgGIAEoCzIcLnRhc2tncm92ZS52MS5BdHRlbXB0T3V0Y29tZUgAEi4KCG91dGNvbWVzGAcgASgLMhoudGFza2dyb3ZlLnYxLk91dGNvbWVCYXRjaEgAQgYKBGtpbmQiPgoMT3V0Y29tZUJhdGNoEi4KCG91dGNvbWVzGAEgAygLMhwudGFza2dyb3ZlLnYxLkF0dGVtcHRPdXRjb21lIuIBChJXb3JrZXJSZWdpc3RyYXRpb24SEQoJd29ya2VyX2lkGAEgASgJEgwKBG5hbWUYAiABKAkSPAoGbGFiZWxzGAMgAygLMiwudGFza2dyb3ZlLnYxLldvcmtlclJlZ2lzdHJhdGlvbi5MYWJlbHNFbnRyeRIvCglleGVjdXRvcnMYBCADKAsyHC50YXNrZ3JvdmUudjEuV29ya2VyRXhlY3V0b3ISDQoFc2xvdHMYBSABKAUaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJgCg5Xb3JrZXJFeGVjdXRvchIKCgJpZBgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRItCgxpbnB1dF9zY2hlbWEYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0IiMKD0F0dGVtcHRBY2NlcHRlZBIQCghsZWFzZV9pZBgBIAEoCSJGCg9BdHRlbXB0UHJvZ3Jlc3MSEAoIbGVhc2VfaWQYASABKAkSEAoIZnJhY3Rpb24YAiABKAESDwoHbWVzc2FnZRgDIAEoCSItCgpBdHRlbXB0TG9nEhAKCGxlYXNlX2lkGAEgASgJEg0KBWxpbmVzGAIgAygJIhEKD1dvcmtlckhlYXJ0YmVhdCLUAQoOQXR0ZW1wdE91dGNvbWUSEAoIbGVhc2VfaWQYASABKAkSFQoNZmVuY2luZ190b2tlbhgCIAEoAxIoCgZyZXN1bHQYAyABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIvCgdmYWlsdXJlGAQgASgLMhwudGFza2dyb3ZlLnYxLkF0dGVtcHRGYWlsdXJlSAASMwoJY2FuY2VsbGVkGAUgASgLMh4udGFza2dyb3ZlLnYxLkF0dGVtcHRDYW5jZWxsZWRIAEIJCgdvdXRjb21lImsKDkF0dGVtcHRGYWlsdXJlEg8KB21lc3NhZ2UYASABKAkSDgoGcmVhc29uGAIgASgJEg4KBmRldGFpbBgDIAEoCRIoCgdkZXRhaWxzGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCISChBBdHRlbXB0Q2FuY2VsbGVkIt8CCg9Db25uZWN0UmVzcG9uc2USNAoKcmVnaXN0ZXJlZBgBIAEoCzIeLnRhc2tncm92ZS52MS5Xb3JrZXJSZWdpc3RlcmVkSAASLgoKYXNzaWdubWVudBgCIAEoCzIYLnRhc2tncm92ZS52MS5Bc3NpZ25tZW50SAASLQoGY2FuY2VsGAMgASgLMhsudGFza2dyb3ZlLnYxLkNhbmNlbEF0dGVtcHRIABI5CgxhY2tub3dsZWRnZWQYBCABKAsyIS50YXNrZ3JvdmUudjEuT3V0Y29tZUFja25vd2xlZGdlZEgAEjQKC2Fzc2lnbm1lbnRzGAUgASgLMh0udGFza2dyb3ZlLnYxLkFzc2lnbm1lbnRCYXRjaEgAEj4KEGFja25vd2xlZGdlbWVudHMYBiABKAsyIi50YXNrZ3JvdmUudjEuQWNrbm93bGVkZ2VtZW50QmF0Y2hIAEIGCgRraW5kIkAKD0Fzc2lnbm1lbnRCYXRjaBItCgthc3NpZ25tZW50cxgBIAMoCzIYLnRhc2tncm92ZS52MS5Bc3NpZ25tZW50IlMKFEFja25vd2xlZGdlbWVudEJhdGNoEjsKEGFja25vd2xlZGdlbWVudHMYASADKAsyIS50YXNrZ3JvdmUudjEuT3V0Y29tZUFja25vd2xlZGdlZCJoChBXb3JrZXJSZWdpc3RlcmVkEhEKCXdvcmtlcl9pZBgBIAEoCRIiChpoZWFydGJlYXRfaW50ZXJ2YWxfc2Vjb25kcxgCIAEoARIdChVsZWFzZV90aW1lb3V0X3NlY29uZHMYAyABKAEiuAMKCkFzc2lnbm1lbnQSEAoIbGVhc2VfaWQYASABKAkSFQoNZmVuY2luZ190b2tlbhgCIAEoAxIPCgd0YXNrX2lkGAMgASgJEg8KB3Jvb3RfaWQYBCABKAkSDAoEbmFtZRgFIAEoCRIQCghleGVjdXRvchgGIAEoCRIPCgdhdHRlbXB0GAcgASgFEg8KB3VzZXJfaWQYCCABKAkSJwoGaW5wdXRzGAkgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBInCgZwYXJhbXMYCiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EksKEmRlcGVuZGVuY3lfcmVzdWx0cxgLIAMoCzIvLnRhc2tncm92ZS52MS5Bc3NpZ25tZW50LkRlcGVuZGVuY3lSZXN1bHRzRW50cnkSLAoIZGVhZGxpbmUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wGlAKFkRlcGVuZGVuY3lSZXN1bHRzRW50cnkSCwoDa2V5GAEgASgJEiUKBXZhbHVlGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlOgI4ASIxCg1DYW5jZWxBdHRlbXB0EhAKCGxlYXNlX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSJJChNPdXRjb21lQWNrbm93bGVkZ2VkEhAKCGxlYXNlX2lkGAEgASgJEhAKCGFjY2VwdGVkGAIgASgIEg4KBnJlYXNvbhgDIAEoCTJbCg1Xb3JrZXJTZXJ2aWNlEkoKB0Nvbm5lY3QSHC50YXNrZ3JvdmUudjEuQ29ubmVjdFJlcXVlc3QaHS50YXNrZ3JvdmUudjEuQ29ubmVjdFJlc3BvbnNlKAEwAUKHAQoQZGV2LnRhc2tncm92ZS52MUISV29ya2VyU2VydmljZVByb3RvUAFaKXRhc2tncm92ZS5kZXYvZ28vdGFza2dyb3ZlL3YxO3Rhc2tncm92ZXYxogIDVEdYqgIMVGFza2dyb3ZlLlYxygIMVGFza2dyb3ZlXFYx6gINVGFza2dyb3ZlOjpWMWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * A message from a worker. The first one must be `register`.
@@ -35,7 +35,8 @@ export type ConnectRequest = Message<"taskgrove.v1.ConnectRequest"> & {
     case: "register";
   } | {
     /**
-     * The worker started an assigned attempt.
+     * The worker started an assigned attempt (optional: any report on the lease says
+     * as much).
      *
      * @generated from field: taskgrove.v1.AttemptAccepted accepted = 2;
      */
@@ -73,6 +74,15 @@ export type ConnectRequest = Message<"taskgrove.v1.ConnectRequest"> & {
      */
     value: AttemptOutcome;
     case: "outcome";
+  } | {
+    /**
+     * How several attempts ended: each as if sent alone, in order (one message for
+     * many outcomes costs both sides far less).
+     *
+     * @generated from field: taskgrove.v1.OutcomeBatch outcomes = 7;
+     */
+    value: OutcomeBatch;
+    case: "outcomes";
   } | { case: undefined; value?: undefined };
 };
 
@@ -82,6 +92,27 @@ export type ConnectRequest = Message<"taskgrove.v1.ConnectRequest"> & {
  */
 export const ConnectRequestSchema: GenMessage<ConnectRequest> = /*@__PURE__*/
   messageDesc(file_taskgrove_v1_worker_service, 0);
+
+/**
+ * Several outcomes in one message.
+ *
+ * @generated from message taskgrove.v1.OutcomeBatch
+ */
+export type OutcomeBatch = Message<"taskgrove.v1.OutcomeBatch"> & {
+  /**
+   * In the order they are to be handled.
+   *
+   * @generated from field: repeated taskgrove.v1.AttemptOutcome outcomes = 1;
+   */
+  outcomes: AttemptOutcome[];
+};
+
+/**
+ * Describes the message taskgrove.v1.OutcomeBatch.
+ * Use `create(OutcomeBatchSchema)` to create a new message.
+ */
+export const OutcomeBatchSchema: GenMessage<OutcomeBatch> = /*@__PURE__*/
+  messageDesc(file_taskgrove_v1_worker_service, 1);
 
 /**
  * A worker's registration. Nothing is registered when any part of it is refused
@@ -132,7 +163,7 @@ export type WorkerRegistration = Message<"taskgrove.v1.WorkerRegistration"> & {
  * Use `create(WorkerRegistrationSchema)` to create a new message.
  */
 export const WorkerRegistrationSchema: GenMessage<WorkerRegistration> = /*@__PURE__*/
-  messageDesc(file_taskgrove_v1_worker_service, 1);
+  messageDesc(file_taskgrove_v1_worker_service, 2);
 
 /**
  * An executor served by a worker. Every worker serving the same id must send the same
@@ -170,7 +201,7 @@ export type WorkerExecutor = Message<"taskgrove.v1.WorkerExecutor"> & {
  * Use `create(WorkerExecutorSchema)` to create a new message.
  */
 export const WorkerExecutorSchema: GenMessage<WorkerExecutor> = /*@__PURE__*/
-  messageDesc(file_taskgrove_v1_worker_service, 2);
+  messageDesc(file_taskgrove_v1_worker_service, 3);
 
 /**
  * The worker started an assigned attempt.
@@ -191,7 +222,7 @@ export type AttemptAccepted = Message<"taskgrove.v1.AttemptAccepted"> & {
  * Use `create(AttemptAcceptedSchema)` to create a new message.
  */
 export const AttemptAcceptedSchema: GenMessage<AttemptAccepted> = /*@__PURE__*/
-  messageDesc(file_taskgrove_v1_worker_service, 3);
+  messageDesc(file_taskgrove_v1_worker_service, 4);
 
 /**
  * Progress of an attempt (rate-limited by the server like in-process progress).
@@ -226,7 +257,7 @@ export type AttemptProgress = Message<"taskgrove.v1.AttemptProgress"> & {
  * Use `create(AttemptProgressSchema)` to create a new message.
  */
 export const AttemptProgressSchema: GenMessage<AttemptProgress> = /*@__PURE__*/
-  messageDesc(file_taskgrove_v1_worker_service, 4);
+  messageDesc(file_taskgrove_v1_worker_service, 5);
 
 /**
  * Lines an attempt logged.
@@ -254,7 +285,7 @@ export type AttemptLog = Message<"taskgrove.v1.AttemptLog"> & {
  * Use `create(AttemptLogSchema)` to create a new message.
  */
 export const AttemptLogSchema: GenMessage<AttemptLog> = /*@__PURE__*/
-  messageDesc(file_taskgrove_v1_worker_service, 5);
+  messageDesc(file_taskgrove_v1_worker_service, 6);
 
 /**
  * The worker is alive; send one every `heartbeat_interval_seconds`.
@@ -269,7 +300,7 @@ export type WorkerHeartbeat = Message<"taskgrove.v1.WorkerHeartbeat"> & {
  * Use `create(WorkerHeartbeatSchema)` to create a new message.
  */
 export const WorkerHeartbeatSchema: GenMessage<WorkerHeartbeat> = /*@__PURE__*/
-  messageDesc(file_taskgrove_v1_worker_service, 6);
+  messageDesc(file_taskgrove_v1_worker_service, 7);
 
 /**
  * How an attempt ended: exactly one of `result`, `failure` and `cancelled`.
@@ -331,7 +362,7 @@ export type AttemptOutcome = Message<"taskgrove.v1.AttemptOutcome"> & {
  * Use `create(AttemptOutcomeSchema)` to create a new message.
  */
 export const AttemptOutcomeSchema: GenMessage<AttemptOutcome> = /*@__PURE__*/
-  messageDesc(file_taskgrove_v1_worker_service, 7);
+  messageDesc(file_taskgrove_v1_worker_service, 8);
 
 /**
  * Why an attempt failed.
@@ -373,7 +404,7 @@ export type AttemptFailure = Message<"taskgrove.v1.AttemptFailure"> & {
  * Use `create(AttemptFailureSchema)` to create a new message.
  */
 export const AttemptFailureSchema: GenMessage<AttemptFailure> = /*@__PURE__*/
-  messageDesc(file_taskgrove_v1_worker_service, 8);
+  messageDesc(file_taskgrove_v1_worker_service, 9);
 
 /**
  * The attempt stopped on the server's request.
@@ -388,7 +419,7 @@ export type AttemptCancelled = Message<"taskgrove.v1.AttemptCancelled"> & {
  * Use `create(AttemptCancelledSchema)` to create a new message.
  */
 export const AttemptCancelledSchema: GenMessage<AttemptCancelled> = /*@__PURE__*/
-  messageDesc(file_taskgrove_v1_worker_service, 9);
+  messageDesc(file_taskgrove_v1_worker_service, 10);
 
 /**
  * A message from the server.
@@ -433,6 +464,22 @@ export type ConnectResponse = Message<"taskgrove.v1.ConnectResponse"> & {
      */
     value: OutcomeAcknowledged;
     case: "acknowledged";
+  } | {
+    /**
+     * Run these attempts (several at once: each as if sent alone, in order).
+     *
+     * @generated from field: taskgrove.v1.AssignmentBatch assignments = 5;
+     */
+    value: AssignmentBatch;
+    case: "assignments";
+  } | {
+    /**
+     * What became of several outcomes (each as if sent alone, in order).
+     *
+     * @generated from field: taskgrove.v1.AcknowledgementBatch acknowledgements = 6;
+     */
+    value: AcknowledgementBatch;
+    case: "acknowledgements";
   } | { case: undefined; value?: undefined };
 };
 
@@ -441,7 +488,49 @@ export type ConnectResponse = Message<"taskgrove.v1.ConnectResponse"> & {
  * Use `create(ConnectResponseSchema)` to create a new message.
  */
 export const ConnectResponseSchema: GenMessage<ConnectResponse> = /*@__PURE__*/
-  messageDesc(file_taskgrove_v1_worker_service, 10);
+  messageDesc(file_taskgrove_v1_worker_service, 11);
+
+/**
+ * Several assignments in one message.
+ *
+ * @generated from message taskgrove.v1.AssignmentBatch
+ */
+export type AssignmentBatch = Message<"taskgrove.v1.AssignmentBatch"> & {
+  /**
+   * In dispatch order.
+   *
+   * @generated from field: repeated taskgrove.v1.Assignment assignments = 1;
+   */
+  assignments: Assignment[];
+};
+
+/**
+ * Describes the message taskgrove.v1.AssignmentBatch.
+ * Use `create(AssignmentBatchSchema)` to create a new message.
+ */
+export const AssignmentBatchSchema: GenMessage<AssignmentBatch> = /*@__PURE__*/
+  messageDesc(file_taskgrove_v1_worker_service, 12);
+
+/**
+ * Several acknowledgements in one message.
+ *
+ * @generated from message taskgrove.v1.AcknowledgementBatch
+ */
+export type AcknowledgementBatch = Message<"taskgrove.v1.AcknowledgementBatch"> & {
+  /**
+   * In the order of the outcomes they answer.
+   *
+   * @generated from field: repeated taskgrove.v1.OutcomeAcknowledged acknowledgements = 1;
+   */
+  acknowledgements: OutcomeAcknowledged[];
+};
+
+/**
+ * Describes the message taskgrove.v1.AcknowledgementBatch.
+ * Use `create(AcknowledgementBatchSchema)` to create a new message.
+ */
+export const AcknowledgementBatchSchema: GenMessage<AcknowledgementBatch> = /*@__PURE__*/
+  messageDesc(file_taskgrove_v1_worker_service, 13);
 
 /**
  * The registration was accepted.
@@ -476,7 +565,7 @@ export type WorkerRegistered = Message<"taskgrove.v1.WorkerRegistered"> & {
  * Use `create(WorkerRegisteredSchema)` to create a new message.
  */
 export const WorkerRegisteredSchema: GenMessage<WorkerRegistered> = /*@__PURE__*/
-  messageDesc(file_taskgrove_v1_worker_service, 11);
+  messageDesc(file_taskgrove_v1_worker_service, 14);
 
 /**
  * An attempt to run.
@@ -492,7 +581,8 @@ export type Assignment = Message<"taskgrove.v1.Assignment"> & {
   leaseId: string;
 
   /**
-   * Grows with every claim of the task; send it back with the outcome.
+   * The attempt's number as a fencing token: send it back with the outcome; an outcome
+   * of an earlier attempt, or of a lease given up, is refused.
    *
    * @generated from field: int64 fencing_token = 2;
    */
@@ -574,7 +664,7 @@ export type Assignment = Message<"taskgrove.v1.Assignment"> & {
  * Use `create(AssignmentSchema)` to create a new message.
  */
 export const AssignmentSchema: GenMessage<Assignment> = /*@__PURE__*/
-  messageDesc(file_taskgrove_v1_worker_service, 12);
+  messageDesc(file_taskgrove_v1_worker_service, 15);
 
 /**
  * Stop an attempt (its task was cancelled, or it timed out): the server has already
@@ -603,7 +693,7 @@ export type CancelAttempt = Message<"taskgrove.v1.CancelAttempt"> & {
  * Use `create(CancelAttemptSchema)` to create a new message.
  */
 export const CancelAttemptSchema: GenMessage<CancelAttempt> = /*@__PURE__*/
-  messageDesc(file_taskgrove_v1_worker_service, 13);
+  messageDesc(file_taskgrove_v1_worker_service, 16);
 
 /**
  * What became of an outcome.
@@ -638,7 +728,7 @@ export type OutcomeAcknowledged = Message<"taskgrove.v1.OutcomeAcknowledged"> & 
  * Use `create(OutcomeAcknowledgedSchema)` to create a new message.
  */
 export const OutcomeAcknowledgedSchema: GenMessage<OutcomeAcknowledged> = /*@__PURE__*/
-  messageDesc(file_taskgrove_v1_worker_service, 14);
+  messageDesc(file_taskgrove_v1_worker_service, 17);
 
 /**
  * Connects workers: processes, on any machine and in any language, that run the tasks of
