@@ -397,3 +397,37 @@ async def test_outcomes_sent_as_one_batch_each_count(
         if key != "root":
             assert (await client.get_task(task.id)).result == {"name": key}
     await worker.close()
+
+
+async def test_a_cancel_made_while_a_worker_was_away_reaches_it_when_it_reconnects(
+    make_server: ServerFactory,
+) -> None:
+    server = await make_server(worker_lease_seconds=30)
+    client = make_server.client(server)
+    address = f"127.0.0.1:{server.port}"
+    register = registration(slots=1)
+    away = RawWorker(address)
+    await away.connect(register)
+    task = await client.create_task(name="t", executor="raw_job")
+    await client.execute_task(task.id)
+    (assignment,) = await away.assignments(1)
+    await away.close()  # the stream breaks; the worker will be back within its lease
+    await client.cancel_task(task.id)
+    assert (await client.get_task(task.id)).status == "cancelled"
+    back = RawWorker(address)
+    assert (await back.connect(register)).WhichOneof("kind") == "registered"
+    told = (await back.receive()).cancel
+    assert (told.lease_id, told.reason) == (assignment.lease_id, "CANCELLED")
+    back.send(
+        pb.ConnectRequest(
+            outcome=pb.AttemptOutcome(
+                lease_id=assignment.lease_id,
+                fencing_token=assignment.fencing_token,
+                cancelled=pb.AttemptCancelled(),
+            )
+        )
+    )
+    assert (await back.acknowledgements(1))[0].accepted
+    assert await free_slots(client) == {"raw": 1}  # its slot is free again
+    assert (await client.get_task(task.id)).status == "cancelled"
+    await back.close()

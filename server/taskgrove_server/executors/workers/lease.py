@@ -22,3 +22,6 @@ class Lease:
     """Resolved by the worker's outcome (a result, or an ExecutorError), or by the lease's
     expiry (WORKER_LOST)."""
     accepted: bool = False
+    given_up: str | None = None
+    """Why the server gave up on the attempt (`CANCELLED`, `TIMEOUT`) while the worker
+    may still run it: told again when the worker reconnects."""

@@ -170,6 +170,9 @@ class WorkerPool:
                 worker.outbox.put_nowait(Close())  # its old stream: this one replaces it
             worker.spec, worker.outbox, worker.stale, worker.leaving = spec, outbox, False, False
             worker.last_seen = time.monotonic()
+            for lease in worker.held.values():
+                if lease.given_up is not None:  # given up while it was away: say it again
+                    outbox.put_nowait(Cancel(lease.id, lease.given_up))
         log.info(
             "worker %s (%s) connected: %d slots, executors %s",
             spec.name,
@@ -281,10 +284,11 @@ class WorkerPool:
         try:
             return await lease.outcome
         except asyncio.CancelledError:
-            if self._leases.pop(lease.id, None) is not None and worker.outbox is not None:
+            if self._leases.pop(lease.id, None) is not None:
                 timed_out = deadline_us is not None and time.time_ns() // 1000 >= deadline_us
-                reason = reasons.TIMEOUT if timed_out else reasons.CANCELLED
-                worker.outbox.put_nowait(Cancel(lease.id, reason))
+                lease.given_up = reasons.TIMEOUT if timed_out else reasons.CANCELLED
+                if worker.outbox is not None:
+                    worker.outbox.put_nowait(Cancel(lease.id, lease.given_up))
             raise
         finally:
             self._leases.pop(lease.id, None)
