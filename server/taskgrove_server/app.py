@@ -37,6 +37,8 @@ from taskgrove_server.config import ConfigError, ServerConfig
 from taskgrove_server.engine import Engine
 from taskgrove_server.events.hub import EventHub
 from taskgrove_server.executors import ExecutorRegistry
+from taskgrove_server.executors.builtin.command_policy import resolve_program
+from taskgrove_server.executors.registry import COMMAND_EXECUTOR, ENABLE_COMMANDS
 from taskgrove_server.executors.workers import RemoteExecutorSpec, WorkerPool
 from taskgrove_server.executors.workers.declarations import load_declarations
 from taskgrove_server.exposure import exposure_warning
@@ -202,8 +204,19 @@ class TaskgroveServer:
         if self.config.reflection:
             enable_reflection(self._grpc, (SERVICE_NAME, WORKER_SERVICE_NAME, health.SERVICE_NAME))
         await self._grpc.start()
+        self._log_commands()
         await self._set_health(True)
         self._spawn(self._prune_periodically())
+
+    def _log_commands(self) -> None:
+        """Say what `command_executor` may run (once started: a failed start logs nothing)."""
+        if COMMAND_EXECUTOR in self.registry:
+            programs = ", ".join(
+                f"{name} ({resolve_program(name)})" for name in self.config.allowed_commands
+            )
+            log.info("command_executor may run: %s", programs)
+        elif any(off.id == COMMAND_EXECUTOR for off in self.registry.disabled()):
+            log.info("command_executor is disabled; %s", ENABLE_COMMANDS)
 
     async def _save_executor(self, spec: RemoteExecutorSpec) -> None:
         row = RemoteExecutorRow(spec.id, spec.description, dict(spec.input_schema))

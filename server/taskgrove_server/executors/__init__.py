@@ -8,6 +8,6 @@ one under the entry point group `taskgrove.executors`.
 from __future__ import annotations
 
 from taskgrove_server.executors.base import ExecutionContext, Executor, ExecutorError
-from taskgrove_server.executors.registry import ExecutorRegistry
+from taskgrove_server.executors.registry import DisabledExecutor, ExecutorRegistry
 
-__all__ = ["ExecutionContext", "Executor", "ExecutorError", "ExecutorRegistry"]
+__all__ = ["DisabledExecutor", "ExecutionContext", "Executor", "ExecutorError", "ExecutorRegistry"]
