@@ -175,9 +175,7 @@ _AT_LEAST_ONE = frozenset(
 _POSITIVE_SECONDS = frozenset(
     {"worker_lease_seconds", "min_heartbeat_seconds", "prune_interval_seconds"}
 )
-_SECONDS = frozenset(
-    {"grace_seconds", "event_retention_seconds", "idempotency_retention_seconds"}
-)
+_SECONDS = frozenset({"grace_seconds", "event_retention_seconds", "idempotency_retention_seconds"})
 
 
 def expected(name: str) -> str:

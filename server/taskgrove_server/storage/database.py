@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import os
 from pathlib import Path
 from typing import Any
@@ -63,13 +64,8 @@ def check_db_url(url: str) -> None:
         raise ConfigError(
             f"database URL {shown!r} needs the async driver: begin it with {wanted}:// {_HOW}"
         )
-    if backend == "postgresql":
-        try:
-            import asyncpg  # noqa: F401
-        except ImportError:
-            raise ConfigError(
-                "PostgreSQL needs the asyncpg driver: pip install 'taskgrove[postgres]'"
-            ) from None
+    if backend == "postgresql" and importlib.util.find_spec("asyncpg") is None:
+        raise ConfigError("PostgreSQL needs the asyncpg driver: pip install 'taskgrove[postgres]'")
 
 
 def shown_url(url: str) -> str:
