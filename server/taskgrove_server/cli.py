@@ -18,7 +18,14 @@ from taskgrove_server.config import ConfigError, ServerConfig
 
 def add_serve_command(commands: Any) -> None:
     """Add `serve` to the `taskgrove` command line's sub-commands."""
-    serve = commands.add_parser("serve", help="run the server (embedded SQLite by default)")
+    serve = commands.add_parser(
+        "serve",
+        help="run the server (embedded SQLite by default)",
+        description="Run the taskgrove server until SIGINT or SIGTERM: it binds --address, "
+        "opens and migrates the database, resumes executing trees, then serves. A setting it "
+        "cannot start with is one `error:` line on stderr, exit 2.",
+        epilog=_environment_help(),
+    )
     serve.add_argument(
         "--address",
         default=argparse.SUPPRESS,
@@ -143,6 +150,30 @@ def add_serve_command(commands: Any) -> None:
         "default 15)",
     )
     serve.set_defaults(handler=run_serve)
+
+
+def _environment_help() -> str:
+    """Every ServerConfig field's variable, with its default where it has a short one."""
+    from dataclasses import fields
+
+    from taskgrove_server.config import env_name
+
+    defaults = ServerConfig()
+    shown = []
+    for spec in fields(ServerConfig):
+        value = getattr(defaults, spec.name)
+        if spec.name == "db_url":
+            value = "an SQLite file under ~/.local/share/taskgrove/"
+        elif isinstance(value, bool):
+            value = int(value)
+        elif isinstance(value, list | dict):
+            value = ",".join(value) if value and isinstance(value, list) else ""
+        shown.append(f"{env_name(spec.name)}" + (f" ({value})" if value != "" else ""))
+    shown.append("TASKGROVE_LOG_LEVEL (INFO)")
+    return (
+        "Every setting can come from the environment too (flags win; lists comma-separated, "
+        f"limits NAME=N,...; flags 1/0): {', '.join(shown)}."
+    )
 
 
 def config_from(args: argparse.Namespace) -> ServerConfig:
