@@ -217,6 +217,14 @@ class TaskgroveServer:
             log.info("command_executor may run: %s", programs)
         elif any(off.id == COMMAND_EXECUTOR for off in self.registry.disabled()):
             log.info("command_executor is disabled; %s", ENABLE_COMMANDS)
+        for name, limit in sorted(self.config.executor_limits.items()):
+            if name not in self.registry:
+                log.warning(
+                    "executor limit %s=%d: no executor of that name here yet (it applies once "
+                    "a worker serves one)",
+                    name,
+                    limit,
+                )
 
     async def _save_executor(self, spec: RemoteExecutorSpec) -> None:
         row = RemoteExecutorRow(spec.id, spec.description, dict(spec.input_schema))

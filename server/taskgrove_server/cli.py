@@ -98,7 +98,7 @@ def add_serve_command(commands: Any) -> None:
         action="store_true",
         default=None,
         help="serve a non-loopback address without TLS or authentication (refused otherwise; "
-        "warned on every start)",
+        "warned on every start; env TASKGROVE_INSECURE=1)",
     )
     serve.add_argument(
         "--no-reflection",
@@ -220,7 +220,15 @@ def run_serve(args: argparse.Namespace) -> int:
     from taskgrove_server.storage.database import DatabaseInUse, DatabaseUnavailable
     from taskgrove_server.storage.migrations import SchemaTooNew
 
-    logging.basicConfig(level=os.environ.get("TASKGROVE_LOG_LEVEL", "INFO"))
+    level = os.environ.get("TASKGROVE_LOG_LEVEL", "INFO")
+    try:
+        logging.basicConfig(level=level.upper())
+    except ValueError:
+        print(
+            f"error: TASKGROVE_LOG_LEVEL={level}: give DEBUG, INFO, WARNING, ERROR or CRITICAL",
+            file=sys.stderr,
+        )
+        return 2
     refused = (ConfigError, DatabaseInUse, DatabaseUnavailable, SchemaTooNew, AuthConfigError)
     try:
         asyncio.run(serve(config_from(args)))

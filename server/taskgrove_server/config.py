@@ -143,7 +143,10 @@ class ServerConfig:
         try:
             value = _PARSERS[get_origin(kind) or kind](text)
         except ValueError as error:
-            raise ConfigError(f"{source}: {error}; give {expected(name)}") from None
+            wanted = expected(name)
+            raise ConfigError(
+                f"{source}: {error}" + (f"; give {wanted}" if wanted else "")
+            ) from None
         if problem := field_problem(name, value):
             raise ConfigError(f"{source}: {problem}")
         setattr(self, name, value)
@@ -189,7 +192,7 @@ def expected(name: str) -> str:
         return f"a number of seconds >= 0 (default {default})"
     if name == "executor_limits":
         return "NAME=N[,NAME=N...] with N >= 1, e.g. sleep_executor=4"
-    return "a valid value"
+    return ""
 
 
 def field_problem(name: str, value: Any) -> str | None:

@@ -195,6 +195,21 @@ def test_a_bad_number_in_the_environment_is_one_line(tmp_path: Path, name: str) 
         assert created(tmp_path) == []
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("TASKGROVE_LOG_LEVEL", "chatty", "give DEBUG, INFO, WARNING, ERROR or CRITICAL"),
+        ("TASKGROVE_REFLECTION", "maybe", "expected 1/0, true/false, yes/no or on/off"),
+    ],
+)
+def test_a_bad_level_or_switch_in_the_environment_is_one_line(
+    tmp_path: Path, variable: str, value: str, expected: str
+) -> None:
+    line = refused(serve(tmp_path, env={variable: value}))
+    assert line == f"error: {variable}={value}: {expected}"
+    assert created(tmp_path) == []
+
+
 class LimitedServer(ServerProcess):
     def command(self, port: int = 0) -> list[str]:
         return [*super().command(port), "--executor-limit", "sleep_executor=1"]
@@ -255,16 +270,25 @@ def test_an_allowed_program_that_does_not_exist_is_one_line(tmp_path: Path) -> N
     assert f"--allow-command {tmp_path}/nothing: no such file" in line
 
 
-def test_the_allowed_programs_are_logged_at_start(tmp_path: Path) -> None:
+def test_the_allowed_programs_and_unknown_executor_limits_are_logged_at_start(
+    tmp_path: Path,
+) -> None:
     server = ServerProcess(
         sqlite_url(tmp_path / "tg.db"),
-        extra_env={"TASKGROVE_LOG_LEVEL": "INFO", "TASKGROVE_ALLOW_COMMANDS": "echo,true"},
+        extra_env={
+            "TASKGROVE_LOG_LEVEL": "INFO",
+            "TASKGROVE_ALLOW_COMMANDS": "echo,true",
+            "TASKGROVE_EXECUTOR_LIMITS": "sleep_executor=2,nosuch_executor=1",
+        },
     )
     with server:
         pass
     log = server.log_tail(200)
     assert "command_executor may run: echo (/" in log, log
     assert ", true (/" in log, log
+    # A limit for an executor nobody has is said once, not refused (a worker may bring it).
+    assert "executor limit nosuch_executor=1: no executor of that name here yet" in log, log
+    assert "sleep_executor=2" not in log, log
 
 
 def test_without_allowed_programs_the_cli_lists_command_executor_as_disabled(
