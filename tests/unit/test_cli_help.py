@@ -131,3 +131,12 @@ def test_the_readme_shows_every_option_of_the_client_commands() -> None:
         } - connection
         missing = {o for o in own if o not in shown.get(name, set())}
         assert not missing, f"README's `taskgrove {name}` lacks {sorted(missing)}"
+
+
+def test_taskgrove_alone_prints_the_help(capsys: pytest.CaptureFixture[str]) -> None:
+    from taskgrove._cli import main
+
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: taskgrove")
+    assert "serve" in err and "executors" in err
