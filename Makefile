@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# What `make run` needs (the server, no dev tools); a full install ($(STAMP)) has it too.
+RUN_STAMP := $(VENV)/.installed-run
 PROTO_SRC := $(shell find protos/taskgrove -name '*.proto')
 
 .PHONY: install run test lint imports typecheck proto proto-python proto-typescript proto-go proto-check buf bench bench-peers check clean
@@ -15,9 +17,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## Set up and start the server on embedded SQLite (127.0.0.1:50051).
-run: $(STAMP)
-	$(BIN)/taskgrove serve
+$(RUN_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test $(STAMP) -nt pyproject.toml || $(BIN)/python -m pip install --quiet --upgrade pip
+	test $(STAMP) -nt pyproject.toml || $(BIN)/python -m pip install --quiet -e '.[server]'
+	touch $(RUN_STAMP)
+
+## Set up (the server only) and start it on embedded SQLite (127.0.0.1:50051); server
+## flags through SERVE_ARGS, e.g. make run SERVE_ARGS='--allow-command echo'.
+run: $(RUN_STAMP)
+	$(BIN)/taskgrove serve $(SERVE_ARGS)
 
 ## Set up and run the whole test suite.
 test: $(STAMP)

@@ -7,6 +7,7 @@ import argparse
 import sys
 from importlib.metadata import entry_points
 
+from taskgrove import __version__
 from taskgrove.cli.parser import add_client_commands, add_global_options
 
 COMMANDS_GROUP = "taskgrove.cli"
@@ -38,12 +39,15 @@ def _add_plugin_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="taskgrove",
-        description=__doc__,
+        description="Create, run, follow and steer task trees on a taskgrove server; "
+        "`taskgrove serve` runs the server itself. `taskgrove COMMAND --help` describes each "
+        "command.",
         epilog="Client commands exit 0 on success, 1 when the tree or task failed or was "
         "cancelled, 2 on an invalid request or file or an unreachable server, 3 on --timeout.",
     )
+    parser.add_argument("--version", action="version", version=f"taskgrove {__version__}")
     add_global_options(parser)
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_plugin_commands(commands)
     add_client_commands(commands)
     return parser
@@ -54,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     # argparse.REMAINDER does not take options (`serve --address ...`): without the server,
     # whatever follows `serve` is ignored and the hint printed instead of a usage error.
     args, unknown = parser.parse_known_args(argv)
+    if args.command is None:  # `taskgrove` alone: what it can do, not a usage error
+        parser.print_help(sys.stderr)
+        return 2
     if unknown and args.handler is not _server_missing:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     code: int = args.handler(args)

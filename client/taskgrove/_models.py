@@ -47,6 +47,10 @@ class Executor:
     workers: tuple[ExecutorWorker, ...] = ()
     """The connected workers serving it (remote executors)."""
     free_slots: int = 0
+    disabled: bool = False
+    """It exists on the server but is switched off (its tasks are refused)."""
+    disabled_reason: str = ""
+    """How the operator enables it."""
 
     @classmethod
     def from_proto(cls, message: task_pb2.Executor) -> Executor:
@@ -60,6 +64,8 @@ class Executor:
                 for w in message.workers
             ),
             message.free_slots,
+            message.disabled,
+            message.disabled_reason,
         )
 
 

@@ -7,8 +7,11 @@ NOT_SERVING while storage fails and while shutting down.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
 import signal
+import socket
 from collections.abc import Coroutine
 from typing import Any
 
@@ -34,13 +37,23 @@ from taskgrove_server.config import ConfigError, ServerConfig
 from taskgrove_server.engine import Engine
 from taskgrove_server.events.hub import EventHub
 from taskgrove_server.executors import ExecutorRegistry
+from taskgrove_server.executors.builtin.command_policy import resolve_program
+from taskgrove_server.executors.registry import COMMAND_EXECUTOR, ENABLE_COMMANDS
 from taskgrove_server.executors.workers import RemoteExecutorSpec, WorkerPool
 from taskgrove_server.executors.workers.declarations import load_declarations
 from taskgrove_server.exposure import exposure_warning
 from taskgrove_server.gc_stats import GcStats
 from taskgrove_server.service.idempotency import Idempotency
 from taskgrove_server.service.tasks import Tasks
-from taskgrove_server.storage.database import FileLock, open_database, sqlite_path
+from taskgrove_server.storage.database import (
+    FileLock,
+    check_connection,
+    check_db_url,
+    make_directory,
+    open_database,
+    shown_url,
+    sqlite_path,
+)
 from taskgrove_server.storage.event_log import EventLog
 from taskgrove_server.storage.migrations import migrate
 from taskgrove_server.storage.records import RemoteExecutorRow
@@ -55,7 +68,10 @@ class TaskgroveServer:
 
     def __init__(self, config: ServerConfig, registry: ExecutorRegistry | None = None) -> None:
         """Raises ConfigError (or AuthConfigError) for a setting it cannot serve with, before
-        anything is opened: an exposed address without protection, a bad TLS file."""
+        anything is opened: an exposed address without protection, a bad TLS file, a number
+        out of its bounds, a database URL the server cannot open."""
+        config.validate()
+        check_db_url(config.db_url)
         self.config = config
         if warning := exposure_warning(config):
             log.warning(warning)
@@ -85,7 +101,7 @@ class TaskgroveServer:
         self.port = 0
         path = sqlite_path(config.db_url)
         self._lock = FileLock(path) if path is not None else None
-        self._db = open_database(config.db_url)
+        self._db = open_database(config.db_url, create_directory=False)
         self.hub = EventHub(config.watcher_buffer_events)
         self.store = sql_store(self._db, config.db_url, self.hub.publish)
         self.store.writer.on_availability = self._storage_availability
@@ -111,10 +127,44 @@ class TaskgroveServer:
         self._stopping = False
 
     async def start(self) -> None:
-        """Take the database (raises `DatabaseInUse` if another server has the SQLite
-        file), migrate it, resume executing trees, then serve."""
+        """Bind the address (OSError when it cannot), take the database (`DatabaseInUse` if
+        another server has the SQLite file, `DatabaseUnavailable` when it cannot be opened,
+        `SchemaTooNew`), migrate it, resume executing trees, then serve. Nothing is created
+        before the address is bound; a failure releases what was taken."""
+        self._bind()
+        try:
+            await self._start()
+        except BaseException:
+            await self._grpc.stop(None)
+            if self._lock is not None:
+                self._lock.release()
+            await self._db.dispose()
+            raise
+
+    def _bind(self) -> None:
+        # Checked with a socket of our own first: gRPC's failure also logs a line of its own.
+        busy = _address_problem(self.config.address)
+        try:
+            if busy:
+                raise RuntimeError(busy)
+            if self._credentials is None:
+                self.port = self._grpc.add_insecure_port(self.config.address)
+            else:
+                self.port = self._grpc.add_secure_port(self.config.address, self._credentials)
+        except RuntimeError:
+            self.port = 0
+        if self.port == 0:
+            raise OSError(
+                f"cannot listen on {self.config.address}: {busy or 'the address is not usable'}; "
+                "stop the other server or give another --address HOST:PORT (or "
+                "TASKGROVE_ADDRESS; port 0 picks a free one)"
+            )
+
+    async def _start(self) -> None:
+        make_directory(self.config.db_url)
         if self._lock is not None:
             self._lock.acquire()
+        await check_connection(self._db, self.config.db_url)
         applied = await migrate(self._db)
         if applied:
             log.info("applied migrations %s", applied)
@@ -153,15 +203,28 @@ class TaskgroveServer:
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
         if self.config.reflection:
             enable_reflection(self._grpc, (SERVICE_NAME, WORKER_SERVICE_NAME, health.SERVICE_NAME))
-        if self._credentials is None:
-            self.port = self._grpc.add_insecure_port(self.config.address)
-        else:
-            self.port = self._grpc.add_secure_port(self.config.address, self._credentials)
-        if self.port == 0:
-            raise OSError(f"cannot listen on {self.config.address}")
         await self._grpc.start()
+        self._log_commands()
         await self._set_health(True)
         self._spawn(self._prune_periodically())
+
+    def _log_commands(self) -> None:
+        """Say what `command_executor` may run (once started: a failed start logs nothing)."""
+        if COMMAND_EXECUTOR in self.registry:
+            programs = ", ".join(
+                f"{name} ({resolve_program(name)})" for name in self.config.allowed_commands
+            )
+            log.info("command_executor may run: %s", programs)
+        elif any(off.id == COMMAND_EXECUTOR for off in self.registry.disabled()):
+            log.info("command_executor is disabled; %s", ENABLE_COMMANDS)
+        for name, limit in sorted(self.config.executor_limits.items()):
+            if name not in self.registry:
+                log.warning(
+                    "executor limit %s=%d: no executor of that name here yet (it applies once "
+                    "a worker serves one)",
+                    name,
+                    limit,
+                )
 
     async def _save_executor(self, spec: RemoteExecutorSpec) -> None:
         row = RemoteExecutorRow(spec.id, spec.description, dict(spec.input_schema))
@@ -227,6 +290,33 @@ class TaskgroveServer:
             self._lock.release()
 
 
+def _address_problem(address: str) -> str:
+    """Why `address` (HOST:PORT) cannot be listened on, as far as a socket of our own can
+    tell ("" when it can; port 0 always can)."""
+    host, _, port_text = address.rpartition(":")
+    host = host.strip("[]")
+    if not port_text.isdigit():
+        return "it is not HOST:PORT"
+    if int(port_text) == 0:
+        return ""
+    try:
+        infos = socket.getaddrinfo(
+            host or None, int(port_text), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except (OSError, UnicodeError) as error:
+        return f"cannot resolve {host!r} ({error})"
+    for family, kind, proto, _name, where in infos:
+        with contextlib.suppress(OSError), socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(where)
+            except OSError as error:
+                if error.errno == errno.EADDRINUSE:
+                    return "the port is in use"
+                return error.strerror or str(error)
+    return ""
+
+
 async def serve(config: ServerConfig) -> None:
     """Run until SIGINT or SIGTERM, then shut down gracefully."""
     gc_tuning.tune()
@@ -237,7 +327,8 @@ async def serve(config: ServerConfig) -> None:
     await server.start()
     host = config.address.rsplit(":", 1)[0]
     scheme = "tls" if config.tls_enabled else "plaintext"
-    print(f"taskgrove serving on {host}:{server.port} ({scheme}; db: {config.db_url})", flush=True)
+    db = shown_url(config.db_url)
+    print(f"taskgrove serving on {host}:{server.port} ({scheme}; db: {db})", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -18,14 +18,39 @@ from taskgrove_server.config import ConfigError, ServerConfig
 
 def add_serve_command(commands: Any) -> None:
     """Add `serve` to the `taskgrove` command line's sub-commands."""
-    serve = commands.add_parser("serve", help="run the server (embedded SQLite by default)")
+    serve = commands.add_parser(
+        "serve",
+        help="run the server (embedded SQLite by default)",
+        description="Run the taskgrove server until SIGINT or SIGTERM: it binds --address, "
+        "opens and migrates the database, resumes executing trees, then serves. A setting it "
+        "cannot start with is one `error:` line on stderr, exit 2.",
+        epilog=_environment_help(),
+    )
     serve.add_argument(
         "--address",
         default=argparse.SUPPRESS,
         help="host:port (env TASKGROVE_ADDRESS; 127.0.0.1:50051)",
     )
-    serve.add_argument("--db", help="database URL (env TASKGROVE_DB; SQLite file by default)")
-    serve.add_argument("--max-concurrency", type=int, help="executor attempts at once")
+    serve.add_argument(
+        "--db",
+        metavar="URL",
+        help="database URL: sqlite+aiosqlite:////abs/path.db or "
+        "postgresql+asyncpg://user:password@host/db (env TASKGROVE_DB; default an SQLite "
+        "file under ~/.local/share/taskgrove/)",
+    )
+    serve.add_argument(
+        "--max-concurrency",
+        metavar="N",
+        help="executor attempts running at once (env TASKGROVE_MAX_CONCURRENCY; default 256)",
+    )
+    serve.add_argument(
+        "--executor-limit",
+        action="append",
+        default=[],
+        metavar="NAME=N",
+        help="at most N attempts of executor NAME at once (repeatable; env "
+        "TASKGROVE_EXECUTOR_LIMITS=NAME=N,NAME=N)",
+    )
     serve.add_argument(
         "--allow-command",
         action="append",
@@ -73,7 +98,7 @@ def add_serve_command(commands: Any) -> None:
         action="store_true",
         default=None,
         help="serve a non-loopback address without TLS or authentication (refused otherwise; "
-        "warned on every start)",
+        "warned on every start; env TASKGROVE_INSECURE=1)",
     )
     serve.add_argument(
         "--no-reflection",
@@ -120,10 +145,35 @@ def add_serve_command(commands: Any) -> None:
     )
     serve.add_argument(
         "--worker-lease-seconds",
-        type=float,
-        help="how long a silent worker keeps its attempts (env TASKGROVE_WORKER_LEASE_SECONDS; 15)",
+        metavar="SECONDS",
+        help="how long a silent worker keeps its attempts (env TASKGROVE_WORKER_LEASE_SECONDS; "
+        "default 15)",
     )
     serve.set_defaults(handler=run_serve)
+
+
+def _environment_help() -> str:
+    """Every ServerConfig field's variable, with its default where it has a short one."""
+    from dataclasses import fields
+
+    from taskgrove_server.config import env_name
+
+    defaults = ServerConfig()
+    shown = []
+    for spec in fields(ServerConfig):
+        value = getattr(defaults, spec.name)
+        if spec.name == "db_url":
+            value = "an SQLite file under ~/.local/share/taskgrove/"
+        elif isinstance(value, bool):
+            value = int(value)
+        elif isinstance(value, list | dict):
+            value = ",".join(value) if value and isinstance(value, list) else ""
+        shown.append(f"{env_name(spec.name)}" + (f" ({value})" if value != "" else ""))
+    shown.append("TASKGROVE_LOG_LEVEL (INFO)")
+    return (
+        "Every setting can come from the environment too (flags win; lists comma-separated, "
+        f"limits NAME=N,...; flags 1/0): {', '.join(shown)}."
+    )
 
 
 def config_from(args: argparse.Namespace) -> ServerConfig:
@@ -133,8 +183,14 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         config.address = args.address
     if args.db:
         config.db_url = args.db
-    if args.max_concurrency:
-        config.max_concurrency = args.max_concurrency
+    if args.max_concurrency is not None:
+        config.set_text(
+            "max_concurrency", args.max_concurrency, f"--max-concurrency {args.max_concurrency}"
+        )
+    for limit in args.executor_limit:
+        limits = ServerConfig()
+        limits.set_text("executor_limits", limit, f"--executor-limit {limit}")
+        config.executor_limits = {**config.executor_limits, **limits.executor_limits}
     if args.allow_command:
         config.allowed_commands = [*config.allowed_commands, *args.allow_command]
     files = ("tokens_file", "jwt_key_file", "jwt_jwks_file", "jwt_issuer", "jwt_audience")
@@ -143,8 +199,8 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
             setattr(config, name, value)
     if args.executors_file:
         config.executors_file = args.executors_file
-    if args.worker_lease_seconds is not None:
-        config.worker_lease_seconds = args.worker_lease_seconds
+    if (lease := args.worker_lease_seconds) is not None:
+        config.set_text("worker_lease_seconds", lease, f"--worker-lease-seconds {lease}")
     for name in ("insecure", "reflection", "local_executors"):
         if (value := getattr(args, name, None)) is not None:
             setattr(config, name, value)
@@ -161,15 +217,23 @@ def run_serve(args: argparse.Namespace) -> int:
     # The server itself is imported only when it runs: the client commands stay light.
     from taskgrove_server.app import serve
     from taskgrove_server.auth import AuthConfigError
-    from taskgrove_server.storage.database import DatabaseInUse
+    from taskgrove_server.storage.database import DatabaseInUse, DatabaseUnavailable
+    from taskgrove_server.storage.migrations import SchemaTooNew
 
-    logging.basicConfig(level=os.environ.get("TASKGROVE_LOG_LEVEL", "INFO"))
+    level = os.environ.get("TASKGROVE_LOG_LEVEL", "INFO")
+    try:
+        logging.basicConfig(level=level.upper())
+    except ValueError:
+        print(
+            f"error: TASKGROVE_LOG_LEVEL={level}: give DEBUG, INFO, WARNING, ERROR or CRITICAL",
+            file=sys.stderr,
+        )
+        return 2
+    refused = (ConfigError, DatabaseInUse, DatabaseUnavailable, SchemaTooNew, AuthConfigError)
     try:
         asyncio.run(serve(config_from(args)))
-    except (ConfigError, DatabaseInUse, AuthConfigError) as error:
-        print(f"taskgrove serve: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:
-        print(f"taskgrove serve: {error}", file=sys.stderr)
+    except (*refused, OSError) as error:
+        # One line, as the client commands report errors: what is wrong and what to do.
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -126,18 +127,83 @@ class ServerConfig:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerConfig:
         env = os.environ if environ is None else environ
         config = cls()
-        hints = get_type_hints(cls)
         for spec in fields(cls):
-            name = _ENV_NAMES.get(spec.name, f"TASKGROVE_{spec.name.upper()}")
+            name = env_name(spec.name)
             value = env.get(name)
             if not value:
                 continue
-            try:
-                kind = hints[spec.name]
-                setattr(config, spec.name, _PARSERS[get_origin(kind) or kind](value))
-            except ValueError as error:
-                raise ConfigError(f"{name}={value!r}: {error}") from None
+            config.set_text(spec.name, value, f"{name}={value}")
         return config
+
+    def set_text(self, name: str, text: str, source: str) -> None:
+        """Set the field `name` from `text` (as the environment spells values), checked
+        against its bounds; a bad value is a ConfigError that names `source` (the variable
+        or flag it came from) and says what is expected."""
+        kind = get_type_hints(type(self))[name]
+        try:
+            value = _PARSERS[get_origin(kind) or kind](text)
+        except ValueError as error:
+            wanted = expected(name)
+            raise ConfigError(
+                f"{source}: {error}" + (f"; give {wanted}" if wanted else "")
+            ) from None
+        if problem := field_problem(name, value):
+            raise ConfigError(f"{source}: {problem}")
+        setattr(self, name, value)
+
+    def validate(self) -> None:
+        """Raise ConfigError for a numeric setting out of its bounds (named as its
+        environment variable)."""
+        for spec in fields(self):
+            if problem := field_problem(spec.name, getattr(self, spec.name)):
+                raise ConfigError(f"{env_name(spec.name)}: {problem}")
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable of a ServerConfig field."""
+    return _ENV_NAMES.get(field_name, f"TASKGROVE_{field_name.upper()}")
+
+
+_AT_LEAST_ONE = frozenset(
+    {
+        "max_concurrency",
+        "max_tree_size",
+        "max_message_bytes",
+        "max_result_bytes",
+        "max_watchers",
+        "max_watchers_per_caller",
+        "watcher_buffer_events",
+    }
+)
+_POSITIVE_SECONDS = frozenset(
+    {"worker_lease_seconds", "min_heartbeat_seconds", "prune_interval_seconds"}
+)
+_SECONDS = frozenset({"grace_seconds", "event_retention_seconds", "idempotency_retention_seconds"})
+
+
+def expected(name: str) -> str:
+    """What a value of the field `name` must be, with its default (for error messages)."""
+    default = _DEFAULTS.get(name)
+    if name in _AT_LEAST_ONE:
+        return f"a whole number >= 1 (default {default})"
+    if name in _POSITIVE_SECONDS:
+        return f"a number of seconds > 0 (default {default})"
+    if name in _SECONDS:
+        return f"a number of seconds >= 0 (default {default})"
+    if name == "executor_limits":
+        return "NAME=N[,NAME=N...] with N >= 1, e.g. sleep_executor=4"
+    return ""
+
+
+def field_problem(name: str, value: Any) -> str | None:
+    """What is wrong with `value` for the field `name` (None: nothing)."""
+    bad = (
+        (name in _AT_LEAST_ONE and value < 1)
+        or (name in _POSITIVE_SECONDS and not (value > 0 and math.isfinite(value)))
+        or (name in _SECONDS and not (value >= 0 and math.isfinite(value)))
+        or (name == "executor_limits" and any(not k or n < 1 for k, n in value.items()))
+    )
+    return f"must be {expected(name)}" if bad else None
 
 
 _ENV_NAMES = {
@@ -149,9 +215,31 @@ _ENV_NAMES = {
 }
 
 
-def _limits(value: str) -> dict[str, int]:
-    pairs = (item.split("=", 1) for item in value.split(",") if item)
-    return {name.strip(): int(limit) for name, limit in pairs}
+def _whole(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{value.strip()!r} is not a whole number") from None
+
+
+def _number(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"{value.strip()!r} is not a number") from None
+
+
+def parse_limits(value: str) -> dict[str, int]:
+    """`name=n,name=n` (spaces allowed) as a dict."""
+    limits = {}
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        name, equals, limit = item.partition("=")
+        if not equals or not name.strip():
+            raise ValueError(f"{item.strip()!r} is not NAME=N")
+        limits[name.strip()] = _whole(limit)
+    return limits
 
 
 def _flag(value: str) -> bool:
@@ -166,8 +254,12 @@ def _flag(value: str) -> bool:
 _PARSERS: dict[type, Callable[[str], Any]] = {
     bool: _flag,
     str: str,
-    int: int,
-    float: float,
+    int: _whole,
+    float: _number,
     list: lambda value: [item for item in value.split(",") if item],
-    dict: _limits,
+    dict: parse_limits,
+}
+
+_DEFAULTS: dict[str, Any] = {
+    spec.name: spec.default for spec in fields(ServerConfig) if not callable(spec.default)
 }

@@ -780,7 +780,7 @@ async def test_list_executors(client: AsyncClient) -> None:
     assert set(by_id) >= BUILTINS
     for executor in executors:
         assert executor.description
-        assert executor.input_schema.get("type") == "object"
+        assert executor.disabled or executor.input_schema.get("type") == "object"
     info = by_id["system_info_executor"].input_schema
     assert set(info["properties"]["resource"]["enum"]) == {"cpu", "memory", "disk", "all"}
     assert info["additionalProperties"] is False
@@ -789,6 +789,31 @@ async def test_list_executors(client: AsyncClient) -> None:
     assert by_id["aggregate_results_executor"].input_schema == {"type": "object"}
     raw = await client.stub.ListExecutors(task_service_pb2.ListExecutorsRequest())
     assert [e.id for e in raw.executors] == [e.id for e in executors]
+
+
+async def test_command_executor_is_listed_as_disabled_with_how_to_enable_it(
+    client: AsyncClient,
+) -> None:
+    """Started without --allow-command: listed, disabled, and its tasks refused saying how
+    to enable it (not "not registered")."""
+    command = {e.id: e for e in await client.list_executors()}["command_executor"]
+    assert command.disabled and not command.remote
+    assert "--allow-command" in command.disabled_reason
+    with pytest.raises(InvalidArgumentError) as caught:
+        await client.create_task(name="c", executor="command_executor", inputs={"argv": ["echo"]})
+    assert caught.value.reason == "UNKNOWN_EXECUTOR"
+    assert "is disabled on this server" in caught.value.message
+    assert "--allow-command" in caught.value.message
+
+
+async def test_a_mistyped_executor_gets_a_suggestion(client: AsyncClient) -> None:
+    with pytest.raises(InvalidArgumentError) as caught:
+        await client.create_task(name="s", executor="sleep_exector", inputs={"seconds": 0})
+    assert caught.value.reason == "UNKNOWN_EXECUTOR"
+    assert "did you mean 'sleep_executor'?" in caught.value.message
+    with pytest.raises(InvalidArgumentError) as caught:
+        await client.create_task(name="s", executor="zzz", inputs={})
+    assert "(registered: aggregate_results_executor, " in caught.value.message
 
 
 # --------------------------------------------------------------------------- health, reflection

@@ -201,7 +201,7 @@ def test_serve_refuses_bad_tls_files_in_one_line(
     result = serve_result(db_url, *flags)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("taskgrove serve: --tls"), result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: --tls"), result.stderr
     assert not result.stdout
 
 

@@ -60,8 +60,8 @@ def test_serve_reports_a_bad_variable_in_one_line(tmp_path: Path) -> None:
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "taskgrove serve: TASKGROVE_MAX_CONCURRENCY='many': "
-        "invalid literal for int() with base 10: 'many'"
+        "error: TASKGROVE_MAX_CONCURRENCY=many: 'many' is not a whole number; "
+        "give a whole number >= 1 (default 256)"
     ]
 
 

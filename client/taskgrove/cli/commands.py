@@ -170,11 +170,19 @@ async def list_tasks(client: AsyncClient, args: argparse.Namespace) -> int:
 
 
 def _where(executor: Executor) -> str:
+    if executor.disabled:
+        return "disabled"
     if not executor.remote:
         return "server"
     if not executor.workers:
         return "workers (none connected)"
     return f"{len(executor.workers)} workers, {executor.free_slots} free slots"
+
+
+def _description(executor: Executor) -> str:
+    if executor.disabled:
+        return f"{executor.description} To enable: {executor.disabled_reason}."
+    return executor.description
 
 
 async def list_executors(client: AsyncClient, args: argparse.Namespace) -> int:
@@ -183,6 +191,6 @@ async def list_executors(client: AsyncClient, args: argparse.Namespace) -> int:
     if args.json:
         print_json(executors)
         return EXIT_OK
-    rows = [[e.id, _where(e), e.description] for e in executors]
+    rows = [[e.id, _where(e), _description(e)] for e in executors]
     print(format_table(["ID", "RUNS IN", "DESCRIPTION"], rows))
     return EXIT_OK

@@ -137,7 +137,7 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         "anything failed or was cancelled, 2 if the file or request is invalid, 3 on "
         "--timeout.",
     )
-    run.add_argument("file", metavar="FILE")
+    run.add_argument("file", metavar="FILE", help="a tree file (JSON or YAML; - for stdin)")
     run.add_argument("--no-live", action="store_true", help="print only the final summary")
     run.add_argument("--json", action="store_true", help="print the summary as JSON only")
     run.add_argument(
@@ -178,15 +178,25 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     )
     watch.set_defaults(handler=_handler("watch", "watch_events"))
 
-    get = commands.add_parser("get", parents=common, help="show one task")
-    get.add_argument("id", metavar="ID")
+    get = commands.add_parser(
+        "get",
+        parents=common,
+        help="show one task",
+        description="Show the task ID: status, progress, timing, attempts, inputs, result "
+        "or error, and its dependencies.",
+    )
+    get.add_argument("id", metavar="ID", help="the task's id")
     get.add_argument("--json", action="store_true", help="the task as JSON")
     get.set_defaults(handler=_handler("commands", "get_task"))
 
     tree = commands.add_parser(
-        "tree", parents=common, help="show the stored subtree of a task with its progress"
+        "tree",
+        parents=common,
+        help="show the stored subtree of a task with its progress",
+        description="Show ID and the tasks below it as a tree, with each one's status and "
+        "progress (as the live view of `run` draws it).",
     )
-    tree.add_argument("id", metavar="ID")
+    tree.add_argument("id", metavar="ID", help="the task at the top of the tree shown")
     tree.add_argument(
         "--depth",
         type=_non_negative_int,
@@ -204,7 +214,13 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     tree.add_argument("--json", action="store_true", help="nested JSON with `children`")
     tree.set_defaults(handler=_handler("commands", "show_tree"))
 
-    ls = commands.add_parser("ls", parents=common, help="list tasks, oldest first")
+    ls = commands.add_parser(
+        "ls",
+        parents=common,
+        help="list tasks, oldest first",
+        description="List the stored tasks (oldest first) as a table, filtered by status, "
+        "owner and parent.",
+    )
     ls.add_argument(
         "--status",
         action="append",
@@ -224,20 +240,42 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     ls.add_argument("--json", action="store_true", help="a JSON array of tasks")
     ls.set_defaults(handler=_handler("commands", "list_tasks"))
 
-    for name, function, summary in (
-        ("cancel", "cancel_task", "cancel a task and everything unfinished below it"),
-        ("retry", "retry_task", "run a failed or cancelled task (and what failed with it) again"),
-        ("explain", "explain_task", "say why a task is not running yet"),
+    for name, function, summary, description in (
+        (
+            "cancel",
+            "cancel_task",
+            "cancel a task and everything unfinished below it",
+            "Cancel ID and every unfinished task below it (running executors are stopped); "
+            "prints the ids this call cancelled.",
+        ),
+        (
+            "retry",
+            "retry_task",
+            "run a failed or cancelled task (and what failed with it) again",
+            "Run the failed or cancelled task ID again, with the tasks that failed or were "
+            "cancelled because of it; prints the ids retried.",
+        ),
+        (
+            "explain",
+            "explain_task",
+            "say why a task is not running yet",
+            "Say why ID is where it is: the dependencies it waits for, a retry backoff, a "
+            "concurrency or executor limit, its place in the queue.",
+        ),
     ):
-        action = commands.add_parser(name, parents=common, help=summary)
-        action.add_argument("id", metavar="ID")
+        action = commands.add_parser(name, parents=common, help=summary, description=description)
+        action.add_argument("id", metavar="ID", help="the task's id")
         action.add_argument("--json", action="store_true", help="the reply as JSON")
         action.set_defaults(handler=_handler("control", function))
 
     copy = commands.add_parser(
-        "copy", parents=common, help="copy a subtree as a new tree (originals are kept)"
+        "copy",
+        parents=common,
+        help="copy a subtree as a new tree (originals are kept)",
+        description="Copy ID and the tasks below it as a new tree (pending, or run with "
+        "--execute); prints which original became which copy.",
     )
-    copy.add_argument("id", metavar="ID")
+    copy.add_argument("id", metavar="ID", help="the top of the subtree copied")
     copy.add_argument(
         "--only-unfinished",
         action="store_true",
@@ -255,7 +293,7 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         "are kept per attempt). With --follow, keep printing new lines, and each retry's, "
         "until the task ends.",
     )
-    logs.add_argument("id", metavar="ID")
+    logs.add_argument("id", metavar="ID", help="the task's id")
     logs.add_argument("-f", "--follow", action="store_true", help="print new lines as they come")
     logs.add_argument(
         "--attempt",
@@ -268,7 +306,11 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     logs.set_defaults(handler=_handler("logs", "show_logs"))
 
     executors = commands.add_parser(
-        "executors", parents=common, help="list the executors the server runs"
+        "executors",
+        parents=common,
+        help="list the executors the server runs",
+        description="List the executors of the server: where each runs (the server, or "
+        "workers), what it does, and for a disabled one how to enable it.",
     )
     executors.add_argument("--json", action="store_true", help="with input schemas, as JSON")
     executors.set_defaults(handler=_handler("commands", "list_executors"))
@@ -277,8 +319,12 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         "worker",
         parents=common,
         help="serve the executors of a taskgrove.Worker (MODULE:OBJECT) from this process",
+        description="Import MODULE, take its taskgrove.Worker OBJECT and serve its executors "
+        "to the server from this process until interrupted (see docs/workers.md).",
     )
     worker.add_argument("target", metavar="MODULE:OBJECT", help="e.g. myapp.jobs:worker")
-    worker.add_argument("--slots", type=_positive_int, help="attempts run at once")
+    worker.add_argument(
+        "--slots", type=_positive_int, help="attempts run at once (default: the Worker's own)"
+    )
     worker.add_argument("--name", help="the worker's name, as ListExecutors shows it")
     worker.set_defaults(handler=_run_worker)

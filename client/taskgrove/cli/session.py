@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 import grpc
 
 from taskgrove._client import AsyncClient
-from taskgrove._errors import TaskgroveError
+from taskgrove._errors import FieldViolation, TaskgroveError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -60,12 +60,29 @@ def error_lines(
             f"({error.message}); is it running? (--address or TASKGROVE_ADDRESS)"
         ]
     reason = error.reason or error.code.name
-    lines = [f"error: {reason}: {error.message}"]
-    for violation in error.field_violations:
-        where = describe_field(violation.field) if describe_field else violation.field
-        suffix = f" ({violation.reason})" if violation.reason else ""
-        lines.append(f"  {where}: {violation.description}{suffix}")
-    return lines
+    violations = error.field_violations
+
+    def where(field_path: str) -> str:
+        return describe_field(field_path) if describe_field else field_path
+
+    def problem(violation: FieldViolation) -> str:
+        other = violation.reason and violation.reason != reason
+        suffix = f" ({violation.reason})" if other else ""
+        return f"{where(violation.field)}: {violation.description}{suffix}"
+
+    # The server's message is often its violations joined: say each thing once.
+    joined = "; ".join(f"{v.field}: {v.description}" for v in violations)
+    if len(violations) == 1 and error.message == joined:
+        return [f"error: {reason}: {problem(violations[0])}"]
+    if len(violations) == 1 and violations[0].description in error.message:
+        return [f"error: {reason}: {error.message}"]
+    if violations and error.message == joined:
+        total = int(error.metadata.get("violations_total", len(violations)))
+        header = f"error: {reason}: {total} problems"
+        if total > len(violations):
+            header += f" (the first {len(violations)} shown)"
+        return [header, *(f"  {problem(v)}" for v in violations)]
+    return [f"error: {reason}: {error.message}", *(f"  {problem(v)}" for v in violations)]
 
 
 def report(lines: list[str]) -> None:

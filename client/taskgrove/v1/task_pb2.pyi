@@ -278,6 +278,8 @@ class Executor(_message.Message):
     REMOTE_FIELD_NUMBER: _builtins.int
     WORKERS_FIELD_NUMBER: _builtins.int
     FREE_SLOTS_FIELD_NUMBER: _builtins.int
+    DISABLED_FIELD_NUMBER: _builtins.int
+    DISABLED_REASON_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Executor id, used in `Task.executor` (or `Task.name`)."""
     description: _builtins.str
@@ -286,6 +288,12 @@ class Executor(_message.Message):
     """Whether its tasks run in workers (WorkerService) rather than in the server."""
     free_slots: _builtins.int
     """Attempts the connected workers could start now, summed (remote executors only)."""
+    disabled: _builtins.bool
+    """Whether the executor exists but is switched off on this server: its tasks are refused
+    (UNKNOWN_EXECUTOR, with how to enable it) until the operator enables it.
+    """
+    disabled_reason: _builtins.str
+    """How to enable a disabled executor, e.g. "start the server with --allow-command PROGRAM"."""
     @_builtins.property
     def input_schema(self) -> _struct_pb2.Struct:
         """JSON schema of the executor's inputs."""
@@ -303,10 +311,12 @@ class Executor(_message.Message):
         remote: _builtins.bool = ...,
         workers: _abc.Iterable[Global___ExecutorWorker] | None = ...,
         free_slots: _builtins.int = ...,
+        disabled: _builtins.bool = ...,
+        disabled_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["input_schema", b"input_schema"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "free_slots", b"free_slots", "id", b"id", "input_schema", b"input_schema", "remote", b"remote", "workers", b"workers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "disabled", b"disabled", "disabled_reason", b"disabled_reason", "free_slots", b"free_slots", "id", b"id", "input_schema", b"input_schema", "remote", b"remote", "workers", b"workers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

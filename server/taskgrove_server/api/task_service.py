@@ -298,9 +298,18 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
     async def ListExecutors(
         self, request: task_service_pb2.ListExecutorsRequest, context: Context
     ) -> task_service_pb2.ListExecutorsResponse:
-        return task_service_pb2.ListExecutorsResponse(
-            executors=[self._executor(executor) for executor in self._tasks.executors()]
-        )
+        executors = [self._executor(executor) for executor in self._tasks.executors()]
+        executors += [
+            task_pb2.Executor(
+                id=off.id,
+                description=off.description,
+                disabled=True,
+                disabled_reason=off.how_to_enable,
+            )
+            for off in self._tasks.disabled_executors()
+        ]
+        executors.sort(key=lambda executor: executor.id)
+        return task_service_pb2.ListExecutorsResponse(executors=executors)
 
     def _executor(self, executor: Executor) -> task_pb2.Executor:
         message = task_pb2.Executor(

@@ -189,9 +189,7 @@ class AttemptRunner:
         if executor is None:
             return AttemptOutcome(
                 statuses.FAILED,
-                error=failure(
-                    reasons.UNKNOWN_EXECUTOR, f"executor {node.executor!r} is not registered"
-                ),
+                error=failure(reasons.UNKNOWN_EXECUTOR, self._registry.unknown(node.executor)),
             )
         dependency_results = await self._dependency_results(node)
         log = self._logs.open(node.id, attempt)  # closed below, whatever happens

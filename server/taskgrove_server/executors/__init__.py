@@ -13,6 +13,13 @@ from taskgrove_server.executors.base import (
     Executor,
     ExecutorError,
 )
-from taskgrove_server.executors.registry import ExecutorRegistry
+from taskgrove_server.executors.registry import DisabledExecutor, ExecutorRegistry
 
-__all__ = ["AttemptGivenBack", "ExecutionContext", "Executor", "ExecutorError", "ExecutorRegistry"]
+__all__ = [
+    "AttemptGivenBack",
+    "DisabledExecutor",
+    "ExecutionContext",
+    "Executor",
+    "ExecutorError",
+    "ExecutorRegistry",
+]

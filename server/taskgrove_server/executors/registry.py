@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -15,11 +17,25 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "taskgrove.executors"
 
+COMMAND_EXECUTOR = "command_executor"
+ENABLE_COMMANDS = "start the server with --allow-command PROGRAM (or TASKGROVE_ALLOW_COMMANDS)"
+COMMAND_DESCRIPTION = "Runs an allow-listed program with argv (no shell), contained."
+
+
+@dataclass(frozen=True, slots=True)
+class DisabledExecutor:
+    """An executor this server has but does not run until the operator enables it."""
+
+    id: str
+    description: str
+    how_to_enable: str
+
 
 class ExecutorRegistry:
     def __init__(self, executors: Iterable[Executor] = ()) -> None:
         self._executors: dict[str, Executor] = {}
         self._validators: dict[str, jsonschema.protocols.Validator] = {}
+        self._disabled: dict[str, DisabledExecutor] = {}
         for executor in executors:
             self.register(executor)
 
@@ -50,9 +66,38 @@ class ExecutorRegistry:
                 allowed_commands, env_names=command_env, cwd_dirs=command_cwd, user=command_user
             )
             registry.register(command_executor(policy))
+        else:
+            registry.disable(
+                DisabledExecutor(COMMAND_EXECUTOR, COMMAND_DESCRIPTION, ENABLE_COMMANDS)
+            )
         if load_entry_points:
             registry.load_entry_points()
         return registry
+
+    def disable(self, executor: DisabledExecutor) -> None:
+        """Name an executor that exists but is switched off (listed, and its tasks refused
+        with how to enable it); registering one of that id later enables it."""
+        self._disabled[executor.id] = executor
+
+    def disabled(self) -> list[DisabledExecutor]:
+        """The switched-off executors (not registered now), by id."""
+        return sorted(
+            (d for d in self._disabled.values() if d.id not in self._executors),
+            key=lambda d: d.id,
+        )
+
+    def unknown(self, executor_id: str) -> str:
+        """Why there is no executor `executor_id`, and what to do: how to enable a disabled
+        one, else the closest registered names (or the list of them)."""
+        shown = repr(executor_id if len(executor_id) <= 80 else executor_id[:80] + "...")
+        if (off := self._disabled.get(executor_id)) is not None:
+            return f"executor {shown} is disabled on this server: {off.how_to_enable}"
+        names = sorted({*self._executors, *self._disabled})
+        close = difflib.get_close_matches(executor_id, names, n=1, cutoff=0.6)
+        if close:
+            return f"executor {shown} is not registered; did you mean {close[0]!r}?"
+        listed = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+        return f"executor {shown} is not registered (registered: {listed or 'none'})"
 
     def register(self, executor: Executor) -> None:
         if executor.id in self._executors:

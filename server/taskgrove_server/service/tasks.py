@@ -15,7 +15,7 @@ from taskgrove.domain.aggregation import ProgressInput, group_progress
 from taskgrove_server.engine import Engine
 from taskgrove_server.engine.explain import Explanation
 from taskgrove_server.errors import Code, ServiceError, invalid_field, not_found
-from taskgrove_server.executors import Executor, ExecutorRegistry
+from taskgrove_server.executors import DisabledExecutor, Executor, ExecutorRegistry
 from taskgrove_server.identity import Caller
 from taskgrove_server.logs.task_logs import LogChunk
 from taskgrove_server.service.copying import copy_specs
@@ -125,6 +125,10 @@ class Tasks:
 
     def executors(self) -> list[Executor]:
         return list(self._registry)
+
+    def disabled_executors(self) -> list[DisabledExecutor]:
+        """Executors this server has switched off (listed with how to enable them)."""
+        return self._registry.disabled()
 
     async def explain(self, task_id: str, caller: Caller) -> tuple[TaskRow, Explanation]:
         row = await self._row(task_id, caller.read_scope)

@@ -148,7 +148,7 @@ def validate_new_tasks(
             violate(
                 f"{spec.field}.executor",
                 reasons.UNKNOWN_EXECUTOR,
-                f"executor {_short(spec.executor)} is not registered",
+                registry.unknown(spec.executor),
             )
         elif executor is not None:
             for message in registry.input_errors(executor, spec.inputs)[:20]:

@@ -63,7 +63,11 @@ class CommandPolicy:
         cwd_dirs: Sequence[str] = (),
         user: str = "",
     ) -> CommandPolicy:
-        """Raises ConfigError for a refused variable name, a missing directory or user."""
+        """Raises ConfigError for a program that is not there, a refused variable name, a
+        missing directory or user."""
+        for program in programs:
+            if missing := program_problem(program):
+                raise ConfigError(f"--allow-command {program}: {missing}")
         for name in env_names:
             if not _NAME.match(name):
                 raise ConfigError(f"--command-env {name!r}: not an environment variable name")
@@ -124,6 +128,24 @@ class CommandPolicy:
 
 def refused(name: str) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in REFUSED_ENV)
+
+
+def program_problem(program: str) -> str | None:
+    """Why `program` (a name found on PATH, or a path) cannot run (None: it can)."""
+    if not program.strip():
+        return "an empty program name"
+    if os.sep in program:
+        if not os.path.isfile(program):
+            return "no such file; give an existing program's path"
+        if not os.access(program, os.X_OK):
+            return "not executable"
+        return None
+    if shutil.which(program) is None:
+        return (
+            f"no program of that name on PATH ({os.environ.get('PATH', '')}); install it or "
+            "give its full path"
+        )
+    return None
 
 
 def resolve_program(program: str) -> str:

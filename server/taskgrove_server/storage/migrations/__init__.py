@@ -30,12 +30,24 @@ def latest_version() -> int:
     return max(int(m.VERSION) for m in _migrations())
 
 
+class SchemaTooNew(Exception):
+    """The database was migrated by a newer server: this one refuses to touch it."""
+
+
 def _apply(connection: Connection) -> list[int]:
     if not inspect(connection).has_table("schema_migrations"):
         schema_migrations.create(connection)
     done = set(connection.execute(select(schema_migrations.c.version)).scalars())
+    migrations = _migrations()
+    known = {int(module.VERSION) for module in migrations}
+    if unknown := sorted(done - known):
+        raise SchemaTooNew(
+            f"the database's schema is at version {max(done)}, newer than this server's "
+            f"{max(known)} (unknown migrations {', '.join(map(str, unknown))}): a newer taskgrove "
+            "created it; upgrade taskgrove or give another --db"
+        )
     applied = []
-    for module in _migrations():
+    for module in migrations:
         version = int(module.VERSION)
         if version in done:
             continue
@@ -50,6 +62,8 @@ def _apply(connection: Connection) -> list[int]:
 
 
 async def migrate(db: AsyncEngine) -> list[int]:
-    """Apply every missing migration in one transaction; returns the versions applied."""
+    """Apply every missing migration in one transaction; returns the versions applied.
+    Raises SchemaTooNew, changing nothing, when the database has a migration this server
+    does not know."""
     async with db.begin() as connection:
         return await connection.run_sync(_apply)
