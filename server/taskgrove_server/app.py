@@ -38,6 +38,7 @@ from taskgrove_server.executors.workers import RemoteExecutorSpec, WorkerPool
 from taskgrove_server.executors.workers.declarations import load_declarations
 from taskgrove_server.exposure import exposure_warning
 from taskgrove_server.gc_stats import GcStats
+from taskgrove_server.observability.assembly import Observability
 from taskgrove_server.service.idempotency import Idempotency
 from taskgrove_server.service.tasks import Tasks
 from taskgrove_server.storage.database import FileLock, open_database, sqlite_path
@@ -53,13 +54,20 @@ log = logging.getLogger(__name__)
 class TaskgroveServer:
     """One server process: call `start()`, then `stop()` (or use `serve()`)."""
 
-    def __init__(self, config: ServerConfig, registry: ExecutorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        registry: ExecutorRegistry | None = None,
+        *,
+        tracer_provider: Any = None,
+    ) -> None:
         """Raises ConfigError (or AuthConfigError) for a setting it cannot serve with, before
         anything is opened: an exposed address without protection, a bad TLS file."""
         self.config = config
         if warning := exposure_warning(config):
             log.warning(warning)
         self._credentials = server_credentials(config)
+        self.observability = Observability(config, tracer_provider=tracer_provider)
         self.registry = registry or ExecutorRegistry.default(
             load_entry_points=config.local_executors,
             local=config.local_executors,
@@ -96,6 +104,10 @@ class TaskgroveServer:
             executor_limits=config.executor_limits,
             max_result_bytes=config.max_result_bytes,
             workers=self.workers,
+            probe=self.observability.probe,
+        )
+        self.observability.watch(
+            engine=self.engine, writer=self.store.writer, hub=self.hub, workers=self.workers
         )
         options = [
             ("grpc.max_receive_message_length", config.max_message_bytes),
@@ -104,7 +116,9 @@ class TaskgroveServer:
         ]
         # Raises AuthConfigError for an unreadable tokens or key file: nothing starts.
         self.authenticator = Authenticator(config) if config.auth_enabled else None
-        interceptors = [] if self.authenticator is None else [AuthInterceptor(self.authenticator)]
+        interceptors = self.observability.interceptors()
+        if self.authenticator is not None:
+            interceptors.append(AuthInterceptor(self.authenticator))
         self._grpc = grpc.aio.server(options=options, interceptors=interceptors)
         self._health = health.aio.HealthServicer()
         self._background: set[asyncio.Task[None]] = set()
@@ -160,6 +174,7 @@ class TaskgroveServer:
         if self.port == 0:
             raise OSError(f"cannot listen on {self.config.address}")
         await self._grpc.start()
+        await self.observability.start()
         await self._set_health(True)
         self._spawn(self._prune_periodically())
 
@@ -223,6 +238,7 @@ class TaskgroveServer:
         await self.store.writer.close()
         await self.store.reads.close()
         await self._db.dispose()
+        await self.observability.close()
         if self._lock is not None:
             self._lock.release()
 
