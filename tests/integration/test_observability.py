@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import socket
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,13 @@ async def test_metrics_endpoint_counts_a_tree(make_server: Any) -> None:
         assert root.status == statuses.FAILED
         with pytest.raises(NotFoundError):
             await client.get_task("0190c3a4-0000-7000-8000-000000000000")
-        samples = await asyncio.to_thread(scrape, server.observability.metrics_port)
+        async with asyncio.timeout(10):  # a call is counted once its handler has returned
+            while True:
+                samples = await asyncio.to_thread(scrape, server.observability.metrics_port)
+                if value(
+                    samples, "taskgrove_grpc_requests_total", method=GET_TASK, code="NOT_FOUND"
+                ):
+                    break
 
     completed = {"executor": "sleep_executor", "outcome": "completed"}
     assert value(samples, "taskgrove_attempt_duration_seconds_count", **completed) == 2
@@ -226,7 +233,13 @@ async def test_failed_attempt_and_rpc_error_are_logged_with_fields(
     assert "the executor has a bug" in line["error_message"]
     assert "ValueError: the executor has a bug" in line["traceback"]
     assert 'raise ValueError("the executor has a bug")' in line["traceback"]
-    [rpc] = [r for r in caplog.records if getattr(r, "rpc_method", None) == GET_TASK]
+    async with asyncio.timeout(10):  # the status reaches the client before the line
+        while True:
+            rpcs = [r for r in caplog.records if getattr(r, "rpc_method", None) == GET_TASK]
+            if rpcs:
+                break
+            await asyncio.sleep(0.01)
+    [rpc] = rpcs
     assert rpc.levelno == logging.INFO
     assert rpc.code == "NOT_FOUND"  # type: ignore[attr-defined]
     assert rpc.reason == "TASK_NOT_FOUND"  # type: ignore[attr-defined]
@@ -243,7 +256,11 @@ def test_json_logs_of_a_server_process(tmp_path: Path) -> None:
     }
     with ServerProcess(sqlite_url(tmp_path / "tg.db"), extra_env=env, log_path=log_path) as server:
         failed_id = asyncio.run(_run_failing_tree(server.address))
-        samples = scrape(metrics_port)
+        for _ in range(500):  # a call is counted once its handler has returned
+            samples = scrape(metrics_port)
+            if value(samples, "taskgrove_grpc_requests_total", method=GET_TASK, code="NOT_FOUND"):
+                break
+            time.sleep(0.02)
     failed = {"executor": "sleep_executor", "outcome": "failed"}
     assert value(samples, "taskgrove_attempt_duration_seconds_count", **failed) == 1
     assert value(samples, "taskgrove_grpc_requests_total", method=GET_TASK, code="NOT_FOUND") == 1

@@ -9,6 +9,7 @@ await observability.start() ... await observability.close()
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
@@ -129,4 +130,5 @@ class Observability:
         if self._http is not None:
             await self._http.close()
         if self._owns_provider and self.tracer_provider is not None:
-            self.tracer_provider.shutdown()
+            # Exports what is left (bounded by the exporter's timeout) off the loop.
+            await asyncio.to_thread(self.tracer_provider.shutdown)
