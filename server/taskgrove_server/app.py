@@ -173,8 +173,8 @@ class TaskgroveServer:
             self.port = self._grpc.add_secure_port(self.config.address, self._credentials)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.config.address}")
+        await self.observability.start()  # a busy metrics port fails before serving
         await self._grpc.start()
-        await self.observability.start()
         await self._set_health(True)
         self._spawn(self._prune_periodically())
 

@@ -302,3 +302,18 @@ async def _run_failing_tree(address: str) -> str:
         with pytest.raises(NotFoundError):
             await client.get_task("0190c3a4-0000-7000-8000-000000000000")
         return tasks["x"].id
+
+
+def test_a_busy_metrics_port_stops_the_server_at_start(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        server = ServerProcess(
+            sqlite_url(tmp_path / "tg.db"),
+            extra_env={"TASKGROVE_METRICS_ADDRESS": f"127.0.0.1:{port}"},
+        )
+        with pytest.raises(RuntimeError) as failure:
+            server.start()
+    assert "taskgrove serve:" in str(failure.value)
+    assert "address already in use" in str(failure.value)
