@@ -95,5 +95,6 @@ def test_tracing_is_off_unless_configured() -> None:
     assert not tracing_requested(config, {})
     assert tracing_requested(config, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317"})
     assert not tracing_requested(config, {"OTEL_TRACES_EXPORTER": "none"})
+    assert tracing_requested(config, {"OTEL_TRACES_EXPORTER": "otlp"})
     assert tracing_requested(ServerConfig(otlp_endpoint="http://127.0.0.1:4317"), {})
     assert tracing_requested(ServerConfig(tracing=True), {})

@@ -10,14 +10,10 @@ await observability.start() ... await observability.close()
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Protocol
-
-from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from typing import TYPE_CHECKING, Any, Protocol
 
 from taskgrove_server.config import ServerConfig
 from taskgrove_server.observability.grpc_observer import RpcObserver
-from taskgrove_server.observability.http import MetricsServer, split_address
-from taskgrove_server.observability.metrics import Metrics
 from taskgrove_server.observability.observer import Observer
 from taskgrove_server.observability.tracing import (
     AttemptTracer,
@@ -26,6 +22,12 @@ from taskgrove_server.observability.tracing import (
     tracing_requested,
 )
 from taskgrove_server.probes import CommitProbe
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from taskgrove_server.observability.http import MetricsServer
+    from taskgrove_server.observability.metrics import Metrics
 
 
 class _Engine(Protocol):
@@ -55,10 +57,23 @@ class Observability:
         `tracer_provider` (tests: an SDK provider with an in-memory exporter) turns
         tracing on whatever the configuration says."""
         self.metrics: Metrics | None = None
-        self.registry = CollectorRegistry()
+        self.registry: CollectorRegistry | None = None
         self._http: MetricsServer | None = None
         if config.metrics_address:
+            # Imported only when asked for: off, they cost no start-up allocations (which
+            # would age the young GC generation before gc_tuning raises its threshold).
+            from prometheus_client import (
+                CollectorRegistry,
+                GCCollector,
+                PlatformCollector,
+                ProcessCollector,
+            )
+
+            from taskgrove_server.observability.http import MetricsServer, split_address
+            from taskgrove_server.observability.metrics import Metrics
+
             split_address(config.metrics_address)  # refused before anything opens
+            self.registry = CollectorRegistry()
             self.metrics = Metrics()
             self.registry.register(self.metrics)
             ProcessCollector(registry=self.registry)

@@ -15,13 +15,15 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
 from taskgrove_server.api.authentication import current_caller
-from taskgrove_server.observability.metrics import Metrics
+
+if TYPE_CHECKING:
+    from taskgrove_server.observability.metrics import Metrics
 
 log = logging.getLogger("taskgrove_server.rpc")
 

@@ -3,10 +3,11 @@ metrics and, when tracing is on, opens a span per attempt."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from taskgrove_server.observability.metrics import Metrics
-from taskgrove_server.observability.tracing import AttemptTracer
+if TYPE_CHECKING:
+    from taskgrove_server.observability.metrics import Metrics
+    from taskgrove_server.observability.tracing import AttemptTracer
 
 
 class Observer:

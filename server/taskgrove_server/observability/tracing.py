@@ -31,7 +31,7 @@ def tracing_requested(config: ServerConfig, environ: Mapping[str, str] | None = 
         or config.tracing
         or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
         or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-        or env.get("OTEL_TRACES_EXPORTER", "none") not in ("", "none")
+        or "otlp" in env.get("OTEL_TRACES_EXPORTER", "").split(",")
     )
 
 
