@@ -43,6 +43,7 @@ from taskgrove_server.executors.workers import RemoteExecutorSpec, WorkerPool
 from taskgrove_server.executors.workers.declarations import load_declarations
 from taskgrove_server.exposure import exposure_warning
 from taskgrove_server.gc_stats import GcStats
+from taskgrove_server.observability.assembly import Observability
 from taskgrove_server.service.idempotency import Idempotency
 from taskgrove_server.service.tasks import Tasks
 from taskgrove_server.storage.database import (
@@ -66,7 +67,13 @@ log = logging.getLogger(__name__)
 class TaskgroveServer:
     """One server process: call `start()`, then `stop()` (or use `serve()`)."""
 
-    def __init__(self, config: ServerConfig, registry: ExecutorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        registry: ExecutorRegistry | None = None,
+        *,
+        tracer_provider: Any = None,
+    ) -> None:
         """Raises ConfigError (or AuthConfigError) for a setting it cannot serve with, before
         anything is opened: an exposed address without protection, a bad TLS file, a number
         out of its bounds, a database URL the server cannot open."""
@@ -76,6 +83,7 @@ class TaskgroveServer:
         if warning := exposure_warning(config):
             log.warning(warning)
         self._credentials = server_credentials(config)
+        self.observability = Observability(config, tracer_provider=tracer_provider)
         self.registry = registry or ExecutorRegistry.default(
             load_entry_points=config.local_executors,
             local=config.local_executors,
@@ -112,6 +120,10 @@ class TaskgroveServer:
             executor_limits=config.executor_limits,
             max_result_bytes=config.max_result_bytes,
             workers=self.workers,
+            probe=self.observability.probe,
+        )
+        self.observability.watch(
+            engine=self.engine, writer=self.store.writer, hub=self.hub, workers=self.workers
         )
         options = [
             ("grpc.max_receive_message_length", config.max_message_bytes),
@@ -120,7 +132,9 @@ class TaskgroveServer:
         ]
         # Raises AuthConfigError for an unreadable tokens or key file: nothing starts.
         self.authenticator = Authenticator(config) if config.auth_enabled else None
-        interceptors = [] if self.authenticator is None else [AuthInterceptor(self.authenticator)]
+        interceptors = self.observability.interceptors()
+        if self.authenticator is not None:
+            interceptors.append(AuthInterceptor(self.authenticator))
         self._grpc = grpc.aio.server(options=options, interceptors=interceptors)
         self._health = health.aio.HealthServicer()
         self._background: set[asyncio.Task[None]] = set()
@@ -136,6 +150,7 @@ class TaskgroveServer:
             await self._start()
         except BaseException:
             await self._grpc.stop(None)
+            await self.observability.close()
             if self._lock is not None:
                 self._lock.release()
             await self._db.dispose()
@@ -161,6 +176,7 @@ class TaskgroveServer:
             )
 
     async def _start(self) -> None:
+        await self.observability.start()  # a busy metrics port fails before anything is made
         make_directory(self.config.db_url)
         if self._lock is not None:
             self._lock.acquire()
@@ -286,6 +302,7 @@ class TaskgroveServer:
         await self.store.writer.close()
         await self.store.reads.close()
         await self._db.dispose()
+        await self.observability.close()
         if self._lock is not None:
             self._lock.release()
 

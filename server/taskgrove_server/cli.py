@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from typing import Any
@@ -149,6 +148,26 @@ def add_serve_command(commands: Any) -> None:
         help="how long a silent worker keeps its attempts (env TASKGROVE_WORKER_LEASE_SECONDS; "
         "default 15)",
     )
+    serve.add_argument(
+        "--metrics",
+        dest="metrics_address",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics on http://HOST:PORT/metrics (env "
+        "TASKGROVE_METRICS_ADDRESS; off by default; see docs/operations.md)",
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="server log lines as text or one JSON object per line (env "
+        "TASKGROVE_LOG_FORMAT; text); the level is TASKGROVE_LOG_LEVEL (INFO)",
+    )
+    serve.add_argument(
+        "--otlp-endpoint",
+        metavar="URL",
+        help="export OpenTelemetry traces over OTLP/gRPC to URL, e.g. http://127.0.0.1:4317 "
+        "(env TASKGROVE_OTLP_ENDPOINT, or the standard OTEL_* variables; needs "
+        "taskgrove[tracing])",
+    )
     serve.set_defaults(handler=run_serve)
 
 
@@ -210,6 +229,9 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         config.command_cwd = [*config.command_cwd, *args.command_cwd]
     if args.command_user:
         config.command_user = args.command_user
+    for name in ("metrics_address", "log_format", "otlp_endpoint"):
+        if value := getattr(args, name, None):
+            setattr(config, name, value)
     return config
 
 
@@ -217,21 +239,15 @@ def run_serve(args: argparse.Namespace) -> int:
     # The server itself is imported only when it runs: the client commands stay light.
     from taskgrove_server.app import serve
     from taskgrove_server.auth import AuthConfigError
+    from taskgrove_server.observability.logs import configure_logging
     from taskgrove_server.storage.database import DatabaseInUse, DatabaseUnavailable
     from taskgrove_server.storage.migrations import SchemaTooNew
 
-    level = os.environ.get("TASKGROVE_LOG_LEVEL", "INFO")
-    try:
-        logging.basicConfig(level=level.upper())
-    except ValueError:
-        print(
-            f"error: TASKGROVE_LOG_LEVEL={level}: give DEBUG, INFO, WARNING, ERROR or CRITICAL",
-            file=sys.stderr,
-        )
-        return 2
     refused = (ConfigError, DatabaseInUse, DatabaseUnavailable, SchemaTooNew, AuthConfigError)
     try:
-        asyncio.run(serve(config_from(args)))
+        config = config_from(args)
+        configure_logging(config.log_format, os.environ.get("TASKGROVE_LOG_LEVEL", "INFO"))
+        asyncio.run(serve(config))
     except (*refused, OSError) as error:
         # One line, as the client commands report errors: what is wrong and what to do.
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)

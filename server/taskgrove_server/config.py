@@ -107,6 +107,16 @@ class ServerConfig:
     otherwise); a warning is logged on every start."""
     reflection: bool = True
     """Serve gRPC reflection (the schema, without credentials)."""
+    metrics_address: str = ""
+    """host:port to serve Prometheus metrics on (`GET /metrics`); empty: off. See
+    docs/operations.md."""
+    log_format: str = "text"
+    """The server's log lines: `text` or `json` (one object per line, with fields)."""
+    otlp_endpoint: str = ""
+    """OTLP/gRPC endpoint to export traces to (needs the `tracing` extra); empty: tracing
+    is off unless `tracing` or the standard OTEL_EXPORTER_OTLP_* variables say otherwise."""
+    tracing: bool = False
+    """Export traces even without `otlp_endpoint` (to the OTEL_* default endpoint)."""
     gc_stats: bool = False
     """Count garbage collections and print their totals when the server stops (one
     `taskgrove gc stats:` line; the benchmark reads it)."""

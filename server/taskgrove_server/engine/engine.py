@@ -41,6 +41,7 @@ from taskgrove_server.engine.waiting import DependencyWaits
 from taskgrove_server.executors import ExecutorRegistry
 from taskgrove_server.executors.workers import WorkerPool
 from taskgrove_server.logs import TaskLogs
+from taskgrove_server.probes import AttemptProbe
 from taskgrove_server.storage.records import TaskRow
 from taskgrove_server.storage.store import TaskStore
 from taskgrove_server.storage.writes import InsertTasks, MarkExecutionRequested
@@ -64,7 +65,9 @@ class Engine:
         executor_limits: dict[str, int] | None = None,
         max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
         workers: WorkerPool | None = None,
+        probe: AttemptProbe | None = None,
     ) -> None:
+        self._probe = probe
         self._reads = store.reads
         self._writer = store.writer
         self._cache = TreeCache(store.reads, store.writer, self._activate)
@@ -72,6 +75,8 @@ class Engine:
         if workers is not None:
             workers.on_capacity = self._worker_slots_free
         self._transitions = Transitions(store.writer, self._cache)
+        if probe is not None:
+            self._transitions.on_finished = probe.task_finished
         self._waits = DependencyWaits(
             self._cache, self._transitions, self._queue, store.reads, store.writer
         )
@@ -87,6 +92,7 @@ class Engine:
             self.settle,
             logs=self.logs,
             max_result_bytes=max_result_bytes,
+            probe=probe,
         )
         self._steering = Steering(
             self._cache,
@@ -143,6 +149,29 @@ class Engine:
         """Attempts claimed or running now."""
         return self._queue.running
 
+    @property
+    def ready(self) -> int:
+        """Entries in the ready queue (tasks that may start once a slot frees; a few
+        stale entries may be among them until they come up)."""
+        return self._queue.depth
+
+    def status_counts(self) -> dict[str, int]:
+        """Executable tasks of the trees in memory by status: O(loaded trees), from the
+        counters each root group keeps (for metrics)."""
+        counts = dict.fromkeys(statuses.ALL, 0)
+        for tree in self._cache.trees():
+            root = tree.root
+            if root.counts is None:
+                counts[root.status] = counts.get(root.status, 0) + 1
+                continue
+            c = root.counts
+            counts[statuses.PENDING] += c.pending
+            counts[statuses.IN_PROGRESS] += c.total - c.pending - c.terminal
+            counts[statuses.FAILED] += c.failed
+            counts[statuses.CANCELLED] += c.cancelled
+            counts[statuses.COMPLETED] += c.terminal - c.failed - c.cancelled
+        return counts
+
     def group_progress(self, task_id: str) -> float | None:
         """A loaded group's progress from memory (None when its tree is not loaded)."""
         node = self._cache.get(task_id)
@@ -158,6 +187,8 @@ class Engine:
         a loaded tree or reopen a group that started. Rows created with
         `execution_requested` run: creating and executing is one commit."""
         under = lineage[0] if lineage else None
+        if self._probe is not None and rows and rows[0].execution_requested:
+            self._probe.execution_requested(rows[0].root_id)
         insert = InsertTasks(
             list(rows), [created_event(row) for row in rows], under, tuple(lineage)
         )
@@ -180,6 +211,8 @@ class Engine:
 
     async def execute(self, task_id: str, root_id: str) -> int:
         """Request execution of a task's subtree; returns how many tasks it scheduled."""
+        if self._probe is not None:
+            self._probe.execution_requested(root_id)
         async with self._cache.pinned([root_id]):
             top = self._cache[task_id]
             tree = self._cache.tree(root_id)

@@ -115,6 +115,12 @@ class ReadyQueue:
                 heapq.heappush(self._ready, entry)
                 count -= 1
 
+    @property
+    def depth(self) -> int:
+        """Entries waiting: ready ones and those a limit or a worker slot holds back
+        (O(executors); stale entries count until they come up)."""
+        return len(self._ready) + sum(len(held) for held in self._held.values())
+
     def executor_running(self, executor: str) -> int:
         return self._running_by_executor.get(executor, 0)
 

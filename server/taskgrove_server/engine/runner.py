@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,8 +27,11 @@ from taskgrove_server.engine.tree_cache import TreeCache
 from taskgrove_server.events.event import PROGRESS
 from taskgrove_server.executors import ExecutionContext, ExecutorRegistry
 from taskgrove_server.logs import AttemptLog, TaskLogs
+from taskgrove_server.probes import AttemptProbe
 from taskgrove_server.storage.reads import TaskReads
 from taskgrove_server.storage.writer import Writer
+
+_logger = logging.getLogger(__name__)
 
 _MAX_BACKOFF_S = 300.0
 _PROGRESS_WRITE_INTERVAL_US = 100_000
@@ -58,8 +63,10 @@ class AttemptRunner:
         *,
         logs: TaskLogs,
         max_result_bytes: int,
+        probe: AttemptProbe | None = None,
     ) -> None:
         self._registry = registry
+        self._probe = probe
         self._logs = logs
         self._cache = cache
         self._transitions = transitions
@@ -102,7 +109,9 @@ class AttemptRunner:
             node.progress_message = ""
             self._transitions.set_status(node, statuses.IN_PROGRESS)
             self._claimed[node.id] = (node, node.attempt)
-            self._writer.after_commit(functools.partial(self._launch, node, node.attempt))
+            self._writer.after_commit(
+                functools.partial(self._launch, node, node.attempt, time.perf_counter())
+            )
 
     def cancel(self, task_id: str) -> None:
         """Interrupt a running attempt (its task was cancelled)."""
@@ -129,14 +138,16 @@ class AttemptRunner:
         self._refill_queued = False
         self._settle()
 
-    def _launch(self, node: Node, attempt: int) -> None:
+    def _launch(self, node: Node, attempt: int, claimed_at: float) -> None:
         self._awaiting_commit -= 1
         if not self.is_running(node.id, attempt):
             return  # handed back (shutdown) before its claim committed
         if node.detached:
             # The tree was let go (a refused write) after the claim: whether the claim
             # is durable shows once it is loaded again.
-            task = asyncio.create_task(self._relaunch(node, attempt), name=f"relaunch-{node.id}")
+            task = asyncio.create_task(
+                self._relaunch(node, attempt, claimed_at), name=f"relaunch-{node.id}"
+            )
             self._relaunches.add(task)
             task.add_done_callback(self._relaunches.discard)
             return
@@ -144,29 +155,29 @@ class AttemptRunner:
             self._end(node, attempt)  # cancelled between its claim and the claim's commit
             self._settle()
             return
-        self._start(node, attempt)
+        self._start(node, attempt, claimed_at)
 
-    async def _relaunch(self, stale: Node, attempt: int) -> None:
+    async def _relaunch(self, stale: Node, attempt: int, claimed_at: float) -> None:
         await self._cache.ensure_loaded(stale.root_id)
         node = self._cache.get(stale.id)
         if self.closing:
             self._end(stale, attempt)  # stopping: the next start recovers the task
         elif node is not None and node.status == statuses.IN_PROGRESS and node.attempt == attempt:
             self._claimed[node.id] = (node, attempt)
-            self._start(node, attempt)
+            self._start(node, attempt, claimed_at)
         else:
             self._end(stale, attempt)
             self._settle()
 
-    def _start(self, node: Node, attempt: int) -> None:
-        task = asyncio.create_task(self._run(node, attempt), name=f"task-{node.id}")
+    def _start(self, node: Node, attempt: int, claimed_at: float) -> None:
+        task = asyncio.create_task(self._run(node, attempt, claimed_at), name=f"task-{node.id}")
         self._attempts[node.id] = (attempt, task)
 
-    async def _run(self, node: Node, attempt: int) -> None:
+    async def _run(self, node: Node, attempt: int, claimed_at: float) -> None:
         task_id, root_id = node.id, node.root_id
         try:
             try:
-                outcome = await self._execute(node, attempt)
+                outcome = await self._execute(node, attempt, claimed_at)
             finally:
                 if self._attempts.get(task_id, (0,))[0] == attempt:
                     del self._attempts[task_id]
@@ -183,7 +194,7 @@ class AttemptRunner:
             self._end(node, attempt)
         self._settle()
 
-    async def _execute(self, node: Node, attempt: int) -> AttemptOutcome:
+    async def _execute(self, node: Node, attempt: int, claimed_at: float) -> AttemptOutcome:
         assert node.executor is not None
         executor = self._registry.get(node.executor)
         if executor is None:
@@ -208,13 +219,31 @@ class AttemptRunner:
             log=log.write,
         )
         timeout = node.timeout_ms / 1000 if node.timeout_ms else None
+        probe = self._probe
+        started = time.perf_counter()
+        handle = None
+        if probe is not None:
+            handle = probe.attempt_started(
+                node.executor, node.id, node.root_id, attempt, started - claimed_at
+            )
+        outcome: AttemptOutcome | None = None
         try:
             outcome = await run_attempt(executor, context, timeout, self._max_result_bytes)
-            _log_failure(log, outcome)
+            if outcome.error is not None:
+                _log_failure(log, outcome)
+                _log_failed_attempt(node, attempt, outcome.error)
             return outcome
         finally:
             # Before the outcome's write: the log is complete once the task has ended.
             log.close()
+            if probe is not None:
+                probe.attempt_ended(
+                    handle,
+                    node.executor,
+                    _outcome_label(outcome),
+                    time.perf_counter() - started,
+                    None if outcome is None else outcome.error,
+                )
 
     def _end(self, node: Node, attempt: int) -> None:
         """The attempt's slot is free (once per claimed attempt)."""
@@ -306,6 +335,45 @@ class AttemptRunner:
             return
         node.progress_written_us = now_us()
         self._transitions.persist(node, statuses.IN_PROGRESS, PROGRESS)
+
+
+def _outcome_label(outcome: AttemptOutcome | None) -> str:
+    """completed, failed, timeout or cancelled (None: interrupted)."""
+    if outcome is None:
+        return "cancelled"
+    if outcome.error is not None and outcome.error.get("reason") == reasons.TIMEOUT:
+        return "timeout"
+    return outcome.status
+
+
+def _log_failed_attempt(node: Node, attempt: int, error: dict[str, Any]) -> None:
+    """One server log line per failed attempt; the traceback (an executor's bug) is a
+    field of that line (JSON logs) and a debug line of its own (text logs)."""
+    trace = error.get("details", {}).get("traceback")
+    fields = {
+        "task_id": node.id,
+        "root_id": node.root_id,
+        "executor": node.executor,
+        "attempt": attempt,
+        "max_attempts": node.max_attempts,
+        "reason": error.get("reason"),
+        "error_message": error.get("message"),
+    }
+    if isinstance(trace, str) and trace:
+        fields["traceback"] = trace
+    _logger.warning(
+        "attempt %d/%d of task %s (root %s, executor %s) failed: %s: %s",
+        attempt,
+        node.max_attempts,
+        node.id,
+        node.root_id,
+        node.executor,
+        error.get("reason"),
+        error.get("message"),
+        extra=fields,
+    )
+    if isinstance(trace, str) and trace and _logger.isEnabledFor(logging.DEBUG):
+        _logger.debug("traceback of task %s attempt %d:\n%s", node.id, attempt, trace)
 
 
 def _log_failure(log: AttemptLog, outcome: AttemptOutcome) -> None:

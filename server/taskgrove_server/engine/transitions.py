@@ -8,6 +8,7 @@ database refuses it). Finished tasks are collected for the engine to propagate.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from taskgrove.domain import reasons, statuses
@@ -32,6 +33,8 @@ class Transitions:
         self._cache = cache
         self.finished: deque[Node] = deque()
         """Tasks that reached a terminal status, for their dependents to hear of."""
+        self.on_finished: Callable[[str], None] | None = None
+        """Told the status of every executable task that ends (metrics)."""
         self._unit: UpdateState | None = None
         """The write collecting the state change under way and the group changes it
         implies (see `set_status`)."""
@@ -77,6 +80,8 @@ class Transitions:
                 if tree is not None:
                     tree.active -= 1
                 self._cache.touch(node.root_id)
+                if self.on_finished is not None:
+                    self.on_finished(status)
         self.persist(node, expected or old, STATUS_CHANGED)
         if not node.is_group:
             self._adjust_ancestors(node, old)

@@ -45,6 +45,10 @@ class TreeCache:
     def tree(self, root_id: str) -> Tree | None:
         return self._trees.get(root_id)
 
+    def trees(self) -> Iterable[Tree]:
+        """The loaded trees (for metrics: read, never changed)."""
+        return self._trees.values()
+
     def is_loaded(self, root_id: str) -> bool:
         return root_id in self._trees
 

@@ -34,6 +34,7 @@ from taskgrove.domain import reasons
 
 from taskgrove_server.errors import Code, ServiceError
 from taskgrove_server.events.event import Event
+from taskgrove_server.probes import CommitProbe
 from taskgrove_server.storage.writes import Applied, Write
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,8 @@ class Writer:
         """False while a transient storage failure is being retried."""
         self.commits = 0
         """Transactions committed so far (for benchmarks and tests)."""
+        self.probe: CommitProbe | None = None
+        """Told the size and duration of every commit (metrics)."""
         self._batch = _Batch()
         self._refused: weakref.WeakKeyDictionary[object, ServiceError] = weakref.WeakKeyDictionary()
         """Per request (task): the refusal its next `flush()` reports, even when that
@@ -212,6 +215,7 @@ class Writer:
             first = self.last_sequence + 1
             for offset, event in enumerate(events):
                 event.sequence = first + offset
+            started = time.perf_counter()
             try:
                 applied = await self._backend.apply(writes)
             except Exception as error:
@@ -236,6 +240,7 @@ class Writer:
             break
         self._set_available(True)
         self.commits += 1
+        elapsed = time.perf_counter() - started
         self.last_sequence += len(events)
         published = events
         if applied.rejected:
@@ -244,6 +249,8 @@ class Writer:
                 stale.update(writes[index].root_ids)
             published = [event for event in events if id(event) not in dropped]
             log.error("%s guarded updates refused; their trees are reloaded", len(applied.rejected))
+        if self.probe is not None:
+            self.probe.batch_committed(len(writes), len(published), elapsed)
         if published and self._publish is not None:
             self._publish(published)
 

@@ -380,6 +380,15 @@ class WorkerPool:
 
     # ----------------------------------------------------------------- views
 
+    def totals(self) -> tuple[int, int, int]:
+        """(workers connected, their slots, their free slots), for metrics."""
+        connected = [w for w in self._workers.values() if w.outbox is not None and not w.stale]
+        return (
+            len(connected),
+            sum(w.spec.slots for w in connected),
+            sum(w.free for w in connected),
+        )
+
     def capacity(self, executor: str) -> tuple[int, int]:
         serving = self.workers_serving(executor)
         return len(serving), sum(view.free_slots for view in serving)
