@@ -315,5 +315,6 @@ def test_a_busy_metrics_port_stops_the_server_at_start(tmp_path: Path) -> None:
         )
         with pytest.raises(RuntimeError) as failure:
             server.start()
-    assert "taskgrove serve:" in str(failure.value)
-    assert "address already in use" in str(failure.value)
+    assert f"error: cannot serve metrics on 127.0.0.1:{port}: " in str(failure.value)
+    assert "address already in use" in str(failure.value).lower()
+    assert not (tmp_path / "tg.db").exists()  # refused before the database was made

@@ -43,7 +43,14 @@ class MetricsServer:
         """The port it listens on, once started (the one picked for port 0)."""
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self._host, self._port)
+        try:
+            self._server = await asyncio.start_server(self._serve, self._host, self._port)
+        except OSError as error:
+            raise OSError(
+                f"cannot serve metrics on {self._host}:{self._port}: "
+                f"{error.strerror or error}; give another --metrics HOST:PORT (or "
+                "TASKGROVE_METRICS_ADDRESS)"
+            ) from error
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("metrics on http://%s:%d/metrics", self._host, self.port)
 
