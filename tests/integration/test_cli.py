@@ -293,9 +293,9 @@ async def test_watch_text_of_a_failing_tree_exits_1(server_process: ServerProces
         result = await finish(process)
     assert result.returncode == 1, result.explain()
     lines = result.stdout.splitlines()
-    assert re.match(r"^\s*\d+  \d\d:\d\d:\d\d\.\d{3}  watched \S{8}  created pending$", lines[0])
+    assert re.match(r"^\s*\d+  \d\d:\d\d:\d\d\.\d{3}  watched \S{36}  created pending$", lines[0])
     assert any(
-        re.search(r"  b \S{8}  in_progress -> failed .*EXECUTOR_ERROR: failed on request", line)
+        re.search(r"  b \S{36}  in_progress -> failed .*EXECUTOR_ERROR: failed on request", line)
         for line in lines
     ), result.stdout
     assert "watched" in lines[-1]
@@ -549,3 +549,32 @@ async def test_logs_prints_a_tasks_lines_as_text_and_json(tmp_path: Path) -> Non
         none = cli(served.address, "logs", task.id, "--attempt", "2")
         assert none.returncode == 0 and none.stdout == "", none.explain()
         assert "no log lines" in none.stderr
+
+
+# --------------------------------------------------------------------------- ids
+
+UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
+
+
+def test_every_id_shown_is_accepted_by_the_next_command(
+    server_process: ServerProcess, tmp_path: Path
+) -> None:
+    """The human views print whole ids (no shortened form that `get` would refuse)."""
+    address = server_process.address
+    run = cli(address, "run", str(write(tmp_path, "f.yaml", FAILING)))
+    assert run.returncode == 1, run.explain()
+    tree = cli(address, "tree", run.root_id)
+    listed = cli(address, "ls", "--user", "cli-fail")
+    watched = cli(address, "watch", run.root_id, "--until-done")
+    stored = {task["id"] for task in cli(address, "ls", "--json").json()}
+    for shown in (run, tree, listed, watched):
+        ids = set(UUID.findall(shown.stdout))
+        # Every task of the tree is shown (the summary lists the failed ones too).
+        assert ids == stored, shown.explain()
+    boom = next(line for line in tree.stdout.splitlines() if "boom" in line)
+    boom_id = UUID.findall(boom)[0]
+    for command in ("get", "explain", "logs", "cancel", "tree"):
+        for task_id in sorted(stored):
+            used = cli(address, command, task_id)
+            assert used.returncode == 0, used.explain()
+    assert "disk on fire" in cli(address, "get", boom_id).stdout

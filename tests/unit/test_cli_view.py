@@ -130,7 +130,7 @@ def test_dependency_named_in_an_error_is_shown_with_its_name() -> None:
     error = TaskError("DEPENDENCY_FAILED", "required dependency a1 failed", {"dependency_id": "a1"})
     node = state.apply(event(11, "b", statuses.FAILED, error=error))
     assert node is not None
-    assert state.error_message(node) == "required dependency a1 ('name-a1') failed"
+    assert state.error_message(node) == "required dependency 'name-a1' failed"
 
 
 def big_group(children: int) -> TreeState:

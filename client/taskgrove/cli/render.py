@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from taskgrove.cli.output import format_duration, format_percent, short_id
+from taskgrove.cli.output import format_duration, format_percent
 from taskgrove.cli.state import TaskNode, TreeState
 from taskgrove.domain import statuses
 
@@ -111,7 +111,7 @@ def node_label(
     `partial`: the subtree is not all loaded (`tree --depth`), so no counts are shown."""
     head = Text.assemble(symbol(node.status, options.tick), " ", Text(node.name, style="bold"))
     if options.show_ids:
-        head.append(f" {short_id(node.id)}", style="dim")
+        head.append(f" {node.id}", style="dim")
     tail = Text()
     if partial:
         tail.append(" ")

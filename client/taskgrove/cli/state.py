@@ -103,7 +103,8 @@ class TreeState:
 
     def error_message(self, node: TaskNode) -> str:
         """The node's error message, where the dependency it names (DEPENDENCY_FAILED,
-        DEPENDENCY_CANCELLED) is followed by that task's name when it is known here."""
+        DEPENDENCY_CANCELLED) is replaced by that task's name when it is known here (its own
+        row shows its id)."""
         if node.error is None:
             return ""
         message = node.error.message
@@ -111,7 +112,7 @@ class TreeState:
         named = self.tasks.get(dependency) if isinstance(dependency, str) else None
         if named is None or not isinstance(dependency, str):
             return message
-        return message.replace(dependency, f"{dependency[-8:]} ({named.name!r})")
+        return message.replace(dependency, repr(named.name))
 
     # ------------------------------------------------------------------ loading
 

@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from taskgrove.cli.output import format_duration, short_id
+from taskgrove.cli.output import format_duration
 from taskgrove.cli.render import count_summary, status_text, symbol
 from taskgrove.cli.state import TaskNode, TreeState
 from taskgrove.domain import statuses
@@ -128,7 +128,7 @@ class RunSummary:
                         symbol(failure.status),
                         " ",
                         Text(failure.name, style="bold"),
-                        Text(f" {short_id(failure.id)}", style="dim"),
+                        Text(f" {failure.id}", style="dim"),
                         "  ",
                         Text(f"{failure.reason or failure.status}: {failure.readable}", "red"),
                     )

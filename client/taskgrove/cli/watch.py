@@ -19,7 +19,6 @@ from taskgrove.cli.output import (
     event_json,
     format_percent,
     format_time,
-    short_id,
     stdout_console,
 )
 from taskgrove.cli.render import status_text
@@ -43,7 +42,7 @@ def event_line(event: TaskEvent) -> Text:
     """`   42  12:00:01.250  fetch 1a2b3c4d  pending -> in_progress  40% message  REASON: …`"""
     line = Text(f"{event.sequence:>6}  {format_time(event.time)}  ")
     line.append(event.name, style="bold")
-    line.append(f" {short_id(event.task_id)}  ", style="dim")
+    line.append(f" {event.task_id}  ", style="dim")
     if event.type == "status_changed":
         line.append_text(status_text(event.previous_status or "-"))
         line.append(" -> ")
