@@ -243,6 +243,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
 
     A negative attempt. StreamTaskLogs.
     """
+    ERROR_REASON_INVALID_ORDER_BY: _ErrorReason.ValueType  # 87
+    """--- ListTasks (continued) ---
+
+    An order_by other than "create_time" or "create_time desc". ListTasks.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Stable reasons of the service's errors.
@@ -474,5 +479,10 @@ ERROR_REASON_INVALID_ATTEMPT: ErrorReason.ValueType  # 86
 """--- StreamTaskLogs ---
 
 A negative attempt. StreamTaskLogs.
+"""
+ERROR_REASON_INVALID_ORDER_BY: ErrorReason.ValueType  # 87
+"""--- ListTasks (continued) ---
+
+An order_by other than "create_time" or "create_time desc". ListTasks.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
