@@ -578,3 +578,27 @@ def test_every_id_shown_is_accepted_by_the_next_command(
             used = cli(address, command, task_id)
             assert used.returncode == 0, used.explain()
     assert "disk on fire" in cli(address, "get", boom_id).stdout
+
+
+def test_ls_lists_newest_first_and_says_when_nothing_matches(
+    server_process: ServerProcess, tmp_path: Path
+) -> None:
+    address = server_process.address
+    path = write(tmp_path, "f.yaml", FAILING)
+    first, second = (cli(address, "run", str(path), "--no-live").root_id for _ in range(2))
+    listed = cli(address, "ls", "--roots")
+    assert listed.returncode == 0, listed.explain()
+    rows = listed.stdout.splitlines()[1:]
+    assert [row.split()[0] for row in rows] == [second, first]
+    oldest = cli(address, "ls", "--roots", "--oldest-first", "--json").json()
+    assert [task["id"] for task in oldest] == [first, second]
+    newest = cli(address, "ls", "--limit", "1")
+    assert newest.stdout.splitlines()[1].split()[0] != first
+    assert "showing the newest 1" in newest.stderr
+    # `running` as the views call it; nothing runs now.
+    running = cli(address, "ls", "--status", "running")
+    assert running.returncode == 0, running.explain()
+    assert running.stdout == ""
+    assert "no tasks match" in running.stderr
+    assert cli(address, "ls", "--status", "running", "--json").json() == []
+    assert cli(address, "ls", "--status", "done").returncode == 2

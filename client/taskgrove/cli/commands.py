@@ -123,7 +123,8 @@ async def show_tree(client: AsyncClient, args: argparse.Namespace) -> int:
 
 
 async def list_tasks(client: AsyncClient, args: argparse.Namespace) -> int:
-    """List tasks, oldest first, filtered by status, owner, parent or roots only."""
+    """List tasks, newest first (`--oldest-first`: in creation order), filtered by status,
+    owner, parent or roots only."""
     limit: int = args.limit
     found: list[Task] = []
     token = ""
@@ -136,6 +137,7 @@ async def list_tasks(client: AsyncClient, args: argparse.Namespace) -> int:
             user_id=args.user or "",
             page_size=want,
             page_token=token,
+            order_by="create_time" if args.oldest_first else "create_time desc",
         )
         found.extend(page)
         if not token or (limit > 0 and len(found) >= limit):
@@ -159,12 +161,16 @@ async def list_tasks(client: AsyncClient, args: argparse.Namespace) -> int:
         ]
         for task in found
     ]
-    if rows:
-        headers = ["ID", "NAME", "STATUS", "EXECUTOR", "PROGRESS", "PRIORITY", "CREATED"]
-        print(format_table(headers, rows))
+    if not rows:
+        print("no tasks match", file=sys.stderr)
+        return EXIT_OK
+    headers = ["ID", "NAME", "STATUS", "EXECUTOR", "PROGRESS", "PRIORITY", "CREATED"]
+    print(format_table(headers, rows))
     if token:
+        which = "oldest" if args.oldest_first else "newest"
         print(
-            f"(more tasks match: showing the first {limit}; --limit 0 shows all)", file=sys.stderr
+            f"(more tasks match: showing the {which} {limit}; --limit 0 shows all)",
+            file=sys.stderr,
         )
     return EXIT_OK
 

@@ -41,6 +41,11 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _status(text: str) -> str:
+    """A status as `ls --status` takes it: `running` (as the views say) is `in_progress`."""
+    return statuses.IN_PROGRESS if text == "running" else text
+
+
 def _run_worker(args: argparse.Namespace) -> int:
     from taskgrove.cli.worker import run
 
@@ -204,12 +209,24 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     tree.add_argument("--json", action="store_true", help="nested JSON with `children`")
     tree.set_defaults(handler=_handler("commands", "show_tree"))
 
-    ls = commands.add_parser("ls", parents=common, help="list tasks, oldest first")
+    ls = commands.add_parser(
+        "ls",
+        parents=common,
+        help="list tasks, newest first",
+        description="List tasks, newest first (--oldest-first: in creation order), "
+        "filtered by status, owner, parent or roots only.",
+    )
     ls.add_argument(
         "--status",
         action="append",
+        type=_status,
         choices=statuses.ALL,
-        help="only tasks with this status (repeatable)",
+        metavar="STATUS",
+        help=f"only tasks with this status (repeatable): {', '.join(statuses.ALL)}; "
+        "running is in_progress",
+    )
+    ls.add_argument(
+        "--oldest-first", action="store_true", help="in creation order (default: newest first)"
     )
     ls.add_argument("--roots", action="store_true", help="only roots (top tasks of trees)")
     ls.add_argument("--user", help="only tasks of this owner")
