@@ -184,7 +184,8 @@ const (
 	// command_executor: the program, an environment variable or the working directory is
 	// not allowed by the server's operator (details: program, env or cwd).
 	ErrorReason_ERROR_REASON_COMMAND_NOT_ALLOWED ErrorReason = 59
-	// command_executor: the program exited with a non-zero code.
+	// command_executor: the program exited with a non-zero code (details: exit_code, and
+	// the last 2,000 characters of stdout and of stderr).
 	ErrorReason_ERROR_REASON_COMMAND_FAILED ErrorReason = 60
 	// command_executor: the program wrote more than max_output_bytes to stdout or stderr and
 	// was stopped (details: stream, max_output_bytes and the output kept).

@@ -512,7 +512,8 @@ export enum ErrorReason {
   COMMAND_NOT_ALLOWED = 59,
 
   /**
-   * command_executor: the program exited with a non-zero code.
+   * command_executor: the program exited with a non-zero code (details: exit_code, and
+   * the last 2,000 characters of stdout and of stderr).
    *
    * @generated from enum value: ERROR_REASON_COMMAND_FAILED = 60;
    */
