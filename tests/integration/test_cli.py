@@ -95,6 +95,10 @@ def test_run_system_report_prints_the_summary_and_exits_0(server_process: Server
     assert "system_report: 4 tasks (4 completed)" in result.stdout
     # --no-live: the summary only, not the tree.
     assert "├──" not in result.stdout
+    # The final result (the report), keyed by the file's ids (the names here).
+    results = result.stdout.split("results:")[1]
+    assert results.splitlines()[1].split()[0] == "report"
+    assert '"cpu": {' in results and '"logical_cores":' in results
     tree = cli(server_process.address, "tree", result.root_id, "--json").json()
     assert tree["status"] == statuses.COMPLETED
     children = {child["name"]: child for child in tree["children"]}
@@ -336,7 +340,7 @@ def test_run_timeout_then_explain_cancel_and_retry(
     assert run.returncode == 3, run.explain()
     assert "keeps running" in run.stderr
     [root] = cli(address, "ls", "--roots", "--json").json()
-    long, following = cli(address, "ls", "--parent", root["id"], "--json").json()
+    long, following = cli(address, "ls", "--parent", root["id"], "--oldest-first", "--json").json()
 
     explained = cli(address, "explain", following["id"], "--json")
     assert explained.returncode == 0, explained.explain()
@@ -602,3 +606,68 @@ def test_ls_lists_newest_first_and_says_when_nothing_matches(
     assert "no tasks match" in running.stderr
     assert cli(address, "ls", "--status", "running", "--json").json() == []
     assert cli(address, "ls", "--status", "done").returncode == 2
+
+
+MIXED = """\
+    name: mixed
+    user_id: cli-mixed
+    children:
+      - id: eu
+        name: fetch EU
+        executor: sleep_executor
+        inputs: {seconds: 0.05, result: {rows: 3}}
+      - id: sh
+        name: shell
+        executor: command_executor
+        inputs: {argv: [sh, -c, "echo out; for n in $(seq 7); do echo err $n >&2; done; exit 3"]}
+      - id: merge
+        name: merge
+        executor: aggregate_results_executor
+        dependencies: [eu]
+      - name: after shell
+        executor: sleep_executor
+        dependencies: [sh]
+"""
+
+
+def test_run_shows_results_the_files_ids_and_why_a_command_failed(tmp_path: Path) -> None:
+    from taskgrove_server.testing import ServerProcess, sqlite_url
+
+    path = write(tmp_path, "mixed.yaml", MIXED)
+    with ServerProcess(
+        sqlite_url(tmp_path / "mixed.db"), extra_env={"TASKGROVE_ALLOW_COMMANDS": "sh"}
+    ) as served:
+        text = cli(served.address, "run", str(path), "--no-live")
+        assert text.returncode == 1, text.explain()
+        rows = text.stdout.split("ids:")[1].split("results:")[0].splitlines()[1:]
+        ids = dict(line.strip().rsplit("  ", 1) for line in rows)
+        assert {ref.strip(): task_id for ref, task_id in ids.items()}.keys() == {
+            "mixed", "eu", "sh", "merge", "after shell",
+        }  # fmt: skip
+        # merge is the final result (nothing depends on it), its key the file's id.
+        results = text.stdout.split("results:")[1].split("problems")[0]
+        assert "merge [merge]" not in results and results.splitlines()[1].split()[0] == "merge"
+        assert '"eu": {' in results and '"rows": 3' in results
+        # The command's failure with the end of its stderr; its dependent names it.
+        problems = text.stdout.split("problems")[1]
+        assert "COMMAND_FAILED: sh exited with 3" in problems
+        stderr = [line.strip() for line in problems.splitlines() if "stderr:" in line]
+        assert stderr == [f"stderr: err {n}" for n in range(3, 8)]
+        assert "DEPENDENCY_FAILED: required dependency 'shell' failed" in problems
+
+        as_json = cli(served.address, "run", str(path), "--json")
+        assert as_json.returncode == 1, as_json.explain()
+        summary = as_json.json()
+        assert set(summary["task_ids"]) == {"mixed", "eu", "sh", "merge", "after shell"}
+        merge_id = summary["task_ids"]["merge"]
+        assert summary["results"]["eu"]["result"] == {"rows": 3}
+        assert summary["results"]["merge"]["results"] == {
+            summary["task_ids"]["eu"]: summary["results"]["eu"]
+        }
+        failure = {f["ref"]: f for f in summary["failures"]}["sh"]
+        assert failure["details"]["stdout"] == "out\n"
+        assert failure["details"]["stderr"].endswith("err 7\n")
+        for task_id in summary["task_ids"].values():
+            assert cli(served.address, "get", task_id).returncode == 0
+        got = cli(served.address, "get", merge_id, "--json").json()
+        assert got["name"] == "merge"

@@ -15,6 +15,7 @@ from taskgrove.cli.render import (
     render_tree,
 )
 from taskgrove.cli.state import TreeState
+from taskgrove.cli.summary import RunSummary
 from taskgrove.domain import statuses
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -232,3 +233,56 @@ def test_the_marker_counts_the_deepest_branch_below_the_cut() -> None:
     full = rendered(render_tree(state, state.tasks["root"], ViewOptions(max_depth=3)))
     assert "more levels" not in full
     assert "name-a2" in full
+
+
+# --------------------------------------------------------------------------- summary
+
+TRACEBACK = "Traceback (most recent call last):\n" + "".join(
+    f'  File "executor.py", line {line}, in step{line}\n    step{line + 1}()\n'
+    for line in range(1, 20)
+)
+
+
+def test_the_summary_shows_failure_details_results_and_the_files_ids() -> None:
+    state = small_tree()
+    crash = TaskError("EXECUTOR_ERROR", "KeyError: 'missing'", {
+        "type": "KeyError",
+        "traceback": TRACEBACK + "KeyError: 'missing'\n",
+    })  # fmt: skip
+    failed = TaskError("COMMAND_FAILED", "sh exited with 3", {
+        "exit_code": 3, "stdout": "out\n", "stderr": "".join(f"line {n}\n" for n in range(9)),
+    })  # fmt: skip
+    state.apply(event(11, "a1", statuses.FAILED, error=crash, parent="a"))
+    state.apply(event(12, "a2", statuses.FAILED, error=failed, parent="a"))
+    state.apply(event(13, "b", statuses.COMPLETED))
+    ids = {"top": "root", "grp": "a", "x": "a1", "y": "a2", "fin": "b"}
+    stored = [
+        Task(id="a1", name="name-a1", user_id="u", status=statuses.FAILED, executor="e"),
+        Task(
+            id="b",
+            name="name-b",
+            user_id="u",
+            status=statuses.COMPLETED,
+            executor="aggregate_results_executor",
+            result={"results": {"a1": 1, "zz": [{"a2": 2}]}, "count": 2},
+        ),
+    ]
+    summary = RunSummary.of(state, "root", 1.0, task_ids=ids, stored=stored)
+    text = rendered(summary.render())
+    # The last lines of the traceback (where it was raised) and of stderr.
+    assert "traceback (last lines):" in text
+    assert "KeyError: 'missing'" in text.split("traceback (last lines):")[1]
+    assert "step1()" not in text and "step19()" in text
+    assert [line.strip() for line in text.splitlines() if "stderr:" in line] == [
+        f"stderr: line {n}" for n in range(4, 9)
+    ]
+    # The final result, its dependency keys as the file's ids.
+    assert '"x": 1' in text and '"y": 2' in text
+    assert "name-b [fin] b" in text
+    assert [line.split() for line in text.split("ids:")[1].splitlines()[1:6]] == [
+        [ref, task_id] for ref, task_id in ids.items()
+    ]
+    data = summary.to_json()
+    assert data["task_ids"] == ids
+    assert data["results"] == {"fin": stored[1].result}
+    assert {f["ref"]: f["details"] for f in data["failures"]}["y"]["stdout"] == "out\n"

@@ -13,7 +13,7 @@ from rich.live import Live
 
 from taskgrove._client import AsyncClient
 from taskgrove._errors import TaskgroveError, UnavailableError
-from taskgrove._models import Snapshot
+from taskgrove._models import Snapshot, Task
 from taskgrove.cli.output import print_json, stdout_console
 from taskgrove.cli.render import ViewOptions, depth_for_width, live_view
 from taskgrove.cli.session import (
@@ -47,6 +47,15 @@ async def follow_tree(client: AsyncClient, root_id: str, state: TreeState) -> No
             if root is not None and root.is_finished:
                 return
     raise CommandError("WATCH_ENDED", "the server ended the event stream before the tree finished")
+
+
+async def stored_tree(client: AsyncClient, root_id: str) -> list[Task]:
+    """The finished tree with its results; [] when it cannot be read in one reply (a very
+    large tree): the summary then goes without results."""
+    try:
+        return await client.get_task_tree(root_id)
+    except TaskgroveError:
+        return []
 
 
 class LiveTree:
@@ -101,6 +110,8 @@ class LiveTree:
 async def run_tree(client: AsyncClient, args: argparse.Namespace) -> int:
     """Create the tree of FILE, execute it, follow it live, and print a summary.
 
+    The summary has the final results (those of tasks nothing depends on) and, in
+    `--json`, every result and the file's ids -> task ids.
     Exit 0 when every task completed, 1 when anything failed or was cancelled, 2 when the
     file or the request is invalid (the server's reason is printed), 3 on `--timeout`.
     """
@@ -139,7 +150,10 @@ async def run_tree(client: AsyncClient, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         raise
-    summary = RunSummary.of(state, root_id, time.monotonic() - started)
+    wall = time.monotonic() - started
+    task_ids = {task.ref: created[task.ref].id for task in tree.tasks}
+    stored = await stored_tree(client, root_id)
+    summary = RunSummary.of(state, root_id, wall, task_ids=task_ids, stored=stored)
     if args.json:
         print_json(summary.to_json())
     else:
