@@ -671,3 +671,13 @@ def test_run_shows_results_the_files_ids_and_why_a_command_failed(tmp_path: Path
             assert cli(served.address, "get", task_id).returncode == 0
         got = cli(served.address, "get", merge_id, "--json").json()
         assert got["name"] == "merge"
+        # `get` names the dependencies, and shows a command's output ends as lines.
+        after = cli(served.address, "get", summary["task_ids"]["after shell"]).stdout
+        sh_id = summary["task_ids"]["sh"]
+        assert re.search(rf"^dependencies\s+{sh_id} 'shell'$", after, re.MULTILINE), after
+        assert f"required dependency {sh_id} ('shell') failed" in after
+        shell = cli(served.address, "get", sh_id).stdout
+        assert re.search(r"^stdout\s+out$", shell, re.MULTILINE), shell
+        assert re.search(r"^stderr\s+err 1$", shell, re.MULTILINE), shell
+        assert re.search(r"^\s+err 7$", shell, re.MULTILINE), shell
+        assert re.search(r"^attempt\s+1 of 1$", shell, re.MULTILINE), shell

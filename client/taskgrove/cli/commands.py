@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from typing import Any
@@ -20,6 +21,7 @@ from taskgrove.cli.output import (
 from taskgrove.cli.render import ViewOptions, depth_for_width, render_tree
 from taskgrove.cli.session import EXIT_OK
 from taskgrove.cli.state import TreeState
+from taskgrove.cli.summary import tail
 
 MAX_PAGE_SIZE = 1000
 
@@ -28,8 +30,33 @@ def _compact(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
 
 
-def task_lines(task: Task) -> list[str]:
-    """`key  value` lines describing every field of a task."""
+def attempt_text(task: Task) -> str:
+    """`2 of 3`; past `max_attempts` (a `retry` runs one more attempt each time):
+    `4 (2 allowed per run; 3 and 4 came from retry)`."""
+    if task.attempt == 0:
+        return f"none yet ({task.max_attempts} allowed)"
+    if task.attempt <= task.max_attempts:
+        return f"{task.attempt} of {task.max_attempts}"
+    first_retried = task.max_attempts + 1
+    which = (
+        f"{first_retried}"
+        if first_retried == task.attempt
+        else f"{first_retried} to {task.attempt}"
+    )
+    return f"{task.attempt} ({task.max_attempts} allowed per run; {which} came from retry)"
+
+
+async def dependency_names(client: AsyncClient, task: Task) -> dict[str, str]:
+    """The names of a task's dependencies, by id (those that cannot be read are left out)."""
+    ids = [str(dep["id"]) for dep in task.dependencies]
+    found = await asyncio.gather(*(client.get_task(dep) for dep in ids), return_exceptions=True)
+    return {dep: got.name for dep, got in zip(ids, found, strict=True) if isinstance(got, Task)}
+
+
+def task_lines(task: Task, names: dict[str, str] | None = None) -> list[str]:
+    """`key  value` lines describing every field of a task (`names`: of its dependencies,
+    by id)."""
+    names = names or {}
     rows: list[tuple[str, str]] = [
         ("id", task.id),
         ("name", task.name),
@@ -42,15 +69,14 @@ def task_lines(task: Task) -> list[str]:
         ("progress", f"{format_percent(task.progress)} {task.progress_message}".rstrip()),
     ]
     if not task.is_group:
-        rows.append(("attempt", f"{task.attempt} of {task.max_attempts}"))
+        rows.append(("attempt", attempt_text(task)))
     if task.timeout is not None:
         rows.append(("timeout", format_duration(task.timeout.total_seconds())))
-    if task.dependencies:
-        deps = ", ".join(
-            dep["id"] + ("" if dep.get("required", True) else " (optional)")
-            for dep in task.dependencies
-        )
-        rows.append(("dependencies", deps))
+    for index, dep in enumerate(task.dependencies):
+        name = names.get(str(dep["id"]))
+        text = str(dep["id"]) + (f" {name!r}" if name is not None else "")
+        text += "" if dep.get("required", True) else " (optional)"
+        rows.append(("dependencies" if index == 0 else "", text))
     if task.original_task_id:
         rows.append(("copied from", task.original_task_id))
     for label, moment in (
@@ -61,9 +87,10 @@ def task_lines(task: Task) -> list[str]:
         if moment is not None:
             rows.append((label, moment.astimezone().isoformat(timespec="milliseconds")))
     if task.start_time is not None and task.end_time is not None:
-        rows.append(
-            ("duration", format_duration((task.end_time - task.start_time).total_seconds()))
-        )
+        duration = format_duration((task.end_time - task.start_time).total_seconds())
+        if task.attempt > 1:
+            duration += " (from the first attempt's start, waits between attempts included)"
+        rows.append(("duration", duration))
     rows.append(("inputs", _compact(task.inputs)))
     if task.params:
         rows.append(("params", _compact(task.params)))
@@ -71,9 +98,21 @@ def task_lines(task: Task) -> list[str]:
         text = json.dumps(task.result, ensure_ascii=False, indent=2)
         rows.append(("result", text.replace("\n", "\n" + " " * 14)))
     if task.error is not None:
-        rows.append(("error", f"{task.error.reason}: {task.error.message}"))
-        if task.error.details:
-            rows.append(("error details", _compact(task.error.details)))
+        message = task.error.message
+        named = task.error.details.get("dependency_id")
+        if isinstance(named, str) and named in names:  # DEPENDENCY_FAILED and the like
+            message = message.replace(named, f"{named} ({names[named]!r})")
+        rows.append(("error", f"{task.error.reason}: {message}"))
+        details = dict(task.error.details)
+        long = {
+            key: details.pop(key) for key in ("stdout", "stderr", "traceback") if key in details
+        }
+        if details:
+            rows.append(("error details", _compact(details)))
+        for key, text in long.items():  # the end of each, as lines
+            if isinstance(text, str) and text.strip():
+                lines = tail(text, 20)
+                rows.append((key, "\n".join(lines).replace("\n", "\n" + " " * 14)))
     return [f"{key:<13} {value}" for key, value in rows]
 
 
@@ -83,7 +122,7 @@ async def get_task(client: AsyncClient, args: argparse.Namespace) -> int:
     if args.json:
         print_json(task_json(task))
     else:
-        print("\n".join(task_lines(task)))
+        print("\n".join(task_lines(task, await dependency_names(client, task))))
     return EXIT_OK
 
 
