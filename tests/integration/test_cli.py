@@ -215,7 +215,11 @@ def test_run_summarises_crowded_groups(server_process: ServerProcess, tmp_path: 
     result = cli(server_process.address, "run", str(path))
     assert result.returncode == 0, result.explain()
     assert "… 280 more (280 completed)" in result.stdout
-    assert len(result.stdout.splitlines()) < 40
+    # Not a terminal: a plain line per state change, then the final view, kept small.
+    lines = result.stdout.splitlines()
+    changes = [line for line in lines if re.match(r"^\s*\d+  \d\d:\d\d:\d\d\.\d{3}  ", line)]
+    assert len(lines) - len(changes) < 40
+    assert lines[: len(changes)] == changes
     assert "crowd: 300 tasks (300 completed)" in result.stdout
 
 
@@ -681,3 +685,65 @@ def test_run_shows_results_the_files_ids_and_why_a_command_failed(tmp_path: Path
         assert re.search(r"^stderr\s+err 1$", shell, re.MULTILINE), shell
         assert re.search(r"^\s+err 7$", shell, re.MULTILINE), shell
         assert re.search(r"^attempt\s+1 of 1$", shell, re.MULTILINE), shell
+
+
+# --------------------------------------------------------------------------- following
+
+
+def test_execute_retry_copy_and_watch_tree_follow_like_run(
+    server_process: ServerProcess, tmp_path: Path
+) -> None:
+    address = server_process.address
+    run = cli(address, "run", str(write(tmp_path, "f.yaml", FAILING)), "--json")
+    assert run.returncode == 1, run.explain()
+    ids = run.json()["task_ids"]
+    root_id = ids["failing"]
+
+    # retry --follow: waits for the new attempt, which fails again (exit 1 as run).
+    retried = cli(address, "retry", ids["boom"], "--follow", "--json")
+    assert retried.returncode == 1, retried.explain()
+    summary = retried.json()
+    assert set(summary["retried_task_ids"]) == {ids["boom"], ids["after boom"]}
+    assert summary["root_id"] == ids["boom"]
+    assert summary["failures"][0]["message"] == "disk on fire"
+    assert cli(address, "get", ids["boom"], "--json").json()["attempt"] == 2
+    text = cli(address, "retry", root_id, "--follow", "--no-live")
+    assert text.returncode == 1, text.explain()
+    assert "retried 2 tasks" in text.stderr
+    assert "failing: 3 tasks (1 completed, 2 failed)" in text.stdout
+    # Nothing to retry: the server's refusal, exit 2, no view.
+    refused = cli(address, "retry", ids["fine"], "--follow")
+    assert refused.returncode == 2, refused.explain()
+    assert "TASK_NOT_RETRYABLE" in refused.stderr and refused.stdout == ""
+
+    # copy --follow runs the copy (implies --execute) and follows it.
+    copied = cli(address, "copy", root_id, "--follow", "--json")
+    assert copied.returncode == 1, copied.explain()
+    assert copied.json()["root_id"] != root_id
+    assert copied.json()["total"] == 3
+
+    # A copy made without --execute: `execute` runs it with the live view. Not on a
+    # terminal: a plain line per state change, then the final tree and the summary.
+    pending = cli(address, "copy", root_id, "--json").json()["task_ids"][root_id]
+    assert cli(address, "get", pending, "--json").json()["status"] == statuses.PENDING
+    executed = cli(address, "execute", pending)
+    assert executed.returncode == 1, executed.explain()
+    lines = executed.stdout.splitlines()
+    changes = [line for line in lines if " -> " in line]
+    assert any(re.search(rf"boom {UUID.pattern}  \S+ -> failed", line) for line in changes)
+    assert any(re.search(rf"fine {UUID.pattern}  \S+ -> completed", line) for line in changes)
+    assert lines.index(changes[-1]) < next(i for i, line in enumerate(lines) if "├──" in line)
+    assert "\x1b[" not in executed.stdout
+    assert f"root {pending}" in executed.stdout
+
+    # watch --tree re-attaches the view; a finished tree ends at once with run's codes.
+    watched = cli(address, "watch", root_id, "--tree")
+    assert watched.returncode == 1, watched.explain()
+    assert "├──" in watched.stdout and "EXECUTOR_ERROR: disk on fire" in watched.stdout
+    report = cli(address, "run", str(EXAMPLES / "system_report.yaml"), "--no-live").root_id
+    assert cli(address, "watch", report, "--tree", "--no-live").returncode == 0
+    fresh = cli(address, "copy", report, "--json").json()["task_ids"][report]
+    done = cli(address, "execute", fresh, "--no-live")
+    assert done.returncode == 0, done.explain()
+    assert "system_report: 4 tasks (4 completed)" in done.stdout
+    assert "results:" in done.stdout and '"cpu": {' in done.stdout

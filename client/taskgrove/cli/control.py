@@ -4,6 +4,7 @@ task is not running yet)."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 from taskgrove._client import AsyncClient
 from taskgrove.cli.output import format_table, print_json, to_jsonable
@@ -29,7 +30,12 @@ async def cancel_task(client: AsyncClient, args: argparse.Namespace) -> int:
 
 async def retry_task(client: AsyncClient, args: argparse.Namespace) -> int:
     """Run a failed or cancelled task again, with its failed or cancelled descendants and
-    the dependents that failed because of them; prints their ids."""
+    the dependents that failed because of them; prints their ids. `--follow`: then
+    follow it like `run` (live view, summary, exit codes)."""
+    if args.follow:
+        from taskgrove.cli.follow import retry_and_follow
+
+        return await retry_and_follow(client, args)
     retried = await client.retry_task(args.id)
     if args.json:
         print_json({"retried_task_ids": retried})
@@ -42,15 +48,22 @@ async def retry_task(client: AsyncClient, args: argparse.Namespace) -> int:
 
 async def copy_tree(client: AsyncClient, args: argparse.Namespace) -> int:
     """Copy a subtree as a new tree whose tasks name their originals; prints the new root
-    and the original -> copy ids."""
+    and the original -> copy ids. `--follow` (implies `--execute`): then follow the copy
+    like `run`."""
     copies = await client.copy_task_tree(
-        args.id, only_unfinished=args.only_unfinished, execute=args.execute
+        args.id, only_unfinished=args.only_unfinished, execute=args.execute or args.follow
     )
     mapping = {original: copy.id for original, copy in copies.items()}
+    top = next((c for c in copies.values() if c.parent_id is None), None)
+    if args.follow and top is not None:
+        from taskgrove.cli.follow import follow_copy
+
+        if not args.json:
+            print(f"copied {_plural(len(copies))} as {top.id}", file=sys.stderr)
+        return await follow_copy(client, args, top.id)
     if args.json:
         print_json({"task_ids": mapping})
         return EXIT_OK
-    top = next((c for c in copies.values() if c.parent_id is None), None)
     print(f"copied {_plural(len(copies))}" + (f" as {top.id}" if top else ""))
     for original, copy_id in mapping.items():
         print(f"  {original} -> {copy_id}")

@@ -46,6 +46,23 @@ def _status(text: str) -> str:
     return statuses.IN_PROGRESS if text == "running" else text
 
 
+def _add_follow_arguments(parser: argparse.ArgumentParser, *, json_help: str) -> None:
+    """`--no-live`, `--json` and `--timeout` as `run` has them."""
+    parser.add_argument("--no-live", action="store_true", help="print only the final summary")
+    parser.add_argument("--json", action="store_true", help=json_help)
+    parser.add_argument(
+        "--timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="stop waiting after SECONDS (exit 3; the tree keeps running)",
+    )
+
+
+_FOLLOW_EXITS = (
+    "Exit 0 if every task completed, 1 if anything failed or was cancelled, 3 on --timeout."
+)
+
+
 def _run_worker(args: argparse.Namespace) -> int:
     from taskgrove.cli.worker import run
 
@@ -143,15 +160,20 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         "--timeout.",
     )
     run.add_argument("file", metavar="FILE")
-    run.add_argument("--no-live", action="store_true", help="print only the final summary")
-    run.add_argument("--json", action="store_true", help="print the summary as JSON only")
-    run.add_argument(
-        "--timeout",
-        type=_positive_float,
-        metavar="SECONDS",
-        help="stop waiting after SECONDS (exit 3; the tree keeps running)",
-    )
+    _add_follow_arguments(run, json_help="print the summary as JSON only")
     run.set_defaults(handler=_handler("run", "run_tree"))
+
+    execute = commands.add_parser(
+        "execute",
+        parents=common,
+        help="execute a pending task with its subtree and follow it live, as run does",
+        description="Execute ID (a pending tree or task: a copy made without --execute, a "
+        "tree created with the SDK) with its whole subtree, show it live, then print a "
+        f"summary. {_FOLLOW_EXITS}",
+    )
+    execute.add_argument("id", metavar="ID", help="the task or tree to execute")
+    _add_follow_arguments(execute, json_help="print the summary as JSON only")
+    execute.set_defaults(handler=_handler("follow", "execute_tree"))
 
     watch = commands.add_parser(
         "watch",
@@ -173,6 +195,15 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         "--until-done",
         action="store_true",
         help="exit once ID has finished: 0 if it completed, 1 otherwise",
+    )
+    watch.add_argument(
+        "--tree",
+        action="store_true",
+        help="show ID's tree live (as run does) until it has finished, then its summary; "
+        "exit codes as run",
+    )
+    watch.add_argument(
+        "--no-live", action="store_true", help="with --tree: print only the final summary"
     )
     watch.add_argument("--user", help="only tasks of this owner")
     watch.add_argument(
@@ -243,13 +274,25 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
 
     for name, function, summary in (
         ("cancel", "cancel_task", "cancel a task and everything unfinished below it"),
-        ("retry", "retry_task", "run a failed or cancelled task (and what failed with it) again"),
         ("explain", "explain_task", "say why a task is not running yet"),
     ):
         action = commands.add_parser(name, parents=common, help=summary)
         action.add_argument("id", metavar="ID")
         action.add_argument("--json", action="store_true", help="the reply as JSON")
         action.set_defaults(handler=_handler("control", function))
+
+    retry = commands.add_parser(
+        "retry",
+        parents=common,
+        help="run a failed or cancelled task (and what failed with it) again",
+        description="Run ID again with its failed or cancelled descendants and the "
+        "dependents that failed because of them. With --follow, show it live until it "
+        f"ends, as run does. {_FOLLOW_EXITS}",
+    )
+    retry.add_argument("id", metavar="ID")
+    retry.add_argument("-f", "--follow", action="store_true", help="follow it live, as run does")
+    _add_follow_arguments(retry, json_help="the reply (with --follow: the summary) as JSON")
+    retry.set_defaults(handler=_handler("control", "retry_task"))
 
     copy = commands.add_parser(
         "copy", parents=common, help="copy a subtree as a new tree (originals are kept)"
@@ -261,7 +304,15 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         help="copy only what did not complete (with the groups above it)",
     )
     copy.add_argument("--execute", action="store_true", help="run the copy at once")
-    copy.add_argument("--json", action="store_true", help="original id -> copy id, as JSON")
+    copy.add_argument(
+        "-f",
+        "--follow",
+        action="store_true",
+        help="run the copy (implies --execute) and follow it live, as run does; exit codes as run",
+    )
+    _add_follow_arguments(
+        copy, json_help="original id -> copy id (with --follow: the summary) as JSON"
+    )
     copy.set_defaults(handler=_handler("control", "copy_tree"))
 
     logs = commands.add_parser(

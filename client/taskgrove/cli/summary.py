@@ -95,6 +95,12 @@ class Outcome:
     """Nothing else in the tree depends on it: one of the tree's outputs."""
 
 
+def unique_names(tasks: list[Task]) -> dict[str, str]:
+    """Task ids by name, for the names only one of `tasks` has."""
+    counted = Counter(task.name for task in tasks)
+    return {task.name: task.id for task in tasks if counted[task.name] == 1}
+
+
 def outcomes(tasks: list[Task], task_ids: dict[str, str]) -> list[Outcome]:
     """The results of the completed executable tasks of a stored tree, in tree order."""
     refs = {task_id: ref for ref, task_id in task_ids.items()}
@@ -174,6 +180,8 @@ class RunSummary:
         stored: list[Task] | None = None,
     ) -> RunSummary:
         root = state.tasks[root_id]
+        if task_ids is None:  # not from a file: the names that are unique stand for ids
+            task_ids = unique_names(stored or [])
         failures = [
             Failure.of(node, state)
             for node in sorted(root.walk(), key=lambda node: node.order)

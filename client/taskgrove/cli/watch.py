@@ -107,8 +107,15 @@ async def watch_events(client: AsyncClient, args: argparse.Namespace) -> int:
     `--user`) without ID: replayed history after `--after`, then live, until interrupted.
 
     With `--until-done`, exit when the watched root or task has finished: 0 if it
-    completed, 1 if it failed or was cancelled.
+    completed, 1 if it failed or was cancelled. With `--tree`: `run`'s live tree view of
+    ID's subtree and its summary instead, until it has finished (exit codes as `run`).
     """
+    if args.tree:
+        if not args.id:
+            raise CommandError("INVALID_ARGUMENT", "--tree needs the ID of a task or a tree")
+        from taskgrove.cli.follow import watch_tree
+
+        return await watch_tree(client, args)
     target: Task | None = await client.get_task(args.id) if args.id else None
     if args.until_done and target is None:
         raise CommandError("INVALID_ARGUMENT", "--until-done needs the ID of a task or a tree")
