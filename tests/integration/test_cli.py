@@ -732,6 +732,7 @@ def test_execute_retry_copy_and_watch_tree_follow_like_run(
     changes = [line for line in lines if " -> " in line]
     assert any(re.search(rf"boom {UUID.pattern}  \S+ -> failed", line) for line in changes)
     assert any(re.search(rf"fine {UUID.pattern}  \S+ -> completed", line) for line in changes)
+    assert any("DEPENDENCY_FAILED: required dependency 'boom' failed" in line for line in changes)
     assert lines.index(changes[-1]) < next(i for i, line in enumerate(lines) if "├──" in line)
     assert "\x1b[" not in executed.stdout
     assert f"root {pending}" in executed.stdout

@@ -138,7 +138,9 @@ class LiveTree:
 
     def print_change(self, event: TaskEvent) -> None:
         if event.type == "status_changed":
-            self.console.print(event_line(event), soft_wrap=True)
+            node = self.state.get(event.task_id)
+            message = self.state.error_message(node) if node is not None and node.error else None
+            self.console.print(event_line(event, message), soft_wrap=True)
             self.console.file.flush()
 
     async def follow(self, client: AsyncClient) -> None:

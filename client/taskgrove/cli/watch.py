@@ -38,8 +38,9 @@ DRAIN_SECONDS = 0.5
 """After such a look-up found the task finished: how long to wait for events in flight."""
 
 
-def event_line(event: TaskEvent) -> Text:
-    """`   42  12:00:01.250  fetch 1a2b3c4d  pending -> in_progress  40% message  REASON: …`"""
+def event_line(event: TaskEvent, message: str | None = None) -> Text:
+    """`   42  12:00:01.250  fetch 01a2…  pending -> in_progress  40% message  REASON: …`
+    (`message`: the error's message as it should read, e.g. with a dependency's name)."""
     line = Text(f"{event.sequence:>6}  {format_time(event.time)}  ")
     line.append(event.name, style="bold")
     line.append(f" {event.task_id}  ", style="dim")
@@ -64,7 +65,8 @@ def event_line(event: TaskEvent) -> Text:
     if event.attempt > 1:
         line.append(f"  attempt {event.attempt}", style="dim")
     if event.error is not None and event.type == "status_changed":
-        line.append(f"  {event.error.reason}: {event.error.message}", style="red")
+        text = event.error.message if message is None else message
+        line.append(f"  {event.error.reason}: {text}", style="red")
     return line
 
 
