@@ -18,7 +18,7 @@ from taskgrove.cli.output import (
     stdout_console,
     task_json,
 )
-from taskgrove.cli.render import ViewOptions, depth_for_width, render_tree
+from taskgrove.cli.render import ViewOptions, bar_width_for, depth_for_width, render_tree
 from taskgrove.cli.session import EXIT_OK
 from taskgrove.cli.state import TreeState
 from taskgrove.cli.summary import tail
@@ -155,7 +155,10 @@ async def show_tree(client: AsyncClient, args: argparse.Namespace) -> int:
     root = state.tasks[tasks[0].id]
     console = stdout_console()
     options = ViewOptions(
-        max_children=args.max_children, max_rows=0, max_depth=depth_for_width(console.width)
+        max_children=args.max_children,
+        max_rows=0,
+        max_depth=depth_for_width(console.width),
+        bar_width=bar_width_for(console.width),
     )
     console.print(render_tree(state, root, options))
     return EXIT_OK

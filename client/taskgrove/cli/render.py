@@ -59,6 +59,8 @@ class ViewOptions:
     """Levels shown below the top (0: no limit); deeper children are summarised in a line
     `… N more levels`. Rich indents every level: a deep tree must fit the width."""
     show_ids: bool = True
+    bar_width: int = 16
+    """Width of a group's progress bar (narrower on narrow consoles: rows carry whole ids)."""
     tick: int = 0
     """Animation frame for running tasks."""
 
@@ -139,9 +141,9 @@ def node_label(
         return Text.assemble(head, tail)
     grid = Table.grid(padding=(0, 1))
     grid.add_column(no_wrap=True)
-    grid.add_column(width=16)
+    grid.add_column(width=options.bar_width)
     grid.add_column()
-    grid.add_row(head, progress_bar(node.subtree_progress, 16), tail)
+    grid.add_row(head, progress_bar(node.subtree_progress, options.bar_width), tail)
     return grid
 
 
@@ -228,6 +230,11 @@ def levels_below(node: TaskNode) -> int:
 def deeper_line(node: TaskNode) -> Text:
     """What stands for the children of a node at the deepest level shown."""
     return Text(f"… {levels_below(node)} more levels (use --depth / --json)", style="dim italic")
+
+
+def bar_width_for(width: int) -> int:
+    """A group's bar: 16 columns on a wide console, 8 below 110 (an id takes 37)."""
+    return 16 if width >= 110 else 8
 
 
 def depth_for_width(width: int) -> int:

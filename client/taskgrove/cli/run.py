@@ -19,7 +19,7 @@ from taskgrove._client import AsyncClient
 from taskgrove._errors import TaskgroveError, UnavailableError
 from taskgrove._models import Snapshot, Task, TaskEvent
 from taskgrove.cli.output import print_json, stdout_console
-from taskgrove.cli.render import ViewOptions, depth_for_width, live_view
+from taskgrove.cli.render import ViewOptions, bar_width_for, depth_for_width, live_view
 from taskgrove.cli.session import (
     EXIT_ERROR,
     EXIT_FAILED,
@@ -124,7 +124,13 @@ class LiveTree:
     def options(self) -> ViewOptions:
         rows = max(10, self.console.size.height - 4) if self.console.is_terminal else 200
         depth = depth_for_width(self.console.width)
-        return ViewOptions(max_children=20, max_rows=rows, max_depth=depth, tick=self._tick)
+        return ViewOptions(
+            max_children=20,
+            max_rows=rows,
+            max_depth=depth,
+            bar_width=bar_width_for(self.console.width),
+            tick=self._tick,
+        )
 
     def draw(self, *, refresh: bool) -> None:
         wall = time.monotonic() - self.started
