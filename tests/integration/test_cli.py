@@ -748,3 +748,34 @@ def test_execute_retry_copy_and_watch_tree_follow_like_run(
     assert done.returncode == 0, done.explain()
     assert "system_report: 4 tasks (4 completed)" in done.stdout
     assert "results:" in done.stdout and '"cpu": {' in done.stdout
+
+
+async def test_watch_tree_waits_for_a_running_tree_and_ends_with_it(
+    server_process: ServerProcess,
+) -> None:
+    address = server_process.address
+    async with AsyncClient(address) as client:
+        tasks = await client.create_task_tree(
+            [
+                {"id": "root", "name": "slow", "user_id": "cli-attach"},
+                {
+                    "id": "a",
+                    "name": "a",
+                    "parent_id": "root",
+                    "executor": "sleep_executor",
+                    "inputs": {"seconds": 60},
+                },
+            ]
+        )
+        root_id = tasks["root"].id
+        await client.execute_task(root_id)
+        # Running: the view waits (here until its --timeout, exit 3 as run's).
+        waiting = await finish(await watch_process(address, root_id, "--tree", "--timeout", "1"))
+        assert waiting.returncode == 3, waiting.explain()
+        assert f"taskgrove watch {root_id} --tree" in waiting.stderr
+        # Attached while it runs, it ends when the tree does (cancelled: exit 1).
+        process = await watch_process(address, tasks["a"].id, "--tree")
+        await client.cancel_task(root_id)
+        ended = await finish(process)
+    assert ended.returncode == 1, ended.explain()
+    assert "a: 1 tasks (1 cancelled)" in ended.stdout
