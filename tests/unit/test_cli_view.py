@@ -286,3 +286,32 @@ def test_the_summary_shows_failure_details_results_and_the_files_ids() -> None:
     assert data["task_ids"] == ids
     assert data["results"] == {"fin": stored[1].result}
     assert {f["ref"]: f["details"] for f in data["failures"]}["y"]["stdout"] == "out\n"
+
+
+def test_a_pending_task_names_the_dependencies_it_waits_for() -> None:
+    state = TreeState()
+    deps = [{"id": f"d{index}", "required": True} for index in range(5)]
+    state.load(
+        [
+            task("root", None, group=True),
+            *(task(f"d{index}", "root") for index in range(5)),
+            Task(
+                id="w",
+                name="waiter",
+                user_id="u",
+                status=statuses.PENDING,
+                parent_id="root",
+                executor="e",
+                dependencies=deps,
+            ),
+        ]
+    )
+    view = rendered(render_tree(state, state.tasks["root"], ViewOptions()))
+    assert "waiter" in view and "waits for name-d0, name-d1, name-d2 +2" in view
+    for index in range(4):
+        state.apply(event(20 + index, f"d{index}", statuses.COMPLETED))
+    view = rendered(render_tree(state, state.tasks["root"], ViewOptions()))
+    assert "waits for name-d4" in view and "name-d3," not in view
+    state.apply(event(30, "d4", statuses.COMPLETED))
+    state.apply(event(31, "w", statuses.IN_PROGRESS))
+    assert "waits for" not in rendered(render_tree(state, state.tasks["root"], ViewOptions()))

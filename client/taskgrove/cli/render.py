@@ -30,6 +30,8 @@ SYMBOLS: dict[str, tuple[str, str]] = {
     statuses.CANCELLED: ("⊘", "magenta"),
 }
 _SPINNER = "◐◓◑◒"
+MAX_WAITS_NAMED = 3
+"""Unfinished dependencies a pending row names (`waits for a, b, c +2`)."""
 # Which children of a crowded group are shown first: the ones that need attention.
 _RANK = {
     statuses.IN_PROGRESS: 0,
@@ -130,6 +132,11 @@ def node_label(
         tail.append(f" {format_percent(node.progress):>4}", style="yellow")
         if node.progress_message:
             tail.append(f" {node.progress_message}", style="dim")
+    waits = state.waiting_for(node)
+    if waits:
+        shown = ", ".join(waits[:MAX_WAITS_NAMED])
+        more = len(waits) - MAX_WAITS_NAMED
+        tail.append(f" waits for {shown}" + (f" +{more}" if more > 0 else ""), style="dim")
     if node.attempt > 1:
         tail.append(f" attempt {node.attempt}", style="dim")
     duration = elapsed(node, now)
