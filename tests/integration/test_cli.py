@@ -726,6 +726,11 @@ def test_execute_retry_copy_and_watch_tree_follow_like_run(
     # terminal: a plain line per state change, then the final tree and the summary.
     pending = cli(address, "copy", root_id, "--json").json()["task_ids"][root_id]
     assert cli(address, "get", pending, "--json").json()["status"] == statuses.PENDING
+    boom_copy = cli(address, "tree", pending, "--json").json()["children"][1]["id"]
+    assert f"next: taskgrove execute {boom_copy}" in cli(address, "explain", boom_copy).stdout
+    explained = cli(address, "explain", ids["boom"]).stdout
+    assert "error: EXECUTOR_ERROR: disk on fire" in explained
+    assert f"next: taskgrove retry {ids['boom']} --follow" in explained
     executed = cli(address, "execute", pending)
     assert executed.returncode == 1, executed.explain()
     lines = executed.stdout.splitlines()

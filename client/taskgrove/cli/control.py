@@ -7,8 +7,10 @@ import argparse
 import sys
 
 from taskgrove._client import AsyncClient
+from taskgrove._models import Task
 from taskgrove.cli.output import format_table, print_json, to_jsonable
 from taskgrove.cli.session import EXIT_OK
+from taskgrove.domain import statuses
 
 
 def _plural(count: int) -> str:
@@ -99,4 +101,20 @@ async def explain_task(client: AsyncClient, args: argparse.Namespace) -> int:
     if explanation.retry_time is not None:
         print(f"next attempt at: {explanation.retry_time.astimezone().isoformat()}")
     print(f"running: {explanation.running} of {explanation.concurrency_limit}")
+    for line in next_steps(task, explanation.reasons):
+        print(line)
     return EXIT_OK
+
+
+def next_steps(task: Task, reasons: list[str]) -> list[str]:
+    """What to do about it: the error of a finished task and the command to run next."""
+    lines: list[str] = []
+    if task.error is not None and task.status in (statuses.FAILED, statuses.CANCELLED):
+        lines.append(f"error: {task.error.reason}: {task.error.message}")
+    if "NOT_EXECUTING" in reasons:
+        lines.append(f"next: taskgrove execute {task.id}")
+    elif task.status in (statuses.FAILED, statuses.CANCELLED):
+        lines.append(f"next: taskgrove retry {task.id} --follow")
+    elif task.status == statuses.COMPLETED:
+        lines.append(f"next: taskgrove copy {task.id} --follow (runs a copy again)")
+    return lines
