@@ -315,3 +315,14 @@ def test_a_pending_task_names_the_dependencies_it_waits_for() -> None:
     state.apply(event(30, "d4", statuses.COMPLETED))
     state.apply(event(31, "w", statuses.IN_PROGRESS))
     assert "waits for" not in rendered(render_tree(state, state.tasks["root"], ViewOptions()))
+
+
+def test_a_task_waiting_out_its_retry_backoff_says_so() -> None:
+    state = small_tree()
+    state.apply(event(11, "b", statuses.IN_PROGRESS))
+    error = TaskError("EXECUTOR_ERROR", "nope", {})
+    state.apply(event(12, "b", statuses.PENDING, error=error))
+    view = rendered(render_tree(state, state.tasks["root"], ViewOptions()))
+    assert "↻ retrying after attempt 1: EXECUTOR_ERROR: nope" in view
+    state.apply(event(13, "b", statuses.IN_PROGRESS))
+    assert "retrying" not in rendered(render_tree(state, state.tasks["root"], ViewOptions()))

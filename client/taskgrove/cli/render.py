@@ -137,7 +137,14 @@ def node_label(
         shown = ", ".join(waits[:MAX_WAITS_NAMED])
         more = len(waits) - MAX_WAITS_NAMED
         tail.append(f" waits for {shown}" + (f" +{more}" if more > 0 else ""), style="dim")
-    if node.attempt > 1:
+    backoff = node.status == statuses.PENDING and node.attempt >= 1 and node.error is not None
+    if backoff and node.error is not None:  # an attempt failed, another one comes
+        tail.append(
+            f" ↻ retrying after attempt {node.attempt}: {node.error.reason}: "
+            f"{state.error_message(node)}",
+            style="yellow",
+        )
+    elif node.attempt > 1:
         tail.append(f" attempt {node.attempt}", style="dim")
     duration = elapsed(node, now)
     if duration:

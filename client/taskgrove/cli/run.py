@@ -233,7 +233,8 @@ async def follow_run(
                 await follow_tree(client, root_id, state, until_id=top_id, action=action)
     except TimeoutError:
         print(
-            f"gave up waiting after {timeout:g}s; tree {root_id} keeps running ({hint})",
+            ("\n" if live else "")
+            + f"gave up waiting after {timeout:g}s; tree {root_id} keeps running ({hint})",
             file=sys.stderr,
         )
         return EXIT_TIMEOUT
