@@ -326,3 +326,11 @@ def test_a_task_waiting_out_its_retry_backoff_says_so() -> None:
     assert "↻ retrying after attempt 1: EXECUTOR_ERROR: nope" in view
     state.apply(event(13, "b", statuses.IN_PROGRESS))
     assert "retrying" not in rendered(render_tree(state, state.tasks["root"], ViewOptions()))
+
+
+def test_a_bar_with_failures_below_is_red() -> None:
+    from taskgrove.cli.render import progress_bar
+
+    assert progress_bar(1.0, failed=True).finished_style == "red"
+    assert progress_bar(0.5, failed=True).complete_style == "red"
+    assert progress_bar(1.0).finished_style != "red"

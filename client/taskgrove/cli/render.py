@@ -99,8 +99,19 @@ def elapsed(node: TaskNode, now: datetime) -> str:
     return ""
 
 
-def progress_bar(fraction: float, width: int = 20) -> ProgressBar:
-    return ProgressBar(total=1.0, completed=max(0.0, min(1.0, fraction)), width=width)
+def progress_bar(fraction: float, width: int = 20, *, failed: bool = False) -> ProgressBar:
+    """A bar; red when something below failed (a failed group's bar is full too: its
+    failed tasks have finished)."""
+    completed = max(0.0, min(1.0, fraction))
+    if failed:
+        return ProgressBar(
+            total=1.0,
+            completed=completed,
+            width=width,
+            complete_style="red",
+            finished_style="red",
+        )
+    return ProgressBar(total=1.0, completed=completed, width=width)
 
 
 def node_label(
@@ -157,7 +168,9 @@ def node_label(
     grid.add_column(no_wrap=True)
     grid.add_column(width=options.bar_width)
     grid.add_column()
-    grid.add_row(head, progress_bar(node.subtree_progress, options.bar_width), tail)
+    failed = node.counts.get(statuses.FAILED, 0) > 0
+    bar = progress_bar(node.subtree_progress, options.bar_width, failed=failed)
+    grid.add_row(head, bar, tail)
     return grid
 
 
@@ -283,7 +296,8 @@ def overall_line(root: TaskNode, wall_seconds: float | None, tick: int = 0) -> R
     counts.append(f"  ({root.total} tasks)", style="dim")
     if wall_seconds is not None:
         counts.append(f"  {format_duration(wall_seconds)}", style="dim")
-    grid.add_row(head, progress_bar(root.subtree_progress, 30), counts)
+    failed = root.counts.get(statuses.FAILED, 0) > 0
+    grid.add_row(head, progress_bar(root.subtree_progress, 30, failed=failed), counts)
     return grid
 
 
