@@ -180,9 +180,12 @@ class AsyncClient:
         user_id: str = "",
         page_size: int = 0,
         page_token: str = "",
+        order_by: str = "",
     ) -> tuple[list[Task], str]:
-        """One page of tasks and the next page's token ("" on the last page)."""
+        """One page of tasks and the next page's token ("" on the last page).
+        `order_by`: "create_time" (oldest first, the default) or "create_time desc"."""
         request = task_service_pb2.ListTasksRequest(
+            order_by=order_by,
             statuses=[wire.status_to_proto(status) for status in statuses],
             parent_id=parent_id,
             roots_only=roots_only,
@@ -194,7 +197,8 @@ class AsyncClient:
         return [Task.from_proto(task) for task in reply.tasks], reply.next_page_token
 
     async def list_tasks(self, **filters: Any) -> AsyncIterator[Task]:
-        """Every matching task, oldest first, fetching pages as needed."""
+        """Every matching task, oldest first (`order_by="create_time desc"`: newest
+        first), fetching pages as needed."""
         token = ""
         while True:
             page, token = await self.list_tasks_page(page_token=token, **filters)

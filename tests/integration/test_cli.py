@@ -95,6 +95,10 @@ def test_run_system_report_prints_the_summary_and_exits_0(server_process: Server
     assert "system_report: 4 tasks (4 completed)" in result.stdout
     # --no-live: the summary only, not the tree.
     assert "├──" not in result.stdout
+    # The final result (the report), keyed by the file's ids (the names here).
+    results = result.stdout.split("results:")[1]
+    assert results.splitlines()[1].split()[0] == "report"
+    assert '"cpu": {' in results and '"logical_cores":' in results
     tree = cli(server_process.address, "tree", result.root_id, "--json").json()
     assert tree["status"] == statuses.COMPLETED
     children = {child["name"]: child for child in tree["children"]}
@@ -211,7 +215,11 @@ def test_run_summarises_crowded_groups(server_process: ServerProcess, tmp_path: 
     result = cli(server_process.address, "run", str(path))
     assert result.returncode == 0, result.explain()
     assert "… 280 more (280 completed)" in result.stdout
-    assert len(result.stdout.splitlines()) < 40
+    # Not a terminal: a plain line per state change, then the final view, kept small.
+    lines = result.stdout.splitlines()
+    changes = [line for line in lines if re.match(r"^\s*\d+  \d\d:\d\d:\d\d\.\d{3}  ", line)]
+    assert len(lines) - len(changes) < 40
+    assert lines[: len(changes)] == changes
     assert "crowd: 300 tasks (300 completed)" in result.stdout
 
 
@@ -293,9 +301,9 @@ async def test_watch_text_of_a_failing_tree_exits_1(server_process: ServerProces
         result = await finish(process)
     assert result.returncode == 1, result.explain()
     lines = result.stdout.splitlines()
-    assert re.match(r"^\s*\d+  \d\d:\d\d:\d\d\.\d{3}  watched \S{8}  created pending$", lines[0])
+    assert re.match(r"^\s*\d+  \d\d:\d\d:\d\d\.\d{3}  watched \S{36}  created pending$", lines[0])
     assert any(
-        re.search(r"  b \S{8}  in_progress -> failed .*EXECUTOR_ERROR: failed on request", line)
+        re.search(r"  b \S{36}  in_progress -> failed .*EXECUTOR_ERROR: failed on request", line)
         for line in lines
     ), result.stdout
     assert "watched" in lines[-1]
@@ -336,7 +344,7 @@ def test_run_timeout_then_explain_cancel_and_retry(
     assert run.returncode == 3, run.explain()
     assert "keeps running" in run.stderr
     [root] = cli(address, "ls", "--roots", "--json").json()
-    long, following = cli(address, "ls", "--parent", root["id"], "--json").json()
+    long, following = cli(address, "ls", "--parent", root["id"], "--oldest-first", "--json").json()
 
     explained = cli(address, "explain", following["id"], "--json")
     assert explained.returncode == 0, explained.explain()
@@ -549,3 +557,230 @@ async def test_logs_prints_a_tasks_lines_as_text_and_json(tmp_path: Path) -> Non
         none = cli(served.address, "logs", task.id, "--attempt", "2")
         assert none.returncode == 0 and none.stdout == "", none.explain()
         assert "no log lines" in none.stderr
+
+
+# --------------------------------------------------------------------------- ids
+
+UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
+
+
+def test_every_id_shown_is_accepted_by_the_next_command(
+    server_process: ServerProcess, tmp_path: Path
+) -> None:
+    """The human views print whole ids (no shortened form that `get` would refuse)."""
+    address = server_process.address
+    run = cli(address, "run", str(write(tmp_path, "f.yaml", FAILING)))
+    assert run.returncode == 1, run.explain()
+    tree = cli(address, "tree", run.root_id)
+    listed = cli(address, "ls", "--user", "cli-fail")
+    watched = cli(address, "watch", run.root_id, "--until-done")
+    stored = {task["id"] for task in cli(address, "ls", "--json").json()}
+    for shown in (run, tree, listed, watched):
+        ids = set(UUID.findall(shown.stdout))
+        # Every task of the tree is shown (the summary lists the failed ones too).
+        assert ids == stored, shown.explain()
+    boom = next(line for line in tree.stdout.splitlines() if "boom" in line)
+    boom_id = UUID.findall(boom)[0]
+    for command in ("get", "explain", "logs", "cancel", "tree"):
+        for task_id in sorted(stored):
+            used = cli(address, command, task_id)
+            assert used.returncode == 0, used.explain()
+    assert "disk on fire" in cli(address, "get", boom_id).stdout
+
+
+def test_ls_lists_newest_first_and_says_when_nothing_matches(
+    server_process: ServerProcess, tmp_path: Path
+) -> None:
+    address = server_process.address
+    path = write(tmp_path, "f.yaml", FAILING)
+    first, second = (cli(address, "run", str(path), "--no-live").root_id for _ in range(2))
+    listed = cli(address, "ls", "--roots")
+    assert listed.returncode == 0, listed.explain()
+    rows = listed.stdout.splitlines()[1:]
+    assert [row.split()[0] for row in rows] == [second, first]
+    oldest = cli(address, "ls", "--roots", "--oldest-first", "--json").json()
+    assert [task["id"] for task in oldest] == [first, second]
+    newest = cli(address, "ls", "--limit", "1")
+    assert newest.stdout.splitlines()[1].split()[0] != first
+    assert "showing the newest 1" in newest.stderr
+    # `running` as the views call it; nothing runs now.
+    running = cli(address, "ls", "--status", "running")
+    assert running.returncode == 0, running.explain()
+    assert running.stdout == ""
+    assert "no tasks match" in running.stderr
+    assert cli(address, "ls", "--status", "running", "--json").json() == []
+    assert cli(address, "ls", "--status", "done").returncode == 2
+
+
+MIXED = """\
+    name: mixed
+    user_id: cli-mixed
+    children:
+      - id: eu
+        name: fetch EU
+        executor: sleep_executor
+        inputs: {seconds: 0.05, result: {rows: 3}}
+      - id: sh
+        name: shell
+        executor: command_executor
+        inputs: {argv: [sh, -c, "echo out; for n in $(seq 7); do echo err $n >&2; done; exit 3"]}
+      - id: merge
+        name: merge
+        executor: aggregate_results_executor
+        dependencies: [eu]
+      - name: after shell
+        executor: sleep_executor
+        dependencies: [sh]
+"""
+
+
+def test_run_shows_results_the_files_ids_and_why_a_command_failed(tmp_path: Path) -> None:
+    from taskgrove_server.testing import ServerProcess, sqlite_url
+
+    path = write(tmp_path, "mixed.yaml", MIXED)
+    with ServerProcess(
+        sqlite_url(tmp_path / "mixed.db"), extra_env={"TASKGROVE_ALLOW_COMMANDS": "sh"}
+    ) as served:
+        text = cli(served.address, "run", str(path), "--no-live")
+        assert text.returncode == 1, text.explain()
+        rows = text.stdout.split("ids:")[1].split("results:")[0].splitlines()[1:]
+        ids = dict(line.strip().rsplit("  ", 1) for line in rows)
+        assert {ref.strip(): task_id for ref, task_id in ids.items()}.keys() == {
+            "mixed", "eu", "sh", "merge", "after shell",
+        }  # fmt: skip
+        # merge is the final result (nothing depends on it), its key the file's id.
+        results = text.stdout.split("results:")[1].split("problems")[0]
+        assert "merge [merge]" not in results and results.splitlines()[1].split()[0] == "merge"
+        assert '"eu": {' in results and '"rows": 3' in results
+        # The command's failure with the end of its stderr; its dependent names it.
+        problems = text.stdout.split("problems")[1]
+        assert "COMMAND_FAILED: sh exited with 3" in problems
+        stderr = [line.strip() for line in problems.splitlines() if "stderr:" in line]
+        assert stderr == [f"stderr: err {n}" for n in range(3, 8)]
+        assert "DEPENDENCY_FAILED: required dependency 'shell' failed" in problems
+
+        as_json = cli(served.address, "run", str(path), "--json")
+        assert as_json.returncode == 1, as_json.explain()
+        summary = as_json.json()
+        assert set(summary["task_ids"]) == {"mixed", "eu", "sh", "merge", "after shell"}
+        merge_id = summary["task_ids"]["merge"]
+        assert summary["results"]["eu"]["result"] == {"rows": 3}
+        assert summary["results"]["merge"]["results"] == {
+            summary["task_ids"]["eu"]: summary["results"]["eu"]
+        }
+        failure = {f["ref"]: f for f in summary["failures"]}["sh"]
+        assert failure["details"]["stdout"] == "out\n"
+        assert failure["details"]["stderr"].endswith("err 7\n")
+        for task_id in summary["task_ids"].values():
+            assert cli(served.address, "get", task_id).returncode == 0
+        got = cli(served.address, "get", merge_id, "--json").json()
+        assert got["name"] == "merge"
+        # `get` names the dependencies, and shows a command's output ends as lines.
+        after = cli(served.address, "get", summary["task_ids"]["after shell"]).stdout
+        sh_id = summary["task_ids"]["sh"]
+        assert re.search(rf"^dependencies\s+{sh_id} 'shell'$", after, re.MULTILINE), after
+        assert f"required dependency {sh_id} ('shell') failed" in after
+        shell = cli(served.address, "get", sh_id).stdout
+        assert re.search(r"^stdout\s+out$", shell, re.MULTILINE), shell
+        assert re.search(r"^stderr\s+err 1$", shell, re.MULTILINE), shell
+        assert re.search(r"^\s+err 7$", shell, re.MULTILINE), shell
+        assert re.search(r"^attempt\s+1 of 1$", shell, re.MULTILINE), shell
+
+
+# --------------------------------------------------------------------------- following
+
+
+def test_execute_retry_copy_and_watch_tree_follow_like_run(
+    server_process: ServerProcess, tmp_path: Path
+) -> None:
+    address = server_process.address
+    run = cli(address, "run", str(write(tmp_path, "f.yaml", FAILING)), "--json")
+    assert run.returncode == 1, run.explain()
+    ids = run.json()["task_ids"]
+    root_id = ids["failing"]
+
+    # retry --follow: waits for the new attempt, which fails again (exit 1 as run).
+    retried = cli(address, "retry", ids["boom"], "--follow", "--json")
+    assert retried.returncode == 1, retried.explain()
+    summary = retried.json()
+    assert set(summary["retried_task_ids"]) == {ids["boom"], ids["after boom"]}
+    assert summary["root_id"] == ids["boom"]
+    assert summary["failures"][0]["message"] == "disk on fire"
+    assert cli(address, "get", ids["boom"], "--json").json()["attempt"] == 2
+    text = cli(address, "retry", root_id, "--follow", "--no-live")
+    assert text.returncode == 1, text.explain()
+    assert "retried 2 tasks" in text.stderr
+    assert "failing: 3 tasks (1 completed, 2 failed)" in text.stdout
+    # Nothing to retry: the server's refusal, exit 2, no view.
+    refused = cli(address, "retry", ids["fine"], "--follow")
+    assert refused.returncode == 2, refused.explain()
+    assert "TASK_NOT_RETRYABLE" in refused.stderr and refused.stdout == ""
+
+    # copy --follow runs the copy (implies --execute) and follows it.
+    copied = cli(address, "copy", root_id, "--follow", "--json")
+    assert copied.returncode == 1, copied.explain()
+    assert copied.json()["root_id"] != root_id
+    assert copied.json()["total"] == 3
+
+    # A copy made without --execute: `execute` runs it with the live view. Not on a
+    # terminal: a plain line per state change, then the final tree and the summary.
+    pending = cli(address, "copy", root_id, "--json").json()["task_ids"][root_id]
+    assert cli(address, "get", pending, "--json").json()["status"] == statuses.PENDING
+    boom_copy = cli(address, "tree", pending, "--json").json()["children"][1]["id"]
+    assert f"next: taskgrove execute {boom_copy}" in cli(address, "explain", boom_copy).stdout
+    explained = cli(address, "explain", ids["boom"]).stdout
+    assert "error: EXECUTOR_ERROR: disk on fire" in explained
+    assert f"next: taskgrove retry {ids['boom']} --follow" in explained
+    executed = cli(address, "execute", pending)
+    assert executed.returncode == 1, executed.explain()
+    lines = executed.stdout.splitlines()
+    changes = [line for line in lines if " -> " in line]
+    assert any(re.search(rf"boom {UUID.pattern}  \S+ -> failed", line) for line in changes)
+    assert any(re.search(rf"fine {UUID.pattern}  \S+ -> completed", line) for line in changes)
+    assert any("DEPENDENCY_FAILED: required dependency 'boom' failed" in line for line in changes)
+    assert lines.index(changes[-1]) < next(i for i, line in enumerate(lines) if "├──" in line)
+    assert "\x1b[" not in executed.stdout
+    assert f"root {pending}" in executed.stdout
+
+    # watch --tree re-attaches the view; a finished tree ends at once with run's codes.
+    watched = cli(address, "watch", root_id, "--tree")
+    assert watched.returncode == 1, watched.explain()
+    assert "├──" in watched.stdout and "EXECUTOR_ERROR: disk on fire" in watched.stdout
+    report = cli(address, "run", str(EXAMPLES / "system_report.yaml"), "--no-live").root_id
+    assert cli(address, "watch", report, "--tree", "--no-live").returncode == 0
+    fresh = cli(address, "copy", report, "--json").json()["task_ids"][report]
+    done = cli(address, "execute", fresh, "--no-live")
+    assert done.returncode == 0, done.explain()
+    assert "system_report: 4 tasks (4 completed)" in done.stdout
+    assert "results:" in done.stdout and '"cpu": {' in done.stdout
+
+
+async def test_watch_tree_waits_for_a_running_tree_and_ends_with_it(
+    server_process: ServerProcess,
+) -> None:
+    address = server_process.address
+    async with AsyncClient(address) as client:
+        tasks = await client.create_task_tree(
+            [
+                {"id": "root", "name": "slow", "user_id": "cli-attach"},
+                {
+                    "id": "a",
+                    "name": "a",
+                    "parent_id": "root",
+                    "executor": "sleep_executor",
+                    "inputs": {"seconds": 60},
+                },
+            ]
+        )
+        root_id = tasks["root"].id
+        await client.execute_task(root_id)
+        # Running: the view waits (here until its --timeout, exit 3 as run's).
+        waiting = await finish(await watch_process(address, root_id, "--tree", "--timeout", "1"))
+        assert waiting.returncode == 3, waiting.explain()
+        assert f"taskgrove watch {root_id} --tree" in waiting.stderr
+        # Attached while it runs, it ends when the tree does (cancelled: exit 1).
+        process = await watch_process(address, tasks["a"].id, "--tree")
+        await client.cancel_task(root_id)
+        ended = await finish(process)
+    assert ended.returncode == 1, ended.explain()
+    assert "a: 1 tasks (1 cancelled)" in ended.stdout

@@ -654,6 +654,77 @@ async def test_list_tasks_token_bound_to_filters(client: AsyncClient) -> None:
     assert len(page) == 2
 
 
+async def all_pages(client: AsyncClient, page_size: int, **filters: object) -> list[str]:
+    """Ids of every page of a listing, following its tokens."""
+    ids: list[str] = []
+    token = ""
+    while True:
+        page, token = await client.list_tasks_page(
+            page_size=page_size,
+            page_token=token,
+            **filters,  # type: ignore[arg-type]
+        )
+        ids.extend(task.id for task in page)
+        if not token:
+            return ids
+
+
+async def test_list_tasks_order_by_create_time_both_ways(client: AsyncClient) -> None:
+    """`create_time desc` lists newest first; tasks created together keep their order
+    (reversed); pages of 1, 2 and 3 give the same listing in both orders."""
+    created: list[str] = []
+    for index in range(3):
+        tree = await client.create_task_tree(
+            [
+                {"id": "r", "name": f"tree {index}", "user_id": "order"},
+                {"id": "a", "name": "a", "parent_id": "r", "executor": "sleep_executor"},
+                {"id": "b", "name": "b", "parent_id": "r", "executor": "sleep_executor"},
+            ]
+        )
+        created.extend(tree[key].id for key in ("r", "a", "b"))
+    oldest_first = [task.id async for task in client.list_tasks(user_id="order")]
+    assert oldest_first == created
+    for size in (1, 2, 3, 100):
+        assert await all_pages(client, size, user_id="order") == created
+        assert await all_pages(client, size, user_id="order", order_by="create_time") == created
+        newest = await all_pages(client, size, user_id="order", order_by="create_time desc")
+        assert newest == created[::-1], size
+    roots = await all_pages(client, 1, roots_only=True, order_by="  create_time   desc ")
+    assert roots == created[::3][::-1]
+    # The newest tasks come first even when more match than a page holds.
+    page, token = await client.list_tasks_page(page_size=2, order_by="create_time desc")
+    assert [task.id for task in page] == created[:-3:-1] and token
+
+
+async def test_list_tasks_page_tokens_keep_their_order(client: AsyncClient) -> None:
+    for index in range(4):
+        await client.create_task(name=f"t{index}")
+    _, ascending = await client.list_tasks_page(page_size=1)
+    _, descending = await client.list_tasks_page(page_size=1, order_by="create_time desc")
+    for token, order in (
+        (ascending, "create_time desc"),
+        (descending, ""),
+        (descending, "create_time"),
+    ):
+        with pytest.raises(InvalidArgumentError) as caught:
+            await client.list_tasks_page(page_size=1, page_token=token, order_by=order)
+        assert caught.value.reason == "INVALID_PAGE_TOKEN", order
+    second, _ = await client.list_tasks_page(
+        page_size=1, page_token=descending, order_by="create_time desc"
+    )
+    assert second[0].name == "t2"
+
+
+async def test_list_tasks_refuses_other_orders(client: AsyncClient) -> None:
+    for order in ("name", "create_time descending", "create_time desc, name", "desc", "seq"):
+        request = task_service_pb2.ListTasksRequest(order_by=order)
+        error = await raw_failure(client.stub.ListTasks(request))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, order
+        reason, _, fields = error_info(error)
+        assert (reason, fields) == ("INVALID_ORDER_BY", ["order_by"]), order
+        assert "create_time desc" in (error.details() or "")
+
+
 async def test_list_tasks_token_of_filtered_listing_reused_unfiltered(
     client: AsyncClient,
 ) -> None:

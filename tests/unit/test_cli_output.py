@@ -66,3 +66,19 @@ def test_nesting_deeper_than_the_recursion_limit() -> None:
     assert text.count("[") == 5001
     assert text.endswith('"n": 4999, "children": []' + "}]" * 5000 + "}")
     assert len(dumps(top, indent=1).splitlines()) > 15000
+
+
+def test_attempts_past_max_attempts_say_they_came_from_retry() -> None:
+    from taskgrove import Task
+    from taskgrove.cli.commands import attempt_text
+
+    def of(attempt: int, max_attempts: int) -> str:
+        return attempt_text(
+            Task(id="t", name="t", user_id="u", status="failed", executor="e",
+                 attempt=attempt, max_attempts=max_attempts)
+        )  # fmt: skip
+
+    assert of(0, 2) == "none yet (2 allowed)"
+    assert of(2, 2) == "2 of 2"
+    assert of(3, 2) == "3 (2 allowed per run; 3 came from retry)"
+    assert of(4, 2) == "4 (2 allowed per run; 3 to 4 came from retry)"

@@ -15,6 +15,7 @@ from taskgrove.cli.render import (
     render_tree,
 )
 from taskgrove.cli.state import TreeState
+from taskgrove.cli.summary import RunSummary
 from taskgrove.domain import statuses
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -130,7 +131,7 @@ def test_dependency_named_in_an_error_is_shown_with_its_name() -> None:
     error = TaskError("DEPENDENCY_FAILED", "required dependency a1 failed", {"dependency_id": "a1"})
     node = state.apply(event(11, "b", statuses.FAILED, error=error))
     assert node is not None
-    assert state.error_message(node) == "required dependency a1 ('name-a1') failed"
+    assert state.error_message(node) == "required dependency 'name-a1' failed"
 
 
 def big_group(children: int) -> TreeState:
@@ -232,3 +233,104 @@ def test_the_marker_counts_the_deepest_branch_below_the_cut() -> None:
     full = rendered(render_tree(state, state.tasks["root"], ViewOptions(max_depth=3)))
     assert "more levels" not in full
     assert "name-a2" in full
+
+
+# --------------------------------------------------------------------------- summary
+
+TRACEBACK = "Traceback (most recent call last):\n" + "".join(
+    f'  File "executor.py", line {line}, in step{line}\n    step{line + 1}()\n'
+    for line in range(1, 20)
+)
+
+
+def test_the_summary_shows_failure_details_results_and_the_files_ids() -> None:
+    state = small_tree()
+    crash = TaskError("EXECUTOR_ERROR", "KeyError: 'missing'", {
+        "type": "KeyError",
+        "traceback": TRACEBACK + "KeyError: 'missing'\n",
+    })  # fmt: skip
+    failed = TaskError("COMMAND_FAILED", "sh exited with 3", {
+        "exit_code": 3, "stdout": "out\n", "stderr": "".join(f"line {n}\n" for n in range(9)),
+    })  # fmt: skip
+    state.apply(event(11, "a1", statuses.FAILED, error=crash, parent="a"))
+    state.apply(event(12, "a2", statuses.FAILED, error=failed, parent="a"))
+    state.apply(event(13, "b", statuses.COMPLETED))
+    ids = {"top": "root", "grp": "a", "x": "a1", "y": "a2", "fin": "b"}
+    stored = [
+        Task(id="a1", name="name-a1", user_id="u", status=statuses.FAILED, executor="e"),
+        Task(
+            id="b",
+            name="name-b",
+            user_id="u",
+            status=statuses.COMPLETED,
+            executor="aggregate_results_executor",
+            result={"results": {"a1": 1, "zz": [{"a2": 2}]}, "count": 2},
+        ),
+    ]
+    summary = RunSummary.of(state, "root", 1.0, task_ids=ids, stored=stored)
+    text = rendered(summary.render())
+    # The last lines of the traceback (where it was raised) and of stderr.
+    assert "traceback (last lines):" in text
+    assert "KeyError: 'missing'" in text.split("traceback (last lines):")[1]
+    assert "step1()" not in text and "step19()" in text
+    assert [line.strip() for line in text.splitlines() if "stderr:" in line] == [
+        f"stderr: line {n}" for n in range(4, 9)
+    ]
+    # The final result, its dependency keys as the file's ids.
+    assert '"x": 1' in text and '"y": 2' in text
+    assert "name-b [fin] b" in text
+    assert [line.split() for line in text.split("ids:")[1].splitlines()[1:6]] == [
+        [ref, task_id] for ref, task_id in ids.items()
+    ]
+    data = summary.to_json()
+    assert data["task_ids"] == ids
+    assert data["results"] == {"fin": stored[1].result}
+    assert {f["ref"]: f["details"] for f in data["failures"]}["y"]["stdout"] == "out\n"
+
+
+def test_a_pending_task_names_the_dependencies_it_waits_for() -> None:
+    state = TreeState()
+    deps = [{"id": f"d{index}", "required": True} for index in range(5)]
+    state.load(
+        [
+            task("root", None, group=True),
+            *(task(f"d{index}", "root") for index in range(5)),
+            Task(
+                id="w",
+                name="waiter",
+                user_id="u",
+                status=statuses.PENDING,
+                parent_id="root",
+                executor="e",
+                dependencies=deps,
+            ),
+        ]
+    )
+    view = rendered(render_tree(state, state.tasks["root"], ViewOptions()))
+    assert "waiter" in view and "waits for name-d0, name-d1, name-d2 +2" in view
+    for index in range(4):
+        state.apply(event(20 + index, f"d{index}", statuses.COMPLETED))
+    view = rendered(render_tree(state, state.tasks["root"], ViewOptions()))
+    assert "waits for name-d4" in view and "name-d3," not in view
+    state.apply(event(30, "d4", statuses.COMPLETED))
+    state.apply(event(31, "w", statuses.IN_PROGRESS))
+    assert "waits for" not in rendered(render_tree(state, state.tasks["root"], ViewOptions()))
+
+
+def test_a_task_waiting_out_its_retry_backoff_says_so() -> None:
+    state = small_tree()
+    state.apply(event(11, "b", statuses.IN_PROGRESS))
+    error = TaskError("EXECUTOR_ERROR", "nope", {})
+    state.apply(event(12, "b", statuses.PENDING, error=error))
+    view = rendered(render_tree(state, state.tasks["root"], ViewOptions()))
+    assert "↻ retrying after attempt 1: EXECUTOR_ERROR: nope" in view
+    state.apply(event(13, "b", statuses.IN_PROGRESS))
+    assert "retrying" not in rendered(render_tree(state, state.tasks["root"], ViewOptions()))
+
+
+def test_a_bar_with_failures_below_is_red() -> None:
+    from taskgrove.cli.render import progress_bar
+
+    assert progress_bar(1.0, failed=True).finished_style == "red"
+    assert progress_bar(0.5, failed=True).complete_style == "red"
+    assert progress_bar(1.0).finished_style != "red"

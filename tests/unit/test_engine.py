@@ -24,6 +24,7 @@ from taskgrove_server.identity import ANONYMOUS
 from taskgrove_server.service.specs import TaskSpec
 from taskgrove_server.service.tasks import Tasks
 from taskgrove_server.storage.memory import MemoryStore, TransientStorageError
+from taskgrove_server.storage.reads import ListFilter
 from taskgrove_server.storage.records import TaskRow
 from taskgrove_server.storage.store import TaskStore, memory_store
 from taskgrove_server.storage.writer import Writer
@@ -563,3 +564,18 @@ async def test_a_stop_while_storage_fails_gives_up_and_answers_unavailable() -> 
     with pytest.raises(ServiceError) as refused:
         await waiting
     assert refused.value.reason == reasons.STORAGE_UNAVAILABLE
+
+
+async def test_the_memory_store_lists_in_both_orders_after_a_key(lab: Lab) -> None:
+    t = await lab.tree(group("root"), *(spec(ref, parent="root") for ref in "abc"), execute=False)
+    seqs = [lab.memory.tasks[t[ref].id].seq for ref in ("root", "a", "b", "c")]
+    ids = [t[ref].id for ref in ("root", "a", "b", "c")]
+
+    async def listed(**filters: Any) -> list[str]:
+        return [row.id for row in await lab.memory.list_tasks(ListFilter(**filters))]
+
+    assert await listed() == ids
+    assert await listed(newest_first=True) == ids[::-1]
+    assert await listed(after_seq=seqs[1]) == ids[2:]
+    assert await listed(after_seq=seqs[2], newest_first=True) == ids[1::-1]
+    assert await listed(newest_first=True, limit=2, parent_id=t["root"].id) == ids[:1:-1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from typing import Any
@@ -17,9 +18,10 @@ from taskgrove.cli.output import (
     stdout_console,
     task_json,
 )
-from taskgrove.cli.render import ViewOptions, depth_for_width, render_tree
+from taskgrove.cli.render import ViewOptions, bar_width_for, depth_for_width, render_tree
 from taskgrove.cli.session import EXIT_OK
 from taskgrove.cli.state import TreeState
+from taskgrove.cli.summary import tail
 
 MAX_PAGE_SIZE = 1000
 
@@ -28,8 +30,33 @@ def _compact(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
 
 
-def task_lines(task: Task) -> list[str]:
-    """`key  value` lines describing every field of a task."""
+def attempt_text(task: Task) -> str:
+    """`2 of 3`; past `max_attempts` (a `retry` runs one more attempt each time):
+    `4 (2 allowed per run; 3 and 4 came from retry)`."""
+    if task.attempt == 0:
+        return f"none yet ({task.max_attempts} allowed)"
+    if task.attempt <= task.max_attempts:
+        return f"{task.attempt} of {task.max_attempts}"
+    first_retried = task.max_attempts + 1
+    which = (
+        f"{first_retried}"
+        if first_retried == task.attempt
+        else f"{first_retried} to {task.attempt}"
+    )
+    return f"{task.attempt} ({task.max_attempts} allowed per run; {which} came from retry)"
+
+
+async def dependency_names(client: AsyncClient, task: Task) -> dict[str, str]:
+    """The names of a task's dependencies, by id (those that cannot be read are left out)."""
+    ids = [str(dep["id"]) for dep in task.dependencies]
+    found = await asyncio.gather(*(client.get_task(dep) for dep in ids), return_exceptions=True)
+    return {dep: got.name for dep, got in zip(ids, found, strict=True) if isinstance(got, Task)}
+
+
+def task_lines(task: Task, names: dict[str, str] | None = None) -> list[str]:
+    """`key  value` lines describing every field of a task (`names`: of its dependencies,
+    by id)."""
+    names = names or {}
     rows: list[tuple[str, str]] = [
         ("id", task.id),
         ("name", task.name),
@@ -42,15 +69,14 @@ def task_lines(task: Task) -> list[str]:
         ("progress", f"{format_percent(task.progress)} {task.progress_message}".rstrip()),
     ]
     if not task.is_group:
-        rows.append(("attempt", f"{task.attempt} of {task.max_attempts}"))
+        rows.append(("attempt", attempt_text(task)))
     if task.timeout is not None:
         rows.append(("timeout", format_duration(task.timeout.total_seconds())))
-    if task.dependencies:
-        deps = ", ".join(
-            dep["id"] + ("" if dep.get("required", True) else " (optional)")
-            for dep in task.dependencies
-        )
-        rows.append(("dependencies", deps))
+    for index, dep in enumerate(task.dependencies):
+        name = names.get(str(dep["id"]))
+        text = str(dep["id"]) + (f" {name!r}" if name is not None else "")
+        text += "" if dep.get("required", True) else " (optional)"
+        rows.append(("dependencies" if index == 0 else "", text))
     if task.original_task_id:
         rows.append(("copied from", task.original_task_id))
     for label, moment in (
@@ -61,9 +87,10 @@ def task_lines(task: Task) -> list[str]:
         if moment is not None:
             rows.append((label, moment.astimezone().isoformat(timespec="milliseconds")))
     if task.start_time is not None and task.end_time is not None:
-        rows.append(
-            ("duration", format_duration((task.end_time - task.start_time).total_seconds()))
-        )
+        duration = format_duration((task.end_time - task.start_time).total_seconds())
+        if task.attempt > 1:
+            duration += " (from the first attempt's start, waits between attempts included)"
+        rows.append(("duration", duration))
     rows.append(("inputs", _compact(task.inputs)))
     if task.params:
         rows.append(("params", _compact(task.params)))
@@ -71,9 +98,21 @@ def task_lines(task: Task) -> list[str]:
         text = json.dumps(task.result, ensure_ascii=False, indent=2)
         rows.append(("result", text.replace("\n", "\n" + " " * 14)))
     if task.error is not None:
-        rows.append(("error", f"{task.error.reason}: {task.error.message}"))
-        if task.error.details:
-            rows.append(("error details", _compact(task.error.details)))
+        message = task.error.message
+        named = task.error.details.get("dependency_id")
+        if isinstance(named, str) and named in names:  # DEPENDENCY_FAILED and the like
+            message = message.replace(named, f"{named} ({names[named]!r})")
+        rows.append(("error", f"{task.error.reason}: {message}"))
+        details = dict(task.error.details)
+        long = {
+            key: details.pop(key) for key in ("stdout", "stderr", "traceback") if key in details
+        }
+        if details:
+            rows.append(("error details", _compact(details)))
+        for key, text in long.items():  # the end of each, as lines
+            if isinstance(text, str) and text.strip():
+                lines = tail(text, 20)
+                rows.append((key, "\n".join(lines).replace("\n", "\n" + " " * 14)))
     return [f"{key:<13} {value}" for key, value in rows]
 
 
@@ -83,7 +122,7 @@ async def get_task(client: AsyncClient, args: argparse.Namespace) -> int:
     if args.json:
         print_json(task_json(task))
     else:
-        print("\n".join(task_lines(task)))
+        print("\n".join(task_lines(task, await dependency_names(client, task))))
     return EXIT_OK
 
 
@@ -116,14 +155,18 @@ async def show_tree(client: AsyncClient, args: argparse.Namespace) -> int:
     root = state.tasks[tasks[0].id]
     console = stdout_console()
     options = ViewOptions(
-        max_children=args.max_children, max_rows=0, max_depth=depth_for_width(console.width)
+        max_children=args.max_children,
+        max_rows=0,
+        max_depth=depth_for_width(console.width),
+        bar_width=bar_width_for(console.width),
     )
     console.print(render_tree(state, root, options))
     return EXIT_OK
 
 
 async def list_tasks(client: AsyncClient, args: argparse.Namespace) -> int:
-    """List tasks, oldest first, filtered by status, owner, parent or roots only."""
+    """List tasks, newest first (`--oldest-first`: in creation order), filtered by status,
+    owner, parent or roots only."""
     limit: int = args.limit
     found: list[Task] = []
     token = ""
@@ -136,6 +179,7 @@ async def list_tasks(client: AsyncClient, args: argparse.Namespace) -> int:
             user_id=args.user or "",
             page_size=want,
             page_token=token,
+            order_by="create_time" if args.oldest_first else "create_time desc",
         )
         found.extend(page)
         if not token or (limit > 0 and len(found) >= limit):
@@ -159,12 +203,16 @@ async def list_tasks(client: AsyncClient, args: argparse.Namespace) -> int:
         ]
         for task in found
     ]
-    if rows:
-        headers = ["ID", "NAME", "STATUS", "EXECUTOR", "PROGRESS", "PRIORITY", "CREATED"]
-        print(format_table(headers, rows))
+    if not rows:
+        print("no tasks match", file=sys.stderr)
+        return EXIT_OK
+    headers = ["ID", "NAME", "STATUS", "EXECUTOR", "PROGRESS", "PRIORITY", "CREATED"]
+    print(format_table(headers, rows))
     if token:
+        which = "oldest" if args.oldest_first else "newest"
         print(
-            f"(more tasks match: showing the first {limit}; --limit 0 shows all)", file=sys.stderr
+            f"(more tasks match: showing the {which} {limit}; --limit 0 shows all)",
+            file=sys.stderr,
         )
     return EXIT_OK
 

@@ -4,10 +4,13 @@ task is not running yet)."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 from taskgrove._client import AsyncClient
+from taskgrove._models import Task
 from taskgrove.cli.output import format_table, print_json, to_jsonable
 from taskgrove.cli.session import EXIT_OK
+from taskgrove.domain import statuses
 
 
 def _plural(count: int) -> str:
@@ -29,7 +32,12 @@ async def cancel_task(client: AsyncClient, args: argparse.Namespace) -> int:
 
 async def retry_task(client: AsyncClient, args: argparse.Namespace) -> int:
     """Run a failed or cancelled task again, with its failed or cancelled descendants and
-    the dependents that failed because of them; prints their ids."""
+    the dependents that failed because of them; prints their ids. `--follow`: then
+    follow it like `run` (live view, summary, exit codes)."""
+    if args.follow:
+        from taskgrove.cli.follow import retry_and_follow
+
+        return await retry_and_follow(client, args)
     retried = await client.retry_task(args.id)
     if args.json:
         print_json({"retried_task_ids": retried})
@@ -42,15 +50,22 @@ async def retry_task(client: AsyncClient, args: argparse.Namespace) -> int:
 
 async def copy_tree(client: AsyncClient, args: argparse.Namespace) -> int:
     """Copy a subtree as a new tree whose tasks name their originals; prints the new root
-    and the original -> copy ids."""
+    and the original -> copy ids. `--follow` (implies `--execute`): then follow the copy
+    like `run`."""
     copies = await client.copy_task_tree(
-        args.id, only_unfinished=args.only_unfinished, execute=args.execute
+        args.id, only_unfinished=args.only_unfinished, execute=args.execute or args.follow
     )
     mapping = {original: copy.id for original, copy in copies.items()}
+    top = next((c for c in copies.values() if c.parent_id is None), None)
+    if args.follow and top is not None:
+        from taskgrove.cli.follow import follow_copy
+
+        if not args.json:
+            print(f"copied {_plural(len(copies))} as {top.id}", file=sys.stderr)
+        return await follow_copy(client, args, top.id)
     if args.json:
         print_json({"task_ids": mapping})
         return EXIT_OK
-    top = next((c for c in copies.values() if c.parent_id is None), None)
     print(f"copied {_plural(len(copies))}" + (f" as {top.id}" if top else ""))
     for original, copy_id in mapping.items():
         print(f"  {original} -> {copy_id}")
@@ -86,4 +101,20 @@ async def explain_task(client: AsyncClient, args: argparse.Namespace) -> int:
     if explanation.retry_time is not None:
         print(f"next attempt at: {explanation.retry_time.astimezone().isoformat()}")
     print(f"running: {explanation.running} of {explanation.concurrency_limit}")
+    for line in next_steps(task, explanation.reasons):
+        print(line)
     return EXIT_OK
+
+
+def next_steps(task: Task, reasons: list[str]) -> list[str]:
+    """What to do about it: the error of a finished task and the command to run next."""
+    lines: list[str] = []
+    if task.error is not None and task.status in (statuses.FAILED, statuses.CANCELLED):
+        lines.append(f"error: {task.error.reason}: {task.error.message}")
+    if "NOT_EXECUTING" in reasons:
+        lines.append(f"next: taskgrove execute {task.id}")
+    elif task.status in (statuses.FAILED, statuses.CANCELLED):
+        lines.append(f"next: taskgrove retry {task.id} --follow")
+    elif task.status == statuses.COMPLETED:
+        lines.append(f"next: taskgrove copy {task.id} --follow (runs a copy again)")
+    return lines

@@ -157,12 +157,6 @@ def stdout_console(*, soft_wrap: bool | None = None) -> Console:
     return _Console(highlight=False, soft_wrap=wrap, width=width)
 
 
-def short_id(task_id: str) -> str:
-    """The last 8 characters of an id: task ids are UUIDv7, whose leading characters are
-    a timestamp shared by every task created in the same minute."""
-    return task_id[-8:] if len(task_id) > 8 else task_id
-
-
 def format_duration(seconds: float) -> str:
     """`0.42s`, `12.3s`, `4m05s`, `2h03m`."""
     seconds = max(0.0, seconds)

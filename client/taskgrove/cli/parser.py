@@ -41,6 +41,28 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _status(text: str) -> str:
+    """A status as `ls --status` takes it: `running` (as the views say) is `in_progress`."""
+    return statuses.IN_PROGRESS if text == "running" else text
+
+
+def _add_follow_arguments(parser: argparse.ArgumentParser, *, json_help: str) -> None:
+    """`--no-live`, `--json` and `--timeout` as `run` has them."""
+    parser.add_argument("--no-live", action="store_true", help="print only the final summary")
+    parser.add_argument("--json", action="store_true", help=json_help)
+    parser.add_argument(
+        "--timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="stop waiting after SECONDS (exit 3; the tree keeps running)",
+    )
+
+
+_FOLLOW_EXITS = (
+    "Exit 0 if every task completed, 1 if anything failed or was cancelled, 3 on --timeout."
+)
+
+
 def _run_worker(args: argparse.Namespace) -> int:
     from taskgrove.cli.worker import run
 
@@ -138,15 +160,20 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         "--timeout.",
     )
     run.add_argument("file", metavar="FILE", help="a tree file (JSON or YAML; - for stdin)")
-    run.add_argument("--no-live", action="store_true", help="print only the final summary")
-    run.add_argument("--json", action="store_true", help="print the summary as JSON only")
-    run.add_argument(
-        "--timeout",
-        type=_positive_float,
-        metavar="SECONDS",
-        help="stop waiting after SECONDS (exit 3; the tree keeps running)",
-    )
+    _add_follow_arguments(run, json_help="print the summary as JSON only")
     run.set_defaults(handler=_handler("run", "run_tree"))
+
+    execute = commands.add_parser(
+        "execute",
+        parents=common,
+        help="execute a pending task with its subtree and follow it live, as run does",
+        description="Execute ID (a pending tree or task: a copy made without --execute, a "
+        "tree created with the SDK) with its whole subtree, show it live, then print a "
+        f"summary. {_FOLLOW_EXITS}",
+    )
+    execute.add_argument("id", metavar="ID", help="the task or tree to execute")
+    _add_follow_arguments(execute, json_help="print the summary as JSON only")
+    execute.set_defaults(handler=_handler("follow", "execute_tree"))
 
     watch = commands.add_parser(
         "watch",
@@ -168,6 +195,15 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         "--until-done",
         action="store_true",
         help="exit once ID has finished: 0 if it completed, 1 otherwise",
+    )
+    watch.add_argument(
+        "--tree",
+        action="store_true",
+        help="show ID's tree live (as run does) until it has finished, then its summary; "
+        "exit codes as run",
+    )
+    watch.add_argument(
+        "--no-live", action="store_true", help="with --tree: print only the final summary"
     )
     watch.add_argument("--user", help="only tasks of this owner")
     watch.add_argument(
@@ -217,15 +253,21 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     ls = commands.add_parser(
         "ls",
         parents=common,
-        help="list tasks, oldest first",
-        description="List the stored tasks (oldest first) as a table, filtered by status, "
-        "owner and parent.",
+        help="list tasks, newest first",
+        description="List tasks, newest first (--oldest-first: in creation order), "
+        "filtered by status, owner, parent or roots only.",
     )
     ls.add_argument(
         "--status",
         action="append",
+        type=_status,
         choices=statuses.ALL,
-        help="only tasks with this status (repeatable)",
+        metavar="STATUS",
+        help=f"only tasks with this status (repeatable): {', '.join(statuses.ALL)}; "
+        "running is in_progress",
+    )
+    ls.add_argument(
+        "--oldest-first", action="store_true", help="in creation order (default: newest first)"
     )
     ls.add_argument("--roots", action="store_true", help="only roots (top tasks of trees)")
     ls.add_argument("--user", help="only tasks of this owner")
@@ -249,13 +291,6 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
             "prints the ids this call cancelled.",
         ),
         (
-            "retry",
-            "retry_task",
-            "run a failed or cancelled task (and what failed with it) again",
-            "Run the failed or cancelled task ID again, with the tasks that failed or were "
-            "cancelled because of it; prints the ids retried.",
-        ),
-        (
             "explain",
             "explain_task",
             "say why a task is not running yet",
@@ -267,6 +302,19 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         action.add_argument("id", metavar="ID", help="the task's id")
         action.add_argument("--json", action="store_true", help="the reply as JSON")
         action.set_defaults(handler=_handler("control", function))
+
+    retry = commands.add_parser(
+        "retry",
+        parents=common,
+        help="run a failed or cancelled task (and what failed with it) again",
+        description="Run ID again with its failed or cancelled descendants and the "
+        "dependents that failed because of them. With --follow, show it live until it "
+        f"ends, as run does. {_FOLLOW_EXITS}",
+    )
+    retry.add_argument("id", metavar="ID", help="the failed or cancelled task")
+    retry.add_argument("-f", "--follow", action="store_true", help="follow it live, as run does")
+    _add_follow_arguments(retry, json_help="the reply (with --follow: the summary) as JSON")
+    retry.set_defaults(handler=_handler("control", "retry_task"))
 
     copy = commands.add_parser(
         "copy",
@@ -282,7 +330,15 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         help="copy only what did not complete (with the groups above it)",
     )
     copy.add_argument("--execute", action="store_true", help="run the copy at once")
-    copy.add_argument("--json", action="store_true", help="original id -> copy id, as JSON")
+    copy.add_argument(
+        "-f",
+        "--follow",
+        action="store_true",
+        help="run the copy (implies --execute) and follow it live, as run does; exit codes as run",
+    )
+    _add_follow_arguments(
+        copy, json_help="original id -> copy id (with --follow: the summary) as JSON"
+    )
     copy.set_defaults(handler=_handler("control", "copy_tree"))
 
     logs = commands.add_parser(

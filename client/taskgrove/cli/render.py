@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from taskgrove.cli.output import format_duration, format_percent, short_id
+from taskgrove.cli.output import format_duration, format_percent
 from taskgrove.cli.state import TaskNode, TreeState
 from taskgrove.domain import statuses
 
@@ -30,6 +30,8 @@ SYMBOLS: dict[str, tuple[str, str]] = {
     statuses.CANCELLED: ("⊘", "magenta"),
 }
 _SPINNER = "◐◓◑◒"
+MAX_WAITS_NAMED = 3
+"""Unfinished dependencies a pending row names (`waits for a, b, c +2`)."""
 # Which children of a crowded group are shown first: the ones that need attention.
 _RANK = {
     statuses.IN_PROGRESS: 0,
@@ -59,6 +61,8 @@ class ViewOptions:
     """Levels shown below the top (0: no limit); deeper children are summarised in a line
     `… N more levels`. Rich indents every level: a deep tree must fit the width."""
     show_ids: bool = True
+    bar_width: int = 16
+    """Width of a group's progress bar (narrower on narrow consoles: rows carry whole ids)."""
     tick: int = 0
     """Animation frame for running tasks."""
 
@@ -95,8 +99,19 @@ def elapsed(node: TaskNode, now: datetime) -> str:
     return ""
 
 
-def progress_bar(fraction: float, width: int = 20) -> ProgressBar:
-    return ProgressBar(total=1.0, completed=max(0.0, min(1.0, fraction)), width=width)
+def progress_bar(fraction: float, width: int = 20, *, failed: bool = False) -> ProgressBar:
+    """A bar; red when something below failed (a failed group's bar is full too: its
+    failed tasks have finished)."""
+    completed = max(0.0, min(1.0, fraction))
+    if failed:
+        return ProgressBar(
+            total=1.0,
+            completed=completed,
+            width=width,
+            complete_style="red",
+            finished_style="red",
+        )
+    return ProgressBar(total=1.0, completed=completed, width=width)
 
 
 def node_label(
@@ -111,7 +126,7 @@ def node_label(
     `partial`: the subtree is not all loaded (`tree --depth`), so no counts are shown."""
     head = Text.assemble(symbol(node.status, options.tick), " ", Text(node.name, style="bold"))
     if options.show_ids:
-        head.append(f" {short_id(node.id)}", style="dim")
+        head.append(f" {node.id}", style="dim")
     tail = Text()
     if partial:
         tail.append(" ")
@@ -128,7 +143,19 @@ def node_label(
         tail.append(f" {format_percent(node.progress):>4}", style="yellow")
         if node.progress_message:
             tail.append(f" {node.progress_message}", style="dim")
-    if node.attempt > 1:
+    waits = state.waiting_for(node)
+    if waits:
+        shown = ", ".join(waits[:MAX_WAITS_NAMED])
+        more = len(waits) - MAX_WAITS_NAMED
+        tail.append(f" waits for {shown}" + (f" +{more}" if more > 0 else ""), style="dim")
+    backoff = node.status == statuses.PENDING and node.attempt >= 1 and node.error is not None
+    if backoff and node.error is not None:  # an attempt failed, another one comes
+        tail.append(
+            f" ↻ retrying after attempt {node.attempt}: {node.error.reason}: "
+            f"{state.error_message(node)}",
+            style="yellow",
+        )
+    elif node.attempt > 1:
         tail.append(f" attempt {node.attempt}", style="dim")
     duration = elapsed(node, now)
     if duration:
@@ -139,9 +166,11 @@ def node_label(
         return Text.assemble(head, tail)
     grid = Table.grid(padding=(0, 1))
     grid.add_column(no_wrap=True)
-    grid.add_column(width=16)
+    grid.add_column(width=options.bar_width)
     grid.add_column()
-    grid.add_row(head, progress_bar(node.subtree_progress, 16), tail)
+    failed = node.counts.get(statuses.FAILED, 0) > 0
+    bar = progress_bar(node.subtree_progress, options.bar_width, failed=failed)
+    grid.add_row(head, bar, tail)
     return grid
 
 
@@ -230,6 +259,11 @@ def deeper_line(node: TaskNode) -> Text:
     return Text(f"… {levels_below(node)} more levels (use --depth / --json)", style="dim italic")
 
 
+def bar_width_for(width: int) -> int:
+    """A group's bar: 16 columns on a wide console, 8 below 110 (an id takes 37)."""
+    return 16 if width >= 110 else 8
+
+
 def depth_for_width(width: int) -> int:
     """Levels of a tree that fit `width` columns: every level indents by 4, and the
     deepest labels (the `… N more levels` line one level further) keep 40 columns."""
@@ -262,7 +296,8 @@ def overall_line(root: TaskNode, wall_seconds: float | None, tick: int = 0) -> R
     counts.append(f"  ({root.total} tasks)", style="dim")
     if wall_seconds is not None:
         counts.append(f"  {format_duration(wall_seconds)}", style="dim")
-    grid.add_row(head, progress_bar(root.subtree_progress, 30), counts)
+    failed = root.counts.get(statuses.FAILED, 0) > 0
+    grid.add_row(head, progress_bar(root.subtree_progress, 30, failed=failed), counts)
     return grid
 
 

@@ -37,6 +37,8 @@ class TaskNode:
     """Whether the server knows children of this task (loaded here or not)."""
     start_time: datetime | None = None
     end_time: datetime | None = None
+    dependencies: tuple[str, ...] = ()
+    """Ids of the tasks it depends on (known from a snapshot or a stored tree)."""
     parent: TaskNode | None = field(default=None, repr=False)
     children: dict[str, TaskNode] = field(default_factory=dict, repr=False)
     counts: Counter[str] = field(default_factory=Counter, repr=False)
@@ -103,7 +105,8 @@ class TreeState:
 
     def error_message(self, node: TaskNode) -> str:
         """The node's error message, where the dependency it names (DEPENDENCY_FAILED,
-        DEPENDENCY_CANCELLED) is followed by that task's name when it is known here."""
+        DEPENDENCY_CANCELLED) is replaced by that task's name when it is known here (its own
+        row shows its id)."""
         if node.error is None:
             return ""
         message = node.error.message
@@ -111,7 +114,7 @@ class TreeState:
         named = self.tasks.get(dependency) if isinstance(dependency, str) else None
         if named is None or not isinstance(dependency, str):
             return message
-        return message.replace(dependency, f"{dependency[-8:]} ({named.name!r})")
+        return message.replace(dependency, repr(named.name))
 
     # ------------------------------------------------------------------ loading
 
@@ -133,6 +136,7 @@ class TreeState:
                 attempt=task.attempt,
             )
             existing.start_time, existing.end_time = task.start_time, task.end_time
+            existing.dependencies = _dependency_ids(task)
             return existing
         node = TaskNode(
             id=task.id,
@@ -150,9 +154,17 @@ class TreeState:
             has_children=task.has_children,
             start_time=task.start_time,
             end_time=task.end_time,
+            dependencies=_dependency_ids(task),
         )
         self._insert(node)
         return node
+
+    def waiting_for(self, node: TaskNode) -> list[str]:
+        """Names of the unfinished dependencies of a pending task that are known here."""
+        if node.status != statuses.PENDING:
+            return []
+        found = (self.tasks.get(dep) for dep in node.dependencies)
+        return [dep.name for dep in found if dep is not None and not dep.is_finished]
 
     # ------------------------------------------------------------------ events
 
@@ -267,3 +279,7 @@ class TreeState:
                 ancestor.counts[old_status] -= 1
                 ancestor.counts[status] += 1
             ancestor.progress_sum += delta
+
+
+def _dependency_ids(task: Task) -> tuple[str, ...]:
+    return tuple(str(dep["id"]) for dep in task.dependencies if dep.get("id"))

@@ -19,7 +19,6 @@ from taskgrove.cli.output import (
     event_json,
     format_percent,
     format_time,
-    short_id,
     stdout_console,
 )
 from taskgrove.cli.render import status_text
@@ -39,11 +38,12 @@ DRAIN_SECONDS = 0.5
 """After such a look-up found the task finished: how long to wait for events in flight."""
 
 
-def event_line(event: TaskEvent) -> Text:
-    """`   42  12:00:01.250  fetch 1a2b3c4d  pending -> in_progress  40% message  REASON: …`"""
+def event_line(event: TaskEvent, message: str | None = None) -> Text:
+    """`   42  12:00:01.250  fetch 01a2…  pending -> in_progress  40% message  REASON: …`
+    (`message`: the error's message as it should read, e.g. with a dependency's name)."""
     line = Text(f"{event.sequence:>6}  {format_time(event.time)}  ")
     line.append(event.name, style="bold")
-    line.append(f" {short_id(event.task_id)}  ", style="dim")
+    line.append(f" {event.task_id}  ", style="dim")
     if event.type == "status_changed":
         line.append_text(status_text(event.previous_status or "-"))
         line.append(" -> ")
@@ -65,7 +65,8 @@ def event_line(event: TaskEvent) -> Text:
     if event.attempt > 1:
         line.append(f"  attempt {event.attempt}", style="dim")
     if event.error is not None and event.type == "status_changed":
-        line.append(f"  {event.error.reason}: {event.error.message}", style="red")
+        text = event.error.message if message is None else message
+        line.append(f"  {event.error.reason}: {text}", style="red")
     return line
 
 
@@ -108,8 +109,15 @@ async def watch_events(client: AsyncClient, args: argparse.Namespace) -> int:
     `--user`) without ID: replayed history after `--after`, then live, until interrupted.
 
     With `--until-done`, exit when the watched root or task has finished: 0 if it
-    completed, 1 if it failed or was cancelled.
+    completed, 1 if it failed or was cancelled. With `--tree`: `run`'s live tree view of
+    ID's subtree and its summary instead, until it has finished (exit codes as `run`).
     """
+    if args.tree:
+        if not args.id:
+            raise CommandError("INVALID_ARGUMENT", "--tree needs the ID of a task or a tree")
+        from taskgrove.cli.follow import watch_tree
+
+        return await watch_tree(client, args)
     target: Task | None = await client.get_task(args.id) if args.id else None
     if args.until_done and target is None:
         raise CommandError("INVALID_ARGUMENT", "--until-done needs the ID of a task or a tree")

@@ -100,3 +100,6 @@ STALE_LEASE: Final = "STALE_LEASE"
 
 # --- StreamTaskLogs ---
 INVALID_ATTEMPT: Final = "INVALID_ATTEMPT"
+
+# --- ListTasks (continued)
+INVALID_ORDER_BY: Final = "INVALID_ORDER_BY"

@@ -215,7 +215,9 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     not allowed by the server's operator (details: program, env or cwd).
     """
     ERROR_REASON_COMMAND_FAILED: _ErrorReason.ValueType  # 60
-    """command_executor: the program exited with a non-zero code."""
+    """command_executor: the program exited with a non-zero code (details: exit_code, and
+    the last 2,000 characters of stdout and of stderr).
+    """
     ERROR_REASON_COMMAND_OUTPUT_LIMIT: _ErrorReason.ValueType  # 61
     """command_executor: the program wrote more than max_output_bytes to stdout or stderr and
     was stopped (details: stream, max_output_bytes and the output kept).
@@ -242,6 +244,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """--- StreamTaskLogs ---
 
     A negative attempt. StreamTaskLogs.
+    """
+    ERROR_REASON_INVALID_ORDER_BY: _ErrorReason.ValueType  # 87
+    """--- ListTasks (continued) ---
+
+    An order_by other than "create_time" or "create_time desc". ListTasks.
     """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
@@ -447,7 +454,9 @@ ERROR_REASON_COMMAND_NOT_ALLOWED: ErrorReason.ValueType  # 59
 not allowed by the server's operator (details: program, env or cwd).
 """
 ERROR_REASON_COMMAND_FAILED: ErrorReason.ValueType  # 60
-"""command_executor: the program exited with a non-zero code."""
+"""command_executor: the program exited with a non-zero code (details: exit_code, and
+the last 2,000 characters of stdout and of stderr).
+"""
 ERROR_REASON_COMMAND_OUTPUT_LIMIT: ErrorReason.ValueType  # 61
 """command_executor: the program wrote more than max_output_bytes to stdout or stderr and
 was stopped (details: stream, max_output_bytes and the output kept).
@@ -474,5 +483,10 @@ ERROR_REASON_INVALID_ATTEMPT: ErrorReason.ValueType  # 86
 """--- StreamTaskLogs ---
 
 A negative attempt. StreamTaskLogs.
+"""
+ERROR_REASON_INVALID_ORDER_BY: ErrorReason.ValueType  # 87
+"""--- ListTasks (continued) ---
+
+An order_by other than "create_time" or "create_time desc". ListTasks.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

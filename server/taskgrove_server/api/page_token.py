@@ -1,4 +1,5 @@
-"""Opaque ListTasks page tokens: the last key seen, bound to the request's filters."""
+"""Opaque ListTasks page tokens: the last key seen, bound to the request's filters and
+order (a token continues the order it was made with, and only that one)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,23 @@ from taskgrove.domain import reasons
 from taskgrove_server.errors import invalid_field
 
 MAX_TOKEN_LENGTH = 512
+_ORDER_FIELDS = ("create_time",)
+
+
+def newest_first(order_by: str) -> bool:
+    """Whether an AIP-132 `order_by` asks for newest first: "" or "create_time" (oldest
+    first), "create_time desc" (newest first); any other is INVALID_ARGUMENT."""
+    words = order_by.split()
+    if not words:
+        return False
+    if words[0] in _ORDER_FIELDS and words[1:] in ([], ["asc"], ["desc"]):
+        return words[1:] == ["desc"]
+    raise invalid_field(
+        "order_by",
+        reasons.INVALID_ORDER_BY,
+        f'cannot order by "{order_by[:100]}": use "create_time" (oldest first, the '
+        'default) or "create_time desc" (newest first)',
+    )
 
 
 def _fingerprint(filters: dict[str, object]) -> str:

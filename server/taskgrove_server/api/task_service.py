@@ -259,12 +259,15 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
             raise invalid_field(
                 "statuses", reasons.INVALID_STATUS, "not a status (UNSPECIFIED or unknown)"
             ) from None
+        newest_first = page_token.newest_first(request.order_by)
         filters: dict[str, object] = {
             "statuses": wanted,
             "parent_id": request.parent_id,
             "roots_only": request.roots_only,
             "user_id": request.user_id,
         }
+        if newest_first:  # oldest-first tokens stay what they were before order_by
+            filters["order_by"] = "create_time desc"
         after = page_token.decode(request.page_token, filters)
         size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         rows = await self._tasks.list_tasks(
@@ -275,6 +278,7 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
                 user_id=request.user_id or None,
                 after_seq=after,
                 limit=size + 1,
+                newest_first=newest_first,
             ),
             self._caller(),
         )

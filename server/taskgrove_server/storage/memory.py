@@ -261,10 +261,17 @@ class MemoryStore:
             yield rows[start : start + chunk]
 
     async def list_tasks(self, flt: ListFilter) -> list[TaskRow]:
+        ordered = self._ordered()
+        if flt.newest_first:
+            ordered.reverse()
         found = [
             row
-            for row in self._ordered()
-            if row.seq > flt.after_seq
+            for row in ordered
+            if (
+                (not flt.after_seq or row.seq < flt.after_seq)
+                if flt.newest_first
+                else row.seq > flt.after_seq
+            )
             and (not flt.statuses or row.status in flt.statuses)
             and (not flt.parent_id or row.parent_id == flt.parent_id)
             and (not flt.roots_only or row.parent_id is None)

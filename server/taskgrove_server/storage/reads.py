@@ -19,8 +19,11 @@ class ListFilter:
     roots_only: bool = False
     user_id: str | None = None
     after_seq: int = 0
-    """Only tasks stored after this insertion order (a page token's key)."""
+    """Only tasks that come after this insertion order in the listing's order (a page
+    token's key; 0: from the start)."""
     limit: int = 100
+    newest_first: bool = False
+    """Newest first (descending insertion order, which is creation order)."""
 
 
 @dataclass(slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, literal, select
+from sqlalchemy import Connection, and_, bindparam, func, literal, select, true
 from taskgrove.domain import statuses
 from taskgrove.domain.aggregation import ProgressInput
 
@@ -235,7 +235,12 @@ class SqlReads:
             after = rows[-1].seq
 
     async def list_tasks(self, flt: ListFilter) -> list[TaskRow]:
-        conditions = [tasks.c.seq > flt.after_seq]
+        conditions = []
+        if flt.newest_first:
+            if flt.after_seq:
+                conditions.append(tasks.c.seq < flt.after_seq)
+        else:
+            conditions.append(tasks.c.seq > flt.after_seq)
         if flt.statuses:
             conditions.append(tasks.c.status.in_(list(flt.statuses)))
         if flt.parent_id:
@@ -244,7 +249,8 @@ class SqlReads:
             conditions.append(tasks.c.parent_id.is_(None))
         if flt.user_id:
             conditions.append(tasks.c.user_id == flt.user_id)
-        query = select(*_COLUMNS).where(and_(*conditions)).order_by(tasks.c.seq).limit(flt.limit)
+        order = tasks.c.seq.desc() if flt.newest_first else tasks.c.seq
+        query = select(*_COLUMNS).where(and_(true(), *conditions)).order_by(order).limit(flt.limit)
         return await self._reader.run(lambda conn: [_task(row) for row in conn.execute(query)])
 
     async def active_roots(self) -> list[str]:

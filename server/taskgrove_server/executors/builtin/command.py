@@ -72,7 +72,11 @@ def _result(argv: list[str], finished: Finished, limit: int) -> dict[str, Any]:
         raise ExecutorError(
             f"{argv[0]} exited with {finished.exit_code}",
             reason=reasons.COMMAND_FAILED,
-            details={"exit_code": finished.exit_code, "stderr": stderr[-_DETAIL_CHARS:]},
+            details={
+                "exit_code": finished.exit_code,
+                "stdout": stdout[-_DETAIL_CHARS:],
+                "stderr": stderr[-_DETAIL_CHARS:],
+            },
         )
     return {"exit_code": 0, "stdout": stdout, "stderr": stderr}
 
