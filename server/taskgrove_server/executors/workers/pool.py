@@ -15,6 +15,7 @@ counts only for a live lease, of its own worker, with the lease's fencing token.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 import uuid
@@ -103,6 +104,10 @@ class WorkerPool:
         self._save = save
         self._workers: dict[str, ConnectedWorker] = {}
         self._leases: dict[str, Lease] = {}
+        self._lease_prefix = uuid.uuid4().hex[:16]
+        """Lease ids are this process's random prefix and a counter: unique across
+        restarts, without a uuid4 (a urandom call) per assignment."""
+        self._lease_numbers = itertools.count(1)
         """Live leases: the server awaits their outcome."""
         self._reservations: dict[str, str] = {}
         """Task id -> worker id, from the claim until the assignment is sent."""
@@ -272,7 +277,8 @@ class WorkerPool:
                 reason=reasons.WORKER_LOST,
                 details={"worker_id": worker_id or ""},
             )
-        lease = Lease(uuid.uuid4().hex, context.attempt, worker.spec.worker_id, context)
+        lease_id = f"{self._lease_prefix}-{next(self._lease_numbers):x}"
+        lease = Lease(lease_id, context.attempt, worker.spec.worker_id, context)
         worker.held[lease.id] = lease
         self._leases[lease.id] = lease
         deadline_us = (
