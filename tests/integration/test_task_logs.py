@@ -294,3 +294,13 @@ async def test_a_run_handed_back_at_shutdown_is_replaced_by_its_rerun(
         "attempt 1 line 2",
         "attempt 1 after the gate",
     ]
+
+
+async def test_a_flood_logged_without_yielding_keeps_the_last_lines(
+    talk_client: AsyncClient,
+) -> None:
+    many = 50 * MAX_LINES  # all before the first flush: the executor never yields
+    task_id = await ran(talk_client, inputs={"lines": many})
+    kept = await lines_of(talk_client, task_id)
+    assert [line.sequence for line in kept] == list(range(many - MAX_LINES + 1, many + 1))
+    assert kept[0].cut_before == many - MAX_LINES

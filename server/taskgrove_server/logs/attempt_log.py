@@ -86,6 +86,8 @@ class AttemptLog:
             self._kept_bytes -= dropped_size
             self._keep_from = dropped + 1
         self._pending.append(LogLineRow(sequence, now_us(), line))
+        if len(self._pending) > 2 * MAX_LINES:  # a flood between two flushes: keep the end
+            self._pending = [row for row in self._pending if row.sequence >= self._keep_from]
 
     def close(self) -> None:
         """The attempt ended: write what is left, then tell the followers."""
