@@ -253,3 +253,70 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
     return 0
+
+
+def add_db_command(commands: Any) -> None:
+    """Add `db upgrade` and `db current` to the `taskgrove` command line's sub-commands."""
+    db = commands.add_parser(
+        "db",
+        help="migrate the server's database (for operators who migrate separately)",
+        description="The server's database schema, managed with Alembic. `serve` upgrades "
+        "the database itself at start; these commands do it (or look) without serving. A "
+        "database it cannot use is one `error:` line on stderr, exit 2.",
+    )
+    actions = db.add_subparsers(
+        dest="db_command", metavar="COMMAND", required=True, help="upgrade or current"
+    )
+    upgrade = actions.add_parser(
+        "upgrade",
+        help="apply every missing migration (adopting a database made by taskgrove 0.1)",
+        description="Apply every missing migration in one transaction, then exit.",
+    )
+    current = actions.add_parser(
+        "current",
+        help="print the database's revision and whether it is the newest",
+        description="Print the database's revision and whether it is the head; changes nothing.",
+    )
+    for parser, handler in ((upgrade, run_db_upgrade), (current, run_db_current)):
+        parser.add_argument(
+            "--db",
+            metavar="URL",
+            help="database URL, as `taskgrove serve --db` takes it (env TASKGROVE_DB; "
+            "default the SQLite file under ~/.local/share/taskgrove/)",
+        )
+        parser.set_defaults(handler=handler)
+
+
+def _db_url(args: argparse.Namespace) -> str:
+    return str(args.db) if args.db else ServerConfig.from_env().db_url
+
+
+def run_db_upgrade(args: argparse.Namespace) -> int:
+    from taskgrove_server.storage.migrations import upgrade_database
+
+    def run() -> None:
+        applied = asyncio.run(upgrade_database(_db_url(args)))
+        if applied:
+            print(f"applied migrations {', '.join(f'{v:04d}' for v in applied)}")
+        else:
+            print("nothing to apply: the database is at the head revision")
+
+    return _refusing(run)
+
+
+def run_db_current(args: argparse.Namespace) -> int:
+    from taskgrove_server.storage.migrations import current_database
+
+    return _refusing(lambda: print(asyncio.run(current_database(_db_url(args)))))
+
+
+def _refusing(run: Any) -> int:
+    from taskgrove_server.storage.database import DatabaseInUse, DatabaseUnavailable
+    from taskgrove_server.storage.migrations import SchemaTooNew
+
+    try:
+        run()
+    except (ConfigError, DatabaseInUse, DatabaseUnavailable, SchemaTooNew, OSError) as error:
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+    return 0

@@ -62,14 +62,6 @@ tasks = Table(
     Index("ix_tasks_active", "execution_requested", "status"),
 )
 
-schema_migrations = Table(
-    "schema_migrations",
-    metadata,
-    Column("version", Integer, primary_key=True),
-    Column("name", String(255), nullable=False),
-    Column("applied_us", BigInteger, nullable=False),
-)
-
 task_events = Table(
     "task_events",
     metadata,
