@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -784,3 +785,84 @@ async def test_watch_tree_waits_for_a_running_tree_and_ends_with_it(
         ended = await finish(process)
     assert ended.returncode == 1, ended.explain()
     assert "a: 1 tasks (1 cancelled)" in ended.stdout
+
+
+# --------------------------------------------------------------------------- reconnecting
+
+
+async def read_until(
+    stream: asyncio.StreamReader, needle: str, seen: list[str], limit_s: float = 30.0
+) -> str:
+    """Read lines (kept in `seen`) until one contains `needle`; that line."""
+    async with asyncio.timeout(limit_s):
+        while True:
+            raw = await stream.readline()
+            assert raw, f"the output ended before {needle!r}:\n" + "".join(seen)
+            line = raw.decode()
+            seen.append(line)
+            if needle in line:
+                return line
+
+
+@pytest.mark.parametrize("mode", ["plain", "no-live"])
+async def test_run_says_reconnecting_while_the_server_is_away_and_finishes(
+    db_url: str, tmp_path: Path, mode: str
+) -> None:
+    from taskgrove_server.testing import ServerProcess
+
+    tree = write(
+        tmp_path,
+        "chain.yaml",
+        """\
+        name: chain
+        user_id: cli-reconnect
+        children:
+          - name: warmup
+            executor: sleep_executor
+            inputs: {seconds: 1}
+          - name: first
+            executor: sleep_executor
+            inputs: {seconds: 2}
+            max_attempts: 3
+            dependencies: [warmup]
+          - name: second
+            executor: sleep_executor
+            inputs: {seconds: 0.2}
+            max_attempts: 3
+            dependencies: [first]
+        """,
+    )
+    server = ServerProcess(db_url)
+    try:
+        address = server.start()
+        extra = ["--no-live"] if mode == "no-live" else []
+        process = await asyncio.create_subprocess_exec(
+            *cli_argv(address, "run", str(tree), *extra),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            stdin=asyncio.subprocess.DEVNULL,
+            env=cli_env(),
+            cwd=ROOT,
+        )
+        assert process.stdout is not None and process.stderr is not None
+        seen: list[str] = []
+        if mode == "plain":  # stdout is a pipe: one line per state change
+            while "first" not in await read_until(process.stdout, "-> in_progress", seen):
+                pass
+        else:
+            await asyncio.sleep(2.0)
+        server.stop(signal.SIGKILL)  # by its PID
+        notices = process.stdout if mode == "plain" else process.stderr
+        notice = await read_until(notices, "server unreachable, reconnecting (", seen)
+        assert re.search(r"server unreachable, reconnecting \(\d+\)…", notice)
+        server.start(port=int(address.rsplit(":", 1)[1]))
+        await read_until(notices, "server reachable again", seen)
+        done = await finish(process)
+    finally:
+        server.stop(signal.SIGKILL)
+    output = "".join(seen) + done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "chain: 3 tasks (3 completed)" in done.stdout, output
+    assert output.count("server unreachable") == 1, output  # one line per outage
+    if mode == "plain":  # the outage came while `first` ran
+        assert re.search(r"first \S+ .*-> completed", output.split("server unreachable")[1])

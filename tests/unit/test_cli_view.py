@@ -334,3 +334,14 @@ def test_a_bar_with_failures_below_is_red() -> None:
     assert progress_bar(1.0, failed=True).finished_style == "red"
     assert progress_bar(0.5, failed=True).complete_style == "red"
     assert progress_bar(1.0).finished_style != "red"
+
+
+def test_the_live_view_says_when_the_server_is_unreachable() -> None:
+    state = small_tree()
+    options = ViewOptions(max_children=20, max_rows=50, max_depth=8, bar_width=10)
+    away = rendered(live_view(state, "root", 1.0, options, reconnecting=3))
+    assert away.splitlines()[0] == "server unreachable, reconnecting (3)…"
+    back = rendered(live_view(state, "root", 1.0, options))
+    assert "unreachable" not in back
+    empty = live_view(TreeState(), "root", 0, options, reconnecting=1)
+    assert "reconnecting (1)" in rendered(empty)
