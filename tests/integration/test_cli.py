@@ -866,3 +866,56 @@ async def test_run_says_reconnecting_while_the_server_is_away_and_finishes(
     assert output.count("server unreachable") == 1, output  # one line per outage
     if mode == "plain":  # the outage came while `first` ran
         assert re.search(r"first \S+ .*-> completed", output.split("server unreachable")[1])
+
+
+# --------------------------------------------------------------------------- attempts
+
+
+async def test_get_shows_each_attempt_failing_twice_then_succeeding(
+    db_url: str, command_dir: Path
+) -> None:
+    from support.waiting import until_task
+    from taskgrove_server.testing import ServerProcess
+
+    runs = command_dir / "runs.txt"
+    runs.touch()
+    runs.chmod(0o666)
+    # Fails on its first two runs, succeeds on the third.
+    script = f'n=$(wc -l < {runs}); echo x >> {runs}; [ "$n" -ge 2 ] || exit 3'
+    server = ServerProcess(db_url, extra_env={"TASKGROVE_ALLOW_COMMANDS": "sh"})
+    try:
+        address = server.start()
+        async with AsyncClient(address) as client:
+            task = await client.create_task(
+                name="flaky",
+                executor="command_executor",
+                inputs={"argv": ["sh", "-c", script]},
+                max_attempts=3,
+                retry_backoff=0.05,
+            )
+            await client.execute_task(task.id)
+            done = await until_task(client, task.id, lambda t: t.is_finished, poll_s=0.02)
+            assert done.status == statuses.COMPLETED and done.attempt == 3
+        shown = cli(address, "get", task.id)
+        data = cli(address, "get", task.id, "--json").json()
+    finally:
+        server.stop()
+    assert shown.returncode == 0, shown.explain()
+    lines = [line for line in shown.stdout.splitlines() if " #" in line]
+    assert len(lines) == 3, shown.stdout
+    assert lines[0].startswith("attempts") and "#1 retried" in lines[0]
+    assert "COMMAND_FAILED" in lines[0], shown.stdout
+    assert "#2 retried" in lines[1] and "COMMAND_FAILED" in lines[1]
+    assert "#3 completed" in lines[2] and "FAILED" not in lines[2]
+    assert "history pruned" not in shown.stdout
+    attempts = data["attempts"]
+    assert [a["attempt"] for a in attempts] == [1, 2, 3]
+    assert [a["outcome"] for a in attempts] == ["retried", "retried", "completed"]
+    assert [a["error"] and a["error"]["reason"] for a in attempts] == [
+        "COMMAND_FAILED",
+        "COMMAND_FAILED",
+        None,
+    ]
+    assert all(a["start_time"] <= a["end_time"] for a in attempts)
+    assert attempts[0]["end_time"] <= attempts[1]["start_time"]
+    assert data["history_pruned"] is False
