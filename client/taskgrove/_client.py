@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import replace
 from datetime import UTC, timedelta
 from typing import Any, TypeVar
@@ -13,7 +21,7 @@ import grpc
 
 from taskgrove._channel import new_channel
 from taskgrove._config import ClientConfig
-from taskgrove._errors import from_rpc_error
+from taskgrove._errors import TaskgroveError, from_rpc_error
 from taskgrove._models import (
     Executor,
     Explanation,
@@ -310,6 +318,8 @@ class AsyncClient:
         heartbeat_interval: float | None = None,
         max_backoff: float = 5.0,
         max_reconnects: int | None = None,
+        on_reconnect: Callable[[int, TaskgroveError], None] | None = None,
+        on_resume: Callable[[], None] | None = None,
     ) -> AsyncGenerator[TaskEvent | Snapshot, None]:
         """Events of a tree, a task or an owner, in order, each exactly once.
 
@@ -317,7 +327,20 @@ class AsyncClient:
         RESOURCE_EXHAUSTED (server restart, watcher too slow) it reconnects with jittered
         exponential backoff and resumes after the last sequence seen. With
         `include_snapshot`, the first item is a `Snapshot` of the current tasks.
+
+        `on_reconnect(attempt, error)` is called before each reconnection (`attempt`
+        1, 2, ... counts the failures in a row), and `on_resume()` once the stream is
+        established again after them (its first message, a heartbeat or events, came).
+        Neither changes what is yielded.
         """
+        failures = 0
+
+        def reconnecting(error: grpc.aio.AioRpcError) -> None:
+            nonlocal failures
+            failures += 1
+            if on_reconnect is not None:
+                on_reconnect(failures, from_rpc_error(error))
+
         request = watch_request(
             root_id=root_id,
             task_id=task_id,
@@ -327,7 +350,11 @@ class AsyncClient:
             heartbeat_interval=heartbeat_interval,
         )
         responses = watch_responses(
-            self.stub, request, max_backoff=max_backoff, max_reconnects=max_reconnects
+            self.stub,
+            request,
+            max_backoff=max_backoff,
+            max_reconnects=max_reconnects,
+            on_reconnect=reconnecting,
         )
         # Closing the stream here (the consumer left early) cancels the call on the server.
         async with contextlib.aclosing(responses):
@@ -335,6 +362,10 @@ class AsyncClient:
             snapshot: list[Task] = []
             try:
                 async for response in responses:
+                    if failures:
+                        failures = 0
+                        if on_resume is not None:
+                            on_resume()
                     if need_snapshot:
                         # Its messages come only once it is whole, the last marked complete.
                         snapshot.extend(Task.from_proto(t) for t in response.snapshot)

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -784,3 +785,137 @@ async def test_watch_tree_waits_for_a_running_tree_and_ends_with_it(
         ended = await finish(process)
     assert ended.returncode == 1, ended.explain()
     assert "a: 1 tasks (1 cancelled)" in ended.stdout
+
+
+# --------------------------------------------------------------------------- reconnecting
+
+
+async def read_until(
+    stream: asyncio.StreamReader, needle: str, seen: list[str], limit_s: float = 30.0
+) -> str:
+    """Read lines (kept in `seen`) until one contains `needle`; that line."""
+    async with asyncio.timeout(limit_s):
+        while True:
+            raw = await stream.readline()
+            assert raw, f"the output ended before {needle!r}:\n" + "".join(seen)
+            line = raw.decode()
+            seen.append(line)
+            if needle in line:
+                return line
+
+
+@pytest.mark.parametrize("mode", ["plain", "no-live"])
+async def test_run_says_reconnecting_while_the_server_is_away_and_finishes(
+    db_url: str, tmp_path: Path, mode: str
+) -> None:
+    from taskgrove_server.testing import ServerProcess
+
+    tree = write(
+        tmp_path,
+        "chain.yaml",
+        """\
+        name: chain
+        user_id: cli-reconnect
+        children:
+          - name: warmup
+            executor: sleep_executor
+            inputs: {seconds: 1}
+          - name: first
+            executor: sleep_executor
+            inputs: {seconds: 2}
+            max_attempts: 3
+            dependencies: [warmup]
+          - name: second
+            executor: sleep_executor
+            inputs: {seconds: 0.2}
+            max_attempts: 3
+            dependencies: [first]
+        """,
+    )
+    server = ServerProcess(db_url)
+    try:
+        address = server.start()
+        extra = ["--no-live"] if mode == "no-live" else []
+        process = await asyncio.create_subprocess_exec(
+            *cli_argv(address, "run", str(tree), *extra),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            stdin=asyncio.subprocess.DEVNULL,
+            env=cli_env(),
+            cwd=ROOT,
+        )
+        assert process.stdout is not None and process.stderr is not None
+        seen: list[str] = []
+        if mode == "plain":  # stdout is a pipe: one line per state change
+            while "first" not in await read_until(process.stdout, "-> in_progress", seen):
+                pass
+        else:
+            await asyncio.sleep(2.0)
+        server.stop(signal.SIGKILL)  # by its PID
+        notices = process.stdout if mode == "plain" else process.stderr
+        notice = await read_until(notices, "server unreachable, reconnecting (", seen)
+        assert re.search(r"server unreachable, reconnecting \(\d+\)…", notice)
+        server.start(port=int(address.rsplit(":", 1)[1]))
+        await read_until(notices, "server reachable again", seen)
+        done = await finish(process)
+    finally:
+        server.stop(signal.SIGKILL)
+    output = "".join(seen) + done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "chain: 3 tasks (3 completed)" in done.stdout, output
+    assert output.count("server unreachable") == 1, output  # one line per outage
+    if mode == "plain":  # the outage came while `first` ran
+        assert re.search(r"first \S+ .*-> completed", output.split("server unreachable")[1])
+
+
+# --------------------------------------------------------------------------- attempts
+
+
+async def test_get_shows_each_attempt_failing_twice_then_succeeding(
+    db_url: str, command_dir: Path
+) -> None:
+    from support.waiting import until_task
+    from taskgrove_server.testing import ServerProcess
+
+    runs = command_dir / "runs.txt"
+    runs.touch()
+    runs.chmod(0o666)
+    # Fails on its first two runs, succeeds on the third.
+    script = f'n=$(wc -l < {runs}); echo x >> {runs}; [ "$n" -ge 2 ] || exit 3'
+    server = ServerProcess(db_url, extra_env={"TASKGROVE_ALLOW_COMMANDS": "sh"})
+    try:
+        address = server.start()
+        async with AsyncClient(address) as client:
+            task = await client.create_task(
+                name="flaky",
+                executor="command_executor",
+                inputs={"argv": ["sh", "-c", script]},
+                max_attempts=3,
+                retry_backoff=0.05,
+            )
+            await client.execute_task(task.id)
+            done = await until_task(client, task.id, lambda t: t.is_finished, poll_s=0.02)
+            assert done.status == statuses.COMPLETED and done.attempt == 3
+        shown = cli(address, "get", task.id)
+        data = cli(address, "get", task.id, "--json").json()
+    finally:
+        server.stop()
+    assert shown.returncode == 0, shown.explain()
+    lines = [line for line in shown.stdout.splitlines() if " #" in line]
+    assert len(lines) == 3, shown.stdout
+    assert lines[0].startswith("attempts") and "#1 retried" in lines[0]
+    assert "COMMAND_FAILED" in lines[0], shown.stdout
+    assert "#2 retried" in lines[1] and "COMMAND_FAILED" in lines[1]
+    assert "#3 completed" in lines[2] and "FAILED" not in lines[2]
+    assert "history pruned" not in shown.stdout
+    attempts = data["attempts"]
+    assert [a["attempt"] for a in attempts] == [1, 2, 3]
+    assert [a["outcome"] for a in attempts] == ["retried", "retried", "completed"]
+    assert [a["error"] and a["error"]["reason"] for a in attempts] == [
+        "COMMAND_FAILED",
+        "COMMAND_FAILED",
+        None,
+    ]
+    assert all(a["start_time"] <= a["end_time"] for a in attempts)
+    assert attempts[0]["end_time"] <= attempts[1]["start_time"]
+    assert data["history_pruned"] is False

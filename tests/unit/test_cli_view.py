@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from rich.console import Console
 from rich.tree import Tree
 from taskgrove import Task, TaskError, TaskEvent
@@ -45,6 +46,7 @@ def event(
     error: TaskError | None = None,
     parent: str | None = "root",
     group: bool = False,
+    attempt: int = 1,
 ) -> TaskEvent:
     return TaskEvent(
         sequence=sequence,
@@ -59,7 +61,7 @@ def event(
         progress=progress,
         progress_message="",
         error=error,
-        attempt=1,
+        attempt=attempt,
         is_group=group,
         time=T0 + timedelta(seconds=sequence),
     )
@@ -334,3 +336,64 @@ def test_a_bar_with_failures_below_is_red() -> None:
     assert progress_bar(1.0, failed=True).finished_style == "red"
     assert progress_bar(0.5, failed=True).complete_style == "red"
     assert progress_bar(1.0).finished_style != "red"
+
+
+def test_the_live_view_says_when_the_server_is_unreachable() -> None:
+    state = small_tree()
+    options = ViewOptions(max_children=20, max_rows=50, max_depth=8, bar_width=10)
+    away = rendered(live_view(state, "root", 1.0, options, reconnecting=3))
+    assert away.splitlines()[0] == "server unreachable, reconnecting (3)…"
+    back = rendered(live_view(state, "root", 1.0, options))
+    assert "unreachable" not in back
+    empty = live_view(TreeState(), "root", 0, options, reconnecting=1)
+    assert "reconnecting (1)" in rendered(empty)
+
+
+def test_progress_never_moves_backwards_within_an_attempt() -> None:
+    state = small_tree()
+    group, root = state.tasks["a"], state.tasks["root"]
+    state.apply(event(11, "a1", statuses.IN_PROGRESS, parent="a", previous=statuses.PENDING))
+    state.apply(event(12, "a1", statuses.IN_PROGRESS, kind="progress", progress=0.8, parent="a"))
+    state.apply(event(13, "a2", statuses.IN_PROGRESS, kind="progress", progress=0.4, parent="a"))
+    assert group.subtree_progress == pytest.approx(0.6)
+    shown = [root.subtree_progress]
+    # A lower report, then an end event without progress: nothing goes back.
+    state.apply(event(14, "a1", statuses.IN_PROGRESS, kind="progress", progress=0.2, parent="a"))
+    shown.append(root.subtree_progress)
+    state.apply(event(15, "a2", statuses.FAILED, parent="a", progress=0.0))
+    shown.append(root.subtree_progress)
+    state.apply(event(16, "a1", statuses.COMPLETED, parent="a", progress=0.0))
+    shown.append(root.subtree_progress)
+    assert shown == sorted(shown)
+    assert state.tasks["a1"].progress == 0.8
+    assert group.subtree_progress == pytest.approx((1.0 + 0.4) / 2)
+
+
+def test_a_retry_lets_a_tasks_progress_start_again() -> None:
+    state = small_tree()
+    b = state.tasks["b"]
+    state.apply(event(11, "b", statuses.IN_PROGRESS, previous=statuses.PENDING))
+    state.apply(event(12, "b", statuses.IN_PROGRESS, kind="progress", progress=0.7))
+    # Automatic retry: back to pending (backoff), then a new attempt from 0.
+    state.apply(event(13, "b", statuses.PENDING, previous=statuses.IN_PROGRESS))
+    assert b.progress == 0.0
+    state.apply(event(14, "b", statuses.IN_PROGRESS, kind="progress", progress=0.1, attempt=2))
+    assert b.progress == 0.1
+    state.apply(event(15, "b", statuses.FAILED, progress=0.1, attempt=2))
+    # Asked for (RetryTask): out of a final status.
+    state.apply(event(16, "b", statuses.IN_PROGRESS, progress=0.0, attempt=2))
+    assert b.progress == 0.0
+    state.apply(event(17, "b", statuses.IN_PROGRESS, kind="progress", progress=0.3, attempt=3))
+    assert b.progress == 0.3
+
+
+def test_the_live_views_percentages_do_not_fall_back() -> None:
+    state = small_tree()
+    options = ViewOptions(max_children=20, max_rows=50)
+    state.apply(event(11, "b", statuses.IN_PROGRESS, kind="progress", progress=0.9))
+    before = rendered(live_view(state, "root", 1.0, options))
+    state.apply(event(12, "b", statuses.IN_PROGRESS, kind="progress", progress=0.3))
+    after = rendered(live_view(state, "root", 1.0, options))
+    assert "30%" in before.splitlines()[0]  # 0.9 of 3 tasks
+    assert after.splitlines()[0] == before.splitlines()[0]
+    assert "name-b b  90%" in after

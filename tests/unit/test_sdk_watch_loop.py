@@ -133,3 +133,42 @@ async def test_leaving_early_cancels_the_call() -> None:
 
 def _request() -> task_service_pb2.WatchEventsRequest:
     return task_service_pb2.WatchEventsRequest(root_id="r")
+
+
+async def test_async_client_watch_tells_of_each_reconnect_and_of_the_resume() -> None:
+    from taskgrove import AsyncClient, TaskgroveError
+
+    def created(sequence: int) -> Response:
+        event = event_pb2.TaskEvent(
+            sequence=sequence,
+            task_id=f"t{sequence}",
+            type=event_pb2.TASK_EVENT_TYPE_CREATED,
+            status=task_pb2.TASK_STATUS_PENDING,
+        )
+        return Response(events=[event], sequence=sequence)
+
+    unavailable = error(grpc.StatusCode.UNAVAILABLE)
+    stub = Stub([created(1), unavailable], [unavailable], [created(2)], [])
+    told: list[tuple[str, int, grpc.StatusCode | None]] = []
+
+    def reconnect(attempt: int, failure: TaskgroveError) -> None:
+        told.append(("reconnect", attempt, failure.code))
+
+    client = AsyncClient("127.0.0.1:1")
+    client._stub = stub  # type: ignore[assignment]
+    got = []
+    async for item in client.watch(
+        root_id="r",
+        max_backoff=0,
+        on_reconnect=reconnect,
+        on_resume=lambda: told.append(("resume", 0, None)),
+    ):
+        got.append(item.sequence)
+        if item.sequence == 2:
+            break
+    assert got == [1, 2]  # what is yielded is unchanged
+    assert told == [
+        ("reconnect", 1, grpc.StatusCode.UNAVAILABLE),
+        ("reconnect", 2, grpc.StatusCode.UNAVAILABLE),
+        ("resume", 0, None),
+    ]

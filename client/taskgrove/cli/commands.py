@@ -10,6 +10,7 @@ from typing import Any
 
 from taskgrove._client import AsyncClient
 from taskgrove._models import Executor, Task
+from taskgrove.cli.history import History, history_lines, task_history
 from taskgrove.cli.output import (
     format_duration,
     format_percent,
@@ -53,9 +54,11 @@ async def dependency_names(client: AsyncClient, task: Task) -> dict[str, str]:
     return {dep: got.name for dep, got in zip(ids, found, strict=True) if isinstance(got, Task)}
 
 
-def task_lines(task: Task, names: dict[str, str] | None = None) -> list[str]:
+def task_lines(
+    task: Task, names: dict[str, str] | None = None, history: History | None = None
+) -> list[str]:
     """`key  value` lines describing every field of a task (`names`: of its dependencies,
-    by id)."""
+    by id; `history`: its attempts, from its events)."""
     names = names or {}
     rows: list[tuple[str, str]] = [
         ("id", task.id),
@@ -70,6 +73,8 @@ def task_lines(task: Task, names: dict[str, str] | None = None) -> list[str]:
     ]
     if not task.is_group:
         rows.append(("attempt", attempt_text(task)))
+        if history is not None:
+            rows.extend(history_lines(history, task))
     if task.timeout is not None:
         rows.append(("timeout", format_duration(task.timeout.total_seconds())))
     for index, dep in enumerate(task.dependencies):
@@ -88,7 +93,11 @@ def task_lines(task: Task, names: dict[str, str] | None = None) -> list[str]:
             rows.append((label, moment.astimezone().isoformat(timespec="milliseconds")))
     if task.start_time is not None and task.end_time is not None:
         duration = format_duration((task.end_time - task.start_time).total_seconds())
-        if task.attempt > 1:
+        last = history.attempts[-1] if history is not None and history.attempts else None
+        if task.attempt > 1 and last is not None and last.start_time and last.end_time:
+            own = format_duration((last.end_time - last.start_time).total_seconds())
+            duration = f"{own} (the last attempt; {duration} from the first attempt's start)"
+        elif task.attempt > 1:
             duration += " (from the first attempt's start, waits between attempts included)"
         rows.append(("duration", duration))
     rows.append(("inputs", _compact(task.inputs)))
@@ -117,12 +126,19 @@ def task_lines(task: Task, names: dict[str, str] | None = None) -> list[str]:
 
 
 async def get_task(client: AsyncClient, args: argparse.Namespace) -> int:
-    """Show one task: every field, its result and error (`--json`: the task as JSON)."""
+    """Show one task: every field, its result and error, and each attempt's start, end,
+    outcome and error as its events tell (`--json`: the task as JSON, with `attempts`)."""
     task = await client.get_task(args.id)
+    history = None if task.is_group else await task_history(client, task)
     if args.json:
-        print_json(task_json(task))
+        data = task_json(task)
+        if history is not None:
+            data["attempts"] = [attempt.to_json() for attempt in history.attempts]
+            data["history_pruned"] = history.pruned
+        print_json(data)
     else:
-        print("\n".join(task_lines(task, await dependency_names(client, task))))
+        names = await dependency_names(client, task)
+        print("\n".join(task_lines(task, names, history)))
     return EXIT_OK
 
 

@@ -218,11 +218,12 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         "get",
         parents=common,
         help="show one task",
-        description="Show the task ID: status, progress, timing, attempts, inputs, result "
-        "or error, and its dependencies.",
+        description="Show the task ID: status, progress, timing, inputs, result or error, "
+        "its dependencies, and each attempt's start, end, outcome and error (from its "
+        "events; 'history pruned' once a finished tree's events are gone).",
     )
     get.add_argument("id", metavar="ID", help="the task's id")
-    get.add_argument("--json", action="store_true", help="the task as JSON")
+    get.add_argument("--json", action="store_true", help="the task as JSON, with its `attempts`")
     get.set_defaults(handler=_handler("commands", "get_task"))
 
     tree = commands.add_parser(

@@ -301,14 +301,27 @@ def overall_line(root: TaskNode, wall_seconds: float | None, tick: int = 0) -> R
     return grid
 
 
+def reconnect_notice(attempt: int) -> str:
+    """The line shown while the server cannot be reached (`attempt`: 1, 2, ...)."""
+    return f"server unreachable, reconnecting ({attempt})…"
+
+
 def live_view(
-    state: TreeState, root_id: str, wall_seconds: float, options: ViewOptions
+    state: TreeState,
+    root_id: str,
+    wall_seconds: float,
+    options: ViewOptions,
+    *,
+    reconnecting: int = 0,
 ) -> RenderableType:
-    """What `run` shows while the tree runs: the overall line above the tree."""
+    """What `run` shows while the tree runs: the overall line above the tree, and above
+    it a notice while the server is unreachable (`reconnecting`: the attempt, 0: none)."""
+    notice = [Text(reconnect_notice(reconnecting), style="bold yellow")] if reconnecting else []
     root = state.get(root_id)
     if root is None:
-        return Text("waiting for the tree…", style="dim")
+        return Group(*notice, Text("waiting for the tree…", style="dim"))
     return Group(
+        *notice,
         overall_line(root, wall_seconds, options.tick),
         Text(""),
         render_tree(state, root, options),

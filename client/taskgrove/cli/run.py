@@ -19,7 +19,13 @@ from taskgrove._client import AsyncClient
 from taskgrove._errors import TaskgroveError, UnavailableError
 from taskgrove._models import Snapshot, Task, TaskEvent
 from taskgrove.cli.output import print_json, stdout_console
-from taskgrove.cli.render import ViewOptions, bar_width_for, depth_for_width, live_view
+from taskgrove.cli.render import (
+    ViewOptions,
+    bar_width_for,
+    depth_for_width,
+    live_view,
+    reconnect_notice,
+)
 from taskgrove.cli.session import (
     EXIT_ERROR,
     EXIT_FAILED,
@@ -49,6 +55,8 @@ async def follow_tree(
     until_id: str = "",
     on_event: Callable[[TaskEvent], None] | None = None,
     action: Action | None = None,
+    on_reconnect: Callable[[int, TaskgroveError], None] | None = None,
+    on_resume: Callable[[], None] | None = None,
 ) -> None:
     """Load the tree's snapshot into `state`, then apply its events until `until_id`
     (default: the root, and so the whole tree) has finished.
@@ -56,10 +64,17 @@ async def follow_tree(
     `action` (a retry) runs once the snapshot is loaded, so that no event of what it
     starts is missed; then the end is the one after `until_id` was seen unfinished again
     (the snapshot still shows the end before it). When it says there is nothing to
-    follow, this returns at once."""
+    follow, this returns at once. `on_reconnect` and `on_resume`: see
+    `AsyncClient.watch` (the server went away, and came back)."""
     target = until_id or root_id
     armed = action is None
-    stream = client.watch(root_id=root_id, include_snapshot=True, max_reconnects=WATCH_RECONNECTS)
+    stream = client.watch(
+        root_id=root_id,
+        include_snapshot=True,
+        max_reconnects=WATCH_RECONNECTS,
+        on_reconnect=on_reconnect,
+        on_resume=on_resume,
+    )
     async with contextlib.aclosing(stream):
         async for item in stream:
             if isinstance(item, Snapshot):
@@ -120,6 +135,8 @@ class LiveTree:
             vertical_overflow="ellipsis",
         )
         self._tick = 0
+        self.reconnecting = 0
+        """The reconnection under way (1, 2, ...) while the server is unreachable; 0: none."""
 
     def options(self) -> ViewOptions:
         rows = max(10, self.console.size.height - 4) if self.console.is_terminal else 200
@@ -134,7 +151,10 @@ class LiveTree:
 
     def draw(self, *, refresh: bool) -> None:
         wall = time.monotonic() - self.started
-        self.live.update(live_view(self.state, self.top_id, wall, self.options()), refresh=refresh)
+        view = live_view(
+            self.state, self.top_id, wall, self.options(), reconnecting=self.reconnecting
+        )
+        self.live.update(view, refresh=refresh)
 
     async def animate(self) -> None:
         while True:
@@ -147,6 +167,23 @@ class LiveTree:
             node = self.state.get(event.task_id)
             message = self.state.error_message(node) if node is not None and node.error else None
             self.console.print(event_line(event, message), soft_wrap=True)
+            self.console.file.flush()
+
+    def on_reconnect(self, attempt: int, error: TaskgroveError) -> None:
+        first = not self.reconnecting
+        self.reconnecting = attempt
+        if self.console.is_terminal:
+            self.draw(refresh=True)
+        elif first:  # one plain line per outage
+            self.console.print(reconnect_notice(attempt), soft_wrap=True)
+            self.console.file.flush()
+
+    def on_resume(self) -> None:
+        self.reconnecting = 0
+        if self.console.is_terminal:
+            self.draw(refresh=True)
+        else:
+            self.console.print("server reachable again", soft_wrap=True)
             self.console.file.flush()
 
     async def follow(self, client: AsyncClient) -> None:
@@ -165,6 +202,8 @@ class LiveTree:
                 until_id=self.top_id,
                 on_event=on_event,
                 action=self.action,
+                on_reconnect=self.on_reconnect,
+                on_resume=self.on_resume,
             )
         finally:
             if animation is not None:
@@ -173,6 +212,23 @@ class LiveTree:
                     await animation
             self.draw(refresh=False)
             self.live.stop()
+
+
+class QuietNotices:
+    """Without the live view (`--no-live`, `--json`): one line on standard error when the
+    server becomes unreachable, one when it is back."""
+
+    def __init__(self) -> None:
+        self.reconnecting = False
+
+    def on_reconnect(self, attempt: int, error: TaskgroveError) -> None:
+        if not self.reconnecting:
+            self.reconnecting = True
+            print(reconnect_notice(attempt), file=sys.stderr, flush=True)
+
+    def on_resume(self) -> None:
+        self.reconnecting = False
+        print("server reachable again", file=sys.stderr, flush=True)
 
 
 async def run_tree(client: AsyncClient, args: argparse.Namespace) -> int:
@@ -230,7 +286,16 @@ async def follow_run(
                 view = LiveTree(console, state, root_id, started, top_id=top_id, action=action)
                 await view.follow(client)
             else:
-                await follow_tree(client, root_id, state, until_id=top_id, action=action)
+                notices = QuietNotices()
+                await follow_tree(
+                    client,
+                    root_id,
+                    state,
+                    until_id=top_id,
+                    action=action,
+                    on_reconnect=notices.on_reconnect,
+                    on_resume=notices.on_resume,
+                )
     except TimeoutError:
         print(
             ("\n" if live else "")

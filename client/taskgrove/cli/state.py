@@ -1,5 +1,9 @@
 """A task tree kept up to date from a watch: a snapshot, then events.
 
+A task's progress as kept here never decreases within one attempt (the highest reported),
+so neither does a group's while the tree runs; a retry (a new attempt, a task back to
+pending or out of a final status) lets it start again.
+
 Every node keeps aggregates of its subtree (executable tasks by status, summed progress)
 and the statuses of its direct children, updated incrementally along the ancestors of a
 changed task, so a view of a tree of 10,000 tasks never has to walk the whole tree.
@@ -263,6 +267,10 @@ class TreeState:
         attempt: int,
     ) -> None:
         old_status, old_progress = node.status, node.own_progress
+        if not _reopened(old_status, status, node.attempt, attempt):
+            # Within one attempt the shown progress never moves backwards (a late or lower
+            # report, an end event without progress); a retry starts it again.
+            progress = max(progress, node.progress)
         node.status = status
         node.progress = progress
         node.progress_message = progress_message
@@ -279,6 +287,16 @@ class TreeState:
                 ancestor.counts[old_status] -= 1
                 ancestor.counts[status] += 1
             ancestor.progress_sum += delta
+
+
+def _reopened(old_status: str, status: str, old_attempt: int, attempt: int) -> bool:
+    """Whether a change starts a task's work again (a retry, automatic or asked for): a new
+    attempt, back to pending, or out of a final status."""
+    if attempt > old_attempt:
+        return True
+    if status == old_status:
+        return False
+    return status == statuses.PENDING or old_status in statuses.TERMINAL
 
 
 def _dependency_ids(task: Task) -> tuple[str, ...]:
