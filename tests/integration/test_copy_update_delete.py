@@ -669,3 +669,21 @@ async def test_delete_with_etag(lab: Lab) -> None:
     assert await lab.client.delete_task(tid["t"], etag=updated.etag) == [tid["t"]]
     with pytest.raises(NotFoundError):
         await lab.client.get_task(tid["t"])
+
+
+async def test_a_task_waiting_to_retry_cannot_be_updated_and_says_why(client: AsyncClient) -> None:
+    task = await client.create_task(
+        name="flaky",
+        executor="sleep_executor",
+        inputs={"seconds": 0, "fail": True},
+        max_attempts=2,
+        retry_backoff=timedelta(seconds=60),
+    )
+    await client.execute_task(task.id)
+    waiting = await until_task(client, task.id, lambda t: t.attempt == 1 and t.status == "pending")
+    with pytest.raises(FailedPreconditionError) as caught:
+        await client.update_task(task.id, priority=1)
+    assert caught.value.reason == "TASK_NOT_PENDING"
+    assert "waiting to retry after attempt 1" in str(caught.value)
+    assert (await client.get_task(task.id)).priority == waiting.priority
+    await client.cancel_task(task.id)

@@ -136,10 +136,15 @@ class Steering:
             node = self._cache[task_id]
             _check_etag(node, expected_etag)
             if node.status != statuses.PENDING or node.retry_at_us is not None:
+                state = (
+                    f"waiting to retry after attempt {node.attempt}"
+                    if node.status == statuses.PENDING
+                    else node.status
+                )
                 raise ServiceError(
                     Code.FAILED_PRECONDITION,
                     reasons.TASK_NOT_PENDING,
-                    f"task {task_id} is {node.status}; only pending tasks can be updated",
+                    f"task {task_id} is {state}; only tasks that have not started can be updated",
                 )
             changes.apply(node)
             columns = {**changes.columns(), "updated_us": now_us()}
