@@ -438,3 +438,42 @@ async def test_retry_of_a_task_that_is_not_failed_or_cancelled_is_refused(lab: L
         await lab.client.retry_task(done["root"].id)
     assert caught.value.reason == "TASK_NOT_RETRYABLE"
     lab.gates["g"].set()
+
+
+async def test_retry_of_a_task_whose_dependency_stays_cancelled_is_refused(
+    client: AsyncClient,
+) -> None:
+    created = await client.create_task_tree(
+        [
+            {"id": "root", "name": "root"},
+            {
+                "id": "slow",
+                "name": "slow",
+                "parent_id": "root",
+                "executor": "sleep_executor",
+                "inputs": {"seconds": 30},
+            },
+            {
+                "id": "after",
+                "name": "after",
+                "parent_id": "root",
+                "executor": "sleep_executor",
+                "inputs": {"seconds": 0},
+                "dependencies": ["slow"],
+            },
+        ],
+        execute=True,
+    )
+    slow, after = created["slow"].id, created["after"].id
+    await until_task(client, slow, lambda t: t.status == statuses.IN_PROGRESS)
+    await client.cancel_task(slow)
+    before = await until_task(client, after, lambda t: t.status == statuses.CANCELLED)
+    with pytest.raises(FailedPreconditionError) as refused:
+        await client.retry_task(after)
+    assert refused.value.reason == "TASK_NOT_RETRYABLE"
+    assert refused.value.metadata["dependency_id"] == slow
+    assert slow in str(refused.value) and "cancelled" in str(refused.value)
+    assert await client.get_task(after) == before  # nothing changed
+    # Retrying the dependency brings the dependent back with it.
+    assert set(await client.retry_task(slow)) == {slow, after}
+    await client.cancel_task(created["root"].id)

@@ -104,6 +104,7 @@ class Steering:
             retried = [
                 n for n in chosen.values() if n.status in (statuses.FAILED, statuses.CANCELLED)
             ]
+            await self._refuse_unmet_dependencies(retried, set(chosen))
             for node in retried:
                 node.error = None
                 node.result = None
@@ -127,6 +128,33 @@ class Steering:
             self._settle()
         await self._writer.flush()
         return [node.id for node in retried]
+
+    async def _refuse_unmet_dependencies(self, retried: list[Node], chosen: set[str]) -> None:
+        """A retried task whose required dependency failed or was cancelled, and is not
+        retried with it, would only end DEPENDENCY_FAILED/CANCELLED again: refused,
+        naming the dependency, before anything changes."""
+        wanted = {
+            dep_id: node
+            for node in retried
+            for dep_id, required in node.dependencies.items()
+            if required and dep_id not in chosen
+        }
+        if not wanted:
+            return
+        rows = await self._reads.get_many(list(wanted))
+        for dep_id, node in wanted.items():
+            held = self._cache.get(dep_id)
+            status = (
+                held.status if held is not None else rows[dep_id].status if dep_id in rows else None
+            )
+            if status in (statuses.FAILED, statuses.CANCELLED):
+                raise ServiceError(
+                    Code.FAILED_PRECONDITION,
+                    reasons.TASK_NOT_RETRYABLE,
+                    f"task {node.id} ({node.name}) needs {dep_id}, which is {status} and "
+                    "would not run again: retry that task (or a group holding both) instead",
+                    metadata={"task_id": node.id, "dependency_id": dep_id},
+                )
 
     async def update(
         self, task_id: str, root_id: str, changes: TaskChanges, expected_etag: str
