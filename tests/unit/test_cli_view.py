@@ -397,3 +397,16 @@ def test_the_live_views_percentages_do_not_fall_back() -> None:
     assert "30%" in before.splitlines()[0]  # 0.9 of 3 tasks
     assert after.splitlines()[0] == before.splitlines()[0]
     assert "name-b b  90%" in after
+
+
+def test_the_summary_counts_what_only_followed_a_dependency_apart_and_lists_it_last() -> None:
+    state = small_tree()
+    own = TaskError("EXECUTOR_ERROR", "RuntimeError: boom", {})
+    upstream = TaskError("DEPENDENCY_FAILED", "required dependency 'a1' failed", {})
+    state.apply(event(11, "a2", statuses.FAILED, error=upstream, parent="a"))
+    state.apply(event(12, "a1", statuses.FAILED, error=own, parent="a"))
+    state.apply(event(13, "b", statuses.CANCELLED))
+    text = rendered(RunSummary.of(state, "root", 1.0).render())
+    assert "problems (1 failed, 1 cancelled, 1 because of a dependency):" in text
+    listed = text.split("problems")[1]
+    assert listed.index("RuntimeError: boom") < listed.index("DEPENDENCY_FAILED")

@@ -14,7 +14,7 @@ from taskgrove._models import Task
 from taskgrove.cli.output import dumps, format_duration
 from taskgrove.cli.render import count_summary, status_text, symbol
 from taskgrove.cli.state import TaskNode, TreeState
-from taskgrove.domain import statuses
+from taskgrove.domain import reasons, statuses
 
 MAX_LISTED_FAILURES = 20
 MAX_LISTED_RESULTS = 5
@@ -116,6 +116,10 @@ def outcomes(tasks: list[Task], task_ids: dict[str, str]) -> list[Outcome]:
         for task in tasks
         if not task.is_group and task.status == statuses.COMPLETED
     ]
+
+
+UPSTREAM_REASONS = frozenset({reasons.DEPENDENCY_FAILED, reasons.DEPENDENCY_CANCELLED})
+"""Why a task ended that only says a dependency did."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,12 +246,17 @@ class RunSummary:
         lines += self._render_ids()
         lines += self._render_results()
         if self.failures:
-            failed = sum(1 for f in self.failures if f.status == statuses.FAILED)
-            cancelled = len(self.failures) - failed
+            # The tasks that failed by themselves first; those that only followed a
+            # dependency's failure or cancel are counted apart (they are not the problem).
+            upstream = [f for f in self.failures if f.reason in UPSTREAM_REASONS]
+            own = [f for f in self.failures if f.reason not in UPSTREAM_REASONS]
+            failed = sum(1 for f in own if f.status == statuses.FAILED)
+            cancelled = len(own) - failed
             parts = [f"{failed} failed"] if failed else []
             parts += [f"{cancelled} cancelled"] if cancelled else []
+            parts += [f"{len(upstream)} because of a dependency"] if upstream else []
             lines.append(Text(f"problems ({', '.join(parts)}):", style="bold red"))
-            for failure in self.failures[:MAX_LISTED_FAILURES]:
+            for failure in (own + upstream)[:MAX_LISTED_FAILURES]:
                 lines.append(
                     Text.assemble(
                         "  ",
