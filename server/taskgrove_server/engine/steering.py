@@ -104,7 +104,8 @@ class Steering:
             retried = [
                 n for n in chosen.values() if n.status in (statuses.FAILED, statuses.CANCELLED)
             ]
-            await self._refuse_unmet_dependencies(retried, set(chosen))
+            # `causes`: the retried tasks and the groups above them (which reopen).
+            await self._refuse_unmet_dependencies(retried, causes)
             for node in retried:
                 node.error = None
                 node.result = None
@@ -129,15 +130,16 @@ class Steering:
         await self._writer.flush()
         return [node.id for node in retried]
 
-    async def _refuse_unmet_dependencies(self, retried: list[Node], chosen: set[str]) -> None:
-        """A retried task whose required dependency failed or was cancelled, and is not
-        retried with it, would only end DEPENDENCY_FAILED/CANCELLED again: refused,
-        naming the dependency, before anything changes."""
+    async def _refuse_unmet_dependencies(self, retried: list[Node], rerun: set[str]) -> None:
+        """A retried task whose required dependency failed or was cancelled, and does not
+        run again with it (`rerun`: the retried tasks and the groups above them), would
+        only end DEPENDENCY_FAILED/CANCELLED again: refused, naming the dependency, before
+        anything changes."""
         wanted = {
             dep_id: node
             for node in retried
             for dep_id, required in node.dependencies.items()
-            if required and dep_id not in chosen
+            if required and dep_id not in rerun
         }
         if not wanted:
             return
