@@ -410,3 +410,19 @@ def test_the_summary_counts_what_only_followed_a_dependency_apart_and_lists_it_l
     assert "problems (1 failed, 1 cancelled, 1 because of a dependency):" in text
     listed = text.split("problems")[1]
     assert listed.index("RuntimeError: boom") < listed.index("DEPENDENCY_FAILED")
+
+
+def test_a_group_that_ended_failed_fills_its_bar_only_with_what_completed() -> None:
+    from taskgrove.cli.render import bar_fraction
+
+    state = small_tree()
+    state.apply(event(11, "a1", statuses.COMPLETED, parent="a"))
+    state.apply(event(12, "a2", statuses.IN_PROGRESS, parent="a"))
+    state.apply(event(13, "a2", statuses.IN_PROGRESS, kind="progress", progress=0.9, parent="a"))
+    state.apply(event(14, "a2", statuses.FAILED, parent="a"))
+    state.apply(event(15, "a", statuses.FAILED, parent="root"))
+    group = state.tasks["a"]
+    assert group.subtree_progress > 0.9  # the failed task had come far
+    assert bar_fraction(group) == 0.5  # but only one of the two completed
+    state.apply(event(16, "b", statuses.IN_PROGRESS))
+    assert bar_fraction(state.tasks["root"]) == state.tasks["root"].subtree_progress  # running

@@ -99,9 +99,16 @@ def elapsed(node: TaskNode, now: datetime) -> str:
     return ""
 
 
+def bar_fraction(node: TaskNode) -> float:
+    """How much of a group's bar is filled: its subtree's progress while it runs; once it
+    ended failed or cancelled, only what completed (a finished failure is not progress)."""
+    if node.status in (statuses.FAILED, statuses.CANCELLED) and node.total:
+        return node.counts.get(statuses.COMPLETED, 0) / node.total
+    return node.subtree_progress
+
+
 def progress_bar(fraction: float, width: int = 20, *, failed: bool = False) -> ProgressBar:
-    """A bar; red when something below failed (a failed group's bar is full too: its
-    failed tasks have finished)."""
+    """A bar; red when something below failed."""
     completed = max(0.0, min(1.0, fraction))
     if failed:
         return ProgressBar(
@@ -169,7 +176,7 @@ def node_label(
     grid.add_column(width=options.bar_width)
     grid.add_column()
     failed = node.counts.get(statuses.FAILED, 0) > 0
-    bar = progress_bar(node.subtree_progress, options.bar_width, failed=failed)
+    bar = progress_bar(bar_fraction(node), options.bar_width, failed=failed)
     grid.add_row(head, bar, tail)
     return grid
 
@@ -297,7 +304,7 @@ def overall_line(root: TaskNode, wall_seconds: float | None, tick: int = 0) -> R
     if wall_seconds is not None:
         counts.append(f"  {format_duration(wall_seconds)}", style="dim")
     failed = root.counts.get(statuses.FAILED, 0) > 0
-    grid.add_row(head, progress_bar(root.subtree_progress, 30, failed=failed), counts)
+    grid.add_row(head, progress_bar(bar_fraction(root), 30, failed=failed), counts)
     return grid
 
 
