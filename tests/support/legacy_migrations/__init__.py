@@ -1,19 +1,30 @@
-"""The hand-written migration runner that taskgrove used before Alembic, kept for tests.
+"""Databases as the hand-written migration runner of taskgrove 0.1 left them, for tests.
 
-Its modules (m0001..m0006, each `VERSION`, `NAME`, `upgrade(connection)`) and its
-`schema_migrations` table are exactly what 0.1 servers ran and wrote: `create_legacy` builds
-a database as such a server left it, at any version, so that adopting it can be tested.
+That runner applied versions 1..6, the same DDL as Alembic revisions 0001..0006 (they were
+moved over unchanged), and recorded each in a `schema_migrations` table, with no
+`alembic_version`. `create_legacy` builds such a database at any version: the revisions up
+to it, then the old runner's bookkeeping instead of Alembic's.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 import time
-from types import ModuleType
 
-from sqlalchemy import BigInteger, Column, Connection, Integer, MetaData, String, Table, inspect
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import BigInteger, Column, Connection, Integer, MetaData, String, Table, text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from taskgrove_server.storage import migrations
+
+LEGACY_VERSIONS = {
+    1: "initial",
+    2: "events",
+    3: "dependency_index_and_idempotency",
+    4: "wide_durations_and_event_types",
+    5: "remote_executors",
+    6: "task_logs",
+}
+"""The versions (and names) the 0.1 runner knew."""
 
 schema_migrations = Table(
     "schema_migrations",
@@ -24,35 +35,26 @@ schema_migrations = Table(
 )
 
 
-def legacy_migrations() -> list[ModuleType]:
-    modules = [
-        importlib.import_module(f"{__name__}.{info.name}")
-        for info in pkgutil.iter_modules(__path__)
-        if info.name.startswith("m")
-    ]
-    return sorted(modules, key=lambda module: int(module.VERSION))
-
-
 def legacy_latest_version() -> int:
-    return max(int(m.VERSION) for m in legacy_migrations())
+    return max(LEGACY_VERSIONS)
 
 
 def apply_legacy(connection: Connection, up_to: int) -> list[int]:
-    """What the old runner did at start, with only the migrations up to `up_to` known."""
-    if not inspect(connection).has_table("schema_migrations"):
-        schema_migrations.create(connection)
-    applied = []
-    for module in legacy_migrations():
-        version = int(module.VERSION)
-        if version > up_to:
-            break
-        module.upgrade(connection)
-        connection.execute(
-            schema_migrations.insert().values(
-                version=version, name=module.NAME, applied_us=time.time_ns() // 1000
-            )
-        )
-        applied.append(version)
+    """The schema at version `up_to`, recorded as the old runner recorded it."""
+    config = Config()
+    config.set_main_option("script_location", migrations.__path__[0])
+    config.attributes["connection"] = connection
+    command.upgrade(config, f"{up_to:04d}")
+    connection.execute(text("DROP TABLE alembic_version"))
+    schema_migrations.create(connection)
+    applied = [version for version in sorted(LEGACY_VERSIONS) if version <= up_to]
+    connection.execute(
+        schema_migrations.insert(),
+        [
+            {"version": v, "name": LEGACY_VERSIONS[v], "applied_us": time.time_ns() // 1000}
+            for v in applied
+        ],
+    )
     return applied
 
 
