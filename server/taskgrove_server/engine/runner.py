@@ -273,10 +273,8 @@ class AttemptRunner:
         if node is None or node.status != statuses.IN_PROGRESS or node.attempt != attempt:
             return  # the task moved on (e.g. cancelled) while the attempt ran
         if outcome.given_back:
-            # As when the server stops: it does not count, and runs again at once (once
-            # this attempt's slot is free).
-            node.attempt -= 1
-            self._transitions.set_status(node, statuses.PENDING)
+            # As when the server stops (the same hand-back), but it runs again at once.
+            self._give_back(node, attempt)
             asyncio.get_running_loop().call_soon(self._retry_due, node)
         elif outcome.status == statuses.FAILED and node.attempt < node.max_attempts:
             node.error = outcome.error
@@ -301,7 +299,8 @@ class AttemptRunner:
             self._settle()
 
     def _give_back(self, node: Node, attempt: int) -> None:
-        """Shutdown interrupted this attempt: it does not count, the task runs again later."""
+        """Shutdown (or a stopping worker) interrupted this attempt: it does not count, the
+        task runs again later."""
         if node.status == statuses.IN_PROGRESS and node.attempt == attempt:
             node.attempt -= 1
             self._transitions.set_status(node, statuses.PENDING)
