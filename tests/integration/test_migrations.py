@@ -81,8 +81,9 @@ async def test_migrating_an_empty_postgresql_database_builds_schema_py(pg_db_url
         await engine.dispose()
 
 
-def test_the_revisions_are_the_legacy_versions() -> None:
-    assert latest_version() == legacy_latest_version()
+def test_the_legacy_versions_are_the_first_revisions() -> None:
+    # 0.1's runner stopped at version 6; revisions after it exist only in Alembic.
+    assert legacy_latest_version() == 6 < latest_version()
 
 
 @pytest.mark.parametrize("version", range(1, legacy_latest_version() + 1))

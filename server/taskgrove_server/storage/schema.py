@@ -137,3 +137,40 @@ remote_executors = Table(
     Column("input_schema", JSON, nullable=False),
     Column("update_us", BigInteger, nullable=False),
 )
+
+tree_leases = Table(
+    # Which replica holds a tree's state in memory, until when, and its fencing token
+    # (grows with every claim): a write of the tree commits only under the token it holds.
+    "tree_leases",
+    metadata,
+    Column("root_id", String(36), primary_key=True),
+    Column("replica_id", String(64), nullable=False),
+    Column("token", BigInteger, nullable=False),
+    Column("expires_us", BigInteger, nullable=False),
+    Index("ix_tree_leases_replica", "replica_id"),
+    Index("ix_tree_leases_expires", "expires_us"),
+)
+
+event_head = Table(
+    # One row: the last event sequence handed out. Taken under its row lock inside each
+    # commit, so sequences follow commit order across replicas (ARCHITECTURE.md).
+    "event_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("sequence", BigInteger, nullable=False),
+)
+
+cluster_commands = Table(
+    # An operation on a tree another replica holds, sent to that replica, and its answer.
+    "cluster_commands",
+    metadata,
+    Column("id", _SeqType, primary_key=True, autoincrement=True),
+    Column("replica_id", String(64), nullable=False),
+    Column("sender_id", String(64), nullable=False),
+    Column("root_id", String(36), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("result", JSON, nullable=True),
+    Column("created_us", BigInteger, nullable=False),
+    Index("ix_cluster_commands_replica", "replica_id", "id"),
+)

@@ -33,6 +33,8 @@ from taskgrove_server.storage.database import (
 
 # The 0.1 runner's table, read to adopt a database it made (only the column read).
 _legacy = Table("schema_migrations", MetaData(), Column("version", Integer, primary_key=True))
+_LEGACY_LAST = 6
+"""0.1's runner knew versions 1..6; a higher one is from a runner this server never was."""
 
 
 # Alembic's own INFO lines ("Context impl SQLiteImpl.") are noise at every start: the server
@@ -97,8 +99,7 @@ def _current(connection: Connection, script: ScriptDirectory) -> str | None:
     legacy = _legacy_versions(connection)
     if not legacy:
         return None
-    numbers = {int(revision) for revision in known}
-    if unknown_versions := [v for v in legacy if v not in numbers]:
+    if unknown_versions := [v for v in legacy if not 1 <= v <= _LEGACY_LAST]:
         raise _too_new(list(legacy), list(unknown_versions))
     return f"{max(legacy):04d}"
 
