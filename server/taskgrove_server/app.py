@@ -35,6 +35,7 @@ from taskgrove_server.auth import Authenticator
 from taskgrove_server.clock import now_us
 from taskgrove_server.config import ConfigError, ServerConfig
 from taskgrove_server.engine import Engine
+from taskgrove_server.engine.ownership import Ownership
 from taskgrove_server.events.hub import EventHub
 from taskgrove_server.executors import ExecutorRegistry
 from taskgrove_server.executors.builtin.command_policy import resolve_program
@@ -56,8 +57,10 @@ from taskgrove_server.storage.database import (
     sqlite_path,
 )
 from taskgrove_server.storage.event_log import EventLog
+from taskgrove_server.storage.leases import TreeLeases, writer_fence
 from taskgrove_server.storage.migrations import migrate
 from taskgrove_server.storage.records import RemoteExecutorRow
+from taskgrove_server.storage.sql_writes import SqlWrites
 from taskgrove_server.storage.store import sql_store
 from taskgrove_server.storage.writes import PruneHistory, SaveRemoteExecutor
 
@@ -113,6 +116,7 @@ class TaskgroveServer:
         self.hub = EventHub(config.watcher_buffer_events)
         self.store = sql_store(self._db, config.db_url, self.hub.publish)
         self.store.writer.on_availability = self._storage_availability
+        self.ownership = self._replica_ownership()
         self.engine = Engine(
             self.store,
             self.registry,
@@ -121,6 +125,7 @@ class TaskgroveServer:
             max_result_bytes=config.max_result_bytes,
             workers=self.workers,
             probe=self.observability.probe,
+            ownership=self.ownership,
         )
         self.observability.watch(
             engine=self.engine, writer=self.store.writer, hub=self.hub, workers=self.workers
@@ -139,6 +144,19 @@ class TaskgroveServer:
         self._health = health.aio.HealthServicer()
         self._background: set[asyncio.Task[None]] = set()
         self._stopping = False
+
+    def _replica_ownership(self) -> Ownership | None:
+        """On PostgreSQL a server is one replica among those sharing the database: it
+        holds trees by lease (engine/ownership.py). SQLite has one server (a file lock)."""
+        if self._db.dialect.name != "postgresql":
+            return None
+        self._leases = TreeLeases(self._db, self.config.replica_id, self.config.tree_lease_seconds)
+        ownership = Ownership(self._leases, self.store.writer)
+        fence = writer_fence(self._leases, ownership.tokens)
+        backend = self.store.writer.backend
+        assert isinstance(backend, SqlWrites)
+        backend.fence = fence
+        return ownership
 
     async def start(self) -> None:
         """Bind the address (OSError when it cannot), take the database (`DatabaseInUse` if
@@ -185,6 +203,8 @@ class TaskgroveServer:
         if applied:
             log.info("applied migrations %s", applied)
         writer = self.store.writer
+        if self.ownership is not None and not self.config.replica_id:
+            self._leases.replica_id = f"{socket.gethostname()}:{self.port}"
         await writer.start()
         self.hub.last_sequence = writer.last_sequence
         self.workers.remember(

@@ -149,6 +149,18 @@ def add_serve_command(commands: Any) -> None:
         "default 15)",
     )
     serve.add_argument(
+        "--tree-lease-seconds",
+        metavar="SECONDS",
+        help="replicas on PostgreSQL: how long a stopped replica keeps its trees before "
+        "another takes them over (env TASKGROVE_TREE_LEASE_SECONDS; default 15)",
+    )
+    serve.add_argument(
+        "--replica-id",
+        metavar="NAME",
+        help="replicas on PostgreSQL: this replica's name in the leases (env "
+        "TASKGROVE_REPLICA_ID; default HOST:PORT)",
+    )
+    serve.add_argument(
         "--metrics",
         dest="metrics_address",
         metavar="HOST:PORT",
@@ -220,6 +232,10 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         config.executors_file = args.executors_file
     if (lease := args.worker_lease_seconds) is not None:
         config.set_text("worker_lease_seconds", lease, f"--worker-lease-seconds {lease}")
+    if (lease := args.tree_lease_seconds) is not None:
+        config.set_text("tree_lease_seconds", lease, f"--tree-lease-seconds {lease}")
+    if args.replica_id:
+        config.replica_id = args.replica_id
     for name in ("insecure", "reflection", "local_executors"):
         if (value := getattr(args, name, None)) is not None:
             setattr(config, name, value)

@@ -57,6 +57,12 @@ class ServerConfig:
     worker_lease_seconds: float = 15.0
     """How long a worker may stay silent (disconnected, or stalled) before its attempts
     are taken back: run again while attempts remain, else failed WORKER_LOST."""
+    tree_lease_seconds: float = 15.0
+    """Replicas on PostgreSQL: how long a replica that stops renewing (killed, paused, cut
+    off) keeps its trees before another replica takes them over."""
+    replica_id: str = ""
+    """Replicas on PostgreSQL: this replica's name in the tree leases; empty: HOST:PORT
+    (a replica restarted on the same address takes its trees back at once)."""
     grace_seconds: float = 10.0
     """On shutdown, how long in-flight calls may take to finish."""
     max_tree_size: int = 200_000
@@ -186,7 +192,12 @@ _AT_LEAST_ONE = frozenset(
     }
 )
 _POSITIVE_SECONDS = frozenset(
-    {"worker_lease_seconds", "min_heartbeat_seconds", "prune_interval_seconds"}
+    {
+        "worker_lease_seconds",
+        "tree_lease_seconds",
+        "min_heartbeat_seconds",
+        "prune_interval_seconds",
+    }
 )
 _SECONDS = frozenset({"grace_seconds", "event_retention_seconds", "idempotency_retention_seconds"})
 

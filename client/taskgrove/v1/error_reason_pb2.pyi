@@ -174,6 +174,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """Storage fails (e.g. disk full); the server retries by itself. Every RPC."""
     ERROR_REASON_INTERNAL: _ErrorReason.ValueType  # 50
     """An unexpected error (logged by the server). Every RPC."""
+    ERROR_REASON_REPLICA_UNAVAILABLE: _ErrorReason.ValueType  # 62
+    """Replicas on PostgreSQL: another replica holds the tree and did not answer in time,
+    or the tree moved to another replica while the request ran; retry. Any RPC that
+    changes or explains an executing tree.
+    """
     ERROR_REASON_AUTHENTICATION_REQUIRED: _ErrorReason.ValueType  # 70
     """--- Who may call (UNAUTHENTICATED, PERMISSION_DENIED; nothing was changed) ---
 
@@ -413,6 +418,11 @@ ERROR_REASON_STORAGE_UNAVAILABLE: ErrorReason.ValueType  # 49
 """Storage fails (e.g. disk full); the server retries by itself. Every RPC."""
 ERROR_REASON_INTERNAL: ErrorReason.ValueType  # 50
 """An unexpected error (logged by the server). Every RPC."""
+ERROR_REASON_REPLICA_UNAVAILABLE: ErrorReason.ValueType  # 62
+"""Replicas on PostgreSQL: another replica holds the tree and did not answer in time,
+or the tree moved to another replica while the request ran; retry. Any RPC that
+changes or explains an executing tree.
+"""
 ERROR_REASON_AUTHENTICATION_REQUIRED: ErrorReason.ValueType  # 70
 """--- Who may call (UNAUTHENTICATED, PERMISSION_DENIED; nothing was changed) ---
 

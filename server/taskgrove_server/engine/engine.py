@@ -23,6 +23,7 @@ ancestors only (O(depth)).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -32,6 +33,7 @@ from taskgrove.domain import statuses
 from taskgrove_server.engine.changes import TaskChanges
 from taskgrove_server.engine.explain import Explanation
 from taskgrove_server.engine.node import Node, Tree, created_event
+from taskgrove_server.engine.ownership import HeldElsewhere, Ownership
 from taskgrove_server.engine.ready_queue import ReadyQueue
 from taskgrove_server.engine.runner import AttemptRunner
 from taskgrove_server.engine.steering import Steering
@@ -66,11 +68,14 @@ class Engine:
         max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
         workers: WorkerPool | None = None,
         probe: AttemptProbe | None = None,
+        ownership: Ownership | None = None,
     ) -> None:
         self._probe = probe
         self._reads = store.reads
         self._writer = store.writer
-        self._cache = TreeCache(store.reads, store.writer, self._activate)
+        self._ownership = ownership
+        """Replicas sharing PostgreSQL: which trees this one holds (None: one server)."""
+        self._cache = TreeCache(store.reads, store.writer, self._activate, ownership)
         self._queue = ReadyQueue(max_concurrency, executor_limits, gate=workers)
         if workers is not None:
             workers.on_capacity = self._worker_slots_free
@@ -105,6 +110,10 @@ class Engine:
             self.settle,
         )
         store.writer.on_stale = self._reload
+        if ownership is not None:
+            ownership.on_lost = self._lose
+            ownership.on_claimed = self._load_claimed
+            store.writer.on_lost = ownership.lose
         self._reloads: set[asyncio.Task[None]] = set()
         self._settle_soon = False
         self._reloaded: dict[str, tuple[int, float]] = {}
@@ -113,10 +122,18 @@ class Engine:
     # ----------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
-        """Resume every tree that was executing when the server last stopped."""
-        for root_id in await self._reads.active_roots():
-            await self._cache.ensure_loaded(root_id)
+        """Resume every tree that was executing when the server last stopped (replicas:
+        those this one held before, nobody holds, or a stopped replica held)."""
+        if self._ownership is None:
+            roots = await self._reads.active_roots()
+        else:
+            roots = await self._ownership.take_back()
+        for root_id in roots:
+            with contextlib.suppress(HeldElsewhere):  # lost again at once
+                await self._cache.ensure_loaded(root_id)
         self.settle()
+        if self._ownership is not None:
+            self._ownership.start()
 
     def begin_close(self) -> list[asyncio.Task[None]]:
         """Stop starting attempts and hand back every claimed one (synchronously, so an
@@ -124,11 +141,16 @@ class Engine:
         return self._runner.begin_close()
 
     async def close(self) -> None:
-        """Interrupt running attempts and give them back (pending) for the next start."""
+        """Interrupt running attempts and give them back (pending) for the next start;
+        replicas: then let go of every tree, so that the others take them over at once."""
         attempts = self.begin_close()
         for reload in self._reloads:
             reload.cancel()
         await asyncio.gather(*attempts, *self._reloads, return_exceptions=True)
+        if self._ownership is not None:
+            await self._ownership.close()
+            for root_id in self._ownership.held():
+                self._ownership.release(root_id)
 
     def _worker_slots_free(self, executors: Sequence[str], free: int) -> None:
         for executor in executors:
@@ -187,6 +209,23 @@ class Engine:
         a loaded tree or reopen a group that started. Rows created with
         `execution_requested` run: creating and executing is one commit."""
         under = lineage[0] if lineage else None
+        root_id = rows[0].root_id
+        executing = rows[0].execution_requested
+        acquired = False
+        if self._ownership is not None and (executing or under is not None):
+            # Who holds the tree must see the new rows: hold it before inserting them.
+            # (A new tree cannot be held elsewhere; a stored one may be.)
+            acquired = not self._ownership.holds(root_id)
+            await self._ownership.acquire(root_id)
+        try:
+            await self._create(rows, under, lineage)
+        finally:
+            if acquired and not (self._cache.is_loaded(root_id) or self._cache.is_loading(root_id)):
+                self._ownership.release(root_id)  # type: ignore[union-attr]
+
+    async def _create(
+        self, rows: Sequence[TaskRow], under: str | None, lineage: Sequence[str]
+    ) -> None:
         if self._probe is not None and rows and rows[0].execution_requested:
             self._probe.execution_requested(rows[0].root_id)
         insert = InsertTasks(
@@ -323,5 +362,25 @@ class Engine:
             await asyncio.sleep(delay)
             await self._cache.ensure_loaded(root_id)
             self.settle()
+        except HeldElsewhere:
+            pass  # another replica took it over meanwhile: it is that one's to load
         except Exception:
             log.exception("reloading tree %s failed", root_id)
+
+    def _lose(self, root_ids: set[str]) -> None:
+        """Another replica took these trees over: stop their attempts, forget them."""
+        self._runner.abandon(root_ids)
+        self._cache.drop(root_ids)
+        self.settle()
+
+    async def _load_claimed(self, root_ids: list[str]) -> None:
+        """Trees taken over from a replica that stopped: load them (which recovers the
+        attempts that were running there) and run what is ready."""
+        for root_id in root_ids:
+            try:
+                await self._cache.ensure_loaded(root_id)
+            except HeldElsewhere:
+                continue
+            except Exception:
+                log.exception("loading tree %s taken over failed", root_id)
+        self.settle()

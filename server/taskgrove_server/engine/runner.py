@@ -21,6 +21,7 @@ from taskgrove.domain import reasons, statuses
 from taskgrove_server.clock import now_us
 from taskgrove_server.engine.attempt import AttemptOutcome, run_attempt
 from taskgrove_server.engine.node import Node
+from taskgrove_server.engine.ownership import HeldElsewhere
 from taskgrove_server.engine.ready_queue import ReadyQueue
 from taskgrove_server.engine.transitions import Transitions, failure
 from taskgrove_server.engine.tree_cache import TreeCache
@@ -119,6 +120,15 @@ class AttemptRunner:
         if running is not None:
             running[1].cancel()
 
+    def abandon(self, root_ids: set[str]) -> None:
+        """Another replica took these trees over: interrupt their attempts here without
+        recording anything (it recovers them; what they would write is fenced anyway)."""
+        for task_id, (node, _) in list(self._claimed.items()):
+            if node.root_id in root_ids:
+                running = self._attempts.get(task_id)
+                if running is not None:
+                    running[1].cancel()
+
     def begin_close(self) -> list[asyncio.Task[None]]:
         """Stop claiming, hand back every claimed attempt, interrupt the running ones.
 
@@ -158,7 +168,12 @@ class AttemptRunner:
         self._start(node, attempt, claimed_at)
 
     async def _relaunch(self, stale: Node, attempt: int, claimed_at: float) -> None:
-        await self._cache.ensure_loaded(stale.root_id)
+        try:
+            await self._cache.ensure_loaded(stale.root_id)
+        except HeldElsewhere:  # taken over: the claim is the other replica's to recover
+            self._end(stale, attempt)
+            self._settle()
+            return
         node = self._cache.get(stale.id)
         if self.closing:
             self._end(stale, attempt)  # stopping: the next start recovers the task
@@ -184,7 +199,11 @@ class AttemptRunner:
             if self._cache.get(task_id) is None:
                 # The tree was let go while the attempt ran: the outcome goes to it
                 # reloaded (the claim, still held, keeps the reload from abandoning it).
-                await self._cache.ensure_loaded(root_id)
+                try:
+                    await self._cache.ensure_loaded(root_id)
+                except HeldElsewhere:
+                    _logger.warning("task %s: its tree moved to another replica", task_id)
+                    return
             self._record(task_id, attempt, outcome)
         except asyncio.CancelledError:
             if not self.closing:  # cancelled by CancelTask, which recorded it: free the slot

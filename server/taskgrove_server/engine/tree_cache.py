@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from taskgrove.domain.aggregation import StatusCounts
 
 from taskgrove_server.engine.node import Node, Tree
+from taskgrove_server.engine.ownership import Ownership
 from taskgrove_server.storage.reads import TaskReads
 from taskgrove_server.storage.records import TaskRow
 from taskgrove_server.storage.writer import Writer
@@ -23,10 +24,18 @@ Activate = Callable[[Tree, list[Node]], Awaitable[object]]
 
 
 class TreeCache:
-    def __init__(self, reads: TaskReads, writer: Writer, activate: Activate) -> None:
+    def __init__(
+        self,
+        reads: TaskReads,
+        writer: Writer,
+        activate: Activate,
+        ownership: Ownership | None = None,
+    ) -> None:
         self._reads = reads
         self._writer = writer
         self._activate = activate
+        self._ownership = ownership
+        """Replicas: a tree is acquired before it is loaded, released once let go."""
         self._nodes: dict[str, Node] = {}
         self._trees: dict[str, Tree] = {}
         self._loading: dict[str, asyncio.Future[None]] = {}
@@ -58,7 +67,8 @@ class TreeCache:
     # ----------------------------------------------------------------- loading
 
     async def ensure_loaded(self, root_id: str) -> None:
-        """Load a tree (once, however many callers ask at the same time)."""
+        """Load a tree (once, however many callers ask at the same time). Replicas:
+        HeldElsewhere when another replica holds it."""
         while root_id in self._loading:
             await asyncio.shield(self._loading[root_id])
         if root_id in self._trees:
@@ -66,11 +76,15 @@ class TreeCache:
         future = asyncio.get_running_loop().create_future()
         self._loading[root_id] = future
         try:
+            if self._ownership is not None:
+                await self._ownership.acquire(root_id)
             # The tree may have been let go with its last changes still queued: read it
             # only once they are committed, or the copy would be stale.
             await self._writer.flush()
             nodes = [Node.from_row(row) async for rows in self._reads.tree(root_id) for row in rows]
             if not nodes:
+                if self._ownership is not None:
+                    self._ownership.release(root_id)
                 return  # deleted meanwhile
             tree = self._build(nodes)
             fresh = self._adopt(tree, self._adopt_later.pop(root_id, []))
@@ -162,6 +176,8 @@ class TreeCache:
                 and not self._pins.get(root_id)
             ):
                 self._forget(tree)
+                if self._ownership is not None:
+                    self._ownership.release(root_id)
         self._touched.clear()
 
     def drop(self, root_ids: Iterable[str]) -> list[str]:
@@ -184,6 +200,8 @@ class TreeCache:
         tree.nodes = [node for node in tree.nodes if node.id not in gone]
         if tree.root.id in gone:
             del self._trees[tree.root.id]
+            if self._ownership is not None:
+                self._ownership.release(tree.root.id)
 
     def _forget(self, tree: Tree) -> None:
         for node in tree.nodes:

@@ -25,6 +25,7 @@ from taskgrove_server.storage.writes import (
     InsertTasks,
     MarkExecutionRequested,
     PruneHistory,
+    ReleaseTree,
     SaveRemoteExecutor,
     StoreResponse,
     UpdateFields,
@@ -148,8 +149,8 @@ class MemoryStore:
             kept.extend(write.lines)
             if write.keep_from is not None:
                 kept[:] = [line for line in kept if line.sequence >= write.keep_from]
-        elif isinstance(write, PruneHistory):
-            pass  # nothing is kept long enough to prune
+        elif isinstance(write, (PruneHistory, ReleaseTree)):
+            pass  # nothing is kept long enough to prune; one process, no leases
         return True
 
     def is_transient(self, error: BaseException) -> bool:

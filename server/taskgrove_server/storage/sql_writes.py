@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import operator
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import fields
 from typing import Any
 
@@ -39,6 +39,7 @@ from taskgrove_server.storage.schema import (
     task_events,
     task_logs,
     tasks,
+    tree_leases,
 )
 from taskgrove_server.storage.writes import (
     AppendTaskLog,
@@ -47,6 +48,7 @@ from taskgrove_server.storage.writes import (
     InsertTasks,
     MarkExecutionRequested,
     PruneHistory,
+    ReleaseTree,
     SaveRemoteExecutor,
     StoreResponse,
     UpdateFields,
@@ -131,8 +133,35 @@ def batch_size(writes: Sequence[Write]) -> int:
     return size
 
 
-def apply_writes(conn: Connection, writes: Sequence[Write]) -> Applied:
-    """Everything of one batch, in order, inside the caller's transaction."""
+Fence = Callable[[Connection, set[str]], set[str]]
+"""Replicas on PostgreSQL: given the roots a batch writes, renews this replica's leases
+on them inside the transaction and returns those another replica has taken over."""
+
+
+def apply_writes(conn: Connection, writes: Sequence[Write], fence: Fence | None = None) -> Applied:
+    """Everything of one batch, in order, inside the caller's transaction; with `fence`,
+    nothing of the writes to trees this replica no longer holds."""
+    applied = Applied()
+    if fence is not None:
+        roots = {root_id for write in writes for root_id in write.root_ids}
+        applied.lost = fence(conn, roots) if roots else set()
+        if applied.lost:
+            applied.fenced = {
+                index
+                for index, write in enumerate(writes)
+                if not applied.lost.isdisjoint(write.root_ids)
+            }
+            writes = [w for i, w in enumerate(writes) if i not in applied.fenced]
+            kept = [i for i in range(len(writes) + len(applied.fenced)) if i not in applied.fenced]
+            inner = _apply(conn, writes)
+            applied.rejected = {kept[index] for index in inner.rejected}
+            return applied
+    inner = _apply(conn, writes)
+    applied.rejected = inner.rejected
+    return applied
+
+
+def _apply(conn: Connection, writes: Sequence[Write]) -> Applied:
     rows = [row for write in writes if isinstance(write, InsertTasks) for row in write.rows]
     if rows:
         _INSERT_TASKS.executemany(conn, INSERTED_COLUMNS, map(_task_values, rows))
@@ -330,6 +359,15 @@ def _save_remote_executor(conn: Connection, write: SaveRemoteExecutor) -> None:
     )
 
 
+def _release_tree(conn: Connection, write: ReleaseTree) -> None:
+    # The token names one hold: a later claim (another replica's, or ours) has another.
+    conn.execute(
+        delete(tree_leases).where(
+            tree_leases.c.root_id == write.root_id, tree_leases.c.token == write.token
+        )
+    )
+
+
 def _append_task_log(conn: Connection, write: AppendTaskLog) -> None:
     if write.fresh:
         conn.execute(
@@ -369,6 +407,7 @@ _STATEMENTS: dict[type, Any] = {
     PruneHistory: _prune_history,
     SaveRemoteExecutor: _save_remote_executor,
     AppendTaskLog: _append_task_log,
+    ReleaseTree: _release_tree,
 }
 
 
@@ -378,10 +417,13 @@ class SqlWrites:
     def __init__(self, db: AsyncEngine, url: str) -> None:
         self._db = db
         self._committer: Committer = create_committer(url, db)
+        self.fence: Fence | None = None
+        """Set when replicas share the database (engine/ownership.py)."""
 
     async def apply(self, writes: Sequence[Write]) -> Applied:
         size = batch_size(writes)
-        return await self._committer.run(lambda conn: apply_writes(conn, writes), size)
+        fence = self.fence
+        return await self._committer.run(lambda conn: apply_writes(conn, writes, fence), size)
 
     def is_transient(self, error: BaseException) -> bool:
         return is_transient(error)

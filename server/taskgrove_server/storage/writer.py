@@ -70,6 +70,15 @@ def write_refused(error: BaseException) -> ServiceError:
     )
 
 
+def tree_moved() -> ServiceError:
+    return ServiceError(
+        Code.UNAVAILABLE,
+        reasons.REPLICA_UNAVAILABLE,
+        "the tree moved to another replica while this request ran; nothing of it was "
+        "stored: try again",
+    )
+
+
 def storage_unavailable() -> ServiceError:
     return ServiceError(
         Code.UNAVAILABLE,
@@ -108,6 +117,9 @@ class Writer:
         self.on_stale = on_stale
         """Called with the root ids of trees whose queued changes the database refused."""
         self.on_availability = on_availability
+        self.on_lost: Callable[[set[str]], None] | None = None
+        """Replicas: called with the roots of trees another replica took over, whose
+        queued changes were therefore dropped (the engine lets them go)."""
         self.last_sequence = 0
         """Sequence of the last committed event."""
         self.available = True
@@ -124,6 +136,11 @@ class Writer:
         self._closing = False
         self._close_deadline = 0.0
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def backend(self) -> WriteBackend:
+        """Where batches are committed (the app sets the SQL backend's fence)."""
+        return self._backend
 
     async def start(self) -> None:
         # Never reuse a sequence, even one whose event was pruned.
@@ -243,11 +260,24 @@ class Writer:
         elapsed = time.perf_counter() - started
         self.last_sequence += len(events)
         published = events
+        if applied.fenced:
+            dropped = {id(e) for index in applied.fenced for e in writes[index].events}
+            published = [event for event in published if id(event) not in dropped]
+            for index in applied.fenced:
+                if scopes[index] is not None:
+                    refused.setdefault(scopes[index], tree_moved())
+            log.warning(
+                "%s writes dropped: trees %s are held by another replica now",
+                len(applied.fenced),
+                ", ".join(sorted(applied.lost)),
+            )
+            if self.on_lost is not None:
+                self.on_lost(applied.lost)
         if applied.rejected:
             dropped = {id(e) for index in applied.rejected for e in writes[index].events}
             for index in applied.rejected:
                 stale.update(writes[index].root_ids)
-            published = [event for event in events if id(event) not in dropped]
+            published = [event for event in published if id(event) not in dropped]
             log.error("%s guarded updates refused; their trees are reloaded", len(applied.rejected))
         if self.probe is not None:
             self.probe.batch_committed(len(writes), len(published), elapsed)

@@ -141,6 +141,20 @@ class AppendTaskLog:
     root_ids: tuple[str, ...] = ()
 
 
+@dataclass(slots=True, eq=False)
+class ReleaseTree:
+    """Let go of a tree's lease (replicas on PostgreSQL), only under the token held.
+    Queued after the tree's last changes, so they commit first (or together)."""
+
+    root_id: str
+    token: int
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def root_ids(self) -> tuple[str, ...]:
+        return ()  # never fenced: releasing a tree held elsewhere deletes nothing
+
+
 Write = (
     InsertTasks
     | UpdateState
@@ -151,6 +165,7 @@ Write = (
     | PruneHistory
     | SaveRemoteExecutor
     | AppendTaskLog
+    | ReleaseTree
 )
 
 
@@ -161,3 +176,7 @@ class Applied:
 
     rejected: set[int] = field(default_factory=set)
     """Indexes (into the committed writes) of refused guarded updates."""
+    fenced: set[int] = field(default_factory=set)
+    """Indexes of writes to trees another replica took over (nothing of them stored)."""
+    lost: set[str] = field(default_factory=set)
+    """The roots of those trees."""

@@ -1,0 +1,141 @@
+"""Tree leases on PostgreSQL: which replica holds a tree in memory, until when, and the
+fencing token of that hold (SQL only here; the policy is engine/ownership.py).
+
+Every time is the database's clock (`clock_timestamp()`), so replicas whose clocks
+disagree still agree on when a lease has expired. A token grows with every claim of a
+tree by another replica (or by the same one after it lost it): a write of the tree
+commits only while the row still carries the token its writer holds (`fence`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import Connection, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+_NOW_US = "(extract(epoch from clock_timestamp()) * 1000000)::bigint"
+
+_ACQUIRE = text(
+    f"""
+    INSERT INTO tree_leases (root_id, replica_id, token, expires_us)
+    VALUES (:root_id, :replica_id, 1, {_NOW_US} + :ttl_us)
+    ON CONFLICT (root_id) DO UPDATE
+        SET replica_id = :replica_id, token = tree_leases.token + 1,
+            expires_us = {_NOW_US} + :ttl_us
+        WHERE tree_leases.replica_id = :replica_id OR tree_leases.expires_us < {_NOW_US}
+    RETURNING token
+    """
+)
+_HOLDER = text(
+    f"SELECT replica_id FROM tree_leases WHERE root_id = :root_id AND expires_us >= {_NOW_US}"
+)
+_RENEW = text(
+    f"""
+    UPDATE tree_leases SET expires_us = {_NOW_US} + :ttl_us
+    WHERE replica_id = :replica_id RETURNING root_id, token
+    """
+)
+# Row locks until the writer's commit: a takeover (an UPDATE of the same rows) waits for
+# it, then finds the lease renewed.
+_FENCE = text(
+    f"""
+    UPDATE tree_leases SET expires_us = {_NOW_US} + :ttl_us
+    WHERE replica_id = :replica_id AND root_id = ANY(:root_ids) RETURNING root_id, token
+    """
+)
+# SKIP LOCKED: replicas sweeping at the same time claim different trees, and none waits
+# for a lease row a live holder's writer has locked.
+_CLAIM_EXPIRED = text(
+    f"""
+    UPDATE tree_leases SET replica_id = :replica_id, token = token + 1,
+        expires_us = {_NOW_US} + :ttl_us
+    WHERE root_id IN (
+        SELECT root_id FROM tree_leases
+        WHERE expires_us < {_NOW_US} AND replica_id <> :replica_id
+        ORDER BY expires_us LIMIT :limit FOR UPDATE SKIP LOCKED
+    )
+    RETURNING root_id, token
+    """
+)
+_CLAIM_OWN = text(
+    f"""
+    UPDATE tree_leases SET token = token + 1, expires_us = {_NOW_US} + :ttl_us
+    WHERE replica_id = :replica_id RETURNING root_id, token
+    """
+)
+_UNLEASED_ACTIVE = text(
+    """
+    SELECT DISTINCT t.root_id FROM tasks t
+    WHERE t.execution_requested AND t.status IN ('pending', 'in_progress')
+      AND NOT EXISTS (SELECT 1 FROM tree_leases l WHERE l.root_id = t.root_id)
+    LIMIT :limit
+    """
+)
+
+
+class TreeLeases:
+    def __init__(self, db: AsyncEngine, replica_id: str, ttl_s: float) -> None:
+        self._db = db
+        self.replica_id = replica_id
+        self.ttl_s = ttl_s
+        self._ttl_us = int(ttl_s * 1_000_000)
+
+    def _params(self, **more: object) -> dict[str, object]:
+        return {"replica_id": self.replica_id, "ttl_us": self._ttl_us, **more}
+
+    async def acquire(self, root_id: str) -> int | None:
+        """Hold the tree: its new token, or None while another replica's lease is live."""
+        async with self._db.begin() as conn:
+            token = await conn.scalar(_ACQUIRE, self._params(root_id=root_id))
+            return None if token is None else int(token)
+
+    async def holder(self, root_id: str) -> str | None:
+        """The replica whose lease on the tree is live, if any."""
+        async with self._db.connect() as conn:
+            holder = await conn.scalar(_HOLDER, {"root_id": root_id})
+            return None if holder is None else str(holder)
+
+    async def renew(self) -> dict[str, int]:
+        """Extend every lease this replica holds; returns them (root id -> token)."""
+        async with self._db.begin() as conn:
+            rows = await conn.execute(_RENEW, self._params())
+            return {root_id: token for root_id, token in rows}
+
+    async def claim_expired(self, limit: int) -> dict[str, int]:
+        """Take over up to `limit` trees whose holder's lease ran out."""
+        async with self._db.begin() as conn:
+            rows = await conn.execute(_CLAIM_EXPIRED, self._params(limit=limit))
+            return {root_id: token for root_id, token in rows}
+
+    async def claim_own(self) -> dict[str, int]:
+        """At start: take back, under new tokens, what this replica's id held before."""
+        async with self._db.begin() as conn:
+            rows = await conn.execute(_CLAIM_OWN, self._params())
+            return {root_id: token for root_id, token in rows}
+
+    async def unleased_active(self, limit: int) -> list[str]:
+        """Executing trees nobody holds (e.g. from before replicas had leases)."""
+        async with self._db.connect() as conn:
+            return list((await conn.execute(_UNLEASED_ACTIVE, {"limit": limit})).scalars())
+
+    def fence(self, conn: Connection, held: dict[str, int]) -> set[str]:
+        """Inside the writer's transaction: renew the leases of `held` (root id -> the
+        token the writer holds) and return the roots whose lease another replica has
+        taken meanwhile (their writes must not commit)."""
+        rows = conn.execute(_FENCE, self._params(root_ids=list(held)))
+        current = {root_id: token for root_id, token in rows}
+        return {root_id for root_id, token in held.items() if current.get(root_id) != token}
+
+
+def writer_fence(
+    leases: TreeLeases, tokens: Callable[[set[str]], dict[str, int]]
+) -> Callable[[Connection, set[str]], set[str]]:
+    """The writer's fence (`SqlWrites.fence`): `tokens` says which token this replica
+    holds for each root a batch writes (roots it never held are not fenced)."""
+
+    def fence(conn: Connection, roots: set[str]) -> set[str]:
+        held = tokens(roots)
+        return leases.fence(conn, held) if held else set()
+
+    return fence

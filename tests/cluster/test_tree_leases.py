@@ -1,0 +1,140 @@
+"""Replicas on one PostgreSQL hold trees by lease: a replica paused past its lease
+cannot change a tree another one took over, and a killed replica's trees are finished
+by the others (each task run again only where a killed replica had run it)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from taskgrove import AsyncClient, statuses
+
+from tests.cluster.replicas import replicas
+from tests.conftest import pg_dsn
+from tests.support.recorder import read_runs
+from tests.support.waiting import until, until_task
+
+
+def record_tree(n: int, seconds: float, max_attempts: int = 3) -> list[dict[str, Any]]:
+    return [{"id": "root", "name": "root"}] + [
+        {
+            "id": f"t{index}",
+            "name": f"t{index}",
+            "executor": "record",
+            "parent_id": "root",
+            "inputs": {"seconds": seconds},
+            "max_attempts": max_attempts,
+        }
+        for index in range(n)
+    ]
+
+
+async def holder_of(db_url: str, root_id: str) -> str | None:
+    connection = await asyncpg.connect(pg_dsn(db_url))
+    try:
+        row = await connection.fetchrow(
+            "SELECT replica_id FROM tree_leases WHERE root_id = $1", root_id
+        )
+        return None if row is None else str(row["replica_id"])
+    finally:
+        await connection.close()
+
+
+async def completed_attempts(db_url: str, task_id: str) -> list[int]:
+    """The attempts of the task's stored `completed` events."""
+    connection = await asyncpg.connect(pg_dsn(db_url))
+    try:
+        rows = await connection.fetch(
+            "SELECT attempt FROM task_events WHERE task_id = $1 AND status = 'completed'"
+            " AND type = 'status_changed' ORDER BY sequence",
+            task_id,
+        )
+        return [int(row["attempt"]) for row in rows]
+    finally:
+        await connection.close()
+
+
+def port(address: str) -> str:
+    return address.rsplit(":", 1)[1]
+
+
+async def test_a_paused_replica_cannot_finish_a_task_another_took_over(
+    pg_db_url: str, tmp_path: Path
+) -> None:
+    with replicas(pg_db_url, tmp_path, count=2, lease_s=1.5) as group:
+        a, b = group[0], group[1]
+        async with AsyncClient(a.address) as on_a, AsyncClient(b.address) as on_b:
+            created = await on_a.create_task_tree(record_tree(1, seconds=3.0), execute=True)
+            task_id = created["t0"].id
+
+            def started_by(pid: int) -> bool:
+                return any(run.pid == pid for run in read_runs(group.record_file).get(task_id, []))
+
+            await until(lambda: started_by(a.pid))
+            os.kill(a.pid, signal.SIGSTOP)
+            await until(lambda: started_by(b.pid), limit_s=20)
+            done = await until_task(
+                on_b, task_id, lambda t: t.status == statuses.COMPLETED, limit_s=20
+            )
+            assert done.result == {"pid": b.pid}
+            assert done.attempt == 2
+            os.kill(a.pid, signal.SIGCONT)
+            # A wakes up with its attempt's time long gone: it either writes the outcome
+            # (refused by the fence) or learns from its renewal that the tree moved.
+            await until(
+                lambda: (
+                    "held by another replica" in a.log_tail(200)
+                    or "taken over by another replica" in a.log_tail(200)
+                ),
+                limit_s=20,
+            )
+            # Wait for A's writer to be past that batch: a task A creates is durable.
+            await on_a.create_task(name="sleep_executor", inputs={"seconds": 0})
+            after = await on_b.get_task(task_id)
+            assert after == done  # nothing A did after the takeover is visible
+            assert (await on_a.get_task(task_id)) == done
+            assert await completed_attempts(pg_db_url, task_id) == [2]
+
+
+async def test_trees_of_killed_replicas_are_finished_by_the_survivors(
+    pg_db_url: str, tmp_path: Path
+) -> None:
+    n = 2_000
+    with replicas(
+        pg_db_url, tmp_path, count=3, lease_s=2.0, TASKGROVE_MAX_CONCURRENCY="64"
+    ) as group:
+        async with AsyncClient(group[0].address) as client:
+            created = await client.create_task_tree(record_tree(n, seconds=0.01), execute=True)
+        root_id = created["root"].id
+        killed: list[int] = []
+
+        def ran() -> int:
+            return sum(len(runs) for runs in read_runs(group.record_file).values())
+
+        for share in (0.25, 0.6):
+            await until(lambda share=share: ran() >= n * share, limit_s=120)
+            holder = await holder_of(pg_db_url, root_id)
+            assert holder is not None
+            victim = next(p for p in group.processes if port(p.address) == port(holder))
+            os.kill(victim.pid, signal.SIGKILL)
+            killed.append(victim.pid)
+        survivor = next(p for p in group.processes if p.pid not in killed)
+        async with AsyncClient(survivor.address) as client:
+            root = await until_task(
+                client, root_id, lambda t: t.status in statuses.TERMINAL, limit_s=120
+            )
+            assert root.status == statuses.COMPLETED
+            tasks = {task.id: task for task in await client.get_task_tree(root_id)}
+        runs = read_runs(group.record_file)
+        ids = [created[f"t{index}"].id for index in range(n)]
+        assert set(runs) == set(ids)
+        for task_id in ids:
+            task_runs = runs[task_id]
+            last = task_runs[-1]
+            assert last.ended and tasks[task_id].result == {"pid": last.pid}
+            # A task runs again only after a run on a replica that was killed.
+            assert all(run.pid in killed for run in task_runs[:-1]), task_runs
+        assert sum(len(r) > 1 for r in runs.values()) <= 2 * 64  # at most what was running
