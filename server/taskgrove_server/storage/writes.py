@@ -161,3 +161,6 @@ class Applied:
 
     rejected: set[int] = field(default_factory=set)
     """Indexes (into the committed writes) of refused guarded updates."""
+    last_sequence: int = 0
+    """The highest sequence this transaction gave its stored events (0: it stored none).
+    The events themselves carry their numbers, set inside the transaction."""
