@@ -30,7 +30,8 @@ class Event:
     is_group: bool
     time_us: int
     sequence: int = 0
-    """Assigned by the writer when the event's transaction commits."""
+    """Assigned inside the transaction that stores the event (the counter row: commit
+    order); 0 until then."""
     encoded: bytes | None = field(default=None, repr=False)
     """The API layer's cache of this event's wire form (shared by every watcher)."""
 

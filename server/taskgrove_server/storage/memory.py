@@ -50,6 +50,7 @@ class MemoryStore:
         self.remote: dict[str, RemoteExecutorRow] = {}
         self.logs: dict[tuple[str, int], list[LogLineRow]] = {}
         self._seq = 0
+        self._event_head = 0
         self._transient_failures = 0
         self.refuse: Callable[[Write], bool] = lambda write: False
         """Writes the "database" refuses (poison rows): the batch holding one fails."""
@@ -84,9 +85,13 @@ class MemoryStore:
                     if task_id in tasks
                 )
         self.tasks = tasks
-        self.events.extend(
-            e for i, w in enumerate(writes) if i not in applied.rejected for e in w.events
-        )
+        stored = [e for i, w in enumerate(writes) if i not in applied.rejected for e in w.events]
+        for event in stored:  # numbered at commit, like the SQL backend's counter row
+            self._event_head += 1
+            event.sequence = self._event_head
+        if stored:
+            applied.last_sequence = self._event_head
+        self.events.extend(stored)
         self.batches += 1
         return applied
 
@@ -157,7 +162,7 @@ class MemoryStore:
         return isinstance(error, TransientStorageError)
 
     async def last_sequence(self) -> int:
-        return self.events[-1].sequence if self.events else 0
+        return self._event_head
 
     async def close(self) -> None:
         pass

@@ -28,11 +28,12 @@ from taskgrove.domain import statuses
 from taskgrove_server.events.event import Event
 from taskgrove_server.storage.bulk import BulkStatement, json_columns
 from taskgrove_server.storage.committer import Committer, create_committer
-from taskgrove_server.storage.failures import is_transient
+from taskgrove_server.storage.failures import driver_errors_wrapped, is_transient
 from taskgrove_server.storage.queries import Query
 from taskgrove_server.storage.records import INSERTED_COLUMNS, StateChange
 from taskgrove_server.storage.schema import (
     event_compaction,
+    event_head,
     idempotency_keys,
     remote_executors,
     task_dependencies,
@@ -83,6 +84,19 @@ _INSERT_TASKS = BulkStatement(tasks.insert(), json_keys=json_columns(tasks))
 _INSERT_EDGES = BulkStatement(task_dependencies.insert())
 _EDGE_KEYS = ("task_id", "depends_on", "required")
 _INSERT_EVENTS = BulkStatement(task_events.insert(), json_keys=json_columns(task_events))
+
+EVENTS_CHANNEL = "taskgrove_events"
+"""PostgreSQL NOTIFY channel: a commit that stored events sends its last sequence."""
+
+# The counter row, taken under its row lock until commit (see `_number_events`).
+_TAKE_SEQUENCES = (
+    update(event_head)
+    .where(event_head.c.id == 1)
+    .values(sequence=event_head.c.sequence + bindparam("n"))
+    .returning(event_head.c.sequence)
+)
+_TAKE_SEQUENCES_SQLITE = "UPDATE event_head SET sequence = sequence + ? WHERE id = 1 RETURNING sequence"
+_NOTIFY = select(func.pg_notify(EVENTS_CHANNEL, bindparam("payload")))
 
 _task_values = operator.attrgetter(*INSERTED_COLUMNS)
 _EVENT_COLUMNS = tuple(column.name for column in task_events.columns)
@@ -141,23 +155,17 @@ on them inside the transaction and returns those another replica has taken over.
 def apply_writes(conn: Connection, writes: Sequence[Write], fence: Fence | None = None) -> Applied:
     """Everything of one batch, in order, inside the caller's transaction; with `fence`,
     nothing of the writes to trees this replica no longer holds."""
-    applied = Applied()
-    if fence is not None:
-        roots = {root_id for write in writes for root_id in write.root_ids}
-        applied.lost = fence(conn, roots) if roots else set()
-        if applied.lost:
-            applied.fenced = {
-                index
-                for index, write in enumerate(writes)
-                if not applied.lost.isdisjoint(write.root_ids)
-            }
-            writes = [w for i, w in enumerate(writes) if i not in applied.fenced]
-            kept = [i for i in range(len(writes) + len(applied.fenced)) if i not in applied.fenced]
-            inner = _apply(conn, writes)
-            applied.rejected = {kept[index] for index in inner.rejected}
-            return applied
-    inner = _apply(conn, writes)
-    applied.rejected = inner.rejected
+    if fence is None:
+        return _apply(conn, writes)
+    roots = {root_id for write in writes for root_id in write.root_ids}
+    lost = fence(conn, roots) if roots else set()
+    if not lost:
+        return _apply(conn, writes)
+    fenced = {index for index, write in enumerate(writes) if not lost.isdisjoint(write.root_ids)}
+    kept = [index for index in range(len(writes)) if index not in fenced]
+    applied = _apply(conn, [writes[index] for index in kept])
+    applied.rejected = {kept[index] for index in applied.rejected}
+    applied.fenced, applied.lost = fenced, lost
     return applied
 
 
@@ -195,8 +203,34 @@ def _apply(conn: Connection, writes: Sequence[Write]) -> Applied:
         for event in write.events
     ]
     if events:
+        applied.last_sequence = _number_events(conn, events)
         _INSERT_EVENTS.executemany(conn, _EVENT_COLUMNS, map(_event_values, events))
+        if conn.dialect.name == "postgresql":  # delivered by PostgreSQL only at commit
+            conn.execute(_NOTIFY, {"payload": str(applied.last_sequence)})
     return applied
+
+
+def _number_events(conn: Connection, events: Sequence[Event]) -> int:
+    """Number `events` from the counter row; returns the last number.
+
+    Taken last, just before the events are stored: the row lock is held until commit, so
+    the next transaction (of any replica) numbers after this one commits. Sequences thus
+    follow commit order: once a sequence is visible, every lower one is. A rollback
+    rolls the counter back too, so no number is lost.
+    """
+    count = len(events)
+    if conn.dialect.driver == "pysqlite":
+        raw: Any = conn.connection.dbapi_connection
+        with driver_errors_wrapped(_TAKE_SEQUENCES_SQLITE):
+            row = raw.execute(_TAKE_SEQUENCES_SQLITE, (count,)).fetchone()
+    else:
+        row = conn.execute(_TAKE_SEQUENCES, {"n": count}).first()
+    if row is None:
+        raise RuntimeError("event_head has no row: the database was not migrated (r0007)")
+    last = int(row[0])
+    for number, event in enumerate(events, last - count + 1):
+        event.sequence = number
+    return last
 
 
 def _rejected(conn: Connection, updates: list[tuple[int, StateChange]]) -> set[int]:
@@ -430,9 +464,10 @@ class SqlWrites:
 
     async def last_sequence(self) -> int:
         async with self._db.connect() as conn:
+            head = await conn.scalar(select(event_head.c.sequence).where(event_head.c.id == 1))
             newest = await conn.scalar(select(func.max(task_events.c.sequence)))
             pruned = await conn.scalar(select(func.max(event_compaction.c.compacted_through)))
-        return max(newest or 0, pruned or 0)
+        return max(head or 0, newest or 0, pruned or 0)
 
     async def close(self) -> None:
         await self._committer.close()

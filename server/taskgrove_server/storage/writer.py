@@ -6,8 +6,10 @@ once its change is durable) or register an `after_commit` callback (the engine s
 executor only once its claim is committed). Callbacks run in commit order.
 
 Failure model (see ARCHITECTURE.md):
-- The events of a batch are numbered in commit order, stored in the same transaction and
-  published only after it commits: a watcher never sees a change that could be lost.
+- The events of a batch are numbered by the backend inside the transaction (a counter
+  row, so numbers follow commit order even across replicas), stored in the same
+  transaction and published only after it commits: a watcher never sees a change that
+  could be lost. A rolled-back attempt rolls its numbers back too.
 - A *transient* failure (disk full, database locked, connection lost) retries the same
   batch with backoff until it commits; meanwhile `available` is False (health NOT_SERVING,
   new work refused with UNAVAILABLE) and nothing of the batch is visible.
@@ -47,7 +49,8 @@ class WriteBackend(Protocol):
     """Where batches are committed (SQL, or memory in unit tests)."""
 
     async def apply(self, writes: Sequence[Write]) -> Applied:
-        """Apply `writes` in order in one transaction and commit it; raise to roll back."""
+        """Apply `writes` in order in one transaction and commit it; raise to roll back.
+        Numbers the events it stores (`Event.sequence`, `Applied.last_sequence`)."""
         ...
 
     def is_transient(self, error: BaseException) -> bool:
@@ -55,7 +58,7 @@ class WriteBackend(Protocol):
         ...
 
     async def last_sequence(self) -> int:
-        """The highest event sequence ever used (pruned ones included)."""
+        """The highest event sequence ever committed (pruned ones included)."""
         ...
 
     async def close(self) -> None: ...
@@ -121,7 +124,8 @@ class Writer:
         """Replicas: called with the roots of trees another replica took over, whose
         queued changes were therefore dropped (the engine lets them go)."""
         self.last_sequence = 0
-        """Sequence of the last committed event."""
+        """Sequence of the last event this writer committed (or, before it committed any,
+        the database's head at start); other replicas may have committed higher ones."""
         self.available = True
         """False while a transient storage failure is being retried."""
         self.commits = 0
@@ -143,7 +147,6 @@ class Writer:
         return self._backend
 
     async def start(self) -> None:
-        # Never reuse a sequence, even one whose event was pruned.
         self.last_sequence = await self._backend.last_sequence()
         self._task = asyncio.create_task(self._run(), name="taskgrove-writer")
 
@@ -228,10 +231,6 @@ class Writer:
             return
         delay = _RETRY_FIRST_S
         while True:
-            events = [event for write in writes for event in write.events]
-            first = self.last_sequence + 1
-            for offset, event in enumerate(events):
-                event.sequence = first + offset
             started = time.perf_counter()
             try:
                 applied = await self._backend.apply(writes)
@@ -258,11 +257,17 @@ class Writer:
         self._set_available(True)
         self.commits += 1
         elapsed = time.perf_counter() - started
-        self.last_sequence += len(events)
-        published = events
+        # The backend numbered the stored events inside the transaction (commit order
+        # across replicas); a refused guarded update's events got no number.
+        published = [
+            event
+            for index, write in enumerate(writes)
+            if index not in applied.rejected and index not in applied.fenced
+            for event in write.events
+        ]
+        if applied.last_sequence:
+            self.last_sequence = applied.last_sequence
         if applied.fenced:
-            dropped = {id(e) for index in applied.fenced for e in writes[index].events}
-            published = [event for event in published if id(event) not in dropped]
             for index in applied.fenced:
                 if scopes[index] is not None:
                     refused.setdefault(scopes[index], tree_moved())
@@ -274,10 +279,8 @@ class Writer:
             if self.on_lost is not None:
                 self.on_lost(applied.lost)
         if applied.rejected:
-            dropped = {id(e) for index in applied.rejected for e in writes[index].events}
             for index in applied.rejected:
                 stale.update(writes[index].root_ids)
-            published = [event for event in published if id(event) not in dropped]
             log.error("%s guarded updates refused; their trees are reloaded", len(applied.rejected))
         if self.probe is not None:
             self.probe.batch_committed(len(writes), len(published), elapsed)

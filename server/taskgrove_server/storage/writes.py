@@ -180,3 +180,6 @@ class Applied:
     """Indexes of writes to trees another replica took over (nothing of them stored)."""
     lost: set[str] = field(default_factory=set)
     """The roots of those trees."""
+    last_sequence: int = 0
+    """The highest sequence this transaction gave its stored events (0: it stored none).
+    The events themselves carry their numbers, set inside the transaction."""
