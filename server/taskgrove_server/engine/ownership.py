@@ -57,6 +57,9 @@ class Ownership:
         self._writer = writer
         self._held: dict[str, int] = {}
         """Root id -> token of the trees this replica holds."""
+        self._releasing: dict[str, int] = {}
+        """Trees let go whose release has not committed yet: what is queued before the
+        release is still fenced by their token."""
         self._lost: dict[str, int] = {}
         """Trees taken over by another replica, with the token this one had: their
         writes still queued are fenced by it."""
@@ -89,19 +92,28 @@ class Ownership:
             token = max(token, self._held[root_id])
         self._lost.pop(root_id, None)
         self._held[root_id] = token
+        log.debug("holding tree %s (token %s)", root_id, token)
 
     def release(self, root_id: str) -> None:
         """Let go of the tree once what is queued for it commits."""
         token = self._held.pop(root_id, None)
         if token is not None:
+            log.debug("letting go of tree %s (token %s)", root_id, token)
+            self._releasing[root_id] = token
             self._writer.queue(ReleaseTree(root_id, token))
+            self._writer.after_commit(lambda: self._released(root_id, token))
+
+    def _released(self, root_id: str, token: int) -> None:
+        if self._releasing.get(root_id) == token:
+            del self._releasing[root_id]
 
     def tokens(self, roots: set[str]) -> dict[str, int]:
         """The tokens the writer's fence checks for these roots: those held, and those
         lost (whatever is still queued for them must not commit)."""
         tokens = {}
         for root_id in roots:
-            token = self._held.get(root_id, self._lost.get(root_id))
+            token = self._held.get(root_id) or self._releasing.get(root_id)
+            token = token or self._lost.get(root_id)
             if token is not None:
                 tokens[root_id] = token
         return tokens

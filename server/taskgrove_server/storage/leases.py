@@ -1,8 +1,10 @@
 """Tree leases on PostgreSQL: which replica holds a tree in memory, until when, and the
 fencing token of that hold (SQL only here; the policy is engine/ownership.py).
 
-Every time is the database's clock (`clock_timestamp()`), so replicas whose clocks
-disagree still agree on when a lease has expired. A token grows with every claim of a
+A row is never deleted, so a tree's token only grows: letting go of a tree empties its
+`replica_id` and keeps the token. Every time is the database's clock
+(`clock_timestamp()`), so replicas whose clocks disagree still agree on when a lease
+has expired. A token grows with every claim of a
 tree by another replica (or by the same one after it lost it): a write of the tree
 commits only while the row still carries the token its writer holds (`fence`).
 """
@@ -23,12 +25,14 @@ _ACQUIRE = text(
     ON CONFLICT (root_id) DO UPDATE
         SET replica_id = :replica_id, token = tree_leases.token + 1,
             expires_us = {_NOW_US} + :ttl_us
-        WHERE tree_leases.replica_id = :replica_id OR tree_leases.expires_us < {_NOW_US}
+        WHERE tree_leases.replica_id IN (:replica_id, '')
+           OR tree_leases.expires_us < {_NOW_US}
     RETURNING token
     """
 )
 _HOLDER = text(
-    f"SELECT replica_id FROM tree_leases WHERE root_id = :root_id AND expires_us >= {_NOW_US}"
+    "SELECT replica_id FROM tree_leases WHERE root_id = :root_id AND replica_id <> ''"
+    f" AND expires_us >= {_NOW_US}"
 )
 _RENEW = text(
     f"""
@@ -52,7 +56,7 @@ _CLAIM_EXPIRED = text(
         expires_us = {_NOW_US} + :ttl_us
     WHERE root_id IN (
         SELECT root_id FROM tree_leases
-        WHERE expires_us < {_NOW_US} AND replica_id <> :replica_id
+        WHERE expires_us < {_NOW_US} AND replica_id NOT IN (:replica_id, '')
         ORDER BY expires_us LIMIT :limit FOR UPDATE SKIP LOCKED
     )
     RETURNING root_id, token
@@ -68,7 +72,9 @@ _UNLEASED_ACTIVE = text(
     """
     SELECT DISTINCT t.root_id FROM tasks t
     WHERE t.execution_requested AND t.status IN ('pending', 'in_progress')
-      AND NOT EXISTS (SELECT 1 FROM tree_leases l WHERE l.root_id = t.root_id)
+      AND NOT EXISTS (
+          SELECT 1 FROM tree_leases l WHERE l.root_id = t.root_id AND l.replica_id <> ''
+      )
     LIMIT :limit
     """
 )
