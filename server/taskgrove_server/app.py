@@ -36,6 +36,7 @@ from taskgrove_server.clock import now_us
 from taskgrove_server.config import ConfigError, ServerConfig
 from taskgrove_server.engine import Engine
 from taskgrove_server.engine.ownership import Ownership
+from taskgrove_server.engine.routing import Router
 from taskgrove_server.events.hub import EventHub
 from taskgrove_server.executors import ExecutorRegistry
 from taskgrove_server.executors.builtin.command_policy import resolve_program
@@ -47,6 +48,7 @@ from taskgrove_server.gc_stats import GcStats
 from taskgrove_server.observability.assembly import Observability
 from taskgrove_server.service.idempotency import Idempotency
 from taskgrove_server.service.tasks import Tasks
+from taskgrove_server.storage.commands import ClusterCommands
 from taskgrove_server.storage.database import (
     FileLock,
     check_connection,
@@ -117,6 +119,11 @@ class TaskgroveServer:
         self.store = sql_store(self._db, config.db_url, self.hub.publish)
         self.store.writer.on_availability = self._storage_availability
         self.ownership = self._replica_ownership()
+        self.router = (
+            Router(ClusterCommands(self._db), self._leases, self.ownership)
+            if self.ownership is not None
+            else None
+        )
         self.engine = Engine(
             self.store,
             self.registry,
@@ -126,6 +133,7 @@ class TaskgroveServer:
             workers=self.workers,
             probe=self.observability.probe,
             ownership=self.ownership,
+            router=self.router,
         )
         self.observability.watch(
             engine=self.engine, writer=self.store.writer, hub=self.hub, workers=self.workers
@@ -213,6 +221,8 @@ class TaskgroveServer:
         )
         self.workers.start()
         await self.engine.start()
+        if self.router is not None:
+            self.router.start()
         tasks = Tasks(
             self.store, self.engine, self.registry, max_tree_size=self.config.max_tree_size
         )
@@ -318,6 +328,8 @@ class TaskgroveServer:
         self.engine.logs.followers.close()
         await self.workers.close()
         await self._grpc.stop(self.config.grace_seconds if grace is None else grace)
+        if self.router is not None:
+            await self.router.close()
         await self.engine.close()
         await self.store.writer.close()
         await self.store.reads.close()

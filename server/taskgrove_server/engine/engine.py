@@ -26,15 +26,18 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import asdict, is_dataclass
+from typing import Any
 
 from taskgrove.domain import statuses
 
 from taskgrove_server.engine.changes import TaskChanges
-from taskgrove_server.engine.explain import Explanation
+from taskgrove_server.engine.explain import Explanation, explanation_from_dict
 from taskgrove_server.engine.node import Node, Tree, created_event
 from taskgrove_server.engine.ownership import HeldElsewhere, Ownership
 from taskgrove_server.engine.ready_queue import ReadyQueue
+from taskgrove_server.engine.routing import Router
 from taskgrove_server.engine.runner import AttemptRunner
 from taskgrove_server.engine.steering import Steering
 from taskgrove_server.engine.transitions import Transitions
@@ -49,6 +52,11 @@ from taskgrove_server.storage.store import TaskStore
 from taskgrove_server.storage.writes import InsertTasks, MarkExecutionRequested
 
 log = logging.getLogger(__name__)
+
+
+def _nothing(_: object) -> None:
+    return None
+
 
 DEFAULT_MAX_RESULT_BYTES = 1024 * 1024
 _RELOAD_WINDOW_S = 60.0
@@ -69,6 +77,7 @@ class Engine:
         workers: WorkerPool | None = None,
         probe: AttemptProbe | None = None,
         ownership: Ownership | None = None,
+        router: Router | None = None,
     ) -> None:
         self._probe = probe
         self._reads = store.reads
@@ -110,6 +119,10 @@ class Engine:
             self.settle,
         )
         store.writer.on_stale = self._reload
+        self._router = router
+        """Replicas: sends operations on trees held elsewhere to their holder."""
+        if router is not None:
+            router.handler = self._serve_command
         if ownership is not None:
             ownership.on_lost = self._lose
             ownership.on_claimed = self._load_claimed
@@ -207,7 +220,17 @@ class Engine:
         """Store new tasks (rows parents first; `lineage`: the stored task they hang from
         and its ancestors) in one commit, and take them into memory if they execute, join
         a loaded tree or reopen a group that started. Rows created with
-        `execution_requested` run: creating and executing is one commit."""
+        `execution_requested` run: creating and executing is one commit. (Replicas: under
+        a tree another replica holds, that replica creates them.)"""
+        await self._routed(
+            rows[0].root_id,
+            "create",
+            lambda: {"rows": [asdict(row) for row in rows], "lineage": list(lineage)},
+            lambda: self._create_here(rows, lineage),
+            _nothing,
+        )
+
+    async def _create_here(self, rows: Sequence[TaskRow], lineage: Sequence[str]) -> None:
         under = lineage[0] if lineage else None
         root_id = rows[0].root_id
         executing = rows[0].execution_requested
@@ -250,6 +273,17 @@ class Engine:
 
     async def execute(self, task_id: str, root_id: str) -> int:
         """Request execution of a task's subtree; returns how many tasks it scheduled."""
+        return int(
+            await self._routed(
+                root_id,
+                "execute",
+                lambda: {"task_id": task_id},
+                lambda: self._execute_here(task_id, root_id),
+                int,
+            )
+        )
+
+    async def _execute_here(self, task_id: str, root_id: str) -> int:
         if self._probe is not None:
             self._probe.execution_requested(root_id)
         async with self._cache.pinned([root_id]):
@@ -278,21 +312,105 @@ class Engine:
         return scheduled
 
     async def cancel(self, task_id: str, root_id: str) -> list[str]:
-        return await self._steering.cancel(task_id, root_id)
+        return list(
+            await self._routed(
+                root_id,
+                "cancel",
+                lambda: {"task_id": task_id},
+                lambda: self._steering.cancel(task_id, root_id),
+                list,
+            )
+        )
 
     async def retry(self, task_id: str, root_id: str) -> list[str]:
-        return await self._steering.retry(task_id, root_id)
+        return list(
+            await self._routed(
+                root_id,
+                "retry",
+                lambda: {"task_id": task_id},
+                lambda: self._steering.retry(task_id, root_id),
+                list,
+            )
+        )
 
     async def update(
         self, task_id: str, root_id: str, changes: TaskChanges, expected_etag: str
     ) -> None:
-        await self._steering.update(task_id, root_id, changes, expected_etag)
+        await self._routed(
+            root_id,
+            "update",
+            lambda: {"task_id": task_id, "changes": asdict(changes), "etag": expected_etag},
+            lambda: self._steering.update(task_id, root_id, changes, expected_etag),
+            _nothing,
+        )
 
     async def delete(self, task_id: str, root_id: str, expected_etag: str) -> list[str]:
-        return await self._steering.delete(task_id, root_id, expected_etag)
+        return list(
+            await self._routed(
+                root_id,
+                "delete",
+                lambda: {"task_id": task_id, "etag": expected_etag},
+                lambda: self._steering.delete(task_id, root_id, expected_etag),
+                list,
+            )
+        )
 
     async def explain(self, task_id: str, root_id: str) -> Explanation:
-        return await self._steering.explain(task_id, root_id)
+        explanation = await self._routed(
+            root_id,
+            "explain",
+            lambda: {"task_id": task_id},
+            lambda: self._steering.explain(task_id, root_id),
+            explanation_from_dict,
+        )
+        assert isinstance(explanation, Explanation)
+        return explanation
+
+    # ----------------------------------------------------------------- replicas
+
+    async def _routed(
+        self,
+        root_id: str,
+        kind: str,
+        payload: Callable[[], dict[str, Any]],
+        here: Callable[[], Awaitable[Any]],
+        decode: Callable[[Any], Any],
+    ) -> Any:
+        """`here()`, or, while another replica holds the tree, the same operation run
+        there (engine/routing.py): the answer is decoded to what `here()` returns."""
+        if self._router is None:
+            return await here()
+
+        async def encoded() -> Any:
+            result = await here()
+            if is_dataclass(result) and not isinstance(result, type):
+                return asdict(result)
+            return result
+
+        return decode(await self._router.run(root_id, kind, payload, encoded))
+
+    async def _serve_command(self, kind: str, root_id: str, payload: dict[str, Any]) -> Any:
+        """Run here an operation another replica sent (this replica holds the tree)."""
+        task_id = payload.get("task_id", "")
+        if kind == "create":
+            rows = [TaskRow(**row) for row in payload["rows"]]
+            await self._create_here(rows, payload["lineage"])
+            return None
+        if kind == "execute":
+            return await self._execute_here(task_id, root_id)
+        if kind == "cancel":
+            return await self._steering.cancel(task_id, root_id)
+        if kind == "retry":
+            return await self._steering.retry(task_id, root_id)
+        if kind == "update":
+            changes = TaskChanges(**payload["changes"])
+            await self._steering.update(task_id, root_id, changes, payload["etag"])
+            return None
+        if kind == "delete":
+            return await self._steering.delete(task_id, root_id, payload["etag"])
+        if kind == "explain":
+            return asdict(await self._steering.explain(task_id, root_id))
+        raise ValueError(f"unknown command {kind!r}")
 
     # ----------------------------------------------------------------- internals
 

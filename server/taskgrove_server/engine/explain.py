@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from taskgrove.domain import statuses
 
@@ -27,6 +28,13 @@ class Explanation:
     retry_at_us: int | None = None
     running: int = 0
     concurrency_limit: int = 0
+
+
+def explanation_from_dict(value: dict[str, Any]) -> Explanation:
+    """An Explanation from its `asdict` form (another replica's answer)."""
+    fields = dict(value)
+    fields["waiting"] = [WaitingOn(**waiting) for waiting in fields["waiting"]]
+    return Explanation(**fields)
 
 
 def explain(
