@@ -93,7 +93,9 @@ _TAKE_SEQUENCES = (
     .values(sequence=event_head.c.sequence + bindparam("n"))
     .returning(event_head.c.sequence)
 )
-_TAKE_SEQUENCES_SQLITE = "UPDATE event_head SET sequence = sequence + ? WHERE id = 1 RETURNING sequence"
+_TAKE_SEQUENCES_SQLITE = (
+    "UPDATE event_head SET sequence = sequence + ? WHERE id = 1 RETURNING sequence"
+)
 _NOTIFY = select(func.pg_notify(EVENTS_CHANNEL, bindparam("payload")))
 
 _task_values = operator.attrgetter(*INSERTED_COLUMNS)
