@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 from conftest import pg_dsn
 from support.waiting import WAIT_S, until, wait_finished
-from taskgrove import AsyncClient, TaskEvent
+from taskgrove import AsyncClient, Snapshot, TaskEvent
 from taskgrove_server.events.event import Event
 from taskgrove_server.storage.database import open_database
 from taskgrove_server.storage.migrations import migrate
@@ -173,6 +173,7 @@ class Watcher:
 
     def __init__(self, client: AsyncClient, **flt: Any) -> None:
         self.events: list[TaskEvent] = []
+        self.snapshot: Snapshot | None = None
         self._stream = client.watch(max_reconnects=0, heartbeat_interval=0.2, **flt)
         self._task = asyncio.create_task(self._run())
 
@@ -180,6 +181,8 @@ class Watcher:
         async for item in self._stream:
             if isinstance(item, TaskEvent):
                 self.events.append(item)
+            elif isinstance(item, Snapshot):
+                self.snapshot = item
 
     def rows(self) -> list[Row]:
         return [(e.sequence, e.task_id, e.type, e.status) for e in self.events]
@@ -224,6 +227,7 @@ async def test_every_watcher_on_every_replica_sees_every_event_once_in_order(
     async with clients_of(replicas) as clients:
         everything = [Watcher(client) for client in clients]
         by_root: list[tuple[str, Watcher]] = []
+        snapshots: list[Watcher] = []
 
         async def run_trees(index: int, client: AsyncClient) -> list[str]:
             roots = []
@@ -236,6 +240,8 @@ async def test_every_watcher_on_every_replica_sees_every_event_once_in_order(
                 # Watched on another replica than the one running it, and on its own.
                 for other in (clients[(index + 1) % REPLICAS], client):
                     by_root.append((root_id, Watcher(other, root_id=root_id)))
+                if index == 0:  # taken mid-run, on a replica that runs none of it
+                    snapshots.append(Watcher(clients[2], include_snapshot=True))
             for root_id in roots:
                 await wait_finished(client, root_id, limit_s=60)
             return roots
@@ -254,6 +260,15 @@ async def test_every_watcher_on_every_replica_sees_every_event_once_in_order(
                 await until(lambda w=watcher, s=last: w.seen_through(s), limit_s=WAIT_S)
                 assert watcher.rows() == expected
 
+            # A snapshot taken on the third replica, then the events after it.
+            for watcher in snapshots:
+                await until(lambda w=watcher: w.seen_through(head), limit_s=WAIT_S)
+                assert watcher.snapshot is not None
+                after = watcher.snapshot.sequence
+                assert watcher.rows() == [row for row in rows if row[0] > after]
+                shown = {task.id for task in watcher.snapshot.tasks}
+                assert shown == {row[1] for row in rows if row[0] <= after and row[2] == "created"}
+
             # A watcher on the third replica resuming from the middle sees the rest.
             middle = rows[len(rows) // 2][0]
             resumed = Watcher(clients[2], after_sequence=middle)
@@ -263,5 +278,5 @@ async def test_every_watcher_on_every_replica_sees_every_event_once_in_order(
             finally:
                 await resumed.close()
         finally:
-            for watcher in [*everything, *(w for _, w in by_root)]:
+            for watcher in [*everything, *snapshots, *(w for _, w in by_root)]:
                 await watcher.close()
