@@ -58,9 +58,11 @@ from taskgrove_server.storage.database import (
     shown_url,
     sqlite_path,
 )
+from taskgrove_server.storage.event_feed import EventFeed
 from taskgrove_server.storage.event_log import EventLog
 from taskgrove_server.storage.leases import TreeLeases, writer_fence
 from taskgrove_server.storage.migrations import migrate
+from taskgrove_server.storage.notifications import Notifications
 from taskgrove_server.storage.records import RemoteExecutorRow
 from taskgrove_server.storage.sql_writes import SqlWrites
 from taskgrove_server.storage.store import sql_store
@@ -116,7 +118,13 @@ class TaskgroveServer:
         self._lock = FileLock(path) if path is not None else None
         self._db = open_database(config.db_url, create_directory=False)
         self.hub = EventHub(config.watcher_buffer_events)
-        self.store = sql_store(self._db, config.db_url, self.hub.publish)
+        # PostgreSQL: replicas may share the database; every event of each reaches this
+        # hub through the feed (NOTIFY, reads, a poll). SQLite: one server, pass-through.
+        self.notifications = Notifications.for_url(config.db_url)
+        self.feed = EventFeed(
+            self.hub, EventLog(self._db) if self.notifications is not None else None
+        )
+        self.store = sql_store(self._db, config.db_url, self.feed.local)
         self.store.writer.on_availability = self._storage_availability
         self.ownership = self._replica_ownership()
         self.router = (
@@ -176,6 +184,9 @@ class TaskgroveServer:
             await self._start()
         except BaseException:
             await self._grpc.stop(None)
+            await self.feed.close()
+            if self.notifications is not None:
+                await self.notifications.close()
             await self.observability.close()
             if self._lock is not None:
                 self._lock.release()
@@ -210,11 +221,14 @@ class TaskgroveServer:
         applied = await migrate(self._db)
         if applied:
             log.info("applied migrations %s", applied)
+        if self.notifications is not None:
+            await self.notifications.start()
+            await self.feed.listen(self.notifications)  # before the head is read
         writer = self.store.writer
         if self.ownership is not None and not self.config.replica_id:
             self._leases.replica_id = f"{socket.gethostname()}:{self.port}"
         await writer.start()
-        self.hub.last_sequence = writer.last_sequence
+        self.feed.start(writer.last_sequence)
         self.workers.remember(
             RemoteExecutorSpec(row.id, row.description, row.input_schema)
             for row in await self.store.reads.remote_executors()
@@ -332,6 +346,9 @@ class TaskgroveServer:
             await self.router.close()
         await self.engine.close()
         await self.store.writer.close()
+        await self.feed.close()
+        if self.notifications is not None:
+            await self.notifications.close()
         await self.store.reads.close()
         await self._db.dispose()
         await self.observability.close()

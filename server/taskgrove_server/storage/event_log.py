@@ -10,10 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from taskgrove_server.events.event import Event, EventFilter
 from taskgrove_server.storage.records import TASK_COLUMNS, TaskRow
-from taskgrove_server.storage.schema import event_compaction, task_events, tasks
+from taskgrove_server.storage.schema import event_compaction, event_head, task_events, tasks
 
 _EVENT_COLUMNS = [column for column in task_events.columns]
 _TASK_COLUMNS = [tasks.c[name] for name in TASK_COLUMNS]
+_HEAD = select(event_head.c.sequence).where(event_head.c.id == 1)
 
 
 def _conditions(flt: EventFilter, table: Any, task_column: str) -> list[Any]:
@@ -31,18 +32,28 @@ class EventLog:
     def __init__(self, db: AsyncEngine) -> None:
         self._db = db
 
-    async def after(self, flt: EventFilter, after_sequence: int, limit: int) -> list[Event]:
-        """Stored events matching `flt` with a sequence above `after_sequence`, oldest first."""
+    async def after(
+        self, flt: EventFilter, after_sequence: int, limit: int, through: int | None = None
+    ) -> list[Event]:
+        """Stored events matching `flt` with a sequence above `after_sequence` (and at
+        most `through`), oldest first."""
+        conditions = _conditions(flt, task_events, "task_id")
+        if through is not None:
+            conditions.append(task_events.c.sequence <= through)
         query = (
             select(*_EVENT_COLUMNS)
-            .where(
-                task_events.c.sequence > after_sequence, *_conditions(flt, task_events, "task_id")
-            )
+            .where(task_events.c.sequence > after_sequence, *conditions)
             .order_by(task_events.c.sequence)
             .limit(limit)
         )
         async with self._db.connect() as conn:
             return [_event(row._mapping) for row in await conn.execute(query)]
+
+    async def head(self) -> int:
+        """The counter row: the highest sequence committed (by any replica). Every event
+        up to it is committed and visible (sequences follow commit order)."""
+        async with self._db.connect() as conn:
+            return int(await conn.scalar(_HEAD) or 0)
 
     async def standing(self, flt: EventFilter) -> tuple[bool, int]:
         """Whether the tree or task `flt` names is known, and the log's head.
