@@ -48,7 +48,7 @@ from taskgrove_server.gc_stats import GcStats
 from taskgrove_server.observability.assembly import Observability
 from taskgrove_server.service.idempotency import Idempotency
 from taskgrove_server.service.tasks import Tasks
-from taskgrove_server.storage.commands import ClusterCommands
+from taskgrove_server.storage.commands import ANSWERS_CHANNEL, COMMANDS_CHANNEL, ClusterCommands
 from taskgrove_server.storage.database import (
     FileLock,
     check_connection,
@@ -60,7 +60,7 @@ from taskgrove_server.storage.database import (
 )
 from taskgrove_server.storage.event_feed import EventFeed
 from taskgrove_server.storage.event_log import EventLog
-from taskgrove_server.storage.leases import TreeLeases, writer_fence
+from taskgrove_server.storage.leases import WORK_CHANNEL, TreeLeases, writer_fence
 from taskgrove_server.storage.migrations import migrate
 from taskgrove_server.storage.notifications import Notifications
 from taskgrove_server.storage.records import RemoteExecutorRow
@@ -224,6 +224,10 @@ class TaskgroveServer:
         if self.notifications is not None:
             await self.notifications.start()
             await self.feed.listen(self.notifications)  # before the head is read
+            if self.router is not None and self.ownership is not None:
+                await self.notifications.listen(COMMANDS_CHANNEL, self.router.addressed)
+                await self.notifications.listen(ANSWERS_CHANNEL, self.router.answered)
+                await self.notifications.listen(WORK_CHANNEL, self.ownership.wake_for)
         writer = self.store.writer
         if self.ownership is not None and not self.config.replica_id:
             self._leases.replica_id = f"{socket.gethostname()}:{self.port}"
@@ -346,6 +350,10 @@ class TaskgroveServer:
             await self.router.close()
         await self.engine.close()
         await self.store.writer.close()
+        if self.ownership is not None:
+            # What this replica held is free now: the others take it over at once.
+            with contextlib.suppress(Exception):
+                await self._leases.announce_free()
         await self.feed.close()
         if self.notifications is not None:
             await self.notifications.close()

@@ -20,7 +20,8 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
 
 from taskgrove.domain import reasons
 
@@ -65,10 +66,11 @@ class Ownership:
         writes still queued are fenced by it."""
         self.on_lost: Callable[[set[str]], None] = lambda roots: None
         """Called with trees another replica took over (the engine lets them go)."""
-        self.on_claimed: Callable[[list[str]], Awaitable[None]] | None = None
+        self.on_claimed: Callable[[list[str]], Coroutine[Any, Any, None]] | None = None
         """Called with trees taken over from a replica that stopped (the engine loads
         them)."""
         self._task: asyncio.Task[None] | None = None
+        self._loading: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
 
     @property
@@ -152,11 +154,18 @@ class Ownership:
         """Sweep now (a notification said work may be waiting)."""
         self._wake.set()
 
+    def wake_for(self, replica_id: str) -> None:
+        """NOTIFY from a replica that let go of its trees (itself excepted)."""
+        if replica_id != self.replica_id:
+            self._wake.set()
+
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in [self._task, *self._loading]:
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(
+            *(t for t in [self._task, *self._loading] if t), return_exceptions=True
+        )
 
     async def _run(self) -> None:
         interval = self._leases.ttl_s / 3
@@ -197,6 +206,9 @@ class Ownership:
             self._lost.pop(root_id, None)
         log.warning("took over trees whose replica stopped: %s", ", ".join(sorted(claimed)))
         if self.on_claimed is not None:
-            await self.on_claimed(list(claimed))
+            # Loaded beside the renewals: loading many trees must not delay them.
+            task = asyncio.create_task(self.on_claimed(list(claimed)), name="taskgrove-takeover")
+            self._loading.add(task)
+            task.add_done_callback(self._loading.discard)
         if len(claimed) >= _SWEEP_LIMIT:
             self._wake.set()

@@ -76,6 +76,12 @@ class Router:
                     return await self._call(held.replica_id, root_id, kind, payload())
                 except Moved:
                     continue
+            except ServiceError as error:
+                # The tree was taken over while this ran here (this replica had stalled
+                # past its lease): the fence dropped what it queued since, so it runs
+                # again at the new holder (each operation is one write, or repeatable).
+                if error.reason != reasons.REPLICA_UNAVAILABLE:
+                    raise
         raise HeldElsewhere(root_id, None)
 
     async def _call(self, replica_id: str, root_id: str, kind: str, payload: dict[str, Any]) -> Any:

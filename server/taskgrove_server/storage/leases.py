@@ -16,6 +16,9 @@ from collections.abc import Callable
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+WORK_CHANNEL = "taskgrove_work"
+"""NOTIFY: trees were let go by a replica that stops (payload: its id); the others sweep."""
+
 _NOW_US = "(extract(epoch from clock_timestamp()) * 1000000)::bigint"
 
 _ACQUIRE = text(
@@ -23,7 +26,9 @@ _ACQUIRE = text(
     INSERT INTO tree_leases (root_id, replica_id, token, expires_us)
     VALUES (:root_id, :replica_id, 1, {_NOW_US} + :ttl_us)
     ON CONFLICT (root_id) DO UPDATE
-        SET replica_id = :replica_id, token = tree_leases.token + 1,
+        SET replica_id = :replica_id,
+            token = CASE WHEN tree_leases.replica_id = :replica_id THEN tree_leases.token
+                         ELSE tree_leases.token + 1 END,
             expires_us = {_NOW_US} + :ttl_us
         WHERE tree_leases.replica_id IN (:replica_id, '')
            OR tree_leases.expires_us < {_NOW_US}
@@ -80,6 +85,10 @@ _UNLEASED_ACTIVE = text(
 )
 
 
+# Acquiring a tree this replica still holds keeps its token: changes queued under the
+# hold (before a release that has not committed yet) must still commit.
+
+
 class TreeLeases:
     def __init__(self, db: AsyncEngine, replica_id: str, ttl_s: float) -> None:
         self._db = db
@@ -125,13 +134,22 @@ class TreeLeases:
         async with self._db.connect() as conn:
             return list((await conn.execute(_UNLEASED_ACTIVE, {"limit": limit})).scalars())
 
+    async def announce_free(self) -> None:
+        """Tell the other replicas (NOTIFY) that this one let go of its trees."""
+        async with self._db.begin() as conn:
+            await conn.execute(
+                text("SELECT pg_notify(:channel, :replica_id)"),
+                {"channel": WORK_CHANNEL, "replica_id": self.replica_id},
+            )
+
     def fence(self, conn: Connection, held: dict[str, int]) -> set[str]:
         """Inside the writer's transaction: renew the leases of `held` (root id -> the
         token the writer holds) and return the roots whose lease another replica has
         taken meanwhile (their writes must not commit)."""
         rows = conn.execute(_FENCE, self._params(root_ids=list(held)))
         current = {root_id: token for root_id, token in rows}
-        return {root_id for root_id, token in held.items() if current.get(root_id) != token}
+        lost = {root_id for root_id, token in held.items() if current.get(root_id) != token}
+        return lost
 
 
 def writer_fence(

@@ -272,8 +272,9 @@ class Writer:
                 if scopes[index] is not None:
                     refused.setdefault(scopes[index], tree_moved())
             log.warning(
-                "%s writes dropped: trees %s are held by another replica now",
+                "%s writes dropped (%s): trees %s are held by another replica now",
                 len(applied.fenced),
+                ", ".join(sorted({type(writes[index]).__name__ for index in applied.fenced})),
                 ", ".join(sorted(applied.lost)),
             )
             if self.on_lost is not None:

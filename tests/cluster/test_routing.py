@@ -1,0 +1,154 @@
+"""Every RPC works on any replica: what changes a tree another replica holds is run by
+that replica (a cancel sent to A interrupts the executor running on B), errors come back
+as they would from the holder, and replicas racing for one tree run it once."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+
+import pytest
+from taskgrove import AsyncClient, TaskgroveError, statuses
+
+from tests.cluster.replicas import replicas
+from tests.cluster.test_tree_leases import holder_of, port
+from tests.support.recorder import read_runs
+from tests.support.waiting import until, until_task
+
+
+async def test_a_tree_created_on_a_runs_on_b_is_watched_on_c_and_cancelled_through_a(
+    pg_db_url: str, tmp_path: Path
+) -> None:
+    with replicas(pg_db_url, tmp_path, count=3, lease_s=2.0) as group:
+        a, b, c = group[0], group[1], group[2]
+        async with (
+            AsyncClient(a.address) as on_a,
+            AsyncClient(b.address) as on_b,
+            AsyncClient(c.address) as on_c,
+        ):
+            created = await on_a.create_task_tree(
+                [
+                    {"id": "root", "name": "root"},
+                    {
+                        "id": "long",
+                        "name": "long",
+                        "executor": "record",
+                        "parent_id": "root",
+                        "inputs": {"seconds": 60},
+                    },
+                    {
+                        "id": "after",
+                        "name": "after",
+                        "executor": "record",
+                        "parent_id": "root",
+                        "inputs": {"seconds": 0},
+                        "dependencies": ["long"],
+                    },
+                ]
+            )
+            root_id, long_id = created["root"].id, created["long"].id
+            seen: list[tuple[str, str]] = []
+
+            async def watch() -> None:
+                async for event in on_c.watch(root_id=root_id):
+                    seen.append((event.task_id, event.status))
+
+            watcher = asyncio.create_task(watch())
+            await on_b.execute_task(root_id)
+            await until(lambda: bool(read_runs(group.record_file).get(long_id)))
+            assert [run.pid for run in read_runs(group.record_file)[long_id]] == [b.pid]
+            assert port(await holder_of(pg_db_url, root_id) or "") == port(b.address)
+
+            explained = await on_c.explain_task(created["after"].id)  # answered by B
+            assert [w.id for w in explained.waiting_dependencies] == [long_id]
+
+            cancelled = await on_a.cancel_task(long_id)
+            assert long_id in cancelled
+            task = await until_task(on_c, long_id, lambda t: t.status == statuses.CANCELLED)
+            assert task.status == statuses.CANCELLED
+            await until(lambda: (long_id, statuses.CANCELLED) in seen)
+            watcher.cancel()
+            # B's executor was interrupted: its run never ended.
+            assert [run.ended for run in read_runs(group.record_file)[long_id]] == [False]
+
+
+async def test_errors_of_an_operation_run_by_the_holder_come_back_unchanged(
+    pg_db_url: str, tmp_path: Path
+) -> None:
+    with replicas(pg_db_url, tmp_path, count=2, lease_s=2.0) as group:
+        async with AsyncClient(group[0].address) as on_a, AsyncClient(group[1].address) as on_b:
+            created = await on_a.create_task_tree(
+                [
+                    {"id": "root", "name": "root"},
+                    {
+                        "id": "long",
+                        "name": "long",
+                        "executor": "record",
+                        "parent_id": "root",
+                        "inputs": {"seconds": 60},
+                    },
+                    {
+                        "id": "later",
+                        "name": "later",
+                        "executor": "record",
+                        "parent_id": "root",
+                        "inputs": {"seconds": 0},
+                        "dependencies": ["long"],
+                    },
+                ],
+                execute=True,
+            )
+            later = created["later"]
+            with pytest.raises(TaskgroveError) as stale:
+                await on_b.update_task(later.id, etag="999", inputs={"seconds": 1})
+            assert stale.value.reason == "ETAG_MISMATCH"
+            with pytest.raises(TaskgroveError) as running:
+                await on_b.retry_task(created["long"].id)
+            assert running.value.reason == "TASK_NOT_RETRYABLE"
+            updated = await on_b.update_task(later.id, etag=later.etag, inputs={"seconds": 0.5})
+            assert updated.inputs == {"seconds": 0.5}
+            assert (await on_a.get_task(later.id)).inputs == {"seconds": 0.5}
+
+
+async def test_replicas_racing_to_execute_the_same_trees_run_each_task_once(
+    pg_db_url: str, tmp_path: Path
+) -> None:
+    trees = 300
+    # Leases long enough that no replica, however starved on 2 cores, loses one here:
+    # what races is the acquiring, not the expiry.
+    with replicas(pg_db_url, tmp_path, count=3, lease_s=15.0) as group:
+        clients = [AsyncClient(process.address) for process in group.processes]
+        try:
+            created = await asyncio.gather(
+                *(
+                    clients[i % 3].create_task_tree(
+                        [
+                            {
+                                "id": "t",
+                                "name": "t",
+                                "executor": "record",
+                                "inputs": {"seconds": 0.01},
+                            }
+                        ]
+                    )
+                    for i in range(trees)
+                )
+            )
+            ids = [tree["t"].id for tree in created]
+            rng = random.Random(7)
+            calls = []
+            for task_id in ids:
+                first, second = rng.sample(clients, 2)  # two replicas race for each tree
+                calls += [first.execute_task(task_id), second.execute_task(task_id)]
+            await asyncio.gather(*calls)
+            for task_id in ids:
+                await until_task(clients[0], task_id, lambda t: t.status == statuses.COMPLETED)
+        finally:
+            for client in clients:
+                await client.close()
+        runs = read_runs(group.record_file)
+        assert sorted(runs) == sorted(ids)
+        assert [task_id for task_id, task_runs in runs.items() if len(task_runs) != 1] == []
+        holders = {run.pid for task_runs in runs.values() for run in task_runs}
+        assert len(holders) > 1  # the trees were spread over the replicas
