@@ -4,6 +4,7 @@ by the others (each task run again only where a killed replica had run it)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from pathlib import Path
@@ -99,42 +100,78 @@ async def test_a_paused_replica_cannot_finish_a_task_another_took_over(
             assert await completed_attempts(pg_db_url, task_id) == [2]
 
 
+async def stored_sequences(db_url: str, root_id: str) -> list[int]:
+    connection = await asyncpg.connect(pg_dsn(db_url))
+    try:
+        rows = await connection.fetch(
+            "SELECT sequence FROM task_events WHERE root_id = $1 ORDER BY sequence", root_id
+        )
+        return [int(row["sequence"]) for row in rows]
+    finally:
+        await connection.close()
+
+
 async def test_trees_of_killed_replicas_are_finished_by_the_survivors(
     pg_db_url: str, tmp_path: Path
 ) -> None:
+    """3 replicas, a 2,000-task tree; its holder is killed at a quarter, the next holder
+    at 60%: the last replica finishes it. A task runs again only where a killed replica
+    had run it, and watchers saw every event of the tree once, in order."""
     n = 2_000
-    with replicas(
-        pg_db_url, tmp_path, count=3, lease_s=2.0, TASKGROVE_MAX_CONCURRENCY="64"
-    ) as group:
+    options = {"lease_s": 2.0, "TASKGROVE_MAX_CONCURRENCY": "64"}
+    with replicas(pg_db_url, tmp_path, count=3, **options) as group:
         async with AsyncClient(group[0].address) as client:
-            created = await client.create_task_tree(record_tree(n, seconds=0.01), execute=True)
+            created = await client.create_task_tree(record_tree(n, seconds=0.01))
         root_id = created["root"].id
-        killed: list[int] = []
+        seen: dict[int, list[int]] = {index: [] for index in range(3)}
+        clients = [AsyncClient(process.address) for process in group.processes]
 
-        def ran() -> int:
-            return sum(len(runs) for runs in read_runs(group.record_file).values())
+        async def watch(index: int) -> None:
+            # No reconnecting to a killed replica: a watcher there just stops.
+            async for event in clients[index].watch(root_id=root_id, max_reconnects=0):
+                seen[index].append(event.sequence)
 
-        for share in (0.25, 0.6):
-            await until(lambda share=share: ran() >= n * share, limit_s=120)
-            holder = await holder_of(pg_db_url, root_id)
-            assert holder is not None
-            victim = next(p for p in group.processes if port(p.address) == port(holder))
-            os.kill(victim.pid, signal.SIGKILL)
-            killed.append(victim.pid)
-        survivor = next(p for p in group.processes if p.pid not in killed)
-        async with AsyncClient(survivor.address) as client:
+        watchers = [asyncio.create_task(watch(index)) for index in range(3)]
+        try:
+            # A watcher replays from the start: one that opens late still sees everything.
+            await clients[1].execute_task(root_id)
+            killed: list[int] = []
+
+            def ran() -> int:
+                return sum(len(runs) for runs in read_runs(group.record_file).values())
+
+            for share in (0.25, 0.6):
+                await until(lambda share=share: ran() >= n * share, limit_s=120)
+                holder = await holder_of(pg_db_url, root_id)
+                assert holder is not None
+                victim = next(p for p in group.processes if port(p.address) == port(holder))
+                os.kill(victim.pid, signal.SIGKILL)
+                killed.append(victim.pid)
+            last = next(i for i, p in enumerate(group.processes) if p.pid not in killed)
             root = await until_task(
-                client, root_id, lambda t: t.status in statuses.TERMINAL, limit_s=120
+                clients[last], root_id, lambda t: t.status in statuses.TERMINAL, limit_s=120
             )
             assert root.status == statuses.COMPLETED
-            tasks = {task.id: task for task in await client.get_task_tree(root_id)}
+            tasks = {task.id: task for task in await clients[last].get_task_tree(root_id)}
+            stored = await stored_sequences(pg_db_url, root_id)
+            await until(lambda: seen[last][-1:] == stored[-1:], limit_s=30)
+        finally:
+            for watcher in watchers:
+                watcher.cancel()
+            await asyncio.gather(*watchers, return_exceptions=True)
+            for c in clients:
+                await c.close()
+        # The survivor's watcher saw the whole history; the others a gap-free prefix.
+        assert seen[last] == stored
+        second = next(i for i, p in enumerate(group.processes) if p.pid == killed[1])
+        assert seen[second] == stored[: len(seen[second])]
         runs = read_runs(group.record_file)
         ids = [created[f"t{index}"].id for index in range(n)]
         assert set(runs) == set(ids)
         for task_id in ids:
             task_runs = runs[task_id]
-            last = task_runs[-1]
-            assert last.ended and tasks[task_id].result == {"pid": last.pid}
+            final = task_runs[-1]
+            assert final.ended and tasks[task_id].result == {"pid": final.pid}
             # A task runs again only after a run on a replica that was killed.
             assert all(run.pid in killed for run in task_runs[:-1]), task_runs
         assert sum(len(r) > 1 for r in runs.values()) <= 2 * 64  # at most what was running
