@@ -62,8 +62,9 @@ from taskgrove_server.storage.event_feed import EventFeed
 from taskgrove_server.storage.event_log import EventLog
 from taskgrove_server.storage.leases import WORK_CHANNEL, TreeLeases, writer_fence
 from taskgrove_server.storage.migrations import migrate
-from taskgrove_server.storage.notifications import Notifications
+from taskgrove_server.storage.notifications import Notifications, libpq_dsn
 from taskgrove_server.storage.records import RemoteExecutorRow
+from taskgrove_server.storage.request_locks import RequestLocks
 from taskgrove_server.storage.sql_writes import SqlWrites
 from taskgrove_server.storage.store import sql_store
 from taskgrove_server.storage.writes import PruneHistory, SaveRemoteExecutor
@@ -127,6 +128,9 @@ class TaskgroveServer:
         self.store = sql_store(self._db, config.db_url, self.feed.local)
         self.store.writer.on_availability = self._storage_availability
         self.ownership = self._replica_ownership()
+        self.request_locks = (
+            RequestLocks(libpq_dsn(config.db_url)) if self.ownership is not None else None
+        )
         self.router = (
             Router(ClusterCommands(self._db), self._leases, self.ownership)
             if self.ownership is not None
@@ -255,7 +259,7 @@ class TaskgroveServer:
         add_task_service(
             TaskService(
                 tasks,
-                Idempotency(self.store.reads, writer),
+                Idempotency(self.store.reads, writer, self.request_locks),
                 streamer,
                 max_message_bytes=self.config.max_message_bytes,
                 auth_required=self.authenticator is not None,
@@ -357,6 +361,8 @@ class TaskgroveServer:
         await self.feed.close()
         if self.notifications is not None:
             await self.notifications.close()
+        if self.request_locks is not None:
+            await self.request_locks.close()
         await self.store.reads.close()
         await self._db.dispose()
         await self.observability.close()

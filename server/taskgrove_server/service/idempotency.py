@@ -1,13 +1,15 @@
 """Idempotent mutating requests: a repeated `request_id` gets the first answer again.
 
 The answer is stored right after the change commits; a request that fails is not stored,
-so repeating it runs it again. Concurrent repeats in this process wait for the first.
+so repeating it runs it again. Concurrent repeats in this process wait for the first;
+replicas on PostgreSQL also wait for each other (storage/request_locks.py).
 The API layer says how answers are encoded (here they are bytes).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from taskgrove_server.clock import now_us
 from taskgrove_server.errors import invalid_field
 from taskgrove_server.service import limits
 from taskgrove_server.storage.reads import TaskReads
+from taskgrove_server.storage.request_locks import RequestLocks
 from taskgrove_server.storage.writer import Writer
 from taskgrove_server.storage.writes import StoreResponse
 
@@ -47,9 +50,12 @@ class RequestKey:
 
 
 class Idempotency:
-    def __init__(self, reads: TaskReads, writer: Writer) -> None:
+    def __init__(
+        self, reads: TaskReads, writer: Writer, replicas: RequestLocks | None = None
+    ) -> None:
         self._reads = reads
         self._writer = writer
+        self._replicas = replicas
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
     async def run(
@@ -71,7 +77,7 @@ class Idempotency:
         lock, users = self._locks.get(request_id, (asyncio.Lock(), 0))
         self._locks[request_id] = (lock, users + 1)
         try:
-            async with lock:
+            async with lock, self._across_replicas(request_id):
                 stored = await self._reads.stored_response(request_id)
                 if stored is not None:
                     if stored.method != key.method or stored.request_hash != key.request_hash:
@@ -95,3 +101,8 @@ class Idempotency:
                 del self._locks[request_id]
             else:
                 self._locks[request_id] = (lock, users - 1)
+
+    def _across_replicas(self, request_id: str) -> contextlib.AbstractAsyncContextManager[None]:
+        if self._replicas is None:
+            return contextlib.nullcontext()
+        return self._replicas.held(request_id)
