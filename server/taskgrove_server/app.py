@@ -242,6 +242,8 @@ class TaskgroveServer:
             for row in await self.store.reads.remote_executors()
         )
         self.workers.start()
+        if self.ownership is not None:  # before trees load: no end falls in between
+            self.hub.observe(self.engine.events_published)
         await self.engine.start()
         if self.router is not None:
             self.router.start()

@@ -152,3 +152,35 @@ async def test_replicas_racing_to_execute_the_same_trees_run_each_task_once(
         assert [task_id for task_id, task_runs in runs.items() if len(task_runs) != 1] == []
         holders = {run.pid for task_runs in runs.values() for run in task_runs}
         assert len(holders) > 1  # the trees were spread over the replicas
+
+
+async def test_a_task_waits_for_a_dependency_in_a_tree_another_replica_runs(
+    pg_db_url: str, tmp_path: Path
+) -> None:
+    with replicas(pg_db_url, tmp_path, count=2, lease_s=15.0) as group:
+        a, b = group[0], group[1]
+        async with AsyncClient(a.address) as on_a, AsyncClient(b.address) as on_b:
+            first = await on_a.create_task_tree(
+                [{"id": "x", "name": "x", "executor": "record", "inputs": {"seconds": 1.0}}],
+                execute=True,
+            )
+            x_id = first["x"].id
+            second = await on_b.create_task_tree(
+                [
+                    {
+                        "id": "y",
+                        "name": "y",
+                        "executor": "record",
+                        "inputs": {"seconds": 0},
+                        "dependencies": [x_id],
+                    }
+                ],
+                execute=True,
+            )
+            y_id = second["y"].id
+            y = await until_task(on_b, y_id, lambda t: t.status == statuses.COMPLETED)
+        runs = read_runs(group.record_file)
+        assert [run.pid for run in runs[x_id]] == [a.pid]
+        assert [run.pid for run in runs[y_id]] == [b.pid] == [y.result["pid"]]
+        lines = group.record_file.read_text().splitlines()
+        assert lines.index(f"end {x_id} 1 {a.pid}") < lines.index(f"start {y_id} 1 {b.pid}")

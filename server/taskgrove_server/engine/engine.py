@@ -43,6 +43,7 @@ from taskgrove_server.engine.steering import Steering
 from taskgrove_server.engine.transitions import Transitions
 from taskgrove_server.engine.tree_cache import TreeCache
 from taskgrove_server.engine.waiting import DependencyWaits
+from taskgrove_server.events.event import STATUS_CHANGED, Event
 from taskgrove_server.executors import ExecutorRegistry
 from taskgrove_server.executors.workers import WorkerPool
 from taskgrove_server.logs import TaskLogs
@@ -367,6 +368,22 @@ class Engine:
         return explanation
 
     # ----------------------------------------------------------------- replicas
+
+    def events_published(self, events: Sequence[Event]) -> None:
+        """Replicas: a task of a tree held elsewhere that ended releases (or fails) the
+        tasks here that wait for it; its end reaches every replica as an event."""
+        released = False
+        for event in events:
+            if (
+                event.type == STATUS_CHANGED
+                and event.status in statuses.TERMINAL
+                and self._waits.waits_for(event.task_id)
+                and self._cache.get(event.task_id) is None
+            ):
+                self._waits.finished(event.task_id, event.status)
+                released = True
+        if released:
+            self.settle()
 
     async def _routed(
         self,

@@ -81,21 +81,30 @@ class DependencyWaits:
 
     def notify(self, finished: Node) -> None:
         """A task finished: release or fail the tasks waiting for it."""
-        for dependent in self._dependents.pop(finished.id, ()):
+        self.finished(finished.id, finished.status)
+
+    def waits_for(self, task_id: str) -> bool:
+        """Whether a task here waits for `task_id` (replicas: a task of a tree held
+        elsewhere, whose end arrives as an event)."""
+        return task_id in self._dependents
+
+    def finished(self, task_id: str, status: str) -> None:
+        """The task `task_id` ended with `status`: release or fail its waiters."""
+        for dependent in self._dependents.pop(task_id, ()):
             if (
                 dependent.detached
                 or dependent.status != statuses.PENDING
-                or finished.id not in dependent.waiting
+                or task_id not in dependent.waiting
             ):
                 continue  # let go, moved on, or no longer depends on it (updated)
-            required = dependent.dependencies[finished.id]
-            outcome = dependency_outcome(finished.status, required=required)
+            required = dependent.dependencies[task_id]
+            outcome = dependency_outcome(status, required=required)
             if outcome is Outcome.SATISFIED:
-                dependent.waiting.discard(finished.id)
+                dependent.waiting.discard(task_id)
                 if not dependent.waiting and dependent.retry_at_us is None:
                     self._queue.push(dependent)
             elif outcome is not Outcome.WAIT:
-                self._fail(dependent, finished.id, finished.status, outcome)
+                self._fail(dependent, task_id, status, outcome)
 
     def _fail(self, node: Node, dep_id: str, dep_status: str | None, outcome: Outcome) -> None:
         if outcome is Outcome.CANCEL:

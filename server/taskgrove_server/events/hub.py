@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from taskgrove_server.events.event import Event, EventFilter
@@ -81,6 +81,7 @@ class EventHub:
         self._by_task: dict[str, set[Subscription]] = {}
         self._by_user: dict[str, set[Subscription]] = {}
         self._everything: set[Subscription] = set()
+        self._observers: list[Callable[[Sequence[Event]], None]] = []
         self._closed = False
 
     @property
@@ -147,6 +148,13 @@ class EventHub:
             shared = list(events)
             for subscription in list(self._everything):
                 subscription._offer(shared)
+        for observer in self._observers:
+            observer(events)
+
+    def observe(self, observer: Callable[[Sequence[Event]], None]) -> None:
+        """Call `observer(events)` with every published batch (replicas: the engine
+        learns of ends of tasks held elsewhere)."""
+        self._observers.append(observer)
 
     def close(self) -> None:
         """End every stream (server shutting down)."""
