@@ -29,6 +29,8 @@ from sqlalchemy.engine import make_url
 
 log = logging.getLogger(__name__)
 
+APPLICATION_NAME = "taskgrove-listen"
+"""How the connection shows in pg_stat_activity."""
 _RETRY_FIRST_S = 0.05
 _RETRY_MAX_S = 2.0
 
@@ -123,7 +125,11 @@ class Notifications:
     async def _connect(self) -> None:
         import asyncpg  # type: ignore[import-untyped]
 
-        connection = await asyncpg.connect(self._dsn, timeout=self._connect_timeout_s)
+        connection = await asyncpg.connect(
+            self._dsn,
+            timeout=self._connect_timeout_s,
+            server_settings={"application_name": APPLICATION_NAME},
+        )
         try:
             self._listening = set()
             # Until none is missing: `listen()` may register a channel meanwhile.
