@@ -149,6 +149,10 @@ async def test_notifications_reconnect_and_tell_listeners(pg_db_url: str) -> Non
         await until(lambda: reconnected == [True])
         await other.execute("SELECT pg_notify('tg_test', 'two')")
         await until(lambda: got == ["one", "two"])
+        # Closing the old connection is not a drop: no second reconnection follows.
+        await other.execute("SELECT pg_notify('tg_test', 'three')")
+        await until(lambda: got == ["one", "two", "three"])
+        assert notifications.reconnects == 1 and reconnected == [True]
     finally:
         await other.close()
         await notifications.close()
