@@ -21,7 +21,7 @@ from taskgrove import AsyncClient, Snapshot, TaskEvent
 from taskgrove_server.events.event import Event
 from taskgrove_server.storage.database import open_database
 from taskgrove_server.storage.migrations import migrate
-from taskgrove_server.storage.notifications import Notifications
+from taskgrove_server.storage.notifications import APPLICATION_NAME, Notifications
 from taskgrove_server.storage.sql_writes import SqlWrites
 from taskgrove_server.storage.writer import Writer
 from taskgrove_server.storage.writes import AppendTaskLog, Write
@@ -43,6 +43,14 @@ async def stored(db_url: str, root_id: str | None = None) -> list[Row]:
     finally:
         await connection.close()
     return [(r["sequence"], r["task_id"], r["type"], r["status"]) for r in rows]
+
+
+async def execute(db_url: str, query: str, *args: Any) -> None:
+    connection = await asyncpg.connect(pg_dsn(db_url), timeout=10)
+    try:
+        await connection.execute(query, *args)
+    finally:
+        await connection.close()
 
 
 def event(root_id: str, index: int, name: str = "e") -> Event:
@@ -141,6 +149,10 @@ async def test_notifications_reconnect_and_tell_listeners(pg_db_url: str) -> Non
         await until(lambda: reconnected == [True])
         await other.execute("SELECT pg_notify('tg_test', 'two')")
         await until(lambda: got == ["one", "two"])
+        # Closing the old connection is not a drop: no second reconnection follows.
+        await other.execute("SELECT pg_notify('tg_test', 'three')")
+        await until(lambda: got == ["one", "two", "three"])
+        assert notifications.reconnects == 1 and reconnected == [True]
     finally:
         await other.close()
         await notifications.close()
@@ -150,7 +162,7 @@ async def test_notifications_reconnect_and_tell_listeners(pg_db_url: str) -> Non
 
 REPLICAS = 3
 TREES_PER_REPLICA = 2
-TASKS_PER_TREE = 120
+TASKS_PER_TREE = 150
 
 
 @pytest.fixture
@@ -246,8 +258,19 @@ async def test_every_watcher_on_every_replica_sees_every_event_once_in_order(
                 await wait_finished(client, root_id, limit_s=60)
             return roots
 
+        async def cut_listeners() -> None:
+            """Once trees run, end every replica's LISTEN connection: what was sent
+            meanwhile comes by the reconnection's re-read or the poll."""
+            await until(lambda: len(by_root) >= REPLICAS * 2)
+            await execute(
+                pg_db_url,
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND application_name = $1",
+                APPLICATION_NAME,
+            )
+
         try:
-            await asyncio.gather(*(run_trees(i, c) for i, c in enumerate(clients)))
+            await asyncio.gather(cut_listeners(), *(run_trees(i, c) for i, c in enumerate(clients)))
             rows = await stored(pg_db_url)
             assert [row[0] for row in rows] == list(range(1, len(rows) + 1))
             head = rows[-1][0]
@@ -259,6 +282,10 @@ async def test_every_watcher_on_every_replica_sees_every_event_once_in_order(
                 last = expected[-1][0]
                 await until(lambda w=watcher, s=last: w.seen_through(s), limit_s=WAIT_S)
                 assert watcher.rows() == expected
+
+            await until(  # every replica noticed its LISTEN connection end, and made it again
+                lambda: all("notification connection dropped" in r.log_tail(200) for r in replicas)
+            )
 
             # A snapshot taken on the third replica, then the events after it.
             for watcher in snapshots:

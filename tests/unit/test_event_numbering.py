@@ -12,6 +12,7 @@ from taskgrove_server.events.event import Event, EventFilter
 from taskgrove_server.events.hub import EventHub
 from taskgrove_server.storage.event_feed import EventFeed
 from taskgrove_server.storage.memory import MemoryStore
+from taskgrove_server.storage.notifications import Notifications, libpq_dsn
 from taskgrove_server.storage.writer import Writer
 from taskgrove_server.storage.writes import AppendTaskLog, Write
 
@@ -162,3 +163,11 @@ async def test_without_a_log_the_feed_passes_through() -> None:
     feed.local([event("a", 6), event("b", 7)])
     assert feed.published_through == hub.last_sequence == 7
     await feed.close()
+
+
+def test_notifications_exist_only_on_postgresql() -> None:
+    assert Notifications.for_url("sqlite+aiosqlite:////tmp/x.db") is None
+    assert libpq_dsn("postgresql+asyncpg://u:p@127.0.0.1:5432/db") == (
+        "postgresql://u:p@127.0.0.1:5432/db"
+    )
+    assert Notifications.for_url("postgresql+asyncpg://u:p@127.0.0.1/db") is not None

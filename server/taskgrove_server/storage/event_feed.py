@@ -163,6 +163,8 @@ class EventFeed:
             self._deliver(self._fresh(events))
             if len(events) < READ_PAGE:
                 self._passed(upto)
+        while self._local and self._local[0][-1].sequence <= self.published_through:
+            self._local.popleft()  # read back with others' events: nothing left to wait for
 
     async def _poll(self) -> None:
         assert self._log is not None

@@ -29,6 +29,8 @@ from sqlalchemy.engine import make_url
 
 log = logging.getLogger(__name__)
 
+APPLICATION_NAME = "taskgrove-listen"
+"""How the connection shows in pg_stat_activity."""
 _RETRY_FIRST_S = 0.05
 _RETRY_MAX_S = 2.0
 
@@ -113,17 +115,25 @@ class Notifications:
                 except Exception:
                     log.exception("notification callback for %s failed", channel)
 
-    async def _listen(self, connection: Any, channel: str) -> None:
-        def received(_conn: object, _pid: int, channel: str, payload: object) -> None:
-            self._dispatch(channel, str(payload))
+    def _received(self, _conn: object, _pid: int, channel: str, payload: object) -> None:
+        self._dispatch(channel, str(payload))
 
-        await connection.add_listener(channel, received)
-        self._listening.add(channel)
+    async def _listen(self, connection: Any, channel: str) -> None:
+        self._listening.add(channel)  # first: two listen() calls LISTEN once
+        try:
+            await connection.add_listener(channel, self._received)
+        except BaseException:
+            self._listening.discard(channel)
+            raise
 
     async def _connect(self) -> None:
         import asyncpg  # type: ignore[import-untyped]
 
-        connection = await asyncpg.connect(self._dsn, timeout=self._connect_timeout_s)
+        connection = await asyncpg.connect(
+            self._dsn,
+            timeout=self._connect_timeout_s,
+            server_settings={"application_name": APPLICATION_NAME},
+        )
         try:
             self._listening = set()
             # Until none is missing: `listen()` may register a channel meanwhile.
@@ -133,7 +143,10 @@ class Notifications:
         except BaseException:
             await connection.close()
             raise
-        connection.add_termination_listener(lambda _conn: self._drop())
+        # Also called when we close it ourselves: only the current one counts.
+        connection.add_termination_listener(
+            lambda ended: self._drop() if ended is self._connection else None
+        )
         self._dropped.clear()
         self._connection = connection
 
