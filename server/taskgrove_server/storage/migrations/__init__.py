@@ -18,7 +18,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Column, Connection, Integer, MetaData, Table, inspect, select
+from sqlalchemy import Column, Connection, Integer, MetaData, Table, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from taskgrove_server.storage.database import (
@@ -104,7 +104,14 @@ def _current(connection: Connection, script: ScriptDirectory) -> str | None:
     return f"{max(legacy):04d}"
 
 
+_MIGRATION_LOCK = 0x7461736B67726F76  # "taskgrov"
+"""PostgreSQL advisory lock key: replicas starting together migrate one after another
+(the others then find the schema at head)."""
+
+
 def _apply(connection: Connection) -> list[int]:
+    if connection.dialect.name == "postgresql":  # released when the transaction ends
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
     script = _script()
     current = _current(connection, script)
     config = _config(connection)
