@@ -54,16 +54,15 @@ from taskgrove_server.storage.writes import InsertTasks, MarkExecutionRequested
 
 log = logging.getLogger(__name__)
 
-
-def _nothing(_: object) -> None:
-    return None
-
-
 DEFAULT_MAX_RESULT_BYTES = 1024 * 1024
 _RELOAD_WINDOW_S = 60.0
 _RELOAD_MAX_DELAY_S = 30.0
 _MARK_FIRST_ABOVE = 1_000
 """ExecuteTask of more tasks than this commits their flag before claiming any."""
+
+
+def _nothing(_: object) -> None:
+    """Decodes the answer of an operation that returns nothing."""
 
 
 class Engine:
@@ -235,17 +234,20 @@ class Engine:
         under = lineage[0] if lineage else None
         root_id = rows[0].root_id
         executing = rows[0].execution_requested
-        acquired = False
-        if self._ownership is not None and (executing or under is not None):
-            # Who holds the tree must see the new rows: hold it before inserting them.
-            # (A new tree cannot be held elsewhere; a stored one may be.)
-            acquired = not self._ownership.holds(root_id)
-            await self._ownership.acquire(root_id)
+        ownership = self._ownership
+        if ownership is None or not (executing or under is not None):
+            await self._create(rows, under, lineage)
+            return
+        # Who holds the tree must see the new rows: hold it before inserting them (a new
+        # tree cannot be held elsewhere; a stored one may be).
+        acquired = not ownership.holds(root_id)
+        await ownership.acquire(root_id)
         try:
             await self._create(rows, under, lineage)
         finally:
-            if acquired and not (self._cache.is_loaded(root_id) or self._cache.is_loading(root_id)):
-                self._ownership.release(root_id)  # type: ignore[union-attr]
+            loaded = self._cache.is_loaded(root_id) or self._cache.is_loading(root_id)
+            if acquired and not loaded:
+                ownership.release(root_id)
 
     async def _create(
         self, rows: Sequence[TaskRow], under: str | None, lineage: Sequence[str]
