@@ -1,12 +1,12 @@
 """Tree leases on PostgreSQL: which replica holds a tree in memory, until when, and the
 fencing token of that hold (SQL only here; the policy is engine/ownership.py).
 
-A row is never deleted, so a tree's token only grows: letting go of a tree empties its
-`replica_id` and keeps the token. Every time is the database's clock
-(`clock_timestamp()`), so replicas whose clocks disagree still agree on when a lease
-has expired. A token grows with every claim of a
-tree by another replica (or by the same one after it lost it): a write of the tree
-commits only while the row still carries the token its writer holds (`fence`).
+A claim of a tree by another replica (or by the same one after it lost the tree) gets a
+new token; a write of the tree commits only while the row still carries the token its
+writer holds (`fence`). Tokens come from one PostgreSQL sequence, so a token is never
+handed out twice: letting go of a tree empties `replica_id` and keeps the token, and the
+row of a finished tree may be pruned. Every time is the database's clock
+(`clock_timestamp()`), so replicas whose clocks disagree agree on when a lease expired.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ _NOW_US = "(extract(epoch from clock_timestamp()) * 1000000)::bigint"
 _ACQUIRE = text(
     f"""
     INSERT INTO tree_leases (root_id, replica_id, token, expires_us)
-    VALUES (:root_id, :replica_id, 1, {_NOW_US} + :ttl_us)
+    VALUES (:root_id, :replica_id, nextval('tree_lease_tokens'), {_NOW_US} + :ttl_us)
     ON CONFLICT (root_id) DO UPDATE
         SET replica_id = :replica_id,
             token = CASE WHEN tree_leases.replica_id = :replica_id THEN tree_leases.token
-                         ELSE tree_leases.token + 1 END,
+                         ELSE nextval('tree_lease_tokens') END,
             expires_us = {_NOW_US} + :ttl_us
         WHERE tree_leases.replica_id IN (:replica_id, '')
            OR tree_leases.expires_us < {_NOW_US}
@@ -57,7 +57,7 @@ _FENCE = text(
 # for a lease row a live holder's writer has locked.
 _CLAIM_EXPIRED = text(
     f"""
-    UPDATE tree_leases SET replica_id = :replica_id, token = token + 1,
+    UPDATE tree_leases SET replica_id = :replica_id, token = nextval('tree_lease_tokens'),
         expires_us = {_NOW_US} + :ttl_us
     WHERE root_id IN (
         SELECT root_id FROM tree_leases
@@ -69,7 +69,8 @@ _CLAIM_EXPIRED = text(
 )
 _CLAIM_OWN = text(
     f"""
-    UPDATE tree_leases SET token = token + 1, expires_us = {_NOW_US} + :ttl_us
+    UPDATE tree_leases SET token = nextval('tree_lease_tokens'),
+        expires_us = {_NOW_US} + :ttl_us
     WHERE replica_id = :replica_id RETURNING root_id, token
     """
 )

@@ -32,6 +32,7 @@ from taskgrove_server.storage.failures import driver_errors_wrapped, is_transien
 from taskgrove_server.storage.queries import Query
 from taskgrove_server.storage.records import INSERTED_COLUMNS, StateChange
 from taskgrove_server.storage.schema import (
+    cluster_commands,
     event_compaction,
     event_head,
     idempotency_keys,
@@ -378,6 +379,16 @@ def _prune_history(conn: Connection, write: PruneHistory) -> None:
             )
     conn.execute(
         delete(idempotency_keys).where(idempotency_keys.c.created_us < write.keys_before_us)
+    )
+    # Replicas: the lease rows of finished trees nobody holds (tokens are never reused,
+    # so a later claim of one still gets a new token), and commands no one will read.
+    idle = ~exists().where(
+        tasks.c.root_id == tree_leases.c.root_id,
+        tasks.c.status.in_([statuses.PENDING, statuses.IN_PROGRESS]),
+    )
+    conn.execute(delete(tree_leases).where(tree_leases.c.replica_id == "", idle))
+    conn.execute(
+        delete(cluster_commands).where(cluster_commands.c.created_us < write.keys_before_us)
     )
 
 

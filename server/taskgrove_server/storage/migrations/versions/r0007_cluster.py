@@ -58,6 +58,11 @@ def upgrade() -> None:
         Index("ix_cluster_commands_replica", "replica_id", "id"),
     )
     metadata.create_all(connection)
+    if connection.dialect.name == "postgresql":
+        # Fencing tokens come from one sequence for all trees: a token is never handed
+        # out twice, so a lease row may be deleted (pruned) without a later claim of
+        # its tree reusing a token a stale replica still holds.
+        op.execute("CREATE SEQUENCE tree_lease_tokens")
     # The counter starts where the log is (pruned sequences included: never reused).
     events = Table("task_events", MetaData(), Column("sequence", BigInteger))
     pruned = Table("event_compaction", MetaData(), Column("compacted_through", BigInteger))
