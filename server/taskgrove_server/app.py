@@ -233,8 +233,12 @@ class TaskgroveServer:
                 await self.notifications.listen(ANSWERS_CHANNEL, self.router.answered)
                 await self.notifications.listen(WORK_CHANNEL, self.ownership.wake_for)
         writer = self.store.writer
-        if self.ownership is not None and not self.config.replica_id:
-            self._leases.replica_id = f"{socket.gethostname()}:{self.port}"
+        if self.ownership is not None:
+            if not self.config.replica_id:
+                self._leases.replica_id = f"{socket.gethostname()}:{self.port}"
+            backend = self.store.writer.backend
+            assert isinstance(backend, SqlWrites)
+            backend.origin = self.feed.origin = self._leases.replica_id
         await writer.start()
         self.feed.start(writer.last_sequence)
         self.workers.remember(

@@ -55,6 +55,8 @@ class EventFeed:
         self._tasks: list[asyncio.Task[None]] = []
         self.reads = 0
         """Reads of others' events so far (for tests and benchmarks)."""
+        self.origin = ""
+        """This replica's id (the origin in its own commits' notifications)."""
 
     async def listen(self, notifications: Notifications) -> None:
         """LISTEN before the head is read (`start`), so no commit falls between."""
@@ -95,9 +97,15 @@ class EventFeed:
         self.announced(fresh[-1].sequence)
 
     def notified(self, payload: str) -> None:
-        """A NOTIFY on `taskgrove_events`: a commit stored events up to `payload`."""
+        """A NOTIFY on `taskgrove_events`: a commit stored events up to the payload's
+        sequence ("SEQUENCE ORIGIN"). This replica's own commits reach the feed through
+        its writer (`local`), so their notifications are ignored: reading them back
+        would cost a query per commit."""
+        number, _, origin = payload.partition(" ")
+        if origin and origin == self.origin:
+            return
         try:
-            head = int(payload)
+            head = int(number)
         except ValueError:
             log.warning("ignoring the notification %r on %s", payload[:40], EVENTS_CHANNEL)
             return

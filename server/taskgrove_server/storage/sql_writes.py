@@ -20,6 +20,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -99,7 +100,13 @@ _TAKE_SEQUENCES = (
 _TAKE_SEQUENCES_SQLITE = (
     "UPDATE event_head SET sequence = sequence + ? WHERE id = 1 RETURNING sequence"
 )
-_NOTIFY = select(func.pg_notify(EVENTS_CHANNEL, bindparam("payload")))
+# PostgreSQL: the same statement announces the batch (NOTIFY is delivered at commit
+# only): "SEQUENCE ORIGIN", so that the replica that committed it does not read back
+# what its writer publishes anyway.
+_TAKE_SEQUENCES_PG = text(
+    "UPDATE event_head SET sequence = sequence + :n WHERE id = 1"
+    f" RETURNING sequence, pg_notify('{EVENTS_CHANNEL}', sequence::text || ' ' || :origin)"
+)
 
 _task_values = operator.attrgetter(*INSERTED_COLUMNS)
 _EVENT_COLUMNS = tuple(column.name for column in task_events.columns)
@@ -155,24 +162,26 @@ Fence = Callable[[Connection, set[str]], set[str]]
 on them inside the transaction and returns those another replica has taken over."""
 
 
-def apply_writes(conn: Connection, writes: Sequence[Write], fence: Fence | None = None) -> Applied:
+def apply_writes(
+    conn: Connection, writes: Sequence[Write], fence: Fence | None = None, origin: str = ""
+) -> Applied:
     """Everything of one batch, in order, inside the caller's transaction; with `fence`,
     nothing of the writes to trees this replica no longer holds."""
     if fence is None:
-        return _apply(conn, writes)
+        return _apply(conn, writes, origin)
     roots = {root_id for write in writes for root_id in write.root_ids}
     lost = fence(conn, roots) if roots else set()
     if not lost:
-        return _apply(conn, writes)
+        return _apply(conn, writes, origin)
     fenced = {index for index, write in enumerate(writes) if not lost.isdisjoint(write.root_ids)}
     kept = [index for index in range(len(writes)) if index not in fenced]
-    applied = _apply(conn, [writes[index] for index in kept])
+    applied = _apply(conn, [writes[index] for index in kept], origin)
     applied.rejected = {kept[index] for index in applied.rejected}
     applied.fenced, applied.lost = fenced, lost
     return applied
 
 
-def _apply(conn: Connection, writes: Sequence[Write]) -> Applied:
+def _apply(conn: Connection, writes: Sequence[Write], origin: str) -> Applied:
     rows = [row for write in writes if isinstance(write, InsertTasks) for row in write.rows]
     if rows:
         _INSERT_TASKS.executemany(conn, INSERTED_COLUMNS, map(_task_values, rows))
@@ -206,14 +215,12 @@ def _apply(conn: Connection, writes: Sequence[Write]) -> Applied:
         for event in write.events
     ]
     if events:
-        applied.last_sequence = _number_events(conn, events)
+        applied.last_sequence = _number_events(conn, events, origin)
         _INSERT_EVENTS.executemany(conn, _EVENT_COLUMNS, map(_event_values, events))
-        if conn.dialect.name == "postgresql":  # delivered by PostgreSQL only at commit
-            conn.execute(_NOTIFY, {"payload": str(applied.last_sequence)})
     return applied
 
 
-def _number_events(conn: Connection, events: Sequence[Event]) -> int:
+def _number_events(conn: Connection, events: Sequence[Event], origin: str) -> int:
     """Number `events` from the counter row; returns the last number.
 
     Taken last, just before the events are stored: the row lock is held until commit, so
@@ -226,6 +233,8 @@ def _number_events(conn: Connection, events: Sequence[Event]) -> int:
         raw: Any = conn.connection.dbapi_connection
         with driver_errors_wrapped(_TAKE_SEQUENCES_SQLITE):
             row = raw.execute(_TAKE_SEQUENCES_SQLITE, (count,)).fetchone()
+    elif conn.dialect.name == "postgresql":
+        row = conn.execute(_TAKE_SEQUENCES_PG, {"n": count, "origin": origin}).first()
     else:
         row = conn.execute(_TAKE_SEQUENCES, {"n": count}).first()
     if row is None:
@@ -467,11 +476,15 @@ class SqlWrites:
         self._committer: Committer = create_committer(url, db)
         self.fence: Fence | None = None
         """Set when replicas share the database (engine/ownership.py)."""
+        self.origin = ""
+        """This replica's id, in the NOTIFY of each commit (storage/event_feed.py)."""
 
     async def apply(self, writes: Sequence[Write]) -> Applied:
         size = batch_size(writes)
-        fence = self.fence
-        return await self._committer.run(lambda conn: apply_writes(conn, writes, fence), size)
+        fence, origin = self.fence, self.origin
+        return await self._committer.run(
+            lambda conn: apply_writes(conn, writes, fence, origin), size
+        )
 
     def is_transient(self, error: BaseException) -> bool:
         return is_transient(error)
