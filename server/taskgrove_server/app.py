@@ -12,6 +12,7 @@ import errno
 import logging
 import signal
 import socket
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -164,6 +165,19 @@ class TaskgroveServer:
         self._health = health.aio.HealthServicer()
         self._background: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._executors_read = 0.0
+
+    async def _refresh_executors(self) -> None:
+        """Replicas: learn the executors workers registered on other replicas (asked by a
+        create naming an executor this replica does not know; at most every second)."""
+        now = time.monotonic()
+        if now - self._executors_read < 1.0:
+            return
+        self._executors_read = now
+        self.workers.remember(
+            RemoteExecutorSpec(row.id, row.description, row.input_schema)
+            for row in await self.store.reads.remote_executors()
+        )
 
     def _replica_ownership(self) -> Ownership | None:
         """On PostgreSQL a server is one replica among those sharing the database: it
@@ -252,7 +266,11 @@ class TaskgroveServer:
         if self.router is not None:
             self.router.start()
         tasks = Tasks(
-            self.store, self.engine, self.registry, max_tree_size=self.config.max_tree_size
+            self.store,
+            self.engine,
+            self.registry,
+            max_tree_size=self.config.max_tree_size,
+            refresh_executors=self._refresh_executors if self.ownership is not None else None,
         )
         streamer = EventStreamer(
             self.hub,

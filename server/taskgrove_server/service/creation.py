@@ -4,7 +4,7 @@ commit (executing it too when asked)."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from taskgrove.domain import statuses
 
@@ -36,11 +36,22 @@ def _existing(row: TaskRow, children: Sequence[str] = ()) -> ExistingTask:
     )
 
 
+RefreshExecutors = Callable[[], Awaitable[None]]
+"""Replicas: read again the executors workers registered (perhaps on another replica)."""
+
+
 class TaskCreator:
-    def __init__(self, reads: TaskReads, engine: Engine, registry: ExecutorRegistry) -> None:
+    def __init__(
+        self,
+        reads: TaskReads,
+        engine: Engine,
+        registry: ExecutorRegistry,
+        refresh_executors: RefreshExecutors | None = None,
+    ) -> None:
         self._reads = reads
         self._engine = engine
         self._registry = registry
+        self._refresh_executors = refresh_executors
 
     async def create(
         self,
@@ -53,6 +64,11 @@ class TaskCreator:
         with `execute`, the same commit requests its execution. `before_write` sees what
         is about to be stored and may refuse it (e.g. a reply that would be too large)."""
         existing, lineage = await self._referenced(specs)
+        refresh = self._refresh_executors
+        if refresh is not None and any(
+            spec.executor and spec.executor not in self._registry for spec in specs
+        ):
+            await refresh()  # a worker may have registered it on another replica
         tree = validate_new_tasks(specs, existing, self._registry)
         check_depth(tree, len(lineage))
         rows, ids = _rows(tree, execute=execute)

@@ -19,7 +19,7 @@ from taskgrove_server.executors import DisabledExecutor, Executor, ExecutorRegis
 from taskgrove_server.identity import Caller
 from taskgrove_server.logs.task_logs import LogChunk
 from taskgrove_server.service.copying import copy_specs
-from taskgrove_server.service.creation import TaskCreator
+from taskgrove_server.service.creation import RefreshExecutors, TaskCreator
 from taskgrove_server.service.specs import BeforeWrite, Created, TaskSpec
 from taskgrove_server.service.updating import validated_changes
 from taskgrove_server.storage.reads import ListFilter
@@ -30,13 +30,19 @@ from taskgrove_server.storage.writer import storage_unavailable
 
 class Tasks:
     def __init__(
-        self, store: TaskStore, engine: Engine, registry: ExecutorRegistry, *, max_tree_size: int
+        self,
+        store: TaskStore,
+        engine: Engine,
+        registry: ExecutorRegistry,
+        *,
+        max_tree_size: int,
+        refresh_executors: RefreshExecutors | None = None,
     ) -> None:
         self._reads = store.reads
         self._writer = store.writer
         self._engine = engine
         self._registry = registry
-        self._creator = TaskCreator(store.reads, engine, registry)
+        self._creator = TaskCreator(store.reads, engine, registry, refresh_executors)
         self.max_tree_size = max_tree_size
 
     # ------------------------------------------------------------------ creation
