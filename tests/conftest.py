@@ -161,8 +161,12 @@ async def pg_db_url() -> AsyncIterator[str]:
         connection = await asyncpg.connect(maintenance, timeout=10)
         try:
             await connection.execute(
+                # Only our own client sessions: an autovacuum worker on the database
+                # (busy counter rows invite one) belongs to the superuser, and
+                # DROP DATABASE cancels it by itself.
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                "WHERE datname = $1 AND pid <> pg_backend_pid()"
+                " AND backend_type = 'client backend' AND usename = current_user",
                 name,
             )
             await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -145,6 +145,7 @@ async def test_notifications_reconnect_and_tell_listeners(pg_db_url: str) -> Non
         await other.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND backend_type = 'client backend' AND usename = current_user"
         )
         await until(lambda: reconnected == [True])
         await other.execute("SELECT pg_notify('tg_test', 'two')")
