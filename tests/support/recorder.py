@@ -68,7 +68,8 @@ def read_runs(path: Path) -> dict[str, list[Run]]:
     ends: set[tuple[str, int, int]] = set()
     if not path.exists():
         return {}
-    for line in path.read_text().splitlines():
+    # A line being written while we read may show in part: only whole lines count.
+    for line in path.read_text().split("\n")[:-1]:
         kind, task_id, attempt, pid = line.split()
         key = (task_id, int(attempt), int(pid))
         if kind == "start":
