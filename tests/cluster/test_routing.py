@@ -216,3 +216,39 @@ async def test_a_tree_for_a_worker_on_b_is_created_on_a_and_executed_through_b(
             worker.stop()
             async with asyncio.timeout(10):
                 await running
+
+
+async def test_a_task_created_through_a_under_a_tree_b_runs_is_created_by_b(
+    pg_db_url: str, tmp_path: Path
+) -> None:
+    """B holds the tree in memory: a task added to it through A must reach B's memory
+    (the insert is refused on A and sent to B), so B can execute it and the group
+    above it waits for it."""
+    with replicas(pg_db_url, tmp_path, count=2, lease_s=15.0) as group:
+        a, b = group[0], group[1]
+        async with AsyncClient(a.address) as on_a, AsyncClient(b.address) as on_b:
+            created = await on_b.create_task_tree(
+                [
+                    {"id": "root", "name": "root"},
+                    {
+                        "id": "long",
+                        "name": "long",
+                        "executor": "record",
+                        "parent_id": "root",
+                        "inputs": {"seconds": 1.0},
+                    },
+                ],
+                execute=True,
+            )
+            root_id = created["root"].id
+            await until(lambda: bool(read_runs(group.record_file).get(created["long"].id)))
+            added = await on_a.create_task(
+                name="added", executor="record", parent_id=root_id, inputs={"seconds": 0}
+            )
+            await on_a.execute_task(added.id)  # B runs it: B's memory has it
+            done = await until_task(on_b, added.id, lambda t: t.status == statuses.COMPLETED)
+            assert done.result == {"pid": b.pid}
+            root = await until_task(on_a, root_id, lambda t: t.status in statuses.TERMINAL)
+            assert root.status == statuses.COMPLETED
+            assert root.end_time is not None and done.end_time is not None
+            assert root.end_time >= done.end_time  # the group waited for the added task

@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
-from taskgrove.domain import statuses
+from taskgrove.domain import reasons, statuses
 
 from taskgrove_server.engine.changes import TaskChanges
 from taskgrove_server.engine.explain import Explanation, explanation_from_dict
@@ -43,6 +43,7 @@ from taskgrove_server.engine.steering import Steering
 from taskgrove_server.engine.transitions import Transitions
 from taskgrove_server.engine.tree_cache import TreeCache
 from taskgrove_server.engine.waiting import DependencyWaits
+from taskgrove_server.errors import ServiceError
 from taskgrove_server.events.event import STATUS_CHANGED, Event
 from taskgrove_server.executors import ExecutorRegistry
 from taskgrove_server.executors.workers import WorkerPool
@@ -233,13 +234,18 @@ class Engine:
     async def _create_here(self, rows: Sequence[TaskRow], lineage: Sequence[str]) -> None:
         under = lineage[0] if lineage else None
         root_id = rows[0].root_id
-        executing = rows[0].execution_requested
         ownership = self._ownership
-        if ownership is None or not (executing or under is not None):
-            await self._create(rows, under, lineage)
+        if ownership is None or not rows[0].execution_requested or ownership.holds(root_id):
+            # Under a stored tree another replica holds, the writer's guard refuses the
+            # insert: that replica creates them (its memory must see them).
+            try:
+                await self._create(rows, under, lineage)
+            except ServiceError as error:
+                if ownership is None or error.reason != reasons.REPLICA_UNAVAILABLE:
+                    raise
+                raise HeldElsewhere(root_id, await ownership.holder(root_id)) from error
             return
-        # Who holds the tree must see the new rows: hold it before inserting them (a new
-        # tree cannot be held elsewhere; a stored one may be).
+        # Created to execute: held here first (a new tree cannot be held elsewhere).
         acquired = not ownership.holds(root_id)
         await ownership.acquire(root_id)
         try:
@@ -268,7 +274,10 @@ class Engine:
         elif executing or insert.reopens:
             # Loading arms what executes; it also derives again the groups above new
             # tasks (a group that already started is not finished any more).
-            await self._cache.ensure_loaded(root_id)
+            try:
+                await self._cache.ensure_loaded(root_id)
+            except HeldElsewhere:
+                return  # acquired elsewhere since the commit: loaded there with the rows
         else:
             return
         self.settle()

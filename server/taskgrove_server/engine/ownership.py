@@ -80,6 +80,10 @@ class Ownership:
     def holds(self, root_id: str) -> bool:
         return root_id in self._held
 
+    async def holder(self, root_id: str) -> str | None:
+        """The replica whose lease on the tree is live (None: nobody's)."""
+        return await self._leases.holder(root_id)
+
     def held(self) -> list[str]:
         return list(self._held)
 
@@ -89,7 +93,7 @@ class Ownership:
             return
         token = await self._leases.acquire(root_id)
         if token is None:
-            raise HeldElsewhere(root_id, await self._leases.holder(root_id))
+            raise HeldElsewhere(root_id, await self.holder(root_id))
         if root_id in self._held:  # two acquires at once: the later token wins
             token = max(token, self._held[root_id])
         self._lost.pop(root_id, None)

@@ -74,6 +74,18 @@ _CLAIM_OWN = text(
     WHERE replica_id = :replica_id RETURNING root_id, token
     """
 )
+# A batch adding tasks to a stored tree this replica does not hold locks its lease row
+# (making one, held by nobody, if there is none): a replica acquiring the tree waits for
+# the commit and then reads the new tasks. RETURNING gives the row as it stands.
+_GUARD = text(
+    f"""
+    INSERT INTO tree_leases (root_id, replica_id, token, expires_us)
+    SELECT root_id, '', nextval('tree_lease_tokens'), 0
+    FROM unnest(CAST(:root_ids AS varchar[])) AS root_id
+    ON CONFLICT (root_id) DO UPDATE SET root_id = EXCLUDED.root_id
+    RETURNING root_id, replica_id, expires_us >= {_NOW_US}
+    """
+)
 _UNLEASED_ACTIVE = text(
     """
     SELECT DISTINCT t.root_id FROM tasks t
@@ -149,18 +161,32 @@ class TreeLeases:
         taken meanwhile (their writes must not commit)."""
         rows = conn.execute(_FENCE, self._params(root_ids=list(held)))
         current = {root_id: token for root_id, token in rows}
-        lost = {root_id for root_id, token in held.items() if current.get(root_id) != token}
-        return lost
+        return {root_id for root_id, token in held.items() if current.get(root_id) != token}
+
+    def guard(self, conn: Connection, roots: set[str]) -> set[str]:
+        """Inside the writer's transaction: lock the lease rows of stored trees, not held
+        here, that the batch adds tasks to; returns those another replica holds (it is
+        the one to add them, or its memory would miss them)."""
+        rows = conn.execute(_GUARD, {"root_ids": sorted(roots)})  # sorted: no deadlock
+        return {
+            root_id
+            for root_id, replica_id, live in rows
+            if live and replica_id not in ("", self.replica_id)
+        }
 
 
 def writer_fence(
     leases: TreeLeases, tokens: Callable[[set[str]], dict[str, int]]
-) -> Callable[[Connection, set[str]], set[str]]:
-    """The writer's fence (`SqlWrites.fence`): `tokens` says which token this replica
-    holds for each root a batch writes (roots it never held are not fenced)."""
+) -> Callable[[Connection, set[str], set[str]], set[str]]:
+    """The writer's fence (`SqlWrites.fence`), given the roots a batch writes and those
+    it adds tasks under: `tokens` says which token this replica holds for each root
+    (those it holds are fenced by token, the others it adds to are guarded)."""
 
-    def fence(conn: Connection, roots: set[str]) -> set[str]:
+    def fence(conn: Connection, roots: set[str], added_to: set[str]) -> set[str]:
         held = tokens(roots)
-        return leases.fence(conn, held) if held else set()
+        lost = leases.fence(conn, held) if held else set()
+        if others := added_to - held.keys():
+            lost |= leases.guard(conn, others)
+        return lost
 
     return fence

@@ -157,9 +157,10 @@ def batch_size(writes: Sequence[Write]) -> int:
     return size
 
 
-Fence = Callable[[Connection, set[str]], set[str]]
-"""Replicas on PostgreSQL: given the roots a batch writes, renews this replica's leases
-on them inside the transaction and returns those another replica has taken over."""
+Fence = Callable[[Connection, set[str], set[str]], set[str]]
+"""Replicas on PostgreSQL: given the roots a batch writes and those it adds tasks under,
+checks this replica's leases inside the transaction and returns the roots another
+replica holds (storage/leases.py `writer_fence`)."""
 
 
 def apply_writes(
@@ -170,7 +171,12 @@ def apply_writes(
     if fence is None:
         return _apply(conn, writes, origin)
     roots = {root_id for write in writes for root_id in write.root_ids}
-    lost = fence(conn, roots) if roots else set()
+    added_to = {
+        write.rows[0].root_id
+        for write in writes
+        if isinstance(write, InsertTasks) and write.under is not None
+    }
+    lost = fence(conn, roots, added_to) if roots else set()
     if not lost:
         return _apply(conn, writes, origin)
     fenced = {index for index, write in enumerate(writes) if not lost.isdisjoint(write.root_ids)}
