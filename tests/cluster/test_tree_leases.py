@@ -175,3 +175,26 @@ async def test_trees_of_killed_replicas_are_finished_by_the_survivors(
             # A task runs again only after a run on a replica that was killed.
             assert all(run.pid in killed for run in task_runs[:-1]), task_runs
         assert sum(len(r) > 1 for r in runs.values()) <= 2 * 64  # at most what was running
+
+
+async def test_a_replica_that_stops_hands_its_tree_over_at_once(
+    pg_db_url: str, tmp_path: Path
+) -> None:
+    """SIGTERM: the replica hands its attempts back and expires its leases; the other
+    takes the tree over without waiting out a lease (a minute here) and finishes it."""
+    options = {"lease_s": 60.0, "TASKGROVE_MAX_CONCURRENCY": "4"}
+    with replicas(pg_db_url, tmp_path, count=2, **options) as group:
+        a, b = group[0], group[1]
+        async with AsyncClient(a.address) as on_a:
+            created = await on_a.create_task_tree(record_tree(40, seconds=0.2), execute=True)
+        root_id = created["root"].id
+        await until(lambda: len(read_runs(group.record_file)) >= 4)
+        a_pid = a.pid
+        assert a.stop() == 0
+        async with AsyncClient(b.address) as on_b:
+            root = await until_task(
+                on_b, root_id, lambda t: t.status in statuses.TERMINAL, limit_s=30
+            )
+        assert root.status == statuses.COMPLETED
+        pids = {run.pid for runs in read_runs(group.record_file).values() for run in runs}
+        assert pids == {a_pid, b.pid}

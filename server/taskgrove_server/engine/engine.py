@@ -164,7 +164,7 @@ class Engine:
         if self._ownership is not None:
             await self._ownership.close()
             for root_id in self._ownership.held():
-                self._ownership.release(root_id)
+                self._ownership.release(root_id, handover=True)
 
     def _worker_slots_free(self, executors: Sequence[str], free: int) -> None:
         for executor in executors:

@@ -100,13 +100,14 @@ class Ownership:
         self._held[root_id] = token
         log.debug("holding tree %s (token %s)", root_id, token)
 
-    def release(self, root_id: str) -> None:
-        """Let go of the tree once what is queued for it commits."""
+    def release(self, root_id: str, *, handover: bool = False) -> None:
+        """Let go of the tree once what is queued for it commits; `handover`: it still
+        has work (this replica stops), the first sweep of another replica takes it."""
         token = self._held.pop(root_id, None)
         if token is not None:
             log.debug("letting go of tree %s (token %s)", root_id, token)
             self._releasing[root_id] = token
-            self._writer.queue(ReleaseTree(root_id, token))
+            self._writer.queue(ReleaseTree(root_id, token, handover))
             self._writer.after_commit(lambda: self._released(root_id, token))
 
     def _released(self, root_id: str, token: int) -> None:
@@ -140,8 +141,9 @@ class Ownership:
 
     async def take_back(self) -> list[str]:
         """At start: the trees this replica's address held before (a new token fences
-        whatever the previous process left queued), those nobody holds, and those whose
-        holder's lease expired. Returns them all, to load."""
+        whatever the previous process left queued), executing ones nobody holds (a
+        database from before replicas), and those whose holder's lease expired. Returns
+        them all, to load."""
         roots = await self._leases.claim_own()
         for root_id in await self._leases.unleased_active(limit=1_000_000):
             token = await self._leases.acquire(root_id)
@@ -154,22 +156,16 @@ class Ownership:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="taskgrove-leases")
 
-    def wake(self) -> None:
-        """Sweep now (a notification said work may be waiting)."""
-        self._wake.set()
-
     def wake_for(self, replica_id: str) -> None:
         """NOTIFY from a replica that let go of its trees (itself excepted)."""
         if replica_id != self.replica_id:
             self._wake.set()
 
     async def close(self) -> None:
-        for task in [self._task, *self._loading]:
-            if task is not None:
-                task.cancel()
-        await asyncio.gather(
-            *(t for t in [self._task, *self._loading] if t), return_exceptions=True
-        )
+        tasks = [*self._loading, *([self._task] if self._task is not None else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _run(self) -> None:
         interval = self._leases.ttl_s / 3
@@ -198,11 +194,9 @@ class Ownership:
         )
 
     async def _sweep(self) -> None:
+        # Only expired leases: a replica that stops expires the ones it hands over, and
+        # every other tree with work has a live lease (executing acquires it).
         claimed = await self._leases.claim_expired(limit=_SWEEP_LIMIT)
-        for root_id in await self._leases.unleased_active(limit=_SWEEP_LIMIT):
-            token = await self._leases.acquire(root_id)
-            if token is not None:
-                claimed[root_id] = token
         if not claimed:
             return
         self._held.update(claimed)

@@ -423,12 +423,10 @@ def _save_remote_executor(conn: Connection, write: SaveRemoteExecutor) -> None:
 
 def _release_tree(conn: Connection, write: ReleaseTree) -> None:
     # The token names one hold: a later claim (another replica's, or ours) has another.
-    # The row stays, with its token, so that the next claim's token is higher still.
-    conn.execute(
-        update(tree_leases)
-        .where(tree_leases.c.root_id == write.root_id, tree_leases.c.token == write.token)
-        .values(replica_id="", expires_us=0)
+    held = update(tree_leases).where(
+        tree_leases.c.root_id == write.root_id, tree_leases.c.token == write.token
     )
+    conn.execute(held.values(expires_us=0) if write.handover else held.values(replica_id=""))
 
 
 def _append_task_log(conn: Connection, write: AppendTaskLog) -> None:

@@ -148,11 +148,14 @@ class ReleaseTree:
 
     root_id: str
     token: int
+    handover: bool = False
+    """The tree still has work (this replica stops): its lease expires at once, so that
+    another replica's sweep takes it over; otherwise nobody holds it any more."""
     events: list[Event] = field(default_factory=list)
 
     @property
     def root_ids(self) -> tuple[str, ...]:
-        return ()  # never fenced: releasing a tree held elsewhere deletes nothing
+        return ()  # never fenced: releasing a tree held elsewhere changes nothing
 
 
 Write = (
