@@ -83,8 +83,7 @@ class TreeCache:
             await self._writer.flush()
             nodes = [Node.from_row(row) async for rows in self._reads.tree(root_id) for row in rows]
             if not nodes:
-                if self._ownership is not None:
-                    self._ownership.release(root_id)
+                self._let_go(root_id)
                 return  # deleted meanwhile
             tree = self._build(nodes)
             fresh = self._adopt(tree, self._adopt_later.pop(root_id, []))
@@ -176,8 +175,7 @@ class TreeCache:
                 and not self._pins.get(root_id)
             ):
                 self._forget(tree)
-                if self._ownership is not None:
-                    self._ownership.release(root_id)
+                self._let_go(root_id)
         self._touched.clear()
 
     def drop(self, root_ids: Iterable[str]) -> list[str]:
@@ -200,8 +198,12 @@ class TreeCache:
         tree.nodes = [node for node in tree.nodes if node.id not in gone]
         if tree.root.id in gone:
             del self._trees[tree.root.id]
-            if self._ownership is not None:
-                self._ownership.release(tree.root.id)
+            self._let_go(tree.root.id)
+
+    def _let_go(self, root_id: str) -> None:
+        """Replicas: the tree is not in memory here any more; its lease can go."""
+        if self._ownership is not None:
+            self._ownership.release(root_id)
 
     def _forget(self, tree: Tree) -> None:
         for node in tree.nodes:

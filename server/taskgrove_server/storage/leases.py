@@ -13,14 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, TextClause, text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from taskgrove.domain.statuses import IN_PROGRESS, PENDING
 
 WORK_CHANNEL = "taskgrove_work"
 """NOTIFY: trees were let go by a replica that stops (payload: its id); the others sweep."""
 
 _NOW_US = "(extract(epoch from clock_timestamp()) * 1000000)::bigint"
 
+# Acquiring a tree this replica still holds keeps its token: changes queued under the
+# hold (before a release that has not committed yet) must still commit.
 _ACQUIRE = text(
     f"""
     INSERT INTO tree_leases (root_id, replica_id, token, expires_us)
@@ -89,17 +92,13 @@ _GUARD = text(
 _UNLEASED_ACTIVE = text(
     """
     SELECT DISTINCT t.root_id FROM tasks t
-    WHERE t.execution_requested AND t.status IN ('pending', 'in_progress')
+    WHERE t.execution_requested AND t.status IN (:pending, :in_progress)
       AND NOT EXISTS (
           SELECT 1 FROM tree_leases l WHERE l.root_id = t.root_id AND l.replica_id <> ''
       )
     LIMIT :limit
     """
 )
-
-
-# Acquiring a tree this replica still holds keeps its token: changes queued under the
-# hold (before a release that has not committed yet) must still commit.
 
 
 class TreeLeases:
@@ -111,6 +110,11 @@ class TreeLeases:
 
     def _params(self, **more: object) -> dict[str, object]:
         return {"replica_id": self.replica_id, "ttl_us": self._ttl_us, **more}
+
+    async def _tokens(self, statement: TextClause, params: dict[str, object]) -> dict[str, int]:
+        """Run a statement answering (root id, token) rows, in a transaction of its own."""
+        async with self._db.begin() as conn:
+            return {root_id: int(token) for root_id, token in await conn.execute(statement, params)}
 
     async def acquire(self, root_id: str) -> int | None:
         """Hold the tree: its new token, or None while another replica's lease is live."""
@@ -126,26 +130,21 @@ class TreeLeases:
 
     async def renew(self) -> dict[str, int]:
         """Extend every lease this replica holds; returns them (root id -> token)."""
-        async with self._db.begin() as conn:
-            rows = await conn.execute(_RENEW, self._params())
-            return {root_id: token for root_id, token in rows}
+        return await self._tokens(_RENEW, self._params())
 
     async def claim_expired(self, limit: int) -> dict[str, int]:
         """Take over up to `limit` trees whose holder's lease ran out."""
-        async with self._db.begin() as conn:
-            rows = await conn.execute(_CLAIM_EXPIRED, self._params(limit=limit))
-            return {root_id: token for root_id, token in rows}
+        return await self._tokens(_CLAIM_EXPIRED, self._params(limit=limit))
 
     async def claim_own(self) -> dict[str, int]:
         """At start: take back, under new tokens, what this replica's id held before."""
-        async with self._db.begin() as conn:
-            rows = await conn.execute(_CLAIM_OWN, self._params())
-            return {root_id: token for root_id, token in rows}
+        return await self._tokens(_CLAIM_OWN, self._params())
 
     async def unleased_active(self, limit: int) -> list[str]:
         """Executing trees nobody holds (e.g. from before replicas had leases)."""
         async with self._db.connect() as conn:
-            return list((await conn.execute(_UNLEASED_ACTIVE, {"limit": limit})).scalars())
+            params = {"limit": limit, "pending": PENDING, "in_progress": IN_PROGRESS}
+            return list((await conn.execute(_UNLEASED_ACTIVE, params)).scalars())
 
     async def announce_free(self) -> None:
         """Tell the other replicas (NOTIFY) that this one let go of its trees."""

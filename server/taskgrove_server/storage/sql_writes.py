@@ -91,12 +91,6 @@ EVENTS_CHANNEL = "taskgrove_events"
 """PostgreSQL NOTIFY channel: a commit that stored events sends its last sequence."""
 
 # The counter row, taken under its row lock until commit (see `_number_events`).
-_TAKE_SEQUENCES = (
-    update(event_head)
-    .where(event_head.c.id == 1)
-    .values(sequence=event_head.c.sequence + bindparam("n"))
-    .returning(event_head.c.sequence)
-)
 _TAKE_SEQUENCES_SQLITE = (
     "UPDATE event_head SET sequence = sequence + ? WHERE id = 1 RETURNING sequence"
 )
@@ -239,10 +233,8 @@ def _number_events(conn: Connection, events: Sequence[Event], origin: str) -> in
         raw: Any = conn.connection.dbapi_connection
         with driver_errors_wrapped(_TAKE_SEQUENCES_SQLITE):
             row = raw.execute(_TAKE_SEQUENCES_SQLITE, (count,)).fetchone()
-    elif conn.dialect.name == "postgresql":
+    else:  # PostgreSQL, the other database the server runs on
         row = conn.execute(_TAKE_SEQUENCES_PG, {"n": count, "origin": origin}).first()
-    else:
-        row = conn.execute(_TAKE_SEQUENCES, {"n": count}).first()
     if row is None:
         raise RuntimeError("event_head has no row: the database was not migrated (r0007)")
     last = int(row[0])
@@ -494,11 +486,11 @@ class SqlWrites:
         return is_transient(error)
 
     async def last_sequence(self) -> int:
+        # The counter row: every commit that stores events advances it (revision 0007
+        # started it at the log's head, pruned sequences included).
         async with self._db.connect() as conn:
             head = await conn.scalar(select(event_head.c.sequence).where(event_head.c.id == 1))
-            newest = await conn.scalar(select(func.max(task_events.c.sequence)))
-            pruned = await conn.scalar(select(func.max(event_compaction.c.compacted_through)))
-        return max(head or 0, newest or 0, pruned or 0)
+        return int(head or 0)
 
     async def close(self) -> None:
         await self._committer.close()
