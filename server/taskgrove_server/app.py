@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import hashlib
 import logging
 import signal
 import socket
@@ -34,7 +35,7 @@ from taskgrove_server.api.watch import EventStreamer
 from taskgrove_server.api.worker_service import WorkerService
 from taskgrove_server.auth import Authenticator
 from taskgrove_server.clock import now_us
-from taskgrove_server.config import ConfigError, ServerConfig
+from taskgrove_server.config import MAX_REPLICA_ID_LENGTH, ConfigError, ServerConfig
 from taskgrove_server.engine import Engine
 from taskgrove_server.engine.ownership import Ownership
 from taskgrove_server.engine.routing import Router
@@ -249,7 +250,7 @@ class TaskgroveServer:
         writer = self.store.writer
         if self.ownership is not None:
             if not self.config.replica_id:
-                self._leases.replica_id = f"{socket.gethostname()}:{self.port}"
+                self._leases.replica_id = default_replica_id(socket.gethostname(), self.port)
             backend = self.store.writer.backend
             assert isinstance(backend, SqlWrites)
             backend.origin = self.feed.origin = self._leases.replica_id
@@ -392,6 +393,14 @@ class TaskgroveServer:
         await self.observability.close()
         if self._lock is not None:
             self._lock.release()
+
+
+def default_replica_id(host: str, port: int) -> str:
+    """HOST:PORT, with a long host name shortened to a digest so that it fits the column."""
+    name = f"{host}:{port}"
+    if len(name) <= MAX_REPLICA_ID_LENGTH:
+        return name
+    return f"{hashlib.sha256(host.encode()).hexdigest()[:32]}:{port}"
 
 
 def _address_problem(address: str) -> str:

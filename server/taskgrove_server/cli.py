@@ -235,7 +235,7 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
     if (lease := args.tree_lease_seconds) is not None:
         config.set_text("tree_lease_seconds", lease, f"--tree-lease-seconds {lease}")
     if args.replica_id:
-        config.replica_id = args.replica_id
+        config.set_text("replica_id", args.replica_id, f"--replica-id {args.replica_id}")
     for name in ("insecure", "reflection", "local_executors"):
         if (value := getattr(args, name, None)) is not None:
             setattr(config, name, value)

@@ -216,8 +216,16 @@ def expected(name: str) -> str:
     return ""
 
 
+MAX_REPLICA_ID_LENGTH = 64
+"""The width of `tree_leases.replica_id`."""
+
+
 def field_problem(name: str, value: Any) -> str | None:
     """What is wrong with `value` for the field `name` (None: nothing)."""
+    if name == "replica_id" and (
+        len(value) > MAX_REPLICA_ID_LENGTH or any(c.isspace() or c == "\x00" for c in value)
+    ):
+        return f"must be at most {MAX_REPLICA_ID_LENGTH} characters, without spaces"
     bad = (
         (name in _AT_LEAST_ONE and value < 1)
         or (name in _POSITIVE_SECONDS and not (value > 0 and math.isfinite(value)))

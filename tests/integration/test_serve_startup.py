@@ -172,6 +172,9 @@ def test_a_database_with_a_newer_schema_is_refused_and_left_alone(tmp_path: Path
         (["--executor-limit", "sleep_executor=x"], "'x' is not a whole number"),
         (["--worker-lease-seconds", "0"], "--worker-lease-seconds 0: must be a number of seconds"),
         (["--worker-lease-seconds", "soon"], "'soon' is not a number"),
+        (["--tree-lease-seconds", "0"], "--tree-lease-seconds 0: must be a number of seconds"),
+        (["--replica-id", "r" * 65], "must be at most 64 characters, without spaces"),
+        (["--replica-id", "a b"], "--replica-id a b: must be at most 64 characters"),
     ],
 )
 def test_a_bad_number_in_a_flag_is_one_line(tmp_path: Path, args: list[str], expected: str) -> None:
