@@ -151,8 +151,11 @@ class Worker:
                     if self._stop.is_set():
                         break
                     delay = backoff / 2 + random.uniform(0, backoff / 2)
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a
+                    # cancellation that comes in the turn the event is set.
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stop.wait(), delay)
+                        async with asyncio.timeout(delay):
+                            await self._stop.wait()
                     backoff = min(_MAX_BACKOFF_S, backoff * 2)
         finally:
             flusher.cancel()

@@ -17,7 +17,6 @@ trees back at once (nothing else can listen there), another one after the lease.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Callable, Coroutine, Iterable
@@ -29,6 +28,7 @@ from taskgrove_server.errors import Code, ServiceError
 from taskgrove_server.storage.leases import TreeLeases
 from taskgrove_server.storage.writer import Writer
 from taskgrove_server.storage.writes import ReleaseTree
+from taskgrove_server.waits import wait_set
 
 log = logging.getLogger(__name__)
 
@@ -171,8 +171,7 @@ class Ownership:
         interval = self._leases.ttl_s / 3
         while True:
             # Jitter: replicas started together do not sweep in step.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), interval * random.uniform(0.8, 1.0))
+            await wait_set(self._wake, interval * random.uniform(0.8, 1.0))
             self._wake.clear()
             try:
                 await self._renew()

@@ -26,6 +26,7 @@ from taskgrove_server.engine.ownership import HeldElsewhere, Ownership
 from taskgrove_server.errors import Code, FieldViolation, ServiceError
 from taskgrove_server.storage.commands import ClusterCommands, Command
 from taskgrove_server.storage.leases import TreeLeases
+from taskgrove_server.waits import wait_set
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +93,7 @@ class Router:
         started = time.monotonic()
         try:
             while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(answered.wait(), _POLL_S)
+                await wait_set(answered, _POLL_S)
                 answer = await self._commands.answer_of(command_id)
                 if answer is not None:
                     return _decode(answer)
@@ -133,8 +133,7 @@ class Router:
 
     async def _serve(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), _POLL_S)
+            await wait_set(self._wake, _POLL_S)
             self._wake.clear()
             try:
                 commands = await self._commands.take(self._ownership.replica_id)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from taskgrove_server.events.event import Event, EventFilter
+from taskgrove_server.waits import wait_set
 
 
 class Overflow(Exception):
@@ -64,12 +65,10 @@ class Subscription:
             if self.closed:
                 raise Closed
             self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), idle_after)
-            except TimeoutError:
-                # A wake-up can race the timeout: idle only if nothing arrived.
-                if not (self._batches or self.overflowed or self.closed):
-                    return None
+            # A wake-up can race the limit: idle only if nothing arrived.
+            woken = await wait_set(self._wake, idle_after)
+            if not (woken or self._batches or self.overflowed or self.closed):
+                return None
 
 
 class EventHub:

@@ -30,6 +30,7 @@ from taskgrove_server.events.hub import EventHub
 from taskgrove_server.storage.event_log import EventLog
 from taskgrove_server.storage.notifications import Notifications
 from taskgrove_server.storage.sql_writes import EVENTS_CHANNEL
+from taskgrove_server.waits import wait_set
 
 log = logging.getLogger(__name__)
 
@@ -177,8 +178,7 @@ class EventFeed:
     async def _poll(self) -> None:
         assert self._log is not None
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._poll_now.wait(), self._poll_s)
+            await wait_set(self._poll_now, self._poll_s)
             self._poll_now.clear()
             try:
                 self.announced(await self._log.head())

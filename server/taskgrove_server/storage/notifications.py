@@ -27,6 +27,8 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
+from taskgrove_server.waits import wait_set
+
 log = logging.getLogger(__name__)
 
 APPLICATION_NAME = "taskgrove-listen"
@@ -188,8 +190,7 @@ class Notifications:
     async def _wait_for_drop(self) -> None:
         """Return when the connection ended or stopped answering."""
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._dropped.wait(), self._ping_s)
+            if await wait_set(self._dropped, self._ping_s):
                 return
             connection = self._connection
             if connection is None:
