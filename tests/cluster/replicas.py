@@ -7,9 +7,12 @@ import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 from taskgrove_server.testing import ServerProcess
 
+from tests.conftest import pg_dsn
 from tests.support.recorder import RECORD_FILE_ENV, install_recorder
 
 
@@ -60,3 +63,42 @@ def replicas(db_url: str, folder: Path, count: int = 3, **options: object) -> It
         yield group
     finally:
         group.stop()
+
+
+def port(address: str) -> str:
+    """The port of HOST:PORT (a replica's default id ends with it)."""
+    return address.rsplit(":", 1)[1]
+
+
+async def fetch(db_url: str, query: str, *args: Any) -> list[Any]:
+    """Rows of one query on the test database, over a connection of its own."""
+    connection = await asyncpg.connect(pg_dsn(db_url))
+    try:
+        return list(await connection.fetch(query, *args))
+    finally:
+        await connection.close()
+
+
+async def holder_of(db_url: str, root_id: str) -> str | None:
+    """The replica id in the tree's lease row (None: no row)."""
+    rows = await fetch(db_url, "SELECT replica_id FROM tree_leases WHERE root_id = $1", root_id)
+    return str(rows[0]["replica_id"]) if rows else None
+
+
+async def completed_attempts(db_url: str, task_id: str) -> list[int]:
+    """The attempts of the task's stored `completed` events."""
+    rows = await fetch(
+        db_url,
+        "SELECT attempt FROM task_events WHERE task_id = $1 AND status = 'completed'"
+        " AND type = 'status_changed' ORDER BY sequence",
+        task_id,
+    )
+    return [int(row["attempt"]) for row in rows]
+
+
+async def stored_sequences(db_url: str, root_id: str) -> list[int]:
+    """The sequences of the tree's stored events, in order."""
+    rows = await fetch(
+        db_url, "SELECT sequence FROM task_events WHERE root_id = $1 ORDER BY sequence", root_id
+    )
+    return [int(row["sequence"]) for row in rows]

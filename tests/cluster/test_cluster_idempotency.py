@@ -11,6 +11,7 @@ from taskgrove import AsyncClient
 
 from tests.cluster.replicas import replicas
 from tests.conftest import pg_dsn
+from tests.support.recorder import recorded
 
 
 async def test_one_request_id_sent_to_three_replicas_at_once_creates_one_tree(
@@ -22,13 +23,7 @@ async def test_one_request_id_sent_to_three_replicas_at_once_creates_one_tree(
         try:
             tree = [
                 {"id": "root", "name": "root"},
-                {
-                    "id": "a",
-                    "name": "a",
-                    "executor": "record",
-                    "parent_id": "root",
-                    "inputs": {"seconds": 0},
-                },
+                recorded("a"),
             ]
             answers = await asyncio.gather(
                 *(

@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 from taskgrove import AsyncClient, TaskgroveError, Worker, WorkerContext, statuses
 
-from tests.cluster.replicas import replicas
-from tests.cluster.test_tree_leases import holder_of, port
-from tests.support.recorder import read_runs
+from tests.cluster.replicas import holder_of, port, replicas
+from tests.support.recorder import read_runs, recorded
 from tests.support.waiting import until, until_task
 
 
@@ -31,21 +30,8 @@ async def test_a_tree_created_on_a_runs_on_b_is_watched_on_c_and_cancelled_throu
             created = await on_a.create_task_tree(
                 [
                     {"id": "root", "name": "root"},
-                    {
-                        "id": "long",
-                        "name": "long",
-                        "executor": "record",
-                        "parent_id": "root",
-                        "inputs": {"seconds": 60},
-                    },
-                    {
-                        "id": "after",
-                        "name": "after",
-                        "executor": "record",
-                        "parent_id": "root",
-                        "inputs": {"seconds": 0},
-                        "dependencies": ["long"],
-                    },
+                    recorded("long", 60),
+                    recorded("after", dependencies=["long"]),
                 ]
             )
             root_id, long_id = created["root"].id, created["long"].id
@@ -82,21 +68,8 @@ async def test_errors_of_an_operation_run_by_the_holder_come_back_unchanged(
             created = await on_a.create_task_tree(
                 [
                     {"id": "root", "name": "root"},
-                    {
-                        "id": "long",
-                        "name": "long",
-                        "executor": "record",
-                        "parent_id": "root",
-                        "inputs": {"seconds": 60},
-                    },
-                    {
-                        "id": "later",
-                        "name": "later",
-                        "executor": "record",
-                        "parent_id": "root",
-                        "inputs": {"seconds": 0},
-                        "dependencies": ["long"],
-                    },
+                    recorded("long", 60),
+                    recorded("later", dependencies=["long"]),
                 ],
                 execute=True,
             )
@@ -123,16 +96,7 @@ async def test_replicas_racing_to_execute_the_same_trees_run_each_task_once(
         try:
             created = await asyncio.gather(
                 *(
-                    clients[i % 3].create_task_tree(
-                        [
-                            {
-                                "id": "t",
-                                "name": "t",
-                                "executor": "record",
-                                "inputs": {"seconds": 0.01},
-                            }
-                        ]
-                    )
+                    clients[i % 3].create_task_tree([recorded("t", 0.01, parent=None)])
                     for i in range(trees)
                 )
             )
@@ -162,20 +126,12 @@ async def test_a_task_waits_for_a_dependency_in_a_tree_another_replica_runs(
         a, b = group[0], group[1]
         async with AsyncClient(a.address) as on_a, AsyncClient(b.address) as on_b:
             first = await on_a.create_task_tree(
-                [{"id": "x", "name": "x", "executor": "record", "inputs": {"seconds": 1.0}}],
+                [recorded("x", 1.0, parent=None)],
                 execute=True,
             )
             x_id = first["x"].id
             second = await on_b.create_task_tree(
-                [
-                    {
-                        "id": "y",
-                        "name": "y",
-                        "executor": "record",
-                        "inputs": {"seconds": 0},
-                        "dependencies": [x_id],
-                    }
-                ],
+                [recorded("y", parent=None, dependencies=[x_id])],
                 execute=True,
             )
             y_id = second["y"].id
@@ -230,13 +186,7 @@ async def test_a_task_created_through_a_under_a_tree_b_runs_is_created_by_b(
             created = await on_b.create_task_tree(
                 [
                     {"id": "root", "name": "root"},
-                    {
-                        "id": "long",
-                        "name": "long",
-                        "executor": "record",
-                        "parent_id": "root",
-                        "inputs": {"seconds": 1.0},
-                    },
+                    recorded("long", 1.0),
                 ],
                 execute=True,
             )

@@ -8,58 +8,18 @@ import asyncio
 import os
 import signal
 from pathlib import Path
-from typing import Any
 
-import asyncpg
 from taskgrove import AsyncClient, statuses
 
-from tests.cluster.replicas import replicas
-from tests.conftest import pg_dsn
-from tests.support.recorder import read_runs
+from tests.cluster.replicas import (
+    completed_attempts,
+    holder_of,
+    port,
+    replicas,
+    stored_sequences,
+)
+from tests.support.recorder import read_runs, record_tree
 from tests.support.waiting import until, until_task
-
-
-def record_tree(n: int, seconds: float, max_attempts: int = 3) -> list[dict[str, Any]]:
-    return [{"id": "root", "name": "root"}] + [
-        {
-            "id": f"t{index}",
-            "name": f"t{index}",
-            "executor": "record",
-            "parent_id": "root",
-            "inputs": {"seconds": seconds},
-            "max_attempts": max_attempts,
-        }
-        for index in range(n)
-    ]
-
-
-async def holder_of(db_url: str, root_id: str) -> str | None:
-    connection = await asyncpg.connect(pg_dsn(db_url))
-    try:
-        row = await connection.fetchrow(
-            "SELECT replica_id FROM tree_leases WHERE root_id = $1", root_id
-        )
-        return None if row is None else str(row["replica_id"])
-    finally:
-        await connection.close()
-
-
-async def completed_attempts(db_url: str, task_id: str) -> list[int]:
-    """The attempts of the task's stored `completed` events."""
-    connection = await asyncpg.connect(pg_dsn(db_url))
-    try:
-        rows = await connection.fetch(
-            "SELECT attempt FROM task_events WHERE task_id = $1 AND status = 'completed'"
-            " AND type = 'status_changed' ORDER BY sequence",
-            task_id,
-        )
-        return [int(row["attempt"]) for row in rows]
-    finally:
-        await connection.close()
-
-
-def port(address: str) -> str:
-    return address.rsplit(":", 1)[1]
 
 
 async def test_a_paused_replica_cannot_finish_a_task_another_took_over(
@@ -98,17 +58,6 @@ async def test_a_paused_replica_cannot_finish_a_task_another_took_over(
             assert after == done  # nothing A did after the takeover is visible
             assert (await on_a.get_task(task_id)) == done
             assert await completed_attempts(pg_db_url, task_id) == [2]
-
-
-async def stored_sequences(db_url: str, root_id: str) -> list[int]:
-    connection = await asyncpg.connect(pg_dsn(db_url))
-    try:
-        rows = await connection.fetch(
-            "SELECT sequence FROM task_events WHERE root_id = $1 ORDER BY sequence", root_id
-        )
-        return [int(row["sequence"]) for row in rows]
-    finally:
-        await connection.close()
 
 
 async def test_trees_of_killed_replicas_are_finished_by_the_survivors(

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 RECORD_FILE_ENV = "TG_RECORD_FILE"
 
@@ -51,6 +52,22 @@ def install_recorder(folder: Path) -> Path:
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tg-recorder\nVersion: 0\n")
     (info / "entry_points.txt").write_text("[taskgrove.executors]\nrecord = tg_recorder:EXECUTOR\n")
     return folder
+
+
+def recorded(
+    name: str, seconds: float = 0.0, parent: str | None = "root", **fields: Any
+) -> dict[str, Any]:
+    """A `record` task spec (id = name) sleeping `seconds`, for `create_task_tree`."""
+    spec = {"id": name, "name": name, "executor": "record", "inputs": {"seconds": seconds}}
+    if parent is not None:
+        spec["parent_id"] = parent
+    return {**spec, **fields}
+
+
+def record_tree(n: int, seconds: float, max_attempts: int = 3) -> list[dict[str, Any]]:
+    """A group `root` over `n` record tasks t0..t(n-1)."""
+    children = [recorded(f"t{index}", seconds, max_attempts=max_attempts) for index in range(n)]
+    return [{"id": "root", "name": "root"}, *children]
 
 
 @dataclass(frozen=True)
