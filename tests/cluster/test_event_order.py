@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 import pytest
 from conftest import pg_dsn
+from support.events import progress_event
 from support.waiting import WAIT_S, until, wait_finished
 from taskgrove import AsyncClient, Snapshot, TaskEvent
 from taskgrove_server.events.event import Event
@@ -54,22 +55,7 @@ async def execute(db_url: str, query: str, *args: Any) -> None:
 
 
 def event(root_id: str, index: int, name: str = "e") -> Event:
-    return Event(
-        task_id=f"{root_id}-{index}",
-        root_id=root_id,
-        user_id="u",
-        parent_id=None,
-        name=name,
-        type="progress",
-        status="in_progress",
-        previous_status=None,
-        progress=0.0,
-        progress_message="",
-        error=None,
-        attempt=1,
-        is_group=False,
-        time_us=index,
-    )
+    return progress_event(f"{root_id}-{index}", root_id=root_id, name=name, time_us=index)
 
 
 # ---------------------------------------------------------------------------- writers

@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 from taskgrove import AsyncClient, TaskEvent
 from taskgrove.v1 import event_pb2, task_service_pb2, task_service_pb2_grpc
+from taskgrove_server.events.event import Event
 
 from support.status_details import describe
 from support.waiting import WAIT_S, until
@@ -102,3 +103,15 @@ async def stop_tasks(*tasks: asyncio.Task[Any] | None) -> None:
     for outcome in outcomes:
         if isinstance(outcome, Exception):
             raise outcome
+
+
+def progress_event(
+    task_id: str, *, root_id: str = "r", name: str = "n", time_us: int = 0, sequence: int = 0
+) -> Event:
+    """A server-side `progress` event, for writer and feed tests."""
+    return Event(
+        task_id=task_id, root_id=root_id, user_id="u", parent_id=None, name=name,
+        type="progress", status="in_progress", previous_status=None, progress=0.0,
+        progress_message="", error=None, attempt=1, is_group=False, time_us=time_us,
+        sequence=sequence,
+    )  # fmt: skip

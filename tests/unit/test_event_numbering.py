@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from support.events import progress_event
 from support.waiting import until
 from taskgrove_server.errors import ServiceError
 from taskgrove_server.events.event import Event, EventFilter
@@ -18,23 +19,7 @@ from taskgrove_server.storage.writes import AppendTaskLog, Write
 
 
 def event(task_id: str, sequence: int = 0) -> Event:
-    return Event(
-        task_id=task_id,
-        root_id="r",
-        user_id="u",
-        parent_id=None,
-        name="n",
-        type="progress",
-        status="in_progress",
-        previous_status=None,
-        progress=0.0,
-        progress_message="",
-        error=None,
-        attempt=1,
-        is_group=False,
-        time_us=0,
-        sequence=sequence,
-    )
+    return progress_event(task_id, sequence=sequence)
 
 
 def carrying(*task_ids: str) -> AppendTaskLog:
