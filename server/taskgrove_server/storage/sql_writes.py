@@ -9,7 +9,7 @@ from __future__ import annotations
 import operator
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from sqlalchemy import (
@@ -29,7 +29,7 @@ from taskgrove.domain import statuses
 from taskgrove_server.events.event import Event
 from taskgrove_server.storage.bulk import BulkStatement, json_columns
 from taskgrove_server.storage.committer import Committer, create_committer
-from taskgrove_server.storage.failures import driver_errors_wrapped, is_transient
+from taskgrove_server.storage.failures import is_transient
 from taskgrove_server.storage.queries import Query
 from taskgrove_server.storage.records import INSERTED_COLUMNS, StateChange
 from taskgrove_server.storage.schema import (
@@ -90,10 +90,6 @@ _INSERT_EVENTS = BulkStatement(task_events.insert(), json_keys=json_columns(task
 EVENTS_CHANNEL = "taskgrove_events"
 """PostgreSQL NOTIFY channel: a commit that stored events sends its last sequence."""
 
-# The counter row, taken under its row lock until commit (see `_number_events`).
-_TAKE_SEQUENCES_SQLITE = (
-    "UPDATE event_head SET sequence = sequence + ? WHERE id = 1 RETURNING sequence"
-)
 # PostgreSQL: the same statement announces the batch (NOTIFY is delivered at commit
 # only): "SEQUENCE ORIGIN", so that the replica that committed it does not read back
 # what its writer publishes anyway.
@@ -157,13 +153,26 @@ checks this replica's leases inside the transaction and returns the roots anothe
 replica holds (storage/leases.py `writer_fence`)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Numbering:
+    """How a batch's events get their sequences (see `_number_events`)."""
+
+    origin: str = ""
+    """PostgreSQL: this replica's id, in the commit's NOTIFY."""
+    head: int | None = None
+    """SQLite: the last sequence committed; the one server numbers on from it."""
+
+
 def apply_writes(
-    conn: Connection, writes: Sequence[Write], fence: Fence | None = None, origin: str = ""
+    conn: Connection,
+    writes: Sequence[Write],
+    fence: Fence | None = None,
+    numbering: Numbering = Numbering(),
 ) -> Applied:
     """Everything of one batch, in order, inside the caller's transaction; with `fence`,
     nothing of the writes to trees this replica no longer holds."""
     if fence is None:
-        return _apply(conn, writes, origin)
+        return _apply(conn, writes, numbering)
     roots = {root_id for write in writes for root_id in write.root_ids}
     added_to = {
         write.rows[0].root_id
@@ -172,16 +181,16 @@ def apply_writes(
     }
     lost = fence(conn, roots, added_to) if roots else set()
     if not lost:
-        return _apply(conn, writes, origin)
+        return _apply(conn, writes, numbering)
     fenced = {index for index, write in enumerate(writes) if not lost.isdisjoint(write.root_ids)}
     kept = [index for index in range(len(writes)) if index not in fenced]
-    applied = _apply(conn, [writes[index] for index in kept], origin)
+    applied = _apply(conn, [writes[index] for index in kept], numbering)
     applied.rejected = {kept[index] for index in applied.rejected}
     applied.fenced, applied.lost = fenced, lost
     return applied
 
 
-def _apply(conn: Connection, writes: Sequence[Write], origin: str) -> Applied:
+def _apply(conn: Connection, writes: Sequence[Write], numbering: Numbering) -> Applied:
     rows = [row for write in writes if isinstance(write, InsertTasks) for row in write.rows]
     if rows:
         _INSERT_TASKS.executemany(conn, INSERTED_COLUMNS, map(_task_values, rows))
@@ -215,29 +224,30 @@ def _apply(conn: Connection, writes: Sequence[Write], origin: str) -> Applied:
         for event in write.events
     ]
     if events:
-        applied.last_sequence = _number_events(conn, events, origin)
+        applied.last_sequence = _number_events(conn, events, numbering)
         _INSERT_EVENTS.executemany(conn, _EVENT_COLUMNS, map(_event_values, events))
     return applied
 
 
-def _number_events(conn: Connection, events: Sequence[Event], origin: str) -> int:
-    """Number `events` from the counter row; returns the last number.
+def _number_events(conn: Connection, events: Sequence[Event], numbering: Numbering) -> int:
+    """Number `events`; returns the last number.
 
-    Taken last, just before the events are stored: the row lock is held until commit, so
-    the next transaction (of any replica) numbers after this one commits. Sequences thus
-    follow commit order: once a sequence is visible, every lower one is. A rollback
-    rolls the counter back too, so no number is lost.
+    PostgreSQL: from the counter row, taken last, just before the events are stored: its
+    row lock is held until commit, so the next transaction (of any replica) numbers after
+    this one commits. Sequences thus follow commit order: once a sequence is visible,
+    every lower one is. A rollback rolls the counter back too, so no number is lost.
+    SQLite has one server and one writer, which commits one batch at a time: it numbers
+    on from the last commit in memory (the counter row would cost a statement per
+    commit, a tenth of a chain step).
     """
     count = len(events)
-    if conn.dialect.driver == "pysqlite":
-        raw: Any = conn.connection.dbapi_connection
-        with driver_errors_wrapped(_TAKE_SEQUENCES_SQLITE):
-            row = raw.execute(_TAKE_SEQUENCES_SQLITE, (count,)).fetchone()
-    else:  # PostgreSQL, the other database the server runs on
-        row = conn.execute(_TAKE_SEQUENCES_PG, {"n": count, "origin": origin}).first()
-    if row is None:
-        raise RuntimeError("event_head has no row: the database was not migrated (r0007)")
-    last = int(row[0])
+    if numbering.head is not None:
+        last = numbering.head + count
+    else:
+        row = conn.execute(_TAKE_SEQUENCES_PG, {"n": count, "origin": numbering.origin}).first()
+        if row is None:
+            raise RuntimeError("event_head has no row: the database was not migrated (r0007)")
+        last = int(row[0])
     for number, event in enumerate(events, last - count + 1):
         event.sequence = number
     return last
@@ -474,23 +484,34 @@ class SqlWrites:
         """Set when replicas share the database (engine/ownership.py)."""
         self.origin = ""
         """This replica's id, in the NOTIFY of each commit (storage/event_feed.py)."""
+        self._head: int | None = 0 if db.dialect.name == "sqlite" else None
+        """SQLite: the last sequence committed (numbered on in memory)."""
 
     async def apply(self, writes: Sequence[Write]) -> Applied:
         size = batch_size(writes)
-        fence, origin = self.fence, self.origin
-        return await self._committer.run(
-            lambda conn: apply_writes(conn, writes, fence, origin), size
+        fence, numbering = self.fence, Numbering(self.origin, self._head)
+        applied = await self._committer.run(
+            lambda conn: apply_writes(conn, writes, fence, numbering), size
         )
+        if self._head is not None and applied.last_sequence:
+            self._head = applied.last_sequence  # committed: the next batch numbers on
+        return applied
 
     def is_transient(self, error: BaseException) -> bool:
         return is_transient(error)
 
     async def last_sequence(self) -> int:
-        # The counter row: every commit that stores events advances it (revision 0007
-        # started it at the log's head, pruned sequences included).
         async with self._db.connect() as conn:
+            # PostgreSQL: the counter row, which every commit that stores events advances
+            # (revision 0007 started it at the log's head, pruned sequences included).
             head = await conn.scalar(select(event_head.c.sequence).where(event_head.c.id == 1))
-        return int(head or 0)
+            if self._head is None:
+                return int(head or 0)
+            # SQLite: the highest sequence ever used, pruned ones included.
+            newest = await conn.scalar(select(func.max(task_events.c.sequence)))
+            pruned = await conn.scalar(select(func.max(event_compaction.c.compacted_through)))
+        self._head = max(head or 0, newest or 0, pruned or 0)
+        return self._head
 
     async def close(self) -> None:
         await self._committer.close()

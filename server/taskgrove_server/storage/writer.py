@@ -6,8 +6,8 @@ once its change is durable) or register an `after_commit` callback (the engine s
 executor only once its claim is committed). Callbacks run in commit order.
 
 Failure model (see ARCHITECTURE.md):
-- The events of a batch are numbered by the backend inside the transaction (a counter
-  row, so numbers follow commit order even across replicas), stored in the same
+- The events of a batch are numbered by the backend inside the transaction (on
+  PostgreSQL a counter row, so numbers follow commit order across replicas), stored in the same
   transaction and published only after it commits: a watcher never sees a change that
   could be lost. A rolled-back attempt rolls its numbers back too.
 - A *transient* failure (disk full, database locked, connection lost) retries the same
