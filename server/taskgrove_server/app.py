@@ -38,6 +38,7 @@ from taskgrove_server.clock import now_us
 from taskgrove_server.config import MAX_REPLICA_ID_LENGTH, ConfigError, ServerConfig
 from taskgrove_server.engine import Engine
 from taskgrove_server.engine.ownership import Ownership
+from taskgrove_server.engine.placement import Placement
 from taskgrove_server.engine.routing import Router
 from taskgrove_server.events.hub import EventHub
 from taskgrove_server.executors import ExecutorRegistry
@@ -62,9 +63,15 @@ from taskgrove_server.storage.database import (
 )
 from taskgrove_server.storage.event_feed import EventFeed
 from taskgrove_server.storage.event_log import EventLog
-from taskgrove_server.storage.leases import WORK_CHANNEL, TreeLeases, writer_fence
+from taskgrove_server.storage.leases import (
+    ADOPT_CHANNEL,
+    WORK_CHANNEL,
+    TreeLeases,
+    writer_fence,
+)
 from taskgrove_server.storage.migrations import migrate
 from taskgrove_server.storage.notifications import Notifications, libpq_dsn
+from taskgrove_server.storage.presence import PRESENCE_CHANNEL, ExecutorPresence
 from taskgrove_server.storage.records import RemoteExecutorRow
 from taskgrove_server.storage.request_locks import RequestLocks
 from taskgrove_server.storage.sql_writes import SqlWrites
@@ -148,6 +155,16 @@ class TaskgroveServer:
             probe=self.observability.probe,
             ownership=self.ownership,
             router=self.router,
+        )
+        self.placement = (
+            Placement(
+                self.engine,
+                self.workers,
+                ExecutorPresence(self._db, self._leases.replica_id, config.tree_lease_seconds),
+                renew_s=config.tree_lease_seconds / 3,
+            )
+            if self.ownership is not None
+            else None
         )
         self.observability.watch(
             engine=self.engine, writer=self.store.writer, hub=self.hub, workers=self.workers
@@ -247,6 +264,9 @@ class TaskgroveServer:
                 await self.notifications.listen(COMMANDS_CHANNEL, self.router.addressed)
                 await self.notifications.listen(ANSWERS_CHANNEL, self.router.answered)
                 await self.notifications.listen(WORK_CHANNEL, self.ownership.wake_for)
+                await self.notifications.listen(ADOPT_CHANNEL, self.ownership.adopt_for)
+            if self.placement is not None:
+                await self.notifications.listen(PRESENCE_CHANNEL, self.placement.wake_for)
         writer = self.store.writer
         if self.ownership is not None:
             if not self.config.replica_id:
@@ -254,6 +274,8 @@ class TaskgroveServer:
             backend = self.store.writer.backend
             assert isinstance(backend, SqlWrites)
             backend.origin = self.feed.origin = self._leases.replica_id
+            if self.placement is not None:
+                self.placement.presence.replica_id = self._leases.replica_id
         await writer.start()
         self.feed.start(writer.last_sequence)
         self.workers.remember(
@@ -266,6 +288,8 @@ class TaskgroveServer:
         await self.engine.start()
         if self.router is not None:
             self.router.start()
+        if self.placement is not None:
+            self.placement.start()
         tasks = Tasks(
             self.store,
             self.engine,
@@ -375,6 +399,8 @@ class TaskgroveServer:
         self.engine.logs.followers.close()
         await self.workers.close()
         await self._grpc.stop(self.config.grace_seconds if grace is None else grace)
+        if self.placement is not None:
+            await self.placement.close()
         if self.router is not None:
             await self.router.close()
         await self.engine.close()

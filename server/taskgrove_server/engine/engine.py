@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
@@ -395,6 +395,28 @@ class Engine:
                 released = True
         if released:
             self.settle()
+
+    def stranded(self, served: Mapping[str, int]) -> dict[str, set[str]]:
+        """Replicas: trees held here with ready tasks of remote executors that no worker
+        connected here serves (`served`), and nothing running: root -> those executors
+        (engine/placement.py hands them to a replica that has the workers)."""
+        gate = self._queue.gate
+        found: dict[str, set[str]] = {}
+        for executor in self._queue.held_executors():
+            if executor in served or gate is None or not gate.is_remote(executor):
+                continue
+            for node in self._queue.held_back(executor):
+                found.setdefault(node.root_id, set()).add(executor)
+        return {root_id: needs for root_id, needs in found.items() if self._cache.is_idle(root_id)}
+
+    def hand_over(self, root_id: str, replica_id: str) -> bool:
+        """Give an idle tree to another replica (which adopts it and loads it from what
+        its last writes here committed); False when it is no longer idle here."""
+        if self._ownership is None or not self._cache.is_idle(root_id):
+            return False
+        self._cache.drop([root_id])
+        self._ownership.hand_over(root_id, replica_id)
+        return True
 
     async def _routed(
         self,

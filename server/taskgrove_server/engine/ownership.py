@@ -110,6 +110,16 @@ class Ownership:
             self._writer.queue(ReleaseTree(root_id, token, handover))
             self._writer.after_commit(lambda: self._released(root_id, token))
 
+    def hand_over(self, root_id: str, replica_id: str) -> None:
+        """Give the tree to another replica, which adopts it, once what is queued for it
+        commits (engine/placement.py: that replica has the workers it waits for)."""
+        token = self._held.pop(root_id, None)
+        if token is not None:
+            log.info("handing tree %s over to replica %s", root_id, replica_id)
+            self._releasing[root_id] = token
+            self._writer.queue(ReleaseTree(root_id, token, to=replica_id))
+            self._writer.after_commit(lambda: self._released(root_id, token))
+
     def _released(self, root_id: str, token: int) -> None:
         if self._releasing.get(root_id) == token:
             del self._releasing[root_id]
@@ -161,6 +171,11 @@ class Ownership:
         if replica_id != self.replica_id:
             self._wake.set()
 
+    def adopt_for(self, replica_id: str) -> None:
+        """NOTIFY of a tree handed over to `replica_id`: this one adopts it if addressed."""
+        if replica_id == self.replica_id:
+            self._wake.set()
+
     async def close(self) -> None:
         tasks = [*self._loading, *([self._task] if self._task is not None else [])]
         for task in tasks:
@@ -175,6 +190,7 @@ class Ownership:
             self._wake.clear()
             try:
                 await self._renew()
+                await self._adopt()
                 await self._sweep()
             except Exception as error:  # storage down: the writer says so; try again
                 log.warning("renewing tree leases failed: %s", error)
@@ -192,20 +208,30 @@ class Ownership:
             if current.get(root_id) != token and self._held.get(root_id) == token
         )
 
+    async def _adopt(self) -> None:
+        """Load the trees other replicas handed to this one."""
+        adopted = await self._leases.claim_adopted()
+        if adopted:
+            log.info("adopting trees handed over: %s", ", ".join(sorted(adopted)))
+            self._take(adopted)
+
+    def _take(self, claimed: dict[str, int]) -> None:
+        self._held.update(claimed)
+        for root_id in claimed:
+            self._lost.pop(root_id, None)
+        if self.on_claimed is not None:
+            # Loaded beside the renewals: loading many trees must not delay them.
+            task = asyncio.create_task(self.on_claimed(list(claimed)), name="taskgrove-takeover")
+            self._loading.add(task)
+            task.add_done_callback(self._loading.discard)
+
     async def _sweep(self) -> None:
         # Only expired leases: a replica that stops expires the ones it hands over, and
         # every other tree with work has a live lease (executing acquires it).
         claimed = await self._leases.claim_expired(limit=_SWEEP_LIMIT)
         if not claimed:
             return
-        self._held.update(claimed)
-        for root_id in claimed:
-            self._lost.pop(root_id, None)
         log.warning("took over trees whose replica stopped: %s", ", ".join(sorted(claimed)))
-        if self.on_claimed is not None:
-            # Loaded beside the renewals: loading many trees must not delay them.
-            task = asyncio.create_task(self.on_claimed(list(claimed)), name="taskgrove-takeover")
-            self._loading.add(task)
-            task.add_done_callback(self._loading.discard)
+        self._take(claimed)
         if len(claimed) >= _SWEEP_LIMIT:
             self._wake.set()

@@ -115,6 +115,14 @@ class ReadyQueue:
                 heapq.heappush(self._ready, entry)
                 count -= 1
 
+    def held_back(self, executor: str) -> list[Node]:
+        """The ready tasks of `executor` held back (its limit, or no worker slot)."""
+        return [entry[2] for entry in self._held.get(executor, ()) if _still_ready(entry)]
+
+    def held_executors(self) -> list[str]:
+        """Executors with tasks held back (some entries may be stale)."""
+        return [executor for executor, held in self._held.items() if held]
+
     @property
     def depth(self) -> int:
         """Entries waiting: ready ones and those a limit or a worker slot holds back

@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 
 from taskgrove.domain.aggregation import StatusCounts
+from taskgrove.domain.statuses import IN_PROGRESS
 
 from taskgrove_server.engine.node import Node, Tree
 from taskgrove_server.engine.ownership import Ownership
@@ -63,6 +64,17 @@ class TreeCache:
 
     def is_loading(self, root_id: str) -> bool:
         return root_id in self._loading
+
+    def is_idle(self, root_id: str) -> bool:
+        """Loaded, with no attempt claimed or running, no pin and no load under way: the
+        tree could go to another replica without interrupting anything."""
+        tree = self._trees.get(root_id)
+        return (
+            tree is not None
+            and root_id not in self._loading
+            and not self._pins.get(root_id)
+            and not any(node.status == IN_PROGRESS and not node.is_group for node in tree.nodes)
+        )
 
     # ----------------------------------------------------------------- loading
 

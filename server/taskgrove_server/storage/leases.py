@@ -19,6 +19,8 @@ from taskgrove.domain.statuses import IN_PROGRESS, PENDING
 
 WORK_CHANNEL = "taskgrove_work"
 """NOTIFY: trees were let go by a replica that stops (payload: its id); the others sweep."""
+ADOPT_CHANNEL = "taskgrove_adopt"
+"""NOTIFY: a tree was handed to a replica (payload: its id), which loads it."""
 
 _NOW_US = "(extract(epoch from clock_timestamp()) * 1000000)::bigint"
 
@@ -32,7 +34,8 @@ _ACQUIRE = text(
         SET replica_id = :replica_id,
             token = CASE WHEN tree_leases.replica_id = :replica_id THEN tree_leases.token
                          ELSE nextval('tree_lease_tokens') END,
-            expires_us = {_NOW_US} + :ttl_us
+            expires_us = {_NOW_US} + :ttl_us,
+            adopt = false
         WHERE tree_leases.replica_id IN (:replica_id, '')
            OR tree_leases.expires_us < {_NOW_US}
     RETURNING token
@@ -61,7 +64,7 @@ _FENCE = text(
 _CLAIM_EXPIRED = text(
     f"""
     UPDATE tree_leases SET replica_id = :replica_id, token = nextval('tree_lease_tokens'),
-        expires_us = {_NOW_US} + :ttl_us
+        expires_us = {_NOW_US} + :ttl_us, adopt = false
     WHERE root_id IN (
         SELECT root_id FROM tree_leases
         WHERE expires_us < {_NOW_US} AND replica_id NOT IN (:replica_id, '')
@@ -73,8 +76,15 @@ _CLAIM_EXPIRED = text(
 _CLAIM_OWN = text(
     f"""
     UPDATE tree_leases SET token = nextval('tree_lease_tokens'),
-        expires_us = {_NOW_US} + :ttl_us
+        expires_us = {_NOW_US} + :ttl_us, adopt = false
     WHERE replica_id = :replica_id RETURNING root_id, token
+    """
+)
+# A hand-over gave the tree a token of its own: the adopter keeps it.
+_CLAIM_ADOPTED = text(
+    f"""
+    UPDATE tree_leases SET adopt = false, expires_us = {_NOW_US} + :ttl_us
+    WHERE replica_id = :replica_id AND adopt RETURNING root_id, token
     """
 )
 # A batch adding tasks to a stored tree this replica does not hold locks its lease row
@@ -87,6 +97,16 @@ _GUARD = text(
     FROM unnest(CAST(:root_ids AS varchar[])) AS root_id
     ON CONFLICT (root_id) DO UPDATE SET root_id = EXCLUDED.root_id
     RETURNING root_id, replica_id, expires_us >= {_NOW_US}
+    """
+)
+# Under the token held, so a stale holder hands over nothing; a token of its own, so
+# nothing the old holder has left can commit. The lease's expiry stays: if the adopter
+# is gone too, the tree is swept like any other.
+_HAND_OVER = text(
+    f"""
+    UPDATE tree_leases SET replica_id = :to, token = nextval('tree_lease_tokens'), adopt = true
+    WHERE root_id = :root_id AND token = :token
+    RETURNING pg_notify('{ADOPT_CHANNEL}', :to)
     """
 )
 _UNLEASED_ACTIVE = text(
@@ -140,6 +160,10 @@ class TreeLeases:
         """At start: take back, under new tokens, what this replica's id held before."""
         return await self._tokens(_CLAIM_OWN, self._params())
 
+    async def claim_adopted(self) -> dict[str, int]:
+        """The trees another replica handed to this one (see `hand_over`), to load."""
+        return await self._tokens(_CLAIM_ADOPTED, self._params())
+
     async def unleased_active(self, limit: int) -> list[str]:
         """Executing trees nobody holds (e.g. from before replicas had leases)."""
         async with self._db.connect() as conn:
@@ -147,8 +171,13 @@ class TreeLeases:
             return list((await conn.execute(_UNLEASED_ACTIVE, params)).scalars())
 
     async def announce_free(self) -> None:
-        """Tell the other replicas (NOTIFY) that this one let go of its trees."""
+        """Tell the other replicas (NOTIFY) that this one let go of its trees; those
+        handed to it that it has not adopted yet expire, for them to take over too."""
         async with self._db.begin() as conn:
+            await conn.execute(
+                text("UPDATE tree_leases SET expires_us = 0 WHERE replica_id = :replica_id"),
+                {"replica_id": self.replica_id},
+            )
             await conn.execute(
                 text("SELECT pg_notify(:channel, :replica_id)"),
                 {"channel": WORK_CHANNEL, "replica_id": self.replica_id},
@@ -172,6 +201,12 @@ class TreeLeases:
             for root_id, replica_id, live in rows
             if live and replica_id not in ("", self.replica_id)
         }
+
+
+def hand_over(conn: Connection, root_id: str, token: int, to: str) -> None:
+    """Inside the writer's transaction: give the tree's lease to replica `to`, which is
+    woken to adopt it (a release, after the tree's last writes)."""
+    conn.execute(_HAND_OVER, {"root_id": root_id, "token": token, "to": to})
 
 
 def writer_fence(

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 metadata = MetaData()
@@ -147,8 +148,23 @@ tree_leases = Table(
     Column("replica_id", String(64), nullable=False),
     Column("token", BigInteger, nullable=False),
     Column("expires_us", BigInteger, nullable=False),
+    # Handed to `replica_id` by the replica that held it (to the workers of its
+    # executors): that replica has not loaded it yet (engine/placement.py).
+    Column("adopt", Boolean, nullable=False, server_default=false()),
     Index("ix_tree_leases_replica", "replica_id"),
     Index("ix_tree_leases_expires", "expires_us"),
+)
+
+executor_presence = Table(
+    # Which replica has workers serving which remote executor, until when (renewed while
+    # they stay): a tree waiting for a worker goes to a replica that has one.
+    "executor_presence",
+    metadata,
+    Column("replica_id", String(64), primary_key=True),
+    Column("executor_id", String(100), primary_key=True),
+    Column("workers", Integer, nullable=False),
+    Column("expires_us", BigInteger, nullable=False),
+    Index("ix_executor_presence_executor", "executor_id"),
 )
 
 event_head = Table(

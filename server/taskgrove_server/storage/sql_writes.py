@@ -30,6 +30,7 @@ from taskgrove_server.events.event import Event
 from taskgrove_server.storage.bulk import BulkStatement, json_columns
 from taskgrove_server.storage.committer import Committer, create_committer
 from taskgrove_server.storage.failures import is_transient
+from taskgrove_server.storage.leases import hand_over
 from taskgrove_server.storage.queries import Query
 from taskgrove_server.storage.records import INSERTED_COLUMNS, StateChange
 from taskgrove_server.storage.schema import (
@@ -424,6 +425,9 @@ def _save_remote_executor(conn: Connection, write: SaveRemoteExecutor) -> None:
 
 
 def _release_tree(conn: Connection, write: ReleaseTree) -> None:
+    if write.to:
+        hand_over(conn, write.root_id, write.token, write.to)
+        return
     # The token names one hold: a later claim (another replica's, or ours) has another.
     held = update(tree_leases).where(
         tree_leases.c.root_id == write.root_id, tree_leases.c.token == write.token

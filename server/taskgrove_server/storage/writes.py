@@ -151,6 +151,9 @@ class ReleaseTree:
     handover: bool = False
     """The tree still has work (this replica stops): its lease expires at once, so that
     another replica's sweep takes it over; otherwise nobody holds it any more."""
+    to: str = ""
+    """The replica the lease goes to, which adopts the tree (it has the workers the
+    tree waits for); overrides `handover`."""
     events: list[Event] = field(default_factory=list)
 
     @property

@@ -395,6 +395,15 @@ class WorkerPool:
             sum(w.free for w in connected),
         )
 
+    def served(self) -> dict[str, int]:
+        """Executor -> how many connected workers serve it (replicas publish this)."""
+        served: dict[str, int] = {}
+        for worker in self._workers.values():
+            if worker.outbox is not None and not worker.stale:
+                for executor in worker.spec.executors:
+                    served[executor.id] = served.get(executor.id, 0) + 1
+        return served
+
     def capacity(self, executor: str) -> tuple[int, int]:
         serving = self.workers_serving(executor)
         return len(serving), sum(view.free_slots for view in serving)
