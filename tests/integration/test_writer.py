@@ -138,6 +138,57 @@ async def test_batches_guards_and_events(db: tuple[AsyncEngine, str]) -> None:
         await writer.close()
 
 
+@pytest.fixture
+async def pg(pg_db_url: str) -> AsyncIterator[tuple[AsyncEngine, str]]:
+    engine = open_database(pg_db_url)
+    await migrate(engine)
+    yield engine, pg_db_url
+    await engine.dispose()
+
+
+async def test_on_postgresql_a_refused_guard_is_seen_and_stores_nothing(
+    pg: tuple[AsyncEngine, str],
+) -> None:
+    """asyncpg counts no executemany: the changes go as one statement that names the
+    tasks it changed (storage/state_updates_pg.py)."""
+    recorder = Recorder()
+    writer = await started_writer(pg, recorder)
+    try:
+        for task_id in ("a", "b", "c"):
+            writer.queue(insert(task_id))
+        await writer.flush()
+        commits = writer.commits
+        writer.queue(change("a", "in_progress", "pending"))
+        writer.queue(change("a", "completed", "in_progress"))  # folded with the one above
+        writer.queue(change("b", "completed", "in_progress"))  # refused: b is pending
+        writer.queue(change("c", "in_progress", "pending"))
+        writer.queue(change("c", "failed", "pending"))  # does not follow: refused
+        await writer.flush()
+        assert writer.commits == commits + 1
+
+        rows, events = await stored(pg[0])
+        assert rows == {"a": "completed", "b": "pending", "c": "in_progress"}
+        assert [(t, s) for _, t, s in events] == [
+            ("a", "pending"), ("b", "pending"), ("c", "pending"),
+            ("a", "in_progress"), ("a", "completed"), ("c", "in_progress"),
+        ]  # fmt: skip
+        assert recorder.statuses() == [(t, s) for _, t, s in events]
+        assert sorted(map(sorted, recorder.stale)) == [["b", "c"]]
+        async with pg[0].connect() as conn:
+            versions = dict((await conn.execute(select(tasks.c.id, tasks.c.version))).all())  # type: ignore[arg-type]
+        assert versions == {"a": 3, "b": 1, "c": 2}  # one per change applied
+        # A batch of one or two tasks takes another statement: refused all the same.
+        writer.queue(change("b", "failed", "in_progress"))
+        writer.queue(change("c", "completed", "in_progress"))
+        await writer.flush()
+        rows, events = await stored(pg[0])
+        assert rows == {"a": "completed", "b": "pending", "c": "completed"}
+        assert [(t, s) for _, t, s in events][6:] == [("c", "completed")]
+        assert recorder.stale[1:] == [{"b"}]
+    finally:
+        await writer.close()
+
+
 async def test_a_refused_write_fails_only_its_own_request(db: tuple[AsyncEngine, str]) -> None:
     recorder = Recorder()
     writer = await started_writer(db, recorder)

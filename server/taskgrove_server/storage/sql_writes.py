@@ -45,6 +45,7 @@ from taskgrove_server.storage.schema import (
     tasks,
     tree_leases,
 )
+from taskgrove_server.storage.state_updates_pg import update_states
 from taskgrove_server.storage.writes import (
     AppendTaskLog,
     Applied,
@@ -208,12 +209,13 @@ def _apply(conn: Connection, writes: Sequence[Write], numbering: Numbering) -> A
         else:
             _STATEMENTS[type(write)](conn, write)
     applied = Applied()
-    if updates:
+    if updates and conn.dialect.name == "postgresql":
+        applied.rejected = update_states(conn, updates)  # asyncpg counts no executemany
+    elif updates:
         done = _UPDATE_STATE.executemany(
             conn, _STATE_KEYS, [_state_values(change) for _, change in updates]
         )
-        # Drivers that cannot count an executemany report -1 (asyncpg).
-        if 0 <= done != len(updates):
+        if done != len(updates):
             applied.rejected = _rejected(conn, updates)
     for write in writes:  # after the state changes: statuses as this commit leaves them
         if isinstance(write, InsertTasks) and write.lineage:
