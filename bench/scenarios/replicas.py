@@ -43,6 +43,7 @@ from typing import Any
 
 import asyncpg
 import grpc
+import psutil
 from connection import client_config
 from harness import ERROR, FAILED, GC_STATS_ENV, OK, TIMEOUT, num, rpc_error_text, tree_request
 from pgdb import PgServer
@@ -101,6 +102,10 @@ class ReplicaRun:
     """The servers' own counts (bench/sqlcount), summed over the replicas."""
     server_cpu_seconds: float = 0.0
     """CPU (user + system) of all replicas, from before the first create to the end."""
+    replica_cpu_seconds: list[float] = field(default_factory=list)
+    postgres_cpu_seconds: float | None = None
+    """CPU of the PostgreSQL backends connected to the run's database over the same time
+    (not the WAL writer, checkpointer or autovacuum)."""
     peak_rss_mb: float = 0.0
     """The largest replica's peak RSS."""
     polls: int = 0
@@ -164,6 +169,21 @@ async def _read_counters(url: str) -> dict[str, int]:
 
 def read_counters(url: str) -> dict[str, int]:
     return asyncio.run(asyncio.wait_for(_read_counters(url), 30))
+
+
+def backend_cpu(database: str) -> dict[int, float]:
+    """CPU seconds (user + system) of each PostgreSQL backend connected to `database`
+    (its process title names the database)."""
+    found: dict[int, float] = {}
+    for process in psutil.process_iter(["name", "cmdline"]):
+        try:
+            title = " ".join(process.info["cmdline"] or ())
+            if process.info["name"] == "postgres" and f" {database} " in f"{title} ":
+                times = process.cpu_times()
+                found[process.pid] = times.user + times.system
+        except psutil.Error:
+            continue
+    return found
 
 
 def sql_counts(server: ServerProcess, at: str) -> dict[str, int]:
@@ -311,7 +331,12 @@ def run_replicas_once(
             sql_before = [sql_counts_now(server) for server in servers]
             with contextlib.ExitStack() as samplers:
                 sampled = [samplers.enter_context(RssSampler(s.pid)) for s in servers]
+                pg_before = backend_cpu(name)
                 asyncio.run(measure([s.address for s in servers], layout, requests, run, args))
+                pg_after = backend_cpu(name)
+            run.postgres_cpu_seconds = sum(
+                cpu - pg_before.get(pid, 0.0) for pid, cpu in pg_after.items()
+            )
             if run.outcome != OK:
                 tails = "\n".join(s.log_tail() for s in servers)
                 run.detail += f"\nserver log tails:\n{tails}"
@@ -321,7 +346,8 @@ def run_replicas_once(
         run.rows_inserted = after["rows_inserted"] - before["rows_inserted"]
         run.rows_updated = after["rows_updated"] - before["rows_updated"]
         run.rows_deleted = after["rows_deleted"] - before["rows_deleted"]
-        run.server_cpu_seconds = sum(sample.cpu_seconds for sample in sampled)
+        run.replica_cpu_seconds = [sample.cpu_seconds for sample in sampled]
+        run.server_cpu_seconds = sum(run.replica_cpu_seconds)
         run.peak_rss_mb = max(sample.peak_rss for sample in sampled) / MB
         totals: dict[str, int] = {}
         for server, start in zip(servers, sql_before, strict=True):
@@ -413,6 +439,10 @@ def _median(values: Sequence[float | None]) -> float | None:
     return statistics.median(present) if present else None
 
 
+def _us(seconds: float | None, tasks: int) -> float | None:
+    return None if seconds is None else 1e6 * seconds / tasks
+
+
 def summarize(runs: Sequence[ReplicaRun]) -> list[dict[str, Any]]:
     """One entry per shape and layout: medians over the OK repeats."""
     keys: list[tuple[str, int, str]] = []
@@ -443,12 +473,15 @@ def summarize(runs: Sequence[ReplicaRun]) -> list[dict[str, Any]]:
                 "statements_per_task": _median(
                     [r.per_task(r.sql.get("statements")) if r.sql else None for r in ok]
                 ),
-                "commits_per_task": _median(
-                    [r.per_task(r.sql.get("commit")) if r.sql else None for r in ok]
-                ),
                 "round_trips_per_task_est": _median([r.per_task(r.round_trips) for r in ok]),
                 "server_cpu_us_per_task": _median(
                     [1e6 * r.server_cpu_seconds / r.tasks for r in ok]
+                ),
+                "postgres_cpu_us_per_task": _median(
+                    [_us(r.postgres_cpu_seconds, r.tasks) for r in ok]
+                ),
+                "write_commits_per_task": _median(
+                    [r.per_task(r.sql.get("commit")) if r.sql else None for r in ok]
                 ),
                 "peak_rss_mb": _median([r.peak_rss_mb for r in ok]),
             }
@@ -460,7 +493,8 @@ def format_replicas(summary: Sequence[dict[str, Any]]) -> str:
     header = (
         f"{'shape':<6} {'tasks':>6}  {'layout':<28} {'ok':>3} {'median s':>9} "
         f"{'tasks/s':>8} {'create s':>8} {'xacts/task':>10} {'rows/task':>9} "
-        f"{'stmts/task':>10} {'trips/task':>10} {'cpu us/task':>11}"
+        f"{'commits/task':>12} {'stmts/task':>10} {'trips/task':>10} {'cpu us/task':>11} "
+        f"{'pg us/task':>10}"
     )
     lines = [
         "Replicas on one PostgreSQL database (first CreateTaskTree sent -> last root seen "
@@ -475,9 +509,11 @@ def format_replicas(summary: Sequence[dict[str, Any]]) -> str:
             f"{num(item['tasks_per_s'], 0):>8} {num(item['create_seconds'], 3):>8} "
             f"{num(item['transactions_per_task'], 2):>10} "
             f"{num(item['rows_written_per_task'], 2):>9} "
+            f"{num(item['write_commits_per_task'], 3):>12} "
             f"{num(item['statements_per_task'], 2):>10} "
             f"{num(item['round_trips_per_task_est'], 2):>10} "
-            f"{num(item['server_cpu_us_per_task'], 0):>11}"
+            f"{num(item['server_cpu_us_per_task'], 0):>11} "
+            f"{num(item['postgres_cpu_us_per_task'], 0):>10}"
         )
     return "\n".join(lines)
 

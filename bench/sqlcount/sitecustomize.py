@@ -31,6 +31,10 @@ from typing import Any
 ENV = "TASKGROVE_BENCH_SQL_COUNT"
 LINE = "taskgrove bench sql:"
 KINDS = ("select", "insert", "update", "delete")
+TEXTS_ENV = "TASKGROVE_BENCH_SQL_TEXTS"
+"""With this set to 1 too, the exit line is followed by the most frequent statements."""
+TEXT_CHARS = 160
+TEXTS_SHOWN = 25
 
 
 def _install() -> None:
@@ -39,6 +43,7 @@ def _install() -> None:
     from sqlalchemy.pool import Pool
 
     counts: Counter[str] = Counter()
+    texts: Counter[str] | None = Counter() if os.environ.get(TEXTS_ENV) == "1" else None
 
     def before_cursor_execute(
         _conn: Any,
@@ -54,6 +59,8 @@ def _install() -> None:
             counts["parameter_sets"] += len(parameters)
         head = statement.lstrip()[:6].lower()
         counts[head if head in KINDS else "other"] += 1
+        if texts is not None:
+            texts[" ".join(statement.split())[:TEXT_CHARS]] += 1
 
     def transaction(name: str) -> Any:
         def listener(_conn: Any) -> None:
@@ -74,6 +81,9 @@ def _install() -> None:
         keys += ("begin", "commit", "rollback")
         fields = [f"{key}={counts[key]}" for key in (*keys, *KINDS, "other")]
         print(f"{LINE} at={at} {' '.join(fields)}", file=sys.stderr, flush=True)
+        if texts is not None and at == "exit":
+            for text, count in texts.most_common(TEXTS_SHOWN):
+                print(f"taskgrove bench sql text: {count} {text}", file=sys.stderr, flush=True)
 
     atexit.register(report, "exit")
     signal.signal(signal.SIGUSR2, lambda _signum, _frame: report("usr2"))
