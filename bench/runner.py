@@ -352,6 +352,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     session = Session()
     chosen, pg_note = backends(args)
     log(f"[bench] {pg_note}")
+    if not args.no_replicas and all(backend.pg is None for backend in chosen):
+        log("[bench] replicas scenario skipped: it needs PostgreSQL (see the line above)")
+        if args.replicas_only:  # nothing to run: keep the last results file as it is
+            return 0
     with scratch_dir("taskgrove-bench-", args.keep) as workdir:
         results = run_all(args, chosen, workdir)
     session.finish()
