@@ -31,6 +31,7 @@ from scenarios.replicas import (
     commit_rate,
     format_commit_rate,
     format_replicas,
+    format_top_statements,
     run_replicas,
 )
 from scenarios.replicas import as_json as replicas_json
@@ -343,6 +344,8 @@ def print_results(results: Results) -> None:
         print(format_worker_latency(item))
     if results.replicas:
         print(format_replicas(summarize_replicas(results.replicas)))
+        if top := format_top_statements(summarize_replicas(results.replicas)):
+            print(top)
     if results.commit_rate:
         print(format_commit_rate(results.commit_rate))
 

@@ -24,7 +24,8 @@ with the 'before' counters) and at exit.
 Also: PostgreSQL's own commit rate on this machine, single-row INSERT autocommit
 transactions in a loop over 1 and over 3 connections (`commit_rate`).
 
-    .venv/bin/python bench/run.py --replicas-only [--replica-tasks 10000] [--replica-repeats 3]
+    .venv/bin/python bench/run.py --replicas-only [--replica-flat-tasks 10000] [--replica-repeats 3]
+    TASKGROVE_BENCH_SQL_TEXTS=1 .venv/bin/python bench/run.py --replicas-only  # + top statements
 """
 
 from __future__ import annotations
@@ -69,6 +70,12 @@ COMMIT_RATE_CONNECTIONS = (1, 3)
 SQL_COUNT_ENV = "TASKGROVE_BENCH_SQL_COUNT"
 SQL_COUNT_DIR = Path(__file__).resolve().parents[1] / "sqlcount"
 SQL_LINE = "taskgrove bench sql:"
+SQL_TEXT_LINE = "taskgrove bench sql text:"
+SQL_TEXTS_ENV = "TASKGROVE_BENCH_SQL_TEXTS"
+"""Set to 1: the servers list their most frequent statements at exit (bench/sqlcount), and
+each run keeps them (`sql_texts`, summed over the replicas)."""
+TOP_STATEMENTS = 5
+"""Statements kept per shape and layout in the summary (5: equal counts tie often)."""
 
 SPREAD_1 = "3 trees / 1 replica"
 SPREAD_3 = "3 trees / 3 replicas"
@@ -100,6 +107,10 @@ class ReplicaRun:
     rows_deleted: int | None = None
     sql: dict[str, int] = field(default_factory=dict)
     """The servers' own counts (bench/sqlcount), summed over the replicas."""
+    sql_texts: dict[str, int] = field(default_factory=dict)
+    """With TASKGROVE_BENCH_SQL_TEXTS=1: each replica's most frequent statements (first 160
+    characters, whitespace folded) from the 'before' counters to its exit, summed over the
+    replicas (a statement outside one replica's list counts 0 there)."""
     server_cpu_seconds: float = 0.0
     """CPU (user + system) of all replicas, from before the first create to the end."""
     replica_cpu_seconds: list[float] = field(default_factory=list)
@@ -194,6 +205,20 @@ def sql_counts(server: ServerProcess, at: str) -> dict[str, int]:
             if pairs.pop("at", "") == at:
                 return {key: int(value) for key, value in pairs.items()}
     return {}
+
+
+def sql_texts(server: ServerProcess) -> dict[str, int]:
+    """The `taskgrove bench sql text: COUNT TEXT` lines after the server's exit counts."""
+    texts: dict[str, int] = {}
+    after_exit = False
+    for line in server.log_tail(200).splitlines():
+        if SQL_LINE in line:
+            after_exit = " at=exit " in f"{line} "
+            texts.clear()
+        elif after_exit and SQL_TEXT_LINE in line:
+            count, _, text = line.split(SQL_TEXT_LINE, 1)[1].strip().partition(" ")
+            texts[text] = texts.get(text, 0) + int(count)
+    return texts
 
 
 def sql_counts_now(server: ServerProcess, timeout_s: float = 5.0) -> dict[str, int]:
@@ -358,6 +383,9 @@ def run_replicas_once(
             for key, value in end.items():
                 totals[key] = totals.get(key, 0) + value - start.get(key, 0)
         run.sql = totals
+        for server in servers:
+            for text, count in sql_texts(server).items():
+                run.sql_texts[text] = run.sql_texts.get(text, 0) + count
     except (RuntimeError, OSError, asyncpg.PostgresError) as error:
         run.outcome, run.detail = ERROR, f"{type(error).__name__}: {error}"
     finally:
@@ -484,9 +512,23 @@ def summarize(runs: Sequence[ReplicaRun]) -> list[dict[str, Any]]:
                     [r.per_task(r.sql.get("commit")) if r.sql else None for r in ok]
                 ),
                 "peak_rss_mb": _median([r.peak_rss_mb for r in ok]),
+                "top_statements_per_task": top_statements(ok),
             }
         )
     return summary
+
+
+def top_statements(runs: Sequence[ReplicaRun], top: int = TOP_STATEMENTS) -> list[list[Any]]:
+    """The `top` most frequent statements of these runs, [per task, text] (their counts
+    summed over the runs, / their tasks summed); empty without SQL texts."""
+    counted = [run for run in runs if run.sql_texts]
+    tasks = sum(run.tasks for run in counted)
+    summed: dict[str, int] = {}
+    for run in counted:
+        for text, count in run.sql_texts.items():
+            summed[text] = summed.get(text, 0) + count
+    ranked = sorted(summed.items(), key=lambda item: (-item[1], item[0]))[:top]
+    return [[round(count / tasks, 3), text] for text, count in ranked]
 
 
 def format_replicas(summary: Sequence[dict[str, Any]]) -> str:
@@ -518,6 +560,21 @@ def format_replicas(summary: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def format_top_statements(summary: Sequence[dict[str, Any]]) -> str:
+    """The most frequent statements per task of every shape and layout (SQL texts on)."""
+    lines = []
+    for item in summary:
+        if item["top_statements_per_task"]:
+            lines.append(f"{item['shape']} {item['tasks']:,} {item['layout']}:")
+            lines += [
+                f"  {per_task:>7.3f}/task  {text}"
+                for per_task, text in item["top_statements_per_task"]
+            ]
+    if not lines:
+        return ""
+    return "\n".join(["Most frequent statements per task (TASKGROVE_BENCH_SQL_TEXTS=1)", *lines])
+
+
 def format_commit_rate(results: Sequence[dict[str, Any]]) -> str:
     parts = [
         f"{item['connections']} connection{'s' if item['connections'] > 1 else ''}: "
@@ -539,6 +596,8 @@ def as_json(runs: Sequence[ReplicaRun], rate: Sequence[dict[str, Any]]) -> dict[
             "rows": "pg_stat_user_tables n_tup_ins/upd/del summed, same interval",
             "round_trips": "estimate: pool checkouts (pre-ping) + BEGIN + statements + "
             "COMMIT + ROLLBACK counted in the servers",
+            "sql_texts": "with TASKGROVE_BENCH_SQL_TEXTS=1: each replica's 25 most frequent "
+            "statements (160 characters) from the 'before' counters to its exit, summed",
             "sql": "the servers' SQLAlchemy cursor executions and transaction events "
             "(bench/sqlcount/sitecustomize.py), summed over the replicas, same interval "
             "(SIGUSR2 with the 'before' counters, then at exit)",

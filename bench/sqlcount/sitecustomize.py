@@ -32,7 +32,9 @@ ENV = "TASKGROVE_BENCH_SQL_COUNT"
 LINE = "taskgrove bench sql:"
 KINDS = ("select", "insert", "update", "delete")
 TEXTS_ENV = "TASKGROVE_BENCH_SQL_TEXTS"
-"""With this set to 1 too, the exit line is followed by the most frequent statements."""
+"""With this set to 1 too, the exit line is followed by the most frequent statements since
+the last SIGUSR2 (since start-up without one), one `taskgrove bench sql text: COUNT TEXT`
+line each."""
 TEXT_CHARS = 160
 TEXTS_SHOWN = 25
 
@@ -85,8 +87,13 @@ def _install() -> None:
             for text, count in texts.most_common(TEXTS_SHOWN):
                 print(f"taskgrove bench sql text: {count} {text}", file=sys.stderr, flush=True)
 
+    def on_usr2(_signum: int, _frame: Any) -> None:
+        report("usr2")
+        if texts is not None:
+            texts.clear()  # the statements listed at exit: those since the last SIGUSR2
+
     atexit.register(report, "exit")
-    signal.signal(signal.SIGUSR2, lambda _signum, _frame: report("usr2"))
+    signal.signal(signal.SIGUSR2, on_usr2)
 
 
 if os.environ.get(ENV) == "1":
