@@ -120,6 +120,9 @@ class ReplicaRun:
     peak_rss_mb: float = 0.0
     """The largest replica's peak RSS."""
     polls: int = 0
+    load: list[float] = field(default_factory=list)
+    """The machine's 1-minute load average just before the first create and at the end
+    (the machine is shared: a high one marks a run to doubt)."""
     detail: str = ""
 
     @property
@@ -357,7 +360,9 @@ def run_replicas_once(
             with contextlib.ExitStack() as samplers:
                 sampled = [samplers.enter_context(RssSampler(s.pid)) for s in servers]
                 pg_before = backend_cpu(name)
+                run.load = [os.getloadavg()[0]]
                 asyncio.run(measure([s.address for s in servers], layout, requests, run, args))
+                run.load.append(os.getloadavg()[0])
                 pg_after = backend_cpu(name)
             run.postgres_cpu_seconds = sum(
                 cpu - pg_before.get(pid, 0.0) for pid, cpu in pg_after.items()
@@ -405,10 +410,11 @@ def run_replicas(
                 log(f"[bench] replicas {shape} {total:,} {layout} (round {repeat}) ...")
                 run = run_replicas_once(pg, shape, total, layout, repeat, workdir, args)
                 runs.append(run)
+                load = " -> ".join(f"{value:.2f}" for value in run.load)
                 log(
                     f"[bench]   {run.outcome} {num(run.seconds, 3)} s, "
-                    f"{num(run.tasks_per_s, 0)} tasks/s, {run.transactions} xacts "
-                    f"{run.detail}".rstrip()
+                    f"{num(run.tasks_per_s, 0)} tasks/s, {run.transactions} xacts, "
+                    f"load {load} {run.detail}".rstrip()
                 )
     return runs
 
