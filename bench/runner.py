@@ -23,6 +23,19 @@ from scenarios.create_latency import (
 )
 from scenarios.event_latency import EVENT_LATENCY_SAMPLES, format_event_latency, run_event_latency
 from scenarios.fanout import FANOUT_SUBSCRIBERS, FANOUT_TASKS, FanoutRun, format_fanout, run_fanout
+from scenarios.replicas import (
+    REPLICA_CHAIN_TASKS,
+    REPLICA_FLAT_TASKS,
+    REPLICA_REPEATS,
+    ReplicaRun,
+    commit_rate,
+    format_commit_rate,
+    format_replicas,
+    format_top_statements,
+    run_replicas,
+)
+from scenarios.replicas import as_json as replicas_json
+from scenarios.replicas import summarize as summarize_replicas
 from scenarios.system_info import format_system_info, run_system_info
 from scenarios.throughput import (
     CHAIN_MAX,
@@ -60,6 +73,8 @@ from trees import SHAPES
 DEFAULT_JSON = RESULTS_DIR / "latest.json"
 WORKERS_JSON = RESULTS_DIR / "workers.json"
 """The results file of `--workers-only` (the full run's file stays whole)."""
+REPLICAS_JSON = RESULTS_DIR / "replicas.json"
+"""The results file of `--replicas-only`."""
 DEFAULT_SIZES = (1_000, 10_000, 100_000)
 QUICK_SIZES = (1_000,)
 DEFAULT_PG_URL = "postgresql+asyncpg://taskgrove:taskgrove@127.0.0.1/taskgrove_bench"
@@ -151,6 +166,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--worker-repeats", type=int, default=WORKER_REPEATS, help="rounds (median kept)"
     )
     parser.add_argument("--worker-latency-samples", type=int, default=WORKER_LATENCY_SAMPLES)
+    replicas = parser.add_mutually_exclusive_group()
+    replicas.add_argument(
+        "--no-replicas", action="store_true", help="skip the replicas scenario (PostgreSQL)"
+    )
+    replicas.add_argument(
+        "--replicas-only", action="store_true", help="only the replicas scenario (PostgreSQL)"
+    )
+    parser.add_argument("--replica-flat-tasks", type=int, default=REPLICA_FLAT_TASKS)
+    parser.add_argument("--replica-chain-tasks", type=int, default=REPLICA_CHAIN_TASKS)
+    parser.add_argument(
+        "--replica-repeats", type=int, default=REPLICA_REPEATS, help="rounds (median kept)"
+    )
     parser.add_argument(
         "--profile", type=Path, help="record each server with py-spy into this directory"
     )
@@ -166,6 +193,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.worker_tasks = min(args.worker_tasks, 1_000)
         args.worker_repeats = 1
         args.worker_latency_samples = min(args.worker_latency_samples, 100)
+        args.replica_flat_tasks = min(args.replica_flat_tasks, 1_000)
+        args.replica_chain_tasks = min(args.replica_chain_tasks, 300)
+        args.replica_repeats = 1
     elif args.sizes is None:
         args.sizes = list(DEFAULT_SIZES)
     if args.workers_only:
@@ -173,8 +203,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         for skip in ("throughput", "tutorial", "system_info", "event_latency", "fanout"):
             setattr(args, f"no_{skip}", True)
         args.no_latency = True
+        args.no_replicas = True
+    if args.replicas_only:
+        if args.no_pg:
+            parser.error("--replicas-only needs PostgreSQL (not --no-pg)")
+        args.pg_only = True
+        for skip in ("throughput", "tutorial", "system_info", "event_latency", "fanout"):
+            setattr(args, f"no_{skip}", True)
+        args.no_latency = True
+        args.no_workers = True
     if args.json is None:
-        args.json = WORKERS_JSON if args.workers_only else DEFAULT_JSON
+        args.json = (
+            WORKERS_JSON
+            if args.workers_only
+            else REPLICAS_JSON
+            if args.replicas_only
+            else DEFAULT_JSON
+        )
     if args.tutorial_sizes is None:
         args.tutorial_sizes = list(TUTORIAL_SIZES)
     if args.no_pg and args.pg_only:
@@ -207,6 +252,8 @@ class Results:
     system_info: list[dict[str, Any]] = field(default_factory=list)
     workers: list[WorkerRun] = field(default_factory=list)
     worker_latency: list[dict[str, Any]] = field(default_factory=list)
+    replicas: list[ReplicaRun] = field(default_factory=list)
+    commit_rate: list[dict[str, Any]] = field(default_factory=list)
 
     def failed(self) -> bool:
         return (
@@ -218,6 +265,7 @@ class Results:
             or any(item["outcome"] != OK for item in self.create_latency)
             or any(run.outcome != OK for run in self.workers)
             or any(item["outcome"] != OK for item in self.worker_latency)
+            or any(run.outcome != OK for run in self.replicas)
         )
 
 
@@ -265,6 +313,11 @@ def run_all(args: argparse.Namespace, chosen: Sequence[Backend], workdir: Path) 
             log(f"[bench] sqlite worker latency x {args.worker_latency_samples} ...")
             results.worker_latency.append(run_worker_latency(workdir, args))
             log(f"[bench]   {format_worker_latency(results.worker_latency[-1])}")
+        if not args.no_replicas and backend.pg is not None:
+            log("[bench] postgresql commit rate ...")
+            results.commit_rate = commit_rate(backend.pg)
+            log(f"[bench]   {format_commit_rate(results.commit_rate)}")
+            results.replicas.extend(run_replicas(backend.pg, workdir, args, log))
     return results
 
 
@@ -289,6 +342,12 @@ def print_results(results: Results) -> None:
         print(format_worker_throughput(summarize(results.workers)))
     for item in results.worker_latency:
         print(format_worker_latency(item))
+    if results.replicas:
+        print(format_replicas(summarize_replicas(results.replicas)))
+        if top := format_top_statements(summarize_replicas(results.replicas)):
+            print(top)
+    if results.commit_rate:
+        print(format_commit_rate(results.commit_rate))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -296,6 +355,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     session = Session()
     chosen, pg_note = backends(args)
     log(f"[bench] {pg_note}")
+    if not args.no_replicas and all(backend.pg is None for backend in chosen):
+        log("[bench] replicas scenario skipped: it needs PostgreSQL (see the line above)")
+        if args.replicas_only:  # nothing to run: keep the last results file as it is
+            return 0
     with scratch_dir("taskgrove-bench-", args.keep) as workdir:
         results = run_all(args, chosen, workdir)
     session.finish()
@@ -340,6 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "runs": [asdict(run) for run in results.workers],
                 "latency": results.worker_latency,
             },
+            "replicas": replicas_json(results.replicas, results.commit_rate),
         },
     )
     print(f"results: {args.json}")
