@@ -820,6 +820,7 @@ async def test_run_says_reconnecting_while_the_server_is_away_and_finishes(
           - name: warmup
             executor: sleep_executor
             inputs: {seconds: 1}
+            max_attempts: 3
           - name: first
             executor: sleep_executor
             inputs: {seconds: 2}
