@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import make_url, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from taskgrove.domain import reasons
 from taskgrove_server.clock import now_us
@@ -23,6 +23,8 @@ from taskgrove_server.storage.schema import task_events, tasks
 from taskgrove_server.storage.sql_writes import SqlWrites
 from taskgrove_server.storage.writer import Writer
 from taskgrove_server.storage.writes import InsertTasks, UpdateState
+
+from tests.conftest import pg_dsn
 
 
 def task_row(task_id: str, name: str | None = None) -> TaskRow:
@@ -185,6 +187,41 @@ async def test_on_postgresql_a_refused_guard_is_seen_and_stores_nothing(
         assert rows == {"a": "completed", "b": "pending", "c": "completed"}
         assert [(t, s) for _, t, s in events][6:] == [("c", "completed")]
         assert recorder.stale[1:] == [{"b"}]
+    finally:
+        await writer.close()
+
+
+async def test_on_postgresql_a_connection_lost_while_idle_is_replaced_unseen(
+    pg: tuple[AsyncEngine, str],
+) -> None:
+    """The writer keeps its connection (no ping per batch): one that died between two
+    batches (a restart, a terminated backend) is replaced within the batch, which
+    commits as if nothing happened; storage is never reported unavailable."""
+    import asyncpg
+
+    recorder = Recorder()
+    writer = await started_writer(pg, recorder)
+    availability: list[bool] = []
+    writer.on_availability = availability.append
+    try:
+        writer.queue(insert("a"))
+        await writer.flush()
+        database = make_url(pg[1]).database
+        killer = await asyncpg.connect(pg_dsn(pg[1]), timeout=10)
+        try:
+            ended = await killer.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                database,
+            )
+        finally:
+            await killer.close()
+        assert ended >= 1  # the writer's connection among them
+        writer.queue(insert("b"))
+        await writer.flush()
+        rows, _ = await stored(pg[0])
+        assert rows == {"a": "pending", "b": "pending"}
+        assert False not in availability
     finally:
         await writer.close()
 

@@ -10,20 +10,22 @@ one batch at a time. Checkpoints (copying the WAL into the database file, with a
 fsync) are ours, not SQLite's automatic ones, which would run inside a commit on the
 loop: they run on the thread between two batches.
 
-Other databases: the async SQLAlchemy engine (`db`), the batch running inside `run_sync`.
+Other databases: a connection of the async SQLAlchemy engine (`db`) kept by the writer,
+the batch running inside `run_sync`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine, event
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from taskgrove_server.storage.database import BUSY_TIMEOUT_MS, sync_sqlite_engine
 from taskgrove_server.storage.failures import is_locked
@@ -50,15 +52,62 @@ class Committer(Protocol):
 
 
 class AsyncCommitter:
+    """One connection of its own, kept from batch to batch: taking one from the pool
+    for each batch pinged it first (`pool_pre_ping`), a round trip a chain's one-task
+    commits felt (1 of 8). A connection found dead before its transaction could commit
+    is replaced and the batch tried again at once, as the ping would have done; one that
+    dies during the commit is the writer's transient failure (its retry)."""
+
     def __init__(self, db: AsyncEngine) -> None:
         self._db = db
+        self._conn: AsyncConnection | None = None
 
     async def run(self, work: Callable[[Connection], T], size: int) -> T:
-        async with self._db.begin() as conn:
-            return await conn.run_sync(work)
+        for fresh in (self._conn is None, True):
+            if self._conn is None:
+                self._conn = await self._db.connect()
+            conn = self._conn
+            try:
+                await conn.begin()
+                result = await conn.run_sync(work)
+            except BaseException as error:
+                await self._discard_after(error)
+                if fresh or not _disconnected(error):
+                    raise
+                continue  # a connection gone while idle: a new one, at once
+            try:
+                await conn.commit()
+            except BaseException as error:
+                await self._discard_after(error)
+                raise
+            return result
+        raise AssertionError("unreachable")
+
+    async def _discard_after(self, error: BaseException) -> None:
+        """Roll back what failed; a connection that is gone is dropped for a new one."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            if not _disconnected(error):
+                await conn.rollback()
+                self._conn = conn
+                return
+        except Exception:
+            pass
+        with contextlib.suppress(Exception):
+            await conn.invalidate()
+            await conn.close()
 
     async def close(self) -> None:
-        pass
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+
+def _disconnected(error: BaseException) -> bool:
+    return isinstance(error, DBAPIError) and error.connection_invalidated
 
 
 class SqliteCommitter:

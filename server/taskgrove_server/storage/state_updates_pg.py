@@ -89,7 +89,8 @@ def _changed(conn: Connection, runs: list[_Run]) -> set[str]:
     """The ids of the tasks whose run applied."""
     rows = [_row(run) for run in runs]
     if len(rows) <= _FEW:
-        return {conn.exec_driver_sql(_UPDATE_ONE, row).scalar() for row in rows} - {None}
+        changed = (conn.exec_driver_sql(_UPDATE_ONE, row).scalar() for row in rows)
+        return {str(task_id) for task_id in changed if task_id is not None}
     columns = tuple(list(column) for column in zip(*rows, strict=True))
     return set(conn.exec_driver_sql(_UPDATE_MANY, columns).scalars())
 
