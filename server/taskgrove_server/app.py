@@ -93,6 +93,9 @@ class TaskgroveServer:
         self.config = config
         if warning := exposure_warning(config):
             log.warning(warning)
+        self.console: ConsoleServer | None = None
+        """The web console, once started (None when off or its default port was taken)."""
+        self._console_wanted = self._check_console()
         self._credentials = server_credentials(config)
         self.observability = Observability(config, tracer_provider=tracer_provider)
         self.registry = registry or ExecutorRegistry.default(
@@ -168,9 +171,6 @@ class TaskgroveServer:
         self._background: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._executors_read = 0.0
-        self.console: ConsoleServer | None = None
-        """The web console, once started (None when off or its default port was taken)."""
-        self._console_wanted = self._check_console()
 
     def _check_console(self) -> bool:
         """Whether to serve the web console; ConfigError for an asked-for one that may not

@@ -13,6 +13,7 @@ from taskgrove.v1 import task_pb2, task_service_pb2
 from taskgrove_server.app import TaskgroveServer
 
 from tests.support import grpc_web
+from tests.support.certificates import CertificateAuthority
 from tests.support.credentials import TOKENS, write_auth_files
 from tests.support.status_details import unpack
 from tests.support.trees import sleeper
@@ -179,3 +180,18 @@ async def test_a_running_tree_is_cancelled_through_the_bridge(make_server: Serve
     assert reply.grpc_status == 0
     cancelled = task_service_pb2.CancelTaskResponse.FromString(reply.messages[0])
     assert created["long"].id in cancelled.cancelled_task_ids
+
+
+async def test_over_tls_the_bridge_trusts_the_servers_own_certificate(
+    make_server: ServerFactory, tmp_path: Path
+) -> None:
+    issued = CertificateAuthority(tmp_path).issue_server()
+    server = await make_server(
+        http_address="127.0.0.1:0", tls_cert_file=str(issued.cert), tls_key_file=str(issued.key)
+    )
+
+    reply = await grpc_web.call(
+        console_port(server), f"{SERVICE}/ListTasks", task_service_pb2.ListTasksRequest()
+    )
+
+    assert reply.grpc_status == 0, reply.trailers
