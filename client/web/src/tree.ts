@@ -94,6 +94,7 @@ export function treePage(root: HTMLElement, rootId: string, selected: string, si
       },
       events: (events) => {
         for (const event of events) model.apply(event);
+        if (!metrics.events) metrics.firstEventAt = performance.now();
         metrics.events += events.length;
         metrics.lastEventAt = performance.now();
         changed();

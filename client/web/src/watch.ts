@@ -4,6 +4,7 @@ import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { api, describe, isCode } from "./api.js";
 import { eventFromProto, int64ToNumber, taskFromProto } from "../../typescript/src/convert.js";
 import type { Task, TaskEvent } from "../../typescript/src/types.js";
+import { metrics } from "./metrics.js";
 
 export interface WatchHandlers {
   snapshot(tasks: Task[]): void;
@@ -31,7 +32,10 @@ export async function watchTree(rootId: string, handlers: WatchHandlers, signal:
       );
       let pending: Task[] = [];
       for await (const reply of stream) {
-        if (reply.snapshot.length) pending = pending.concat(reply.snapshot.map(taskFromProto));
+        if (reply.snapshot.length) {
+          if (!pending.length) metrics.snapshotFirstChunkAt = performance.now();
+          pending = pending.concat(reply.snapshot.map(taskFromProto));
+        }
         if (reply.snapshotComplete) {
           handlers.snapshot(pending);
           pending = [];
