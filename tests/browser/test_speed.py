@@ -33,7 +33,9 @@ async def until_js(page: Any, predicate: str, limit_s: float = 60) -> None:
     """Poll a JS predicate (wait_for_function evaluates strings, which the console's CSP
     refuses, rightly)."""
     async with asyncio.timeout(limit_s):
-        while not await page.evaluate(predicate):
+        while True:
+            if await page.evaluate(predicate):
+                return
             await asyncio.sleep(0.02)
 
 
