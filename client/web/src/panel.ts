@@ -2,6 +2,7 @@
 // dependents as links, and the actions (execute, cancel, retry, copy), each confirmed.
 import { api, describe } from "./api.js";
 import { confirmAction } from "./dialog.js";
+import { LogView } from "./logs.js";
 import { clear, el, showError } from "./dom.js";
 import { duration, json, percent, statusLabel, time } from "./format.js";
 import { taskFromProto, statusFromProto } from "../../typescript/src/convert.js";
@@ -22,6 +23,7 @@ export class TaskPanel {
   readonly element = el("section", { class: "panel", "aria-label": "Task details", "aria-live": "polite" });
   private taskId = "";
   private loading = 0;
+  private logs: LogView | undefined;
 
   constructor(private readonly context: PanelContext) {
     this.element.append(el("p", { class: "hint" }, "Select a task (Enter on a row) to see it here."));
@@ -31,8 +33,17 @@ export class TaskPanel {
     return this.taskId;
   }
 
+  /** Stop following logs (the page is left). */
+  close(): void {
+    this.logs?.close();
+  }
+
   async show(id: string): Promise<void> {
     this.taskId = id;
+    if (this.logs?.taskId !== id) {
+      this.logs?.close();
+      this.logs = undefined;
+    }
     const ticket = ++this.loading;
     try {
       const task = taskFromProto(await api.getTask({ id }));
@@ -102,6 +113,7 @@ export class TaskPanel {
       block("Params", json(task.params)),
       block("Result", json(task.result)),
       task.error ? block("Error", `${task.error.reason}: ${task.error.message}\n${json(task.error.details)}`) : null,
+      task.executor ? (this.logs ??= new LogView(task.id)).element : null,
     ];
     this.element.append(...parts.filter((part): part is HTMLElement => part !== null));
   }

@@ -1,6 +1,8 @@
 // The tree page: the live tree of one root (watch.ts) in a virtualised list (vlist.ts),
 // groups collapsible with their counts by status, and the task panel beside it.
 import { clear, el, showError } from "./dom.js";
+import { dependencyGraph } from "./graph.js";
+import { attemptsTimeline } from "./timeline.js";
 import { STATUSES, percent, statusLabel } from "./format.js";
 import { TaskPanel } from "./panel.js";
 import { metrics } from "./metrics.js";
@@ -48,13 +50,50 @@ export function treePage(root: HTMLElement, rootId: string, selected: string, si
     },
     "Tasks of the tree",
   );
+  // The left pane: the list, or the graph or timeline (drawn again at most every 500 ms).
+  type View = "list" | "graph" | "timeline";
+  let view: View = "list";
+  const pane = el("div", { class: "pane" }, list.element);
+  const other = el("div", { class: "other", tabindex: 0 });
+  const drawOther = (): void => {
+    if (view === "list") return;
+    clear(other);
+    other.append(view === "graph" ? dependencyGraph(model, href) : attemptsTimeline(model, href));
+  };
+  let otherTimer = 0;
+  const otherChanged = (): void => {
+    if (view !== "list" && !otherTimer) {
+      otherTimer = window.setTimeout(() => {
+        otherTimer = 0;
+        drawOther();
+      }, 500);
+    }
+  };
+  const switches = el("div", { class: "views", role: "group", "aria-label": "View" });
+  for (const [value, label] of [["list", "Tree"], ["graph", "Dependency graph"], ["timeline", "Attempts timeline"]] as const) {
+    const button = el("button", { type: "button", "aria-pressed": String(value === view), "data-view": value }, label);
+    button.addEventListener("click", () => {
+      view = value;
+      for (const b of switches.querySelectorAll("button")) b.setAttribute("aria-pressed", String(b === button));
+      clear(pane);
+      if (view === "list") {
+        pane.append(list.element);
+        list.draw();
+      } else {
+        pane.append(other);
+        drawOther();
+      }
+    });
+    switches.append(button);
+  }
   clear(root);
   root.append(
     el("nav", { "aria-label": "Breadcrumb" }, el("a", { href: "#/" }, "Runs"), " / ", rootId),
     title,
     summary,
     announce,
-    el("div", { class: "tree-layout" }, list.element, panel.element),
+    switches,
+    el("div", { class: "tree-layout" }, pane, panel.element),
   );
 
   const summarise = (): void => {
@@ -68,7 +107,8 @@ export function treePage(root: HTMLElement, rootId: string, selected: string, si
   };
   let summaryFrame = 0;
   const changed = (): void => {
-    list.schedule();
+    if (view === "list") list.schedule();
+    otherChanged();
     if (!summaryFrame) {
       summaryFrame = requestAnimationFrame(() => {
         summaryFrame = 0;
@@ -76,6 +116,7 @@ export function treePage(root: HTMLElement, rootId: string, selected: string, si
       });
     }
   };
+  signal.addEventListener("abort", () => panel.close());
   document.addEventListener("taskgrove:select", (event) => void panel.show((event as CustomEvent<string>).detail), { signal });
   let panelTimer = 0;
   void watchTree(
@@ -87,6 +128,7 @@ export function treePage(root: HTMLElement, rootId: string, selected: string, si
         model.load(tasks);
         title.textContent = model.nodes.get(model.rootId)?.task.name || "Tree";
         list.draw();
+        drawOther();
         summarise();
         metrics.renderedAt = performance.now();
         requestAnimationFrame(() => (metrics.paintedAt = performance.now()));
