@@ -127,6 +127,16 @@ async def test_with_auth_on_the_console_asks_for_a_token_and_keeps_owner_rules(
 
     await page.get_by_role("link", name="alice's run").wait_for()
     assert await page.get_by_role("link", name="bob's run").count() == 0
+    # A reader may look but not act: the API's PERMISSION_DENIED, shown as such.
+    await page.get_by_role("button", name="Sign out").click()
+    await token.fill(TOKENS["rita"][0])
+    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("link", name="bob's run").click()
+    panel = page.get_by_role("region", name="Task details")
+    await page.locator(".vlist .row").first.press("Enter")
+    await panel.get_by_role("button", name="Cancel").click()
+    await page.get_by_role("dialog").get_by_role("button", name="Cancel").click()
+    await page.get_by_role("alert").filter(has_text="PERMISSION_DENIED").wait_for()
     await page.get_by_role("button", name="Sign out").click()
     await token.fill("not-a-token")
     await page.get_by_role("button", name="Sign in").click()

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import base64
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from conftest import ServerFactory
 from google.rpc import status_pb2
 from taskgrove.v1 import task_pb2, task_service_pb2
 from taskgrove_server.app import TaskgroveServer
@@ -18,6 +18,9 @@ from tests.support.credentials import TOKENS, write_auth_files
 from tests.support.status_details import unpack
 from tests.support.trees import sleeper
 from tests.support.waiting import until
+
+if TYPE_CHECKING:
+    from tests.conftest import ServerFactory
 
 SERVICE = "/taskgrove.v1.TaskService"
 
@@ -195,3 +198,28 @@ async def test_over_tls_the_bridge_trusts_the_servers_own_certificate(
     )
 
     assert reply.grpc_status == 0, reply.trailers
+
+
+async def test_text_mode_and_bodies_without_a_length_are_refused(
+    make_server: ServerFactory,
+) -> None:
+    server = await make_server(http_address="127.0.0.1:0")
+    port = console_port(server)
+    request = task_service_pb2.ListTasksRequest()
+
+    text = await grpc_web.call(
+        port, f"{SERVICE}/ListTasks", request, **{"content-type": "application/grpc-web-text"}
+    )
+    assert text.status == 415
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"POST {SERVICE}/ListTasks HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n"
+        "content-type: application/grpc-web+proto\r\n\r\n".encode()
+    )
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    await writer.wait_closed()
+    assert answer.startswith(b"HTTP/1.1 411 ")
+    # The listener keeps serving after both.
+    assert (await grpc_web.call(port, f"{SERVICE}/ListTasks", request)).grpc_status == 0
