@@ -46,7 +46,7 @@ from taskgrove_server.executors.builtin.command_policy import resolve_program
 from taskgrove_server.executors.registry import COMMAND_EXECUTOR, ENABLE_COMMANDS
 from taskgrove_server.executors.workers import RemoteExecutorSpec, WorkerPool
 from taskgrove_server.executors.workers.declarations import load_declarations
-from taskgrove_server.exposure import console_refusal, exposure_warning
+from taskgrove_server.exposure import console_refusal, exposure_warning, is_loopback
 from taskgrove_server.gc_stats import GcStats
 from taskgrove_server.observability.assembly import Observability
 from taskgrove_server.service.idempotency import Idempotency
@@ -192,7 +192,10 @@ class TaskgroveServer:
             max_message_bytes=self.config.max_message_bytes,
         )
         console = ConsoleServer(
-            self.config.http_address, upstream, max_message_bytes=self.config.max_message_bytes
+            self.config.http_address,
+            upstream,
+            max_message_bytes=self.config.max_message_bytes,
+            loopback=is_loopback(self.config.http_address),
         )
         try:
             await console.start()

@@ -213,7 +213,7 @@ async def test_text_mode_and_bodies_without_a_length_are_refused(
     assert text.status == 415
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(
-        f"POST {SERVICE}/ListTasks HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n"
+        f"POST {SERVICE}/ListTasks HTTP/1.1\r\nhost: 127.0.0.1\r\ntransfer-encoding: chunked\r\n"
         "content-type: application/grpc-web+proto\r\n\r\n".encode()
     )
     await writer.drain()
@@ -223,3 +223,20 @@ async def test_text_mode_and_bodies_without_a_length_are_refused(
     assert answer.startswith(b"HTTP/1.1 411 ")
     # The listener keeps serving after both.
     assert (await grpc_web.call(port, f"{SERVICE}/ListTasks", request)).grpc_status == 0
+
+
+async def test_calls_from_other_sites_and_rebound_names_are_refused(
+    make_server: ServerFactory,
+) -> None:
+    server = await make_server(http_address="127.0.0.1:0")
+    port = console_port(server)
+    request = task_service_pb2.ListTasksRequest()
+    path = f"{SERVICE}/ListTasks"
+
+    rebound = await grpc_web.call(port, path, request, host=f"evil.example:{port}")
+    foreign = await grpc_web.call(port, path, request, origin="http://evil.example")
+    same = await grpc_web.call(
+        port, path, request, host=f"127.0.0.1:{port}", origin=f"http://127.0.0.1:{port}"
+    )
+
+    assert (rebound.status, foreign.status, same.grpc_status) == (421, 403, 0)

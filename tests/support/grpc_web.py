@@ -44,12 +44,9 @@ class Call:
 
     async def open(self) -> None:
         self._reader, self._writer = await asyncio.open_connection("127.0.0.1", self.port)
-        lines = [
-            f"POST {self.path} HTTP/1.1",
-            "host: 127.0.0.1",
-            f"content-length: {len(self.body)}",
-        ]
-        lines += [f"{name}: {value}" for name, value in self.headers.items()]
+        headers = {"host": "127.0.0.1", **self.headers}
+        lines = [f"POST {self.path} HTTP/1.1", f"content-length: {len(self.body)}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
         self._writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + self.body)
         await self._writer.drain()
         head = await asyncio.wait_for(self._reader.readuntil(b"\r\n\r\n"), READ_S)

@@ -20,6 +20,9 @@ REASONS = {
     411: "Length Required",
     413: "Content Too Large",
     415: "Unsupported Media Type",
+    421: "Misdirected Request",
+    403: "Forbidden",
+    503: "Service Unavailable",
 }
 
 

@@ -31,6 +31,9 @@ _SECURITY_HEADERS = {
 _GRPC_WEB_HEADERS = {"Content-Type": "application/grpc-web+proto", "Cache-Control": "no-cache"}
 _UNIMPLEMENTED = 12
 _INVALID_ARGUMENT = 3
+MAX_CONNECTIONS = 256
+"""Open connections at once (each watch holds one; browsers open six per origin)."""
+_LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})
 
 
 def split_http_address(address: str) -> tuple[str, int]:
@@ -45,8 +48,11 @@ class ConsoleServer:
     """Serves the console on `address` for the gRPC port `grpc_port`. `start()` raises
     OSError when the address cannot be bound."""
 
-    def __init__(self, address: str, upstream: Upstream, *, max_message_bytes: int) -> None:
+    def __init__(
+        self, address: str, upstream: Upstream, *, max_message_bytes: int, loopback: bool = True
+    ) -> None:
         self._host, self._port = split_http_address(address)
+        self._loopback = loopback
         self._upstream = upstream
         self._max_body = max_message_bytes + 5
         self._assets: dict[str, Asset] = load_assets()
@@ -87,6 +93,10 @@ class ConsoleServer:
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if len(self._connections) >= MAX_CONNECTIONS:
+            writer.write(whole_response(503, "text/plain", b"too many connections\n"))
+            writer.close()
+            return
         self._connections.add(task)
         try:
             while True:
@@ -111,6 +121,8 @@ class ConsoleServer:
         self, request: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> bool:
         """Answer one request; False when the connection must close after it."""
+        if problem := self._misdirected(request):
+            raise BadRequest(421 if problem.startswith("Host") else 403, problem)
         kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if kind.startswith("application/grpc-web"):
             return await self._grpc_web(request, kind, reader, writer)
@@ -131,6 +143,19 @@ class ConsoleServer:
             writer.write(whole_response(404, "text/plain", b"not found; the console is at /\n"))
         await writer.drain()
         return True
+
+    def _misdirected(self, request: Request) -> str:
+        """Why a request must not be served: on loopback, a Host that is not a loopback
+        name (DNS rebinding: a page of another site made to resolve here); a call from a
+        page of another origin (its Origin is not this Host)."""
+        host = request.headers.get("host", "")
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        if self._loopback and name not in _LOOPBACK_NAMES:
+            return f"Host {host!r} is not this console's; open it as http://127.0.0.1:{self.port}/"
+        origin = request.headers.get("origin")
+        if origin is not None and request.method == "POST" and origin != f"http://{host}":
+            return f"calls from {origin} are not accepted"
+        return ""
 
     async def _grpc_web(
         self,
