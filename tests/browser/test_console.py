@@ -13,6 +13,8 @@ from tests.support.credentials import TOKENS, write_auth_files
 from tests.support.trees import sleeper
 from tests.support.waiting import until_task
 
+pytest_plugins = ["tests.support.browser"]  # page, artefacts
+
 if TYPE_CHECKING:
     from tests.conftest import ServerFactory
 

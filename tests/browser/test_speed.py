@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+pytest_plugins = ["tests.support.browser"]  # page, artefacts
+
 if TYPE_CHECKING:
     from tests.conftest import ServerFactory
 

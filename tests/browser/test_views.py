@@ -11,6 +11,8 @@ from taskgrove_server.executors import ExecutionContext, Executor, ExecutorRegis
 
 from tests.support.trees import sleeper
 
+pytest_plugins = ["tests.support.browser"]  # page, artefacts
+
 if TYPE_CHECKING:
     from tests.conftest import ServerFactory
 

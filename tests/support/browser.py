@@ -1,7 +1,8 @@
-"""Browser tests: Debian's headless Chromium driven by Playwright (never a downloaded
-browser) against an in-process server whose console listens on 127.0.0.1:0. Without
-Chromium or Playwright they skip, unless TASKGROVE_REQUIRE_CLIENT_TOOLCHAINS=1 (CI): then
-they fail. Screenshots go to build/artefacts/browser/."""
+"""Fixtures of the browser tests (tests/browser imports them; a conftest.py there would
+shadow tests/conftest.py for the modules that import it by name): Debian's headless
+Chromium driven by Playwright (never a downloaded browser). Without Chromium or
+Playwright the tests skip, unless TASKGROVE_REQUIRE_CLIENT_TOOLCHAINS=1 (CI): then they
+fail. Screenshots go to build/artefacts/browser/."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTEFACTS = Path(__file__).resolve().parents[2] / "build" / "artefacts" / "browser"
+
+__all__ = ["artefacts", "chromium_path", "page"]
 
 
 def _missing() -> str:
