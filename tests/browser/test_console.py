@@ -169,3 +169,38 @@ async def test_every_control_has_a_label(make_server: ServerFactory, page: Any) 
     rows = page.get_by_role("treeitem")
     assert await rows.count() == 2
     assert "labelled" in (await rows.first.get_attribute("aria-label") or "")
+
+
+async def test_a_failed_task_is_shown_with_its_error_then_retried_and_copied(
+    make_server: ServerFactory, page: Any, artefacts: Path
+) -> None:
+    server = await make_server(http_address="127.0.0.1:0")
+    client = make_server.client(server)
+    created = await client.create_task_tree(
+        [
+            {"id": "root", "name": "flaky run", "user_id": "alice"},
+            sleeper("breaks", 0, inputs={"fail": True, "message": "disk on fire"}, max_attempts=1),
+        ],
+        execute=True,
+    )
+    root_id, broken = created["root"].id, created["breaks"].id
+    await until_task(client, broken, lambda t: t.status == "failed")
+    await page.goto(url(server, f"#/tree/{root_id}/{broken}"))
+    panel = page.get_by_role("region", name="Task details")
+
+    await panel.get_by_label("Error").filter(has_text="disk on fire").wait_for()
+    await page.screenshot(path=artefacts / "failed.png")
+    await panel.get_by_role("button", name="Retry").click()
+    await page.get_by_role("dialog").get_by_role("button", name="Retry").click()
+    await page.get_by_role("status").filter(has_text="retried 1 task").wait_for()
+    await until_task(client, broken, lambda t: t.attempt == 2 and t.status == "failed")
+
+    await page.locator(f'.row[data-task-id="{root_id}"]').press("Enter")
+    await panel.get_by_role("heading", name="flaky run").wait_for()
+    await panel.get_by_role("button", name="Copy").click()
+    await page.get_by_role("dialog").get_by_role("button", name="Copy").click()
+    # The console opens the copy: a new tree whose root points at the original.
+    await page.wait_for_url(lambda address: root_id not in address)
+    copy_id = page.url.rsplit("/", 1)[-1]
+    await page.locator(f'.row[data-task-id="{copy_id}"]').wait_for()
+    assert (await client.get_task(copy_id)).original_task_id == root_id
