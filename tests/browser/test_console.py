@@ -204,3 +204,4 @@ async def test_a_failed_task_is_shown_with_its_error_then_retried_and_copied(
     copy_id = page.url.rsplit("/", 1)[-1]
     await page.locator(f'.row[data-task-id="{copy_id}"]').wait_for()
     assert (await client.get_task(copy_id)).original_task_id == root_id
+    await page.get_by_role("status").filter(has_text='copied 2 task(s) from "flaky run"').wait_for()

@@ -18,6 +18,7 @@ export interface PanelContext {
 }
 
 const TERMINAL = new Set(["COMPLETED", "FAILED", "CANCELLED"]);
+export const FLASH_KEY = "taskgrove.flash";
 
 export class TaskPanel {
   readonly element = el("section", { class: "panel", "aria-label": "Task details", "aria-live": "polite" });
@@ -152,8 +153,11 @@ export class TaskPanel {
     add("Copy", `Copy the tree of "${name}" into a new tree?`, async () => {
       const reply = await api.copyTaskTree({ id: task.id });
       const copy = reply.tasks.find((t) => !t.parentId) ?? reply.tasks[0];
+      const text = `copied ${reply.tasks.length} task(s) from "${name}"`;
+      // The copy's page says so: it is a new page, where this panel's status is gone.
+      sessionStorage.setItem(FLASH_KEY, text);
       if (copy) window.location.hash = `#/tree/${encodeURIComponent(copy.id)}`;
-      return `copied ${reply.tasks.length} task(s)`;
+      return text;
     });
     return bar;
   }

@@ -4,7 +4,7 @@ import { clear, el, showError } from "./dom.js";
 import { dependencyGraph } from "./graph.js";
 import { attemptsTimeline } from "./timeline.js";
 import { STATUSES, percent, statusLabel } from "./format.js";
-import { TaskPanel } from "./panel.js";
+import { FLASH_KEY, TaskPanel } from "./panel.js";
 import { metrics } from "./metrics.js";
 import { TreeModel, type Row } from "./tree_model.js";
 import { VirtualList } from "./vlist.js";
@@ -16,7 +16,8 @@ export function treePage(root: HTMLElement, rootId: string, selected: string, si
   let drawn = -1;
   const title = el("h1", {}, "Tree");
   const summary = el("p", { class: "summary", "aria-live": "polite" }, "loading…");
-  const announce = el("p", { class: "announce", role: "status" });
+  const announce = el("p", { class: "announce", role: "status" }, sessionStorage.getItem(FLASH_KEY) ?? "");
+  sessionStorage.removeItem(FLASH_KEY);
   const href = (id: string): string =>
     model.nodes.has(id) ? `#/tree/${encodeURIComponent(rootId)}/${encodeURIComponent(id)}` : `#/task/${encodeURIComponent(id)}`;
   const panel = new TaskPanel({
