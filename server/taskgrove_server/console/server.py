@@ -111,6 +111,9 @@ class ConsoleServer:
                 await writer.drain()
         except OSError:
             pass  # the browser went away
+        except Exception:
+            # One connection's failure must not reach the loop's handler unexplained.
+            log.exception("web console: a connection failed")
         finally:
             self._connections.discard(task)
             writer.close()
