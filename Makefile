@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 RUN_STAMP := $(VENV)/.installed-run
 PROTO_SRC := $(shell find protos/taskgrove -name '*.proto')
 
-.PHONY: install run test lint imports typecheck proto proto-python proto-typescript proto-go proto-check buf bench bench-peers check clean
+.PHONY: install run test lint imports typecheck proto proto-python proto-typescript proto-go proto-check web web-check buf bench bench-peers check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,15 @@ proto-check: proto
 	git diff --exit-code -- client
 	test -z "$$(git status --porcelain -- client)"
 
+## Build the web console (client/web, pinned esbuild) into the server package; the
+## built files are committed, so `make run` and `pip install` need no npm.
+web:
+	bash client/web/scripts/build.sh
+
+web-check: web
+	git diff --exit-code -- server/taskgrove_server/console/static
+	test -z "$$(git status --porcelain -- server/taskgrove_server/console/static)"
+
 buf: $(STAMP)
 	cd protos && ../$(BIN)/buf lint && ../$(BIN)/buf format -d --exit-code
 
@@ -68,7 +77,7 @@ typecheck: $(STAMP)
 imports: $(STAMP)
 	$(BIN)/lint-imports --no-cache
 
-check: proto-check buf lint imports typecheck
+check: proto-check web-check buf lint imports typecheck
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

@@ -21,6 +21,10 @@ from taskgrove_server.config import ServerConfig
 from taskgrove_server.executors import ExecutorRegistry
 from taskgrove_server.testing import ServerProcess, sqlite_url
 
+# `taskgrove serve` started by a test serves no web console unless the test asks for one:
+# servers run side by side here (and beside other checkouts' tests), the default port once.
+os.environ["TASKGROVE_HTTP"] = "off"
+
 
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:

@@ -36,6 +36,7 @@ from taskgrove_server.api.worker_service import WorkerService
 from taskgrove_server.auth import Authenticator
 from taskgrove_server.clock import now_us
 from taskgrove_server.config import MAX_REPLICA_ID_LENGTH, ConfigError, ServerConfig
+from taskgrove_server.console import ConsoleServer, Upstream, split_http_address
 from taskgrove_server.engine import Engine
 from taskgrove_server.engine.ownership import Ownership
 from taskgrove_server.engine.placement import Placement
@@ -46,7 +47,7 @@ from taskgrove_server.executors.builtin.command_policy import resolve_program
 from taskgrove_server.executors.registry import COMMAND_EXECUTOR, ENABLE_COMMANDS
 from taskgrove_server.executors.workers import RemoteExecutorSpec, WorkerPool
 from taskgrove_server.executors.workers.declarations import load_declarations
-from taskgrove_server.exposure import exposure_warning
+from taskgrove_server.exposure import console_refusal, exposure_warning, is_loopback
 from taskgrove_server.gc_stats import GcStats
 from taskgrove_server.observability.assembly import Observability
 from taskgrove_server.service.idempotency import Idempotency
@@ -99,6 +100,9 @@ class TaskgroveServer:
         self.config = config
         if warning := exposure_warning(config):
             log.warning(warning)
+        self.console: ConsoleServer | None = None
+        """The web console, once started (None when off or its default port was taken)."""
+        self._console_wanted = self._check_console()
         self._credentials = server_credentials(config)
         self.observability = Observability(config, tracer_provider=tracer_provider)
         self.registry = registry or ExecutorRegistry.default(
@@ -185,6 +189,41 @@ class TaskgroveServer:
         self._stopping = False
         self._executors_read = 0.0
 
+    def _check_console(self) -> bool:
+        """Whether to serve the web console; ConfigError for an asked-for one that may not
+        be served (the default one is only skipped, with a warning)."""
+        if not self.config.console_enabled:
+            return False
+        split_http_address(self.config.http_address)
+        if refusal := console_refusal(self.config):
+            if not self.config.http_optional:
+                raise ConfigError(refusal)
+            log.warning("no web console: %s", refusal)
+            return False
+        return True
+
+    async def _start_console(self) -> None:
+        upstream = Upstream(
+            self.port,
+            tls_cert_file=self.config.tls_cert_file,
+            max_message_bytes=self.config.max_message_bytes,
+        )
+        console = ConsoleServer(
+            self.config.http_address,
+            upstream,
+            max_message_bytes=self.config.max_message_bytes,
+            loopback=is_loopback(self.config.http_address),
+        )
+        try:
+            await console.start()
+        except OSError as error:
+            await upstream.close()
+            if not self.config.http_optional:
+                raise
+            log.warning("no web console: %s", " ".join(str(error).split()))
+            return
+        self.console = console
+
     async def _refresh_executors(self) -> None:
         """Replicas: learn the executors workers registered on other replicas (asked by a
         create naming an executor this replica does not know; at most every second)."""
@@ -219,6 +258,8 @@ class TaskgroveServer:
         try:
             await self._start()
         except BaseException:
+            if self.console is not None:
+                await self.console.close()
             await self._grpc.stop(None)
             await self.feed.close()
             if self.notifications is not None:
@@ -250,6 +291,8 @@ class TaskgroveServer:
 
     async def _start(self) -> None:
         await self.observability.start()  # a busy metrics port fails before anything is made
+        if self._console_wanted:
+            await self._start_console()  # likewise a busy --http
         make_directory(self.config.db_url)
         if self._lock is not None:
             self._lock.acquire()
@@ -395,6 +438,8 @@ class TaskgroveServer:
         await asyncio.gather(*self._background, return_exceptions=True)
         # Watch streams never finish by themselves: end them first (UNAVAILABLE) so that
         # clients resume elsewhere and the grace period serves the unary calls.
+        if self.console is not None:
+            await self.console.close()
         self.hub.close()
         self.engine.logs.followers.close()
         await self.workers.close()
@@ -468,6 +513,8 @@ async def serve(config: ServerConfig) -> None:
     scheme = "tls" if config.tls_enabled else "plaintext"
     db = shown_url(config.db_url)
     print(f"taskgrove serving on {host}:{server.port} ({scheme}; db: {db})", flush=True)
+    if server.console is not None:
+        print(f"taskgrove web console on {server.console.url}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

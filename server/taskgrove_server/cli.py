@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any
 
-from taskgrove_server.config import ConfigError, ServerConfig
+from taskgrove_server.config import DEFAULT_HTTP_ADDRESS, ConfigError, ServerConfig
 
 
 def add_serve_command(commands: Any) -> None:
@@ -161,6 +161,14 @@ def add_serve_command(commands: Any) -> None:
         "TASKGROVE_REPLICA_ID; default HOST:PORT)",
     )
     serve.add_argument(
+        "--http",
+        dest="http_address",
+        metavar="HOST:PORT",
+        help="serve the web console (and its gRPC-Web bridge) on http://HOST:PORT/, or `off` "
+        "(env TASKGROVE_HTTP; default 127.0.0.1:8080, skipped with a warning when that port "
+        "is taken)",
+    )
+    serve.add_argument(
         "--metrics",
         dest="metrics_address",
         metavar="HOST:PORT",
@@ -248,6 +256,13 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
     for name in ("metrics_address", "log_format", "otlp_endpoint"):
         if value := getattr(args, name, None):
             setattr(config, name, value)
+    if getattr(args, "http_address", None):
+        config.http_address = args.http_address
+    elif not config.http_address:
+        # Nobody asked for an address: the default console, which must not stop a server
+        # from starting beside another one (its port taken is a warning).
+        config.http_address = DEFAULT_HTTP_ADDRESS
+        config.http_optional = True
     return config
 
 

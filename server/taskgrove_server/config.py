@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any, get_origin, get_type_hints
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
+DEFAULT_HTTP_ADDRESS = "127.0.0.1:8080"
+"""Where `taskgrove serve` serves the web console unless told otherwise."""
 
 
 def default_db_url() -> str:
@@ -113,6 +115,12 @@ class ServerConfig:
     otherwise); a warning is logged on every start."""
     reflection: bool = True
     """Serve gRPC reflection (the schema, without credentials)."""
+    http_address: str = ""
+    """host:port of the web console and its gRPC-Web bridge (environment: TASKGROVE_HTTP);
+    empty or `off`: no console. `taskgrove serve` defaults to 127.0.0.1:8080."""
+    http_optional: bool = False
+    """An `http_address` that cannot be served is a warning and no console, not a refusal
+    to start (what `taskgrove serve` sets for its default address)."""
     metrics_address: str = ""
     """host:port to serve Prometheus metrics on (`GET /metrics`); empty: off. See
     docs/operations.md."""
@@ -133,6 +141,11 @@ class ServerConfig:
         return bool(
             self.tokens_file or self.jwt_key_file or self.jwt_jwks_file or self.tls_client_ca_file
         )
+
+    @property
+    def console_enabled(self) -> bool:
+        """Whether the web console is to be served."""
+        return self.http_address.strip().lower() not in ("", "off")
 
     @property
     def tls_enabled(self) -> bool:
@@ -241,6 +254,7 @@ _ENV_NAMES = {
     "tls_cert_file": "TASKGROVE_TLS_CERT",
     "tls_key_file": "TASKGROVE_TLS_KEY",
     "tls_client_ca_file": "TASKGROVE_TLS_CLIENT_CA",
+    "http_address": "TASKGROVE_HTTP",
 }
 
 

@@ -55,3 +55,26 @@ def exposure_warning(config: ServerConfig) -> str | None:
             "--jwt-*, --tls-client-ca), listen on 127.0.0.1 behind a proxy, or pass --insecure"
         )
     return f"INSECURE: serving {config.address} without {what} (--insecure); see SECURITY.md"
+
+
+def console_refusal(config: ServerConfig) -> str | None:
+    """Why the web console (`http_address`) may not be served as configured; None if it may.
+
+    The console's HTTP is plaintext, so beyond loopback it needs authentication and
+    `insecure` (put a TLS proxy in front instead). Its bridge calls the gRPC port as a
+    plain TLS client: with mutual TLS required it has no certificate to present, and it
+    will not weaken that rule, so the console is refused."""
+    if config.tls_client_ca_file:
+        return (
+            f"the web console ({config.http_address}) cannot be served while mutual TLS is "
+            "required (--tls-client-ca): its bridge has no client certificate; use --http off"
+        )
+    if is_loopback(config.http_address):
+        return None
+    if not config.auth_enabled or not config.insecure:
+        return (
+            f"refusing to serve the web console on {config.http_address}: it speaks plain HTTP, "
+            "so beyond loopback it needs authentication and --insecure said out loud; serve it "
+            "on 127.0.0.1 behind a TLS proxy, or --http off"
+        )
+    return None

@@ -94,7 +94,14 @@ class ServerProcess:
         its output) when it does not come, after stopping the process."""
         if self.process is not None:
             raise RuntimeError("the server is already running")
-        env = {**os.environ, "TASKGROVE_LOG_LEVEL": "WARNING", **self.extra_env}
+        # No web console unless asked for (extra_env TASKGROVE_HTTP): test servers run side
+        # by side, and the console's default port is one.
+        env = {
+            **os.environ,
+            "TASKGROVE_LOG_LEVEL": "WARNING",
+            "TASKGROVE_HTTP": "off",
+            **self.extra_env,
+        }
         self.address, self.pid = "", 0
         self._tail.clear()
         self.process = subprocess.Popen(

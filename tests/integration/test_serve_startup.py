@@ -36,6 +36,7 @@ def clean_env(home: Path, extra: Mapping[str, str] | None = None) -> dict[str, s
     default database would be made there, where the test looks)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASKGROVE_")}
     env |= {"HOME": str(home), "XDG_DATA_HOME": str(home / "data"), "PYTHONUNBUFFERED": "1"}
+    env["TASKGROVE_HTTP"] = "off"  # no web console on its default port: tests run side by side
     return {**env, **(extra or {})}
 
 

@@ -1,0 +1,66 @@
+// The live tree: WatchEvents with the tree's snapshot, then its events, resumed from the
+// last sequence after a broken stream (backoff); no polling. Stops when `signal` aborts.
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { api, describe, isCode } from "./api.js";
+import { eventFromProto, int64ToNumber, taskFromProto } from "../../typescript/src/convert.js";
+import type { Task, TaskEvent } from "../../typescript/src/types.js";
+import { metrics } from "./metrics.js";
+
+export interface WatchHandlers {
+  snapshot(tasks: Task[]): void;
+  events(events: TaskEvent[]): void;
+  failed(text: string): void;
+  connected(): void;
+}
+
+const MAX_BACKOFF_MS = 5000;
+
+export async function watchTree(rootId: string, handlers: WatchHandlers, signal: AbortSignal): Promise<void> {
+  let after = 0;
+  let needSnapshot = true;
+  let backoff = 250;
+  for (let round = 0; !signal.aborted; round++) {
+    try {
+      const stream = api.watchEvents(
+        {
+          rootId,
+          includeSnapshot: needSnapshot,
+          afterSequence: BigInt(after),
+          heartbeatInterval: durationFromMs(15000),
+        },
+        { signal },
+      );
+      let pending: Task[] = [];
+      for await (const reply of stream) {
+        if (reply.snapshot.length) {
+          if (!pending.length) metrics.snapshotFirstChunkAt = performance.now();
+          pending = pending.concat(reply.snapshot.map(taskFromProto));
+        }
+        if (reply.snapshotComplete) {
+          handlers.snapshot(pending);
+          pending = [];
+          needSnapshot = false;
+          after = int64ToNumber(reply.sequence);
+          handlers.connected();
+        }
+        if (reply.events.length) {
+          const events = reply.events.map(eventFromProto);
+          after = Math.max(after, events[events.length - 1]!.sequence);
+          handlers.events(events);
+        }
+        if (reply.heartbeat) after = Math.max(after, int64ToNumber(reply.sequence));
+        backoff = 250;
+      }
+    } catch (error) {
+      if (signal.aborted) return;
+      if (isCode(error, "UNAUTHENTICATED") || isCode(error, "NOT_FOUND") || isCode(error, "PERMISSION_DENIED")) {
+        handlers.failed(describe(error));
+        return;
+      }
+      if (isCode(error, "OUT_OF_RANGE")) needSnapshot = true; // history compacted: start over
+      handlers.failed(`${describe(error)} — reconnecting`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, backoff));
+    backoff = Math.min(MAX_BACKOFF_MS, backoff * 2);
+  }
+}
