@@ -5,6 +5,7 @@ and `pg_client` do the same on a fresh PostgreSQL database; without it they skip
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import tempfile
@@ -164,16 +165,23 @@ async def pg_db_url() -> AsyncIterator[str]:
     finally:
         connection = await asyncpg.connect(maintenance, timeout=10)
         try:
-            await connection.execute(
-                # Only our own client sessions: an autovacuum worker on the database
-                # (busy counter rows invite one) belongs to the superuser, and
-                # DROP DATABASE cancels it by itself.
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = $1 AND pid <> pg_backend_pid()"
-                " AND backend_type = 'client backend' AND usename = current_user",
-                name,
-            )
-            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            # Plain DROP, not WITH (FORCE): FORCE must be allowed to end every session,
+            # and an autovacuum worker on the database (busy counter rows invite one)
+            # is the superuser's (InsufficientPrivilegeError, seen once); a plain DROP
+            # stops autovacuum by itself. Our own sessions are ended first, and again
+            # if one was still closing.
+            for _ in range(50):
+                await connection.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = $1 AND pid <> pg_backend_pid()"
+                    " AND backend_type = 'client backend' AND usename = current_user",
+                    name,
+                )
+                try:
+                    await connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
+                    break
+                except asyncpg.ObjectInUseError:
+                    await asyncio.sleep(0.1)
         finally:
             await connection.close()
 
