@@ -24,6 +24,15 @@ class ConfigError(ValueError):
     """A setting the server refuses to start with (the message names it)."""
 
 
+def split_host_port(address: str, setting: str) -> tuple[str, int]:
+    """HOST:PORT (or [v6]:PORT) -> (host, port) for a listening address; raises
+    ConfigError naming `setting` (e.g. "--http")."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"{setting} {address!r}: expected HOST:PORT (port 0-65535)")
+    return host.strip("[]"), int(port)
+
+
 @dataclass(slots=True)
 class ServerConfig:
     """Every field can be set by TASKGROVE_<FIELD NAME IN CAPITALS> (lists comma-separated,

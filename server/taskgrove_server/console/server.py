@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 
-from taskgrove_server.config import ConfigError
+from taskgrove_server.config import split_host_port
 from taskgrove_server.console import grpc_web
 from taskgrove_server.console.assets import Asset, load_assets
 from taskgrove_server.console.bridge import METHODS, Status, Upstream
@@ -37,11 +37,8 @@ _LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})
 
 
 def split_http_address(address: str) -> tuple[str, int]:
-    """host:port (or [v6]:port) -> (host, port); raises ConfigError naming --http."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ConfigError(f"--http {address!r}: expected HOST:PORT (port 0-65535) or off")
-    return host.strip("[]"), int(port)
+    """The console's address as (host, port); raises ConfigError naming --http."""
+    return split_host_port(address, "--http")
 
 
 class ConsoleServer:

@@ -12,7 +12,7 @@ import logging
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from taskgrove_server.config import ConfigError
+from taskgrove_server.config import split_host_port
 
 log = logging.getLogger(__name__)
 
@@ -21,17 +21,8 @@ _READ_TIMEOUT_S = 10.0
 
 
 def split_address(address: str) -> tuple[str, int]:
-    """host:port (or [v6]:port) -> (host, port); raises ConfigError."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not host:
-        raise ConfigError(f"metrics address {address!r}: expected HOST:PORT")
-    try:
-        number = int(port)
-    except ValueError:
-        raise ConfigError(f"metrics address {address!r}: port {port!r} is not a number") from None
-    if not 0 <= number <= 65535:
-        raise ConfigError(f"metrics address {address!r}: port {number} is out of range")
-    return host.strip("[]"), number
+    """The metrics address as (host, port); raises ConfigError."""
+    return split_host_port(address, "metrics address")
 
 
 class MetricsServer:
