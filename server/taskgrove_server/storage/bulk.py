@@ -21,7 +21,7 @@ from taskgrove_server.storage.failures import driver_errors_wrapped
 
 # NaN and infinity are not JSON (PostgreSQL refuses them): refuse them here too. One
 # encoder for every value (json.dumps with options builds a new one per call).
-_dumps = json.JSONEncoder(allow_nan=False).encode
+dumps = json.JSONEncoder(allow_nan=False).encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +88,7 @@ def _encoded(row: Sequence[Any], json_at: list[int]) -> Sequence[Any]:
         if value is not None:
             if out is None:
                 out = list(row)
-            out[index] = _dumps(value)
+            out[index] = dumps(value)
     return row if out is None else out
 
 

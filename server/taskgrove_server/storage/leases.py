@@ -22,32 +22,33 @@ WORK_CHANNEL = "taskgrove_work"
 ADOPT_CHANNEL = "taskgrove_adopt"
 """NOTIFY: a tree was handed to a replica (payload: its id), which loads it."""
 
-_NOW_US = "(extract(epoch from clock_timestamp()) * 1000000)::bigint"
+DB_NOW_US = "(extract(epoch from clock_timestamp()) * 1000000)::bigint"
+"""The database's clock in microseconds (SQL): every replica's expiry is judged by it."""
 
 # Acquiring a tree this replica still holds keeps its token: changes queued under the
 # hold (before a release that has not committed yet) must still commit.
 _ACQUIRE = text(
     f"""
     INSERT INTO tree_leases (root_id, replica_id, token, expires_us)
-    VALUES (:root_id, :replica_id, nextval('tree_lease_tokens'), {_NOW_US} + :ttl_us)
+    VALUES (:root_id, :replica_id, nextval('tree_lease_tokens'), {DB_NOW_US} + :ttl_us)
     ON CONFLICT (root_id) DO UPDATE
         SET replica_id = :replica_id,
             token = CASE WHEN tree_leases.replica_id = :replica_id THEN tree_leases.token
                          ELSE nextval('tree_lease_tokens') END,
-            expires_us = {_NOW_US} + :ttl_us,
+            expires_us = {DB_NOW_US} + :ttl_us,
             adopt = false
         WHERE tree_leases.replica_id IN (:replica_id, '')
-           OR tree_leases.expires_us < {_NOW_US}
+           OR tree_leases.expires_us < {DB_NOW_US}
     RETURNING token
     """
 )
 _HOLDER = text(
     "SELECT replica_id FROM tree_leases WHERE root_id = :root_id AND replica_id <> ''"
-    f" AND expires_us >= {_NOW_US}"
+    f" AND expires_us >= {DB_NOW_US}"
 )
 _RENEW = text(
     f"""
-    UPDATE tree_leases SET expires_us = {_NOW_US} + :ttl_us
+    UPDATE tree_leases SET expires_us = {DB_NOW_US} + :ttl_us
     WHERE replica_id = :replica_id RETURNING root_id, token
     """
 )
@@ -55,7 +56,7 @@ _RENEW = text(
 # it, then finds the lease renewed.
 _FENCE = text(
     f"""
-    UPDATE tree_leases SET expires_us = {_NOW_US} + :ttl_us
+    UPDATE tree_leases SET expires_us = {DB_NOW_US} + :ttl_us
     WHERE replica_id = :replica_id AND root_id = ANY(:root_ids) RETURNING root_id, token
     """
 )
@@ -64,10 +65,10 @@ _FENCE = text(
 _CLAIM_EXPIRED = text(
     f"""
     UPDATE tree_leases SET replica_id = :replica_id, token = nextval('tree_lease_tokens'),
-        expires_us = {_NOW_US} + :ttl_us, adopt = false
+        expires_us = {DB_NOW_US} + :ttl_us, adopt = false
     WHERE root_id IN (
         SELECT root_id FROM tree_leases
-        WHERE expires_us < {_NOW_US} AND replica_id NOT IN (:replica_id, '')
+        WHERE expires_us < {DB_NOW_US} AND replica_id NOT IN (:replica_id, '')
         ORDER BY expires_us LIMIT :limit FOR UPDATE SKIP LOCKED
     )
     RETURNING root_id, token
@@ -76,14 +77,14 @@ _CLAIM_EXPIRED = text(
 _CLAIM_OWN = text(
     f"""
     UPDATE tree_leases SET token = nextval('tree_lease_tokens'),
-        expires_us = {_NOW_US} + :ttl_us, adopt = false
+        expires_us = {DB_NOW_US} + :ttl_us, adopt = false
     WHERE replica_id = :replica_id RETURNING root_id, token
     """
 )
 # A hand-over gave the tree a token of its own: the adopter keeps it.
 _CLAIM_ADOPTED = text(
     f"""
-    UPDATE tree_leases SET adopt = false, expires_us = {_NOW_US} + :ttl_us
+    UPDATE tree_leases SET adopt = false, expires_us = {DB_NOW_US} + :ttl_us
     WHERE replica_id = :replica_id AND adopt RETURNING root_id, token
     """
 )
@@ -96,7 +97,7 @@ _GUARD = text(
     SELECT root_id, '', nextval('tree_lease_tokens'), 0
     FROM unnest(CAST(:root_ids AS varchar[])) AS root_id
     ON CONFLICT (root_id) DO UPDATE SET root_id = EXCLUDED.root_id
-    RETURNING root_id, replica_id, expires_us >= {_NOW_US}
+    RETURNING root_id, replica_id, expires_us >= {DB_NOW_US}
     """
 )
 # Under the token held, so a stale holder hands over nothing; a token of its own, so

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from taskgrove_server.storage.leases import DB_NOW_US
 
 PRESENCE_CHANNEL = "taskgrove_presence"
 """NOTIFY: a replica's workers serve other executors now (payload: its id)."""
-
-_NOW_US = "(extract(epoch from clock_timestamp()) * 1000000)::bigint"
 
 _FORGET_OTHERS = text(
     """
@@ -27,7 +27,7 @@ _FORGET_OTHERS = text(
 _UPSERT = text(
     f"""
     INSERT INTO executor_presence (replica_id, executor_id, workers, expires_us)
-    SELECT :replica_id, executor_id, workers, {_NOW_US} + :ttl_us
+    SELECT :replica_id, executor_id, workers, {DB_NOW_US} + :ttl_us
     FROM unnest(CAST(:executors AS varchar[]), CAST(:workers AS integer[]))
         AS served(executor_id, workers)
     ON CONFLICT (replica_id, executor_id) DO UPDATE
@@ -38,7 +38,7 @@ _SERVING = text(
     f"""
     SELECT replica_id, executor_id FROM executor_presence
     WHERE executor_id = ANY(CAST(:executors AS varchar[])) AND replica_id <> :replica_id
-      AND workers > 0 AND expires_us >= {_NOW_US}
+      AND workers > 0 AND expires_us >= {DB_NOW_US}
     """
 )
 
@@ -64,10 +64,7 @@ class ExecutorPresence:
             if executors:
                 await conn.execute(_UPSERT, params)
             if changed:
-                await conn.execute(
-                    text("SELECT pg_notify(:channel, :replica_id)"),
-                    {"channel": PRESENCE_CHANNEL, "replica_id": self.replica_id},
-                )
+                await conn.execute(select(func.pg_notify(PRESENCE_CHANNEL, self.replica_id)))
 
     async def serving(self, executors: Iterable[str]) -> dict[str, set[str]]:
         """Other replicas whose live workers serve any of `executors`: replica -> those

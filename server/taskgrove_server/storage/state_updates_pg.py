@@ -15,15 +15,13 @@ other (rare) takes one more statement per break.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection
 
+from taskgrove_server.storage.bulk import dumps
 from taskgrove_server.storage.records import StateChange
-
-_dumps = json.JSONEncoder(allow_nan=False).encode  # as storage/bulk.py: no NaN in JSON
 
 # Driver SQL ($n: asyncpg's parameters), without SQLAlchemy's statement layer (~0.1 ms a
 # commit, which a chain's one-task commits feel).
@@ -73,7 +71,7 @@ def _runs(updates: Sequence[tuple[int, StateChange]]) -> list[list[_Run]]:
 
 
 def _json(value: Any) -> str | None:
-    return None if value is None else _dumps(value)
+    return None if value is None else dumps(value)
 
 
 def _row(run: _Run) -> tuple[Any, ...]:
