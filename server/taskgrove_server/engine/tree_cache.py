@@ -69,12 +69,14 @@ class TreeCache:
         """Loaded, with no attempt claimed or running, no pin and no load under way: the
         tree could go to another replica without interrupting anything."""
         tree = self._trees.get(root_id)
-        return (
-            tree is not None
-            and root_id not in self._loading
-            and not self._pins.get(root_id)
-            and not any(node.status == IN_PROGRESS and not node.is_group for node in tree.nodes)
-        )
+        if tree is None or root_id in self._loading or self._pins.get(root_id):
+            return False
+        counts = tree.root.counts
+        if counts is None:  # a root with an executor: it counts nothing below it
+            return not any(node.status == IN_PROGRESS and not node.is_group for node in tree.nodes)
+        # A root group counts its executable tasks: those neither pending nor finished
+        # are in progress (claimed or running).
+        return counts.total == counts.pending + counts.terminal
 
     # ----------------------------------------------------------------- loading
 
