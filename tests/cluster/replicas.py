@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from taskgrove import Worker, WorkerContext
 from taskgrove_server.testing import ServerProcess
 
 from tests.conftest import pg_dsn
@@ -63,6 +64,17 @@ def replicas(db_url: str, folder: Path, count: int = 3, **options: object) -> It
         yield group
     finally:
         group.stop()
+
+
+def doubler() -> Worker:
+    """A worker serving `w_double` ({"x": n} -> {"x": 2n})."""
+    worker = Worker("doubler")
+
+    @worker.executor("w_double", input_schema={"type": "object"})
+    async def double(ctx: WorkerContext) -> Any:
+        return {"x": ctx.inputs["x"] * 2}
+
+    return worker
 
 
 def port(address: str) -> str:

@@ -7,14 +7,14 @@ from __future__ import annotations
 import asyncio
 import random
 from pathlib import Path
-from typing import Any
 
 import pytest
-from taskgrove import AsyncClient, TaskgroveError, Worker, WorkerContext, statuses
+from taskgrove import AsyncClient, TaskgroveError, statuses
 
-from tests.cluster.replicas import holder_of, port, replicas
+from tests.cluster.replicas import doubler, holder_of, port, replicas
 from tests.support.recorder import read_runs, recorded
 from tests.support.waiting import until, until_task
+from tests.workers.running import connected
 
 
 async def test_a_tree_created_on_a_runs_on_b_is_watched_on_c_and_cancelled_through_a(
@@ -148,30 +148,20 @@ async def test_a_tree_for_a_worker_on_b_is_created_on_a_and_executed_through_b(
 ) -> None:
     """A replica learns the executors a worker registered on another one when a create
     names them; the tree runs on the replica it is executed through, where the worker is."""
-    worker = Worker("doubler")
-
-    @worker.executor("w_double", input_schema={"type": "object"})
-    async def double(ctx: WorkerContext) -> Any:
-        return {"x": ctx.inputs["x"] * 2}
-
     with replicas(pg_db_url, tmp_path, count=2, lease_s=15.0) as group:
         a, b = group[0], group[1]
-        running = asyncio.create_task(worker.run(address=b.address))
-        try:
-            await until(lambda: worker.registered.is_set() or running.done())
-            assert not running.done()
-            async with AsyncClient(a.address) as on_a, AsyncClient(b.address) as on_b:
-                created = await on_a.create_task_tree(
-                    [{"id": "t", "name": "t", "executor": "w_double", "inputs": {"x": 21}}]
-                )
-                task_id = created["t"].id
-                await on_b.execute_task(task_id)
-                done = await until_task(on_a, task_id, lambda t: t.status == statuses.COMPLETED)
-                assert done.result == {"x": 42}
-        finally:
-            worker.stop()
-            async with asyncio.timeout(10):
-                await running
+        async with (
+            connected(doubler(), b.address),
+            AsyncClient(a.address) as on_a,
+            AsyncClient(b.address) as on_b,
+        ):
+            created = await on_a.create_task_tree(
+                [{"id": "t", "name": "t", "executor": "w_double", "inputs": {"x": 21}}]
+            )
+            task_id = created["t"].id
+            await on_b.execute_task(task_id)
+            done = await until_task(on_a, task_id, lambda t: t.status == statuses.COMPLETED)
+            assert done.result == {"x": 42}
 
 
 async def test_a_task_created_through_a_under_a_tree_b_runs_is_created_by_b(

@@ -4,40 +4,14 @@ of it runs where it is."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-from taskgrove import AsyncClient, Worker, WorkerContext, statuses
+from taskgrove import AsyncClient, statuses
 
-from tests.cluster.replicas import holder_of, port, replicas
+from tests.cluster.replicas import doubler, holder_of, port, replicas
 from tests.support.recorder import read_runs, recorded
 from tests.support.waiting import until, until_task
-
-
-def doubler() -> Worker:
-    worker = Worker("doubler")
-
-    @worker.executor("w_double", input_schema={"type": "object"})
-    async def double(ctx: WorkerContext) -> Any:
-        return {"x": ctx.inputs["x"] * 2}
-
-    return worker
-
-
-@contextlib.asynccontextmanager
-async def connected(worker: Worker, address: str) -> AsyncIterator[None]:
-    running = asyncio.create_task(worker.run(address=address))
-    try:
-        await until(lambda: worker.registered.is_set() or running.done())
-        assert not running.done()
-        yield
-    finally:
-        worker.stop()
-        async with asyncio.timeout(10):
-            await running
+from tests.workers.running import connected
 
 
 async def test_a_tree_waiting_on_a_for_a_worker_on_b_goes_to_b(
