@@ -88,12 +88,18 @@ async def test_watch_events_streams_each_batch_as_it_happens(make_server: Server
         await call.close()
 
 
-async def test_a_browser_leaving_cancels_the_upstream_watch(make_server: ServerFactory) -> None:
+async def watching(make_server: ServerFactory) -> tuple[TaskgroveServer, grpc_web.Call]:
+    """A server with its console, and a WatchEvents through it that the server serves."""
     server = await make_server(http_address="127.0.0.1:0")
     request = task_service_pb2.WatchEventsRequest(user_id="alice")
     call = grpc_web.Call(console_port(server), f"{SERVICE}/WatchEvents", request)
     await call.open()
     await until(lambda: server.hub.subscriber_count == 1)
+    return server, call
+
+
+async def test_a_browser_leaving_cancels_the_upstream_watch(make_server: ServerFactory) -> None:
+    server, call = await watching(make_server)
 
     await call.close()
 
@@ -154,11 +160,7 @@ async def test_with_auth_on_a_call_without_a_token_is_unauthenticated(
 
 
 async def test_stopping_the_server_ends_open_streams(make_server: ServerFactory) -> None:
-    server = await make_server(http_address="127.0.0.1:0")
-    request = task_service_pb2.WatchEventsRequest(user_id="alice")
-    call = grpc_web.Call(console_port(server), f"{SERVICE}/WatchEvents", request)
-    await call.open()
-    await until(lambda: server.hub.subscriber_count == 1)
+    server, call = await watching(make_server)
 
     await asyncio.wait_for(make_server.stop(server), 10)
 
