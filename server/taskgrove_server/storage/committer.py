@@ -63,25 +63,30 @@ class AsyncCommitter:
         self._conn: AsyncConnection | None = None
 
     async def run(self, work: Callable[[Connection], T], size: int) -> T:
-        for fresh in (self._conn is None, True):
-            if self._conn is None:
-                self._conn = await self._db.connect()
-            conn = self._conn
-            try:
-                await conn.begin()
-                result = await conn.run_sync(work)
-            except BaseException as error:
-                await self._discard_after(error)
-                if fresh or not _disconnected(error):
-                    raise
-                continue  # a connection gone while idle: a new one, at once
-            try:
-                await conn.commit()
-            except BaseException as error:
-                await self._discard_after(error)
-                raise
-            return result
-        raise AssertionError("unreachable")
+        try:
+            return await self._attempt(work)
+        except _GoneWhileIdle:
+            return await self._attempt(work)  # on a new connection, once
+
+    async def _attempt(self, work: Callable[[Connection], T]) -> T:
+        reused = self._conn is not None
+        if self._conn is None:
+            self._conn = await self._db.connect()
+        conn = self._conn
+        try:
+            await conn.begin()
+            result = await conn.run_sync(work)
+        except BaseException as error:
+            await self._discard_after(error)
+            if reused and _disconnected(error):
+                raise _GoneWhileIdle from error  # nothing of the batch committed
+            raise
+        try:
+            await conn.commit()
+        except BaseException as error:
+            await self._discard_after(error)
+            raise
+        return result
 
     async def _discard_after(self, error: BaseException) -> None:
         """Roll back what failed; a connection that is gone is dropped for a new one."""
@@ -104,6 +109,10 @@ class AsyncCommitter:
             conn, self._conn = self._conn, None
             with contextlib.suppress(Exception):
                 await conn.close()
+
+
+class _GoneWhileIdle(Exception):
+    """The kept connection died between two batches; the batch did not commit."""
 
 
 def _disconnected(error: BaseException) -> bool:
