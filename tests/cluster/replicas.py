@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -89,6 +90,15 @@ async def fetch(db_url: str, query: str, *args: Any) -> list[Any]:
         return list(await connection.fetch(query, *args))
     finally:
         await connection.close()
+
+
+async def until_rows(db_url: str, query: str, *args: Any, limit_s: float = 10.0) -> list[Any]:
+    """The rows of `query` once it has some (polled; TimeoutError after `limit_s`)."""
+    async with asyncio.timeout(limit_s):
+        while True:
+            if rows := await fetch(db_url, query, *args):
+                return rows
+            await asyncio.sleep(0.05)
 
 
 async def holder_of(db_url: str, root_id: str) -> str | None:
