@@ -120,8 +120,12 @@ def _disconnected(error: BaseException) -> bool:
 
 
 class SqliteCommitter:
+    """One connection, kept from batch to batch (checking one out of the pool and back
+    for each commit, with the pool's reset, was a fifth of a CreateTask's commit)."""
+
     def __init__(self, db: Engine) -> None:
         self._db = db
+        self._conn: Connection | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskgrove-writer")
         self._written = 0
         self._checkpoint: asyncio.Future[None] | None = None
@@ -129,15 +133,33 @@ class SqliteCommitter:
         # the thread, which waits as long as needed); checkpoints are run below.
         event.listen(db, "connect", _writer_pragmas)
 
+    def _connection(self) -> Connection:
+        conn = self._conn
+        if conn is None or conn.invalidated:
+            if conn is not None:
+                conn.close()
+            conn = self._conn = self._db.connect()
+        return conn
+
     def _transact(self, work: Callable[[Connection], T], wait: bool) -> T:
-        with self._db.begin() as conn:
-            if wait:
-                conn.exec_driver_sql(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            try:
-                return work(conn)
-            finally:
+        conn = self._connection()
+        try:
+            with conn.begin():
                 if wait:
-                    conn.exec_driver_sql("PRAGMA busy_timeout=0")
+                    conn.exec_driver_sql(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+                try:
+                    return work(conn)
+                finally:
+                    if wait:
+                        conn.exec_driver_sql("PRAGMA busy_timeout=0")
+        except BaseException:
+            if conn.in_transaction() or conn.invalidated:
+                # Not rolled back cleanly (e.g. the disk filled during the rollback):
+                # the next batch starts on a fresh connection.
+                self._conn = None
+                with contextlib.suppress(Exception):
+                    conn.close()
+            raise
 
     async def run(self, work: Callable[[Connection], T], size: int) -> T:
         if self._checkpoint is not None:
@@ -166,7 +188,8 @@ class SqliteCommitter:
         # beside a busy writer (another connection) it never would, and the WAL would
         # grow with every commit.
         try:
-            with self._db.connect() as conn:
+            conn = self._connection()
+            with conn.begin():
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
         except Exception as error:  # the WAL keeps every commit; the next one copies it
             log.warning("WAL checkpoint failed: %s", error)
@@ -179,8 +202,14 @@ class SqliteCommitter:
         if self._checkpoint is not None:
             await self._checkpoint
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._thread, self._db.dispose)
+        await loop.run_in_executor(self._thread, self._dispose)
         self._thread.shutdown(wait=True)
+
+    def _dispose(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self._db.dispose()
 
 
 def _writer_pragmas(dbapi_connection: object, _record: object) -> None:

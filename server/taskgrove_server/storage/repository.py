@@ -56,19 +56,22 @@ def _walk(max_depth: int) -> Any:
 
 def _lineage(rows: bool) -> Any:
     """Task `:b_id` and its ancestors up to the root, nearest first: whole rows, or
-    (`rows` False) their ids with the whole row of `:b_id` only (the first), which is all
-    creation needs: reading every ancestor's row made a create at level 1,000 cost 11 ms."""
-    top = select(tasks.c.id, tasks.c.parent_id, literal(0).label("depth"))
+    (`rows` False) each one's id, executor and parent id with the whole row of `:b_id`
+    only (the first), which is all creation needs: reading every ancestor's row made a
+    create at level 1,000 cost 11 ms."""
+    top = select(tasks.c.id, tasks.c.parent_id, tasks.c.executor, literal(0).label("depth"))
     up = top.where(tasks.c.id == bindparam("b_id")).cte("up", recursive=True)
     up = up.union_all(
-        select(tasks.c.id, tasks.c.parent_id, (up.c.depth + 1).label("depth")).where(
-            tasks.c.id == up.c.parent_id
-        )
+        select(
+            tasks.c.id, tasks.c.parent_id, tasks.c.executor, (up.c.depth + 1).label("depth")
+        ).where(tasks.c.id == up.c.parent_id)
     )
     if not rows:
         first = and_(tasks.c.id == up.c.id, up.c.depth == 0)
         return (
-            select(up.c.id, *_COLUMNS).select_from(up.outerjoin(tasks, first)).order_by(up.c.depth)
+            select(up.c.id, up.c.executor, up.c.parent_id, *_COLUMNS)
+            .select_from(up.outerjoin(tasks, first))
+            .order_by(up.c.depth)
         )
     return select(*_COLUMNS).join(up, up.c.id == tasks.c.id).order_by(up.c.depth)
 
@@ -201,8 +204,12 @@ class SqlReads:
             lineage = [row[0] for row in found]
             rows = _get_many(conn, wanted) if wanted else {}
             if found:
-                rows[parent_id] = _task(found[0][1:])
-            waiting = _waiting_for_new_child(conn, parent_id) if lineage and ids else set()
+                rows[parent_id] = _task(found[0][3:])
+            waiting = set()
+            if lineage and ids:
+                # The walk starts at the parent and goes up first: it knows the lineage.
+                known = {row[0]: (row[1] is None, row[2]) for row in found}
+                waiting = _waiting_for_new_child(conn, parent_id, known)
             return Referenced(rows, lineage, waiting)
 
         return await self._reader.run(read, small=True)
@@ -300,15 +307,18 @@ def _get_many(conn: Connection, ids: list[str]) -> dict[str, TaskRow]:
     return found
 
 
-def _waiting_for_new_child(conn: Connection, parent_id: str) -> set[str]:
+def _waiting_for_new_child(
+    conn: Connection, parent_id: str, known: dict[str, tuple[bool, str | None]] | None = None
+) -> set[str]:
     """See `TaskReads.waiting_for_new_child`: a walk against the waits-for edges.
 
     Vertices as in `service.validation.find_cycle`: `run` (the task itself is done) and
     `sub` (its subtree is done); a group has only `run` (it is done when its subtree is).
     Walking backwards, `run(x)` is waited for by `run` of x's dependents and, for a task
     that runs, by `sub(x)`; `sub(x)` and a group's `run(x)` by the vertex of x's parent.
+    `known`: links already read (the parent's lineage).
     """
-    links: dict[str, tuple[bool, str | None]] = {}
+    links: dict[str, tuple[bool, str | None]] = dict(known or {})
     """Task id -> (is a group, parent id), read as the walk reaches it."""
 
     def learn(ids: Iterable[str]) -> None:
