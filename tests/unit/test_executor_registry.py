@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from taskgrove_server.executors import ExecutorRegistry
+from taskgrove_server.executors import Executor, ExecutorRegistry
 
 PLUGIN = """
 from taskgrove_server.executors import Executor
@@ -83,3 +83,32 @@ def test_system_info_inputs_are_checked() -> None:
     assert registry.input_errors("system_info_executor", {"resource": "cpu"}) == []
     errors = registry.input_errors("system_info_executor", {"resource": "gpu"})
     assert errors and "gpu" in errors[0]
+
+
+async def _never_run(context: object) -> None:
+    raise AssertionError("not run here")
+
+
+def _remote(schema: dict[str, object]) -> Executor:
+    return Executor(id="resize", run=_never_run, input_schema=schema, remote=True)  # type: ignore[arg-type]
+
+
+def test_inputs_checked_again_when_a_worker_brings_a_new_schema() -> None:
+    registry = ExecutorRegistry()
+    registry.register_remote(_remote({"type": "object"}))
+    inputs = {"width": "wide"}
+    assert registry.input_errors("resize", inputs) == []
+    assert registry.input_errors("resize", dict(inputs)) == []  # the same verdict again
+    strict = {"type": "object", "properties": {"width": {"type": "integer"}}}
+    registry.register_remote(_remote(strict))
+    errors = registry.input_errors("resize", inputs)
+    assert errors == ["width: 'wide' is not of type 'integer'"]
+    errors.append("changed by the caller")
+    assert registry.input_errors("resize", inputs) == ["width: 'wide' is not of type 'integer'"]
+
+
+def test_verdicts_follow_the_values_not_their_order_or_spelling() -> None:
+    registry = ExecutorRegistry.default(load_entry_points=False)
+    assert registry.input_errors("sleep_executor", {"seconds": 0.5}) == []
+    assert registry.input_errors("sleep_executor", {"seconds": -1.0})
+    assert registry.input_errors("sleep_executor", {"seconds": "0.5"})

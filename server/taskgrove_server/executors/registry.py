@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,10 @@ from taskgrove_server.executors.base import Executor
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "taskgrove.executors"
+
+_MEMO_MAX_KEY = 512
+"""Inputs whose JSON is at most this long have their verdict remembered."""
+_MEMO_MAX_ENTRIES = 4096
 
 COMMAND_EXECUTOR = "command_executor"
 ENABLE_COMMANDS = "start the server with --allow-command PROGRAM (or TASKGROVE_ALLOW_COMMANDS)"
@@ -36,6 +41,10 @@ class ExecutorRegistry:
         self._executors: dict[str, Executor] = {}
         self._validators: dict[str, jsonschema.protocols.Validator] = {}
         self._disabled: dict[str, DisabledExecutor] = {}
+        self._verdicts: dict[tuple[str, str], list[str]] = {}
+        """(executor, inputs as canonical JSON) -> their errors: the tasks of a tree (and
+        a tutorial's one-by-one creates) mostly repeat the same small inputs, and a
+        schema check costs ten times the encoding."""
         for executor in executors:
             self.register(executor)
 
@@ -106,6 +115,7 @@ class ExecutorRegistry:
         validator_class.check_schema(dict(executor.input_schema))
         self._executors[executor.id] = executor
         self._validators[executor.id] = validator_class(dict(executor.input_schema))
+        self._verdicts.clear()  # a remote executor's schema may have changed
 
     def register_remote(self, executor: Executor) -> None:
         """Register an executor served by workers, or replace the one of that id (a new
@@ -137,6 +147,22 @@ class ExecutorRegistry:
 
     def input_errors(self, executor_id: str, inputs: Mapping[str, Any]) -> list[str]:
         """Messages of every schema violation of `inputs` (empty when valid)."""
+        try:
+            text = json.dumps(inputs, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError):
+            return self._check(executor_id, inputs)
+        if len(text) > _MEMO_MAX_KEY:
+            return self._check(executor_id, inputs)
+        key = (executor_id, text)
+        errors = self._verdicts.get(key)
+        if errors is None:
+            errors = self._check(executor_id, inputs)
+            if len(self._verdicts) >= _MEMO_MAX_ENTRIES:
+                self._verdicts.clear()
+            self._verdicts[key] = errors
+        return list(errors)
+
+    def _check(self, executor_id: str, inputs: Mapping[str, Any]) -> list[str]:
         validator = self._validators[executor_id]
         return [
             f"{'/'.join(str(p) for p in error.absolute_path) or '(root)'}: {error.message}"
