@@ -113,7 +113,7 @@ class Tasks:
                 [_progress_input(row) for row in rows]  # the rows are the whole subtree
             )
         else:
-            progress = group_progress(await self._reads.progress_inputs(task_id))
+            progress = group_progress(await self._subtree_progress(rows[0]))
         return [replace(row, progress=progress[row.id]) if row.is_group else row for row in rows]
 
     async def list_tasks(self, flt: ListFilter, caller: Caller) -> list[TaskRow]:
@@ -220,9 +220,14 @@ class Tasks:
                 return row
             known = computed if computed is not None else {}
             if row.id not in known:
-                known.update(group_progress(await self._reads.progress_inputs(row.id)))
+                known.update(group_progress(await self._subtree_progress(row)))
             progress = known[row.id]
         return replace(row, progress=progress)
+
+    async def _subtree_progress(self, row: TaskRow) -> list[ProgressInput]:
+        if not row.has_children:
+            return [_progress_input(row)]
+        return await self._reads.progress_inputs(row.id, root=row.parent_id is None)
 
 
 def _owned(specs: Sequence[TaskSpec], caller: Caller) -> Sequence[TaskSpec]:

@@ -24,11 +24,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine, event
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from taskgrove_server.storage.database import BUSY_TIMEOUT_MS, sync_sqlite_engine
-from taskgrove_server.storage.failures import is_locked
+from taskgrove_server.storage.failures import is_disconnect, is_locked
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class AsyncCommitter:
             result = await conn.run_sync(work)
         except BaseException as error:
             await self._discard_after(error)
-            if reused and _disconnected(error):
+            if reused and is_disconnect(error):
                 raise _GoneWhileIdle from error  # nothing of the batch committed
             raise
         try:
@@ -94,7 +94,7 @@ class AsyncCommitter:
         if conn is None:
             return
         try:
-            if not _disconnected(error):
+            if not is_disconnect(error):
                 await conn.rollback()
                 self._conn = conn
                 return
@@ -113,10 +113,6 @@ class AsyncCommitter:
 
 class _GoneWhileIdle(Exception):
     """The kept connection died between two batches; the batch did not commit."""
-
-
-def _disconnected(error: BaseException) -> bool:
-    return isinstance(error, DBAPIError) and error.connection_invalidated
 
 
 class SqliteCommitter:

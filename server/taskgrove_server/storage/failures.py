@@ -30,6 +30,11 @@ def is_locked(error: BaseException) -> bool:
     return isinstance(error, sa_exc.OperationalError) and "database is locked" in str(error)
 
 
+def is_disconnect(error: BaseException) -> bool:
+    """The connection is gone (SQLAlchemy invalidated it): what ran on it did not commit."""
+    return isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated
+
+
 def is_interrupted(error: BaseException) -> bool:
     """Whether `error` is SQLite's SQLITE_INTERRUPT (a statement we cut short on purpose),
     as SQLAlchemy wraps it or straight from the driver."""

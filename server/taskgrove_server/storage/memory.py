@@ -255,7 +255,7 @@ class MemoryStore:
                 kept.append(row)
         return kept
 
-    async def progress_inputs(self, task_id: str) -> list[ProgressInput]:
+    async def progress_inputs(self, task_id: str, *, root: bool = False) -> list[ProgressInput]:
         return [
             ProgressInput(row.id, row.parent_id, row.is_group, row.status, row.progress)
             for row in await self.subtree(task_id)

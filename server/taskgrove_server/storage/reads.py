@@ -74,8 +74,9 @@ class TaskReads(Protocol):
         before children, siblings in creation order."""
         ...
 
-    async def progress_inputs(self, task_id: str) -> list[ProgressInput]:
-        """What `group_progress` needs of each task of a subtree, parents first."""
+    async def progress_inputs(self, task_id: str, *, root: bool = False) -> list[ProgressInput]:
+        """What `group_progress` needs of each task of a subtree, parents first; `root`:
+        `task_id` is a root (its subtree is its whole tree)."""
         ...
 
     def tree(self, root_id: str, chunk: int = 2000) -> AsyncIterator[list[TaskRow]]:

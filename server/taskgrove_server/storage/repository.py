@@ -100,9 +100,27 @@ _SUBTREE = {
     for walk in (_WHOLE, _LEVELS)
 }
 """By whether the walk stops at `b_depth`."""
-_PROGRESS = Query(
+
+
+def _progress_walk() -> Any:
+    """The progress columns of task `:b_id`'s whole subtree, read by the walk itself:
+    joined back to `tasks` instead, PostgreSQL (which cannot tell how many rows a
+    recursive CTE yields) hashed the whole table, 30 ms a group in 55,000 tasks."""
+    columns = (tasks.c.id, tasks.c.parent_id, tasks.c.executor, tasks.c.status)
+    top = select(*columns, tasks.c.progress, tasks.c.seq).where(tasks.c.id == bindparam("b_id"))
+    walk = top.cte("progress_walk", recursive=True)
+    walk = walk.union_all(
+        select(*columns, tasks.c.progress, tasks.c.seq).where(tasks.c.parent_id == walk.c.id)
+    )
+    return select(
+        walk.c.id, walk.c.parent_id, walk.c.executor, walk.c.status, walk.c.progress
+    ).order_by(walk.c.seq)
+
+
+_PROGRESS = Query(_progress_walk())
+_TREE_PROGRESS = Query(
     select(tasks.c.id, tasks.c.parent_id, tasks.c.executor, tasks.c.status, tasks.c.progress)
-    .join(_WHOLE, _WHOLE.c.id == tasks.c.id)
+    .where(tasks.c.root_id == bindparam("b_root"))
     .order_by(tasks.c.seq)
 )
 _TREE_CHUNK = Query(
@@ -219,11 +237,17 @@ class SqlReads:
         params = {"b_id": task_id, "b_depth": max_depth}
         return preorder(await self._reader.run(_all_tasks(query, params)), task_id)
 
-    async def progress_inputs(self, task_id: str) -> list[ProgressInput]:
+    async def progress_inputs(self, task_id: str, *, root: bool = False) -> list[ProgressInput]:
+        """The progress of `task_id`'s subtree's tasks; `root`: it is a root, whose
+        subtree is its tree (read by root id instead of a walk)."""
+        query, params = (
+            (_TREE_PROGRESS, {"b_root": task_id}) if root else (_PROGRESS, {"b_id": task_id})
+        )
+
         def read(conn: Connection) -> list[ProgressInput]:
             return [
                 ProgressInput(row[0], row[1], row[2] is None, row[3], row[4])
-                for row in _PROGRESS.rows(conn, {"b_id": task_id})
+                for row in query.rows(conn, params)
             ]
 
         return preorder(await self._reader.run(read), task_id)
