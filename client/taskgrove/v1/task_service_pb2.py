@@ -30,7 +30,7 @@ from taskgrove.v1 import event_pb2 as taskgrove_dot_v1_dot_event__pb2
 from taskgrove.v1 import task_pb2 as taskgrove_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftaskgrove/v1/task_service.proto\x12\x0ctaskgrove.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18taskgrove/v1/event.proto\x1a\x17taskgrove/v1/task.proto\"O\n\x11\x43reateTaskRequest\x12&\n\x04task\x18\x01 \x01(\x0b\x32\x12.taskgrove.v1.TaskB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x8b\x01\n\x15\x43reateTaskTreeRequest\x12\'\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.taskgrove.v1.TaskB\x04\xe2\x41\x01\x02\x12\x0f\n\x07\x65xecute\x18\x02 \x01(\x08\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12$\n\x04view\x18\x04 \x01(\x0e\x32\x16.taskgrove.v1.TaskView\"\xb0\x01\n\x16\x43reateTaskTreeResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.taskgrove.v1.Task\x12\x43\n\x08task_ids\x18\x02 \x03(\x0b\x32\x31.taskgrove.v1.CreateTaskTreeResponse.TaskIdsEntry\x1a.\n\x0cTaskIdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\"\n\x0eGetTaskRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"9\n\x12GetTaskTreeRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tmax_depth\x18\x02 \x01(\x05\"8\n\x13GetTaskTreeResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.taskgrove.v1.Task\"\xc6\x01\n\x10ListTasksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12*\n\x08statuses\x18\x03 \x03(\x0e\x32\x18.taskgrove.v1.TaskStatus\x12\x11\n\tparent_id\x18\x04 \x01(\t\x12\x12\n\nroots_only\x18\x05 \x01(\x08\x12\x0f\n\x07user_id\x18\x06 \x01(\t\x12\x10\n\x08order_by\x18\x07 \x01(\t\x12\x15\n\rname_contains\x18\x08 \x01(\t\"O\n\x11ListTasksResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.taskgrove.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\":\n\x12\x45xecuteTaskRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"P\n\x13\x45xecuteTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.taskgrove.v1.Task\x12\x17\n\x0fscheduled_count\x18\x02 \x01(\x05\"\x16\n\x14ListExecutorsRequest\"B\n\x15ListExecutorsResponse\x12)\n\texecutors\x18\x01 \x03(\x0b\x32\x16.taskgrove.v1.Executor\"\xb0\x01\n\x12WatchEventsRequest\x12\x0f\n\x07root_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x04 \x01(\x03\x12\x18\n\x10include_snapshot\x18\x05 \x01(\x08\x12\x35\n\x12heartbeat_interval\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xa4\x01\n\x13WatchEventsResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.taskgrove.v1.TaskEvent\x12$\n\x08snapshot\x18\x02 \x03(\x0b\x32\x12.taskgrove.v1.Task\x12\x10\n\x08sequence\x18\x03 \x01(\x03\x12\x11\n\theartbeat\x18\x04 \x01(\x08\x12\x19\n\x11snapshot_complete\x18\x05 \x01(\x08\"O\n\x15StreamTaskLogsRequest\x12\x15\n\x07task_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\"S\n\x07LogLine\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04text\x18\x03 \x01(\t\"y\n\x16StreamTaskLogsResponse\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\x05\x12$\n\x05lines\x18\x02 \x03(\x0b\x32\x15.taskgrove.v1.LogLine\x12\x11\n\tcut_lines\x18\x03 \x01(\x03\x12\x15\n\rattempt_ended\x18\x04 \x01(\x08\"\x86\x01\n\x11UpdateTaskRequest\x12&\n\x04task\x18\x01 \x01(\x0b\x32\x12.taskgrove.v1.TaskB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"G\n\x11\x44\x65leteTaskRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\".\n\x12\x44\x65leteTaskResponse\x12\x18\n\x10\x64\x65leted_task_ids\x18\x01 \x03(\t\"9\n\x11\x43\x61ncelTaskRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"R\n\x12\x43\x61ncelTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.taskgrove.v1.Task\x12\x1a\n\x12\x63\x61ncelled_task_ids\x18\x02 \x03(\t\"8\n\x10RetryTaskRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"O\n\x11RetryTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.taskgrove.v1.Task\x12\x18\n\x10retried_task_ids\x18\x02 \x03(\t\"\x8b\x01\n\x13\x43opyTaskTreeRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\x0fonly_unfinished\x18\x02 \x01(\x08\x12\x0f\n\x07\x65xecute\x18\x03 \x01(\x08\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12$\n\x04view\x18\x05 \x01(\x0e\x32\x16.taskgrove.v1.TaskView\"\xac\x01\n\x14\x43opyTaskTreeResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.taskgrove.v1.Task\x12\x41\n\x08task_ids\x18\x02 \x03(\x0b\x32/.taskgrove.v1.CopyTaskTreeResponse.TaskIdsEntry\x1a.\n\x0cTaskIdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"&\n\x12\x45xplainTaskRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x86\x01\n\x11WaitingDependency\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12(\n\x06status\x18\x03 \x01(\x0e\x32\x18.taskgrove.v1.TaskStatus\x12\x10\n\x08required\x18\x04 \x01(\x08\x12\x1b\n\x13\x65xecution_requested\x18\x05 \x01(\x08\"\x8c\x02\n\x13\x45xplainTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.taskgrove.v1.Task\x12\x0f\n\x07reasons\x18\x02 \x03(\t\x12\x0f\n\x07summary\x18\x03 \x01(\t\x12=\n\x14waiting_dependencies\x18\x04 \x03(\x0b\x32\x1f.taskgrove.v1.WaitingDependency\x12\x16\n\x0equeue_position\x18\x05 \x01(\x05\x12.\n\nretry_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07running\x18\x07 \x01(\x05\x12\x19\n\x11\x63oncurrency_limit\x18\x08 \x01(\x05*N\n\x08TaskView\x12\x19\n\x15TASK_VIEW_UNSPECIFIED\x10\x00\x12\x13\n\x0fTASK_VIEW_BASIC\x10\x01\x12\x12\n\x0eTASK_VIEW_FULL\x10\x02\x32\xcd\t\n\x0bTaskService\x12\x41\n\nCreateTask\x12\x1f.taskgrove.v1.CreateTaskRequest\x1a\x12.taskgrove.v1.Task\x12[\n\x0e\x43reateTaskTree\x12#.taskgrove.v1.CreateTaskTreeRequest\x1a$.taskgrove.v1.CreateTaskTreeResponse\x12;\n\x07GetTask\x12\x1c.taskgrove.v1.GetTaskRequest\x1a\x12.taskgrove.v1.Task\x12R\n\x0bGetTaskTree\x12 .taskgrove.v1.GetTaskTreeRequest\x1a!.taskgrove.v1.GetTaskTreeResponse\x12L\n\tListTasks\x12\x1e.taskgrove.v1.ListTasksRequest\x1a\x1f.taskgrove.v1.ListTasksResponse\x12R\n\x0b\x45xecuteTask\x12 .taskgrove.v1.ExecuteTaskRequest\x1a!.taskgrove.v1.ExecuteTaskResponse\x12X\n\rListExecutors\x12\".taskgrove.v1.ListExecutorsRequest\x1a#.taskgrove.v1.ListExecutorsResponse\x12\x41\n\nUpdateTask\x12\x1f.taskgrove.v1.UpdateTaskRequest\x1a\x12.taskgrove.v1.Task\x12O\n\nDeleteTask\x12\x1f.taskgrove.v1.DeleteTaskRequest\x1a .taskgrove.v1.DeleteTaskResponse\x12O\n\nCancelTask\x12\x1f.taskgrove.v1.CancelTaskRequest\x1a .taskgrove.v1.CancelTaskResponse\x12L\n\tRetryTask\x12\x1e.taskgrove.v1.RetryTaskRequest\x1a\x1f.taskgrove.v1.RetryTaskResponse\x12U\n\x0c\x43opyTaskTree\x12!.taskgrove.v1.CopyTaskTreeRequest\x1a\".taskgrove.v1.CopyTaskTreeResponse\x12R\n\x0b\x45xplainTask\x12 .taskgrove.v1.ExplainTaskRequest\x1a!.taskgrove.v1.ExplainTaskResponse\x12T\n\x0bWatchEvents\x12 .taskgrove.v1.WatchEventsRequest\x1a!.taskgrove.v1.WatchEventsResponse0\x01\x12]\n\x0eStreamTaskLogs\x12#.taskgrove.v1.StreamTaskLogsRequest\x1a$.taskgrove.v1.StreamTaskLogsResponse0\x01\x42\x85\x01\n\x10\x64\x65v.taskgrove.v1B\x10TaskServiceProtoP\x01Z)taskgrove.dev/go/taskgrove/v1;taskgrovev1\xa2\x02\x03TGX\xaa\x02\x0cTaskgrove.V1\xca\x02\x0cTaskgrove\\V1\xea\x02\rTaskgrove::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftaskgrove/v1/task_service.proto\x12\x0ctaskgrove.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18taskgrove/v1/event.proto\x1a\x17taskgrove/v1/task.proto\"O\n\x11\x43reateTaskRequest\x12&\n\x04task\x18\x01 \x01(\x0b\x32\x12.taskgrove.v1.TaskB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x8b\x01\n\x15\x43reateTaskTreeRequest\x12\'\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.taskgrove.v1.TaskB\x04\xe2\x41\x01\x02\x12\x0f\n\x07\x65xecute\x18\x02 \x01(\x08\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12$\n\x04view\x18\x04 \x01(\x0e\x32\x16.taskgrove.v1.TaskView\"\xb0\x01\n\x16\x43reateTaskTreeResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.taskgrove.v1.Task\x12\x43\n\x08task_ids\x18\x02 \x03(\x0b\x32\x31.taskgrove.v1.CreateTaskTreeResponse.TaskIdsEntry\x1a.\n\x0cTaskIdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\"\n\x0eGetTaskRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"9\n\x12GetTaskTreeRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tmax_depth\x18\x02 \x01(\x05\"8\n\x13GetTaskTreeResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.taskgrove.v1.Task\"\xc6\x01\n\x10ListTasksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12*\n\x08statuses\x18\x03 \x03(\x0e\x32\x18.taskgrove.v1.TaskStatus\x12\x11\n\tparent_id\x18\x04 \x01(\t\x12\x12\n\nroots_only\x18\x05 \x01(\x08\x12\x0f\n\x07user_id\x18\x06 \x01(\t\x12\x10\n\x08order_by\x18\x07 \x01(\t\x12\x15\n\rname_contains\x18\x08 \x01(\t\"a\n\x11ListTasksResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.taskgrove.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x03\":\n\x12\x45xecuteTaskRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"P\n\x13\x45xecuteTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.taskgrove.v1.Task\x12\x17\n\x0fscheduled_count\x18\x02 \x01(\x05\"\x16\n\x14ListExecutorsRequest\"B\n\x15ListExecutorsResponse\x12)\n\texecutors\x18\x01 \x03(\x0b\x32\x16.taskgrove.v1.Executor\"\xb0\x01\n\x12WatchEventsRequest\x12\x0f\n\x07root_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x04 \x01(\x03\x12\x18\n\x10include_snapshot\x18\x05 \x01(\x08\x12\x35\n\x12heartbeat_interval\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xa4\x01\n\x13WatchEventsResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.taskgrove.v1.TaskEvent\x12$\n\x08snapshot\x18\x02 \x03(\x0b\x32\x12.taskgrove.v1.Task\x12\x10\n\x08sequence\x18\x03 \x01(\x03\x12\x11\n\theartbeat\x18\x04 \x01(\x08\x12\x19\n\x11snapshot_complete\x18\x05 \x01(\x08\"O\n\x15StreamTaskLogsRequest\x12\x15\n\x07task_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\"S\n\x07LogLine\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04text\x18\x03 \x01(\t\"y\n\x16StreamTaskLogsResponse\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\x05\x12$\n\x05lines\x18\x02 \x03(\x0b\x32\x15.taskgrove.v1.LogLine\x12\x11\n\tcut_lines\x18\x03 \x01(\x03\x12\x15\n\rattempt_ended\x18\x04 \x01(\x08\"\x86\x01\n\x11UpdateTaskRequest\x12&\n\x04task\x18\x01 \x01(\x0b\x32\x12.taskgrove.v1.TaskB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"G\n\x11\x44\x65leteTaskRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\".\n\x12\x44\x65leteTaskResponse\x12\x18\n\x10\x64\x65leted_task_ids\x18\x01 \x03(\t\"9\n\x11\x43\x61ncelTaskRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"R\n\x12\x43\x61ncelTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.taskgrove.v1.Task\x12\x1a\n\x12\x63\x61ncelled_task_ids\x18\x02 \x03(\t\"8\n\x10RetryTaskRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"O\n\x11RetryTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.taskgrove.v1.Task\x12\x18\n\x10retried_task_ids\x18\x02 \x03(\t\"\x8b\x01\n\x13\x43opyTaskTreeRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\x0fonly_unfinished\x18\x02 \x01(\x08\x12\x0f\n\x07\x65xecute\x18\x03 \x01(\x08\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12$\n\x04view\x18\x05 \x01(\x0e\x32\x16.taskgrove.v1.TaskView\"\xac\x01\n\x14\x43opyTaskTreeResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.taskgrove.v1.Task\x12\x41\n\x08task_ids\x18\x02 \x03(\x0b\x32/.taskgrove.v1.CopyTaskTreeResponse.TaskIdsEntry\x1a.\n\x0cTaskIdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"&\n\x12\x45xplainTaskRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x86\x01\n\x11WaitingDependency\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12(\n\x06status\x18\x03 \x01(\x0e\x32\x18.taskgrove.v1.TaskStatus\x12\x10\n\x08required\x18\x04 \x01(\x08\x12\x1b\n\x13\x65xecution_requested\x18\x05 \x01(\x08\"\x8c\x02\n\x13\x45xplainTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.taskgrove.v1.Task\x12\x0f\n\x07reasons\x18\x02 \x03(\t\x12\x0f\n\x07summary\x18\x03 \x01(\t\x12=\n\x14waiting_dependencies\x18\x04 \x03(\x0b\x32\x1f.taskgrove.v1.WaitingDependency\x12\x16\n\x0equeue_position\x18\x05 \x01(\x05\x12.\n\nretry_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07running\x18\x07 \x01(\x05\x12\x19\n\x11\x63oncurrency_limit\x18\x08 \x01(\x05*N\n\x08TaskView\x12\x19\n\x15TASK_VIEW_UNSPECIFIED\x10\x00\x12\x13\n\x0fTASK_VIEW_BASIC\x10\x01\x12\x12\n\x0eTASK_VIEW_FULL\x10\x02\x32\xcd\t\n\x0bTaskService\x12\x41\n\nCreateTask\x12\x1f.taskgrove.v1.CreateTaskRequest\x1a\x12.taskgrove.v1.Task\x12[\n\x0e\x43reateTaskTree\x12#.taskgrove.v1.CreateTaskTreeRequest\x1a$.taskgrove.v1.CreateTaskTreeResponse\x12;\n\x07GetTask\x12\x1c.taskgrove.v1.GetTaskRequest\x1a\x12.taskgrove.v1.Task\x12R\n\x0bGetTaskTree\x12 .taskgrove.v1.GetTaskTreeRequest\x1a!.taskgrove.v1.GetTaskTreeResponse\x12L\n\tListTasks\x12\x1e.taskgrove.v1.ListTasksRequest\x1a\x1f.taskgrove.v1.ListTasksResponse\x12R\n\x0b\x45xecuteTask\x12 .taskgrove.v1.ExecuteTaskRequest\x1a!.taskgrove.v1.ExecuteTaskResponse\x12X\n\rListExecutors\x12\".taskgrove.v1.ListExecutorsRequest\x1a#.taskgrove.v1.ListExecutorsResponse\x12\x41\n\nUpdateTask\x12\x1f.taskgrove.v1.UpdateTaskRequest\x1a\x12.taskgrove.v1.Task\x12O\n\nDeleteTask\x12\x1f.taskgrove.v1.DeleteTaskRequest\x1a .taskgrove.v1.DeleteTaskResponse\x12O\n\nCancelTask\x12\x1f.taskgrove.v1.CancelTaskRequest\x1a .taskgrove.v1.CancelTaskResponse\x12L\n\tRetryTask\x12\x1e.taskgrove.v1.RetryTaskRequest\x1a\x1f.taskgrove.v1.RetryTaskResponse\x12U\n\x0c\x43opyTaskTree\x12!.taskgrove.v1.CopyTaskTreeRequest\x1a\".taskgrove.v1.CopyTaskTreeResponse\x12R\n\x0b\x45xplainTask\x12 .taskgrove.v1.ExplainTaskRequest\x1a!.taskgrove.v1.ExplainTaskResponse\x12T\n\x0bWatchEvents\x12 .taskgrove.v1.WatchEventsRequest\x1a!.taskgrove.v1.WatchEventsResponse0\x01\x12]\n\x0eStreamTaskLogs\x12#.taskgrove.v1.StreamTaskLogsRequest\x1a$.taskgrove.v1.StreamTaskLogsResponse0\x01\x42\x85\x01\n\x10\x64\x65v.taskgrove.v1B\x10TaskServiceProtoP\x01Z)taskgrove.dev/go/taskgrove/v1;taskgrovev1\xa2\x02\x03TGX\xaa\x02\x0cTaskgrove.V1\xca\x02\x0cTaskgrove\\V1\xea\x02\rTaskgrove::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -68,8 +68,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COPYTASKTREERESPONSE_TASKIDSENTRY']._serialized_options = b'8\001'
   _globals['_EXPLAINTASKREQUEST'].fields_by_name['id']._loaded_options = None
   _globals['_EXPLAINTASKREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
-  _globals['_TASKVIEW']._serialized_start=3243
-  _globals['_TASKVIEW']._serialized_end=3321
+  _globals['_TASKVIEW']._serialized_start=3261
+  _globals['_TASKVIEW']._serialized_end=3339
   _globals['_CREATETASKREQUEST']._serialized_start=232
   _globals['_CREATETASKREQUEST']._serialized_end=311
   _globals['_CREATETASKTREEREQUEST']._serialized_start=314
@@ -87,51 +87,51 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTTASKSREQUEST']._serialized_start=788
   _globals['_LISTTASKSREQUEST']._serialized_end=986
   _globals['_LISTTASKSRESPONSE']._serialized_start=988
-  _globals['_LISTTASKSRESPONSE']._serialized_end=1067
-  _globals['_EXECUTETASKREQUEST']._serialized_start=1069
-  _globals['_EXECUTETASKREQUEST']._serialized_end=1127
-  _globals['_EXECUTETASKRESPONSE']._serialized_start=1129
-  _globals['_EXECUTETASKRESPONSE']._serialized_end=1209
-  _globals['_LISTEXECUTORSREQUEST']._serialized_start=1211
-  _globals['_LISTEXECUTORSREQUEST']._serialized_end=1233
-  _globals['_LISTEXECUTORSRESPONSE']._serialized_start=1235
-  _globals['_LISTEXECUTORSRESPONSE']._serialized_end=1301
-  _globals['_WATCHEVENTSREQUEST']._serialized_start=1304
-  _globals['_WATCHEVENTSREQUEST']._serialized_end=1480
-  _globals['_WATCHEVENTSRESPONSE']._serialized_start=1483
-  _globals['_WATCHEVENTSRESPONSE']._serialized_end=1647
-  _globals['_STREAMTASKLOGSREQUEST']._serialized_start=1649
-  _globals['_STREAMTASKLOGSREQUEST']._serialized_end=1728
-  _globals['_LOGLINE']._serialized_start=1730
-  _globals['_LOGLINE']._serialized_end=1813
-  _globals['_STREAMTASKLOGSRESPONSE']._serialized_start=1815
-  _globals['_STREAMTASKLOGSRESPONSE']._serialized_end=1936
-  _globals['_UPDATETASKREQUEST']._serialized_start=1939
-  _globals['_UPDATETASKREQUEST']._serialized_end=2073
-  _globals['_DELETETASKREQUEST']._serialized_start=2075
-  _globals['_DELETETASKREQUEST']._serialized_end=2146
-  _globals['_DELETETASKRESPONSE']._serialized_start=2148
-  _globals['_DELETETASKRESPONSE']._serialized_end=2194
-  _globals['_CANCELTASKREQUEST']._serialized_start=2196
-  _globals['_CANCELTASKREQUEST']._serialized_end=2253
-  _globals['_CANCELTASKRESPONSE']._serialized_start=2255
-  _globals['_CANCELTASKRESPONSE']._serialized_end=2337
-  _globals['_RETRYTASKREQUEST']._serialized_start=2339
-  _globals['_RETRYTASKREQUEST']._serialized_end=2395
-  _globals['_RETRYTASKRESPONSE']._serialized_start=2397
-  _globals['_RETRYTASKRESPONSE']._serialized_end=2476
-  _globals['_COPYTASKTREEREQUEST']._serialized_start=2479
-  _globals['_COPYTASKTREEREQUEST']._serialized_end=2618
-  _globals['_COPYTASKTREERESPONSE']._serialized_start=2621
-  _globals['_COPYTASKTREERESPONSE']._serialized_end=2793
+  _globals['_LISTTASKSRESPONSE']._serialized_end=1085
+  _globals['_EXECUTETASKREQUEST']._serialized_start=1087
+  _globals['_EXECUTETASKREQUEST']._serialized_end=1145
+  _globals['_EXECUTETASKRESPONSE']._serialized_start=1147
+  _globals['_EXECUTETASKRESPONSE']._serialized_end=1227
+  _globals['_LISTEXECUTORSREQUEST']._serialized_start=1229
+  _globals['_LISTEXECUTORSREQUEST']._serialized_end=1251
+  _globals['_LISTEXECUTORSRESPONSE']._serialized_start=1253
+  _globals['_LISTEXECUTORSRESPONSE']._serialized_end=1319
+  _globals['_WATCHEVENTSREQUEST']._serialized_start=1322
+  _globals['_WATCHEVENTSREQUEST']._serialized_end=1498
+  _globals['_WATCHEVENTSRESPONSE']._serialized_start=1501
+  _globals['_WATCHEVENTSRESPONSE']._serialized_end=1665
+  _globals['_STREAMTASKLOGSREQUEST']._serialized_start=1667
+  _globals['_STREAMTASKLOGSREQUEST']._serialized_end=1746
+  _globals['_LOGLINE']._serialized_start=1748
+  _globals['_LOGLINE']._serialized_end=1831
+  _globals['_STREAMTASKLOGSRESPONSE']._serialized_start=1833
+  _globals['_STREAMTASKLOGSRESPONSE']._serialized_end=1954
+  _globals['_UPDATETASKREQUEST']._serialized_start=1957
+  _globals['_UPDATETASKREQUEST']._serialized_end=2091
+  _globals['_DELETETASKREQUEST']._serialized_start=2093
+  _globals['_DELETETASKREQUEST']._serialized_end=2164
+  _globals['_DELETETASKRESPONSE']._serialized_start=2166
+  _globals['_DELETETASKRESPONSE']._serialized_end=2212
+  _globals['_CANCELTASKREQUEST']._serialized_start=2214
+  _globals['_CANCELTASKREQUEST']._serialized_end=2271
+  _globals['_CANCELTASKRESPONSE']._serialized_start=2273
+  _globals['_CANCELTASKRESPONSE']._serialized_end=2355
+  _globals['_RETRYTASKREQUEST']._serialized_start=2357
+  _globals['_RETRYTASKREQUEST']._serialized_end=2413
+  _globals['_RETRYTASKRESPONSE']._serialized_start=2415
+  _globals['_RETRYTASKRESPONSE']._serialized_end=2494
+  _globals['_COPYTASKTREEREQUEST']._serialized_start=2497
+  _globals['_COPYTASKTREEREQUEST']._serialized_end=2636
+  _globals['_COPYTASKTREERESPONSE']._serialized_start=2639
+  _globals['_COPYTASKTREERESPONSE']._serialized_end=2811
   _globals['_COPYTASKTREERESPONSE_TASKIDSENTRY']._serialized_start=586
   _globals['_COPYTASKTREERESPONSE_TASKIDSENTRY']._serialized_end=632
-  _globals['_EXPLAINTASKREQUEST']._serialized_start=2795
-  _globals['_EXPLAINTASKREQUEST']._serialized_end=2833
-  _globals['_WAITINGDEPENDENCY']._serialized_start=2836
-  _globals['_WAITINGDEPENDENCY']._serialized_end=2970
-  _globals['_EXPLAINTASKRESPONSE']._serialized_start=2973
-  _globals['_EXPLAINTASKRESPONSE']._serialized_end=3241
-  _globals['_TASKSERVICE']._serialized_start=3324
-  _globals['_TASKSERVICE']._serialized_end=4553
+  _globals['_EXPLAINTASKREQUEST']._serialized_start=2813
+  _globals['_EXPLAINTASKREQUEST']._serialized_end=2851
+  _globals['_WAITINGDEPENDENCY']._serialized_start=2854
+  _globals['_WAITINGDEPENDENCY']._serialized_end=2988
+  _globals['_EXPLAINTASKRESPONSE']._serialized_start=2991
+  _globals['_EXPLAINTASKRESPONSE']._serialized_end=3259
+  _globals['_TASKSERVICE']._serialized_start=3342
+  _globals['_TASKSERVICE']._serialized_end=4571
 # @@protoc_insertion_point(module_scope)

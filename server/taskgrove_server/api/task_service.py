@@ -287,6 +287,9 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
             filters["name_contains"] = name_contains
         after = page_token.decode(request.page_token, filters)
         size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        # Taken before the read, so the page reflects at least this (a watch from it
+        # misses nothing; the read may see later changes too, which it then repeats).
+        sequence = self._streamer.published_through
         rows = await self._tasks.list_tasks(
             ListFilter(
                 statuses=wanted,
@@ -314,6 +317,7 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         return task_service_pb2.ListTasksResponse(
             tasks=page,
             next_page_token=page_token.encode(last_seq, filters) if more else "",
+            sequence=sequence,
         )
 
     @maps_errors
