@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from google.rpc import status_pb2
 from taskgrove.v1 import task_pb2, task_service_pb2
 from taskgrove_server.app import TaskgroveServer
+from taskgrove_server.console.bridge import Upstream
 
 from tests.support import grpc_web
 from tests.support.certificates import CertificateAuthority
@@ -200,6 +201,41 @@ async def test_over_tls_the_bridge_trusts_the_servers_own_certificate(
     )
 
     assert reply.grpc_status == 0, reply.trailers
+
+
+async def test_over_tls_a_certificate_naming_only_localhost_serves_the_console(
+    make_server: ServerFactory, tmp_path: Path
+) -> None:
+    """The bridge dials 127.0.0.1 but checks the name the certificate gives; the chain is
+    still checked (another authority's certificate for the same name is refused)."""
+    for name in ("localhost", "*.example.test"):
+        issued = CertificateAuthority(tmp_path).issue_server_for(name)
+        server = await make_server(
+            http_address="127.0.0.1:0",
+            tls_cert_file=str(issued.cert),
+            tls_key_file=str(issued.key),
+        )
+        reply = await grpc_web.call(
+            console_port(server), f"{SERVICE}/ListTasks", task_service_pb2.ListTasksRequest()
+        )
+        assert reply.grpc_status == 0, (name, reply.trailers)
+        await make_server.stop(server)
+    # The same names, but the bridge given another authority's certificate to trust.
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "theirs").mkdir()
+    mine = CertificateAuthority(tmp_path / "mine").issue_server_for("localhost")
+    theirs = CertificateAuthority(tmp_path / "theirs", "other CA").issue_server_for("localhost")
+    server = await make_server(
+        http_address="127.0.0.1:0", tls_cert_file=str(mine.cert), tls_key_file=str(mine.key)
+    )
+    assert server.console is not None
+    upstream = Upstream(server.port, tls_cert_file=str(theirs.cert), max_message_bytes=1 << 20)
+    try:
+        request = task_service_pb2.ListTasksRequest().SerializeToString()
+        reply_bytes, status = await upstream.unary(f"{SERVICE}/ListTasks", request, {})
+        assert reply_bytes is None and status.code == 14  # UNAVAILABLE: not our server
+    finally:
+        await upstream.close()
 
 
 async def test_text_mode_and_bodies_without_a_length_are_refused(
