@@ -8,9 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from taskgrove import AsyncClient
 from taskgrove_server.app import TaskgroveServer
+from taskgrove_server.config import ServerConfig
 
 from tests.support.trees import sleeper
+from tests.support.waiting import until
 
 pytest_plugins = ["tests.support.browser"]  # page, artefacts
 
@@ -126,3 +129,41 @@ async def test_a_run_that_comes_to_match_the_status_filter_is_offered(
     await offer.click()
     await run_row(page, created["later"].id).locator('[data-status="COMPLETED"]').wait_for()
     await offer.wait_for(state="hidden")
+
+
+async def test_after_a_server_restart_the_page_resumes_after_its_last_sequence(
+    make_server: ServerFactory, page: Any
+) -> None:
+    """The server stops (the page's stream breaks) and starts again on the same ports and
+    database; a run created then arrives: the page resumed after the last sequence it
+    saw, without reading the page again."""
+    server = await make_server(http_address="127.0.0.1:0")
+    client = make_server.client(server)
+    older = await client.create_task(name="older run")
+    calls = Calls(page)
+    await page.goto(url(server))
+    await run_row(page, older.id).wait_for()
+    await until(lambda: server.hub.subscriber_count == 1)
+
+    assert server.console is not None
+    ports = (server.port, server.console.port)
+    await make_server.stop(server)
+    again = TaskgroveServer(
+        ServerConfig(
+            address=f"127.0.0.1:{ports[0]}",
+            http_address=f"127.0.0.1:{ports[1]}",
+            db_url=server.config.db_url,
+        )
+    )
+    await again.start()
+    try:
+        async with AsyncClient(f"127.0.0.1:{again.port}") as restarted:
+            created = await restarted.create_task_tree(
+                [{"id": "root", "name": "after the restart"}, sleeper("s", 0.1)], execute=True
+            )
+            live = run_row(page, created["root"].id)
+            await live.locator('[data-status="COMPLETED"]').wait_for()
+        assert calls.count("WatchEvents") >= 2  # broken, and resumed
+        assert calls.count("ListTasks") == 1
+    finally:
+        await again.stop(grace=1)
