@@ -8,6 +8,7 @@ import { api, describe } from "./api.js";
 import { clear, el, showError } from "./dom.js";
 import { followEvents } from "./follow.js";
 import { FrameBatch } from "./frame_batch.js";
+import { metrics } from "./metrics.js";
 import { STATUSES, duration, percent, statusLabel } from "./format.js";
 import { RunsModel, type RunsFilters } from "./runs_model.js";
 import { int64ToNumber, statusToProto, taskFromProto } from "../../typescript/src/convert.js";
@@ -105,6 +106,8 @@ export function runsPage(root: HTMLElement, signal: AbortSignal): void {
 
   // Events, once per frame: rows change in place; new runs go to the top (or the count).
   const batch = new FrameBatch<TaskEvent>((events) => {
+    metrics.runsEvents += events.length;
+    metrics.runsFlushes++;
     const applied = model.apply(events);
     for (const id of applied.removed) {
       cells.get(id)?.row.remove();
