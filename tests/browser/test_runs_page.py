@@ -68,6 +68,16 @@ async def test_the_name_filter_runs_on_the_server_and_pages_stay_full(
     assert await names.all_inner_texts() == ["Nightly 2", "Nightly 1", "Nightly 0"]
     assert await page.get_by_role("button", name="Next page").is_disabled()
 
+    # Back on the first page: a run of page 2 that changes is not "new"; a new run that
+    # matches appears at the top (and, coming later, proves the change was seen first).
+    await page.get_by_role("button", name="Previous page").click()
+    await run_row(page, matching[-1]).wait_for()
+    await client.execute_task(matching[0])
+    newest = await client.create_task(name="nightly, the newest")
+    await run_row(page, newest.id).wait_for()
+    assert (await names.all_inner_texts())[:2] == ["nightly, the newest", "Nightly 52"]
+    assert await page.locator(".new-runs").is_hidden()
+
 
 async def test_a_run_started_from_python_appears_and_changes_live(
     make_server: ServerFactory, page: Any, artefacts: Path
@@ -121,7 +131,7 @@ async def test_a_run_that_comes_to_match_the_status_filter_is_offered(
 
     created = await client.create_task_tree([sleeper("later", 0.2, parent=None)])
     await client.execute_task(created["later"].id)
-    offer = page.get_by_role("button", name="1 new run — show")
+    offer = page.get_by_role("button", name="1 run now completed — show")
     await offer.wait_for()
     # Pending then running, it never matched: only its completion is offered, and the
     # rows the user reads do not move under them.

@@ -167,9 +167,16 @@ export function runsPage(root: HTMLElement, signal: AbortSignal): void {
   signal.addEventListener("abort", () => clearTimeout(progressTimer));
 
   const showUnseen = (): void => {
-    const count = model.unseen.size;
-    fresh.hidden = count === 0;
-    fresh.textContent = count === 1 ? "1 new run — show" : `${count} new runs — show`;
+    const created = model.unseen.size;
+    const matching = model.nowMatching.size;
+    const parts: string[] = [];
+    if (created) parts.push(created === 1 ? "1 new run" : `${created} new runs`);
+    if (matching && state.status) {
+      const now = statusLabel(state.status);
+      parts.push(matching === 1 ? `1 run now ${now}` : `${matching} runs now ${now}`);
+    }
+    fresh.hidden = parts.length === 0;
+    fresh.textContent = `${parts.join(", ")} — show`;
   };
 
   const drawRow = (task: Task): HTMLTableRowElement => {

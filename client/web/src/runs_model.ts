@@ -2,7 +2,9 @@
 // screen takes its status, progress and times from its own events; events of tasks below
 // it mark it for a progress read (a group's progress is its subtree's mean, and groups
 // send events only when their status changes); a new root that matches the filters goes
-// to the top of the first page, and any other root that now matches is counted as "new".
+// to the top of the first page (on another page it is counted as new), and a root off
+// screen that comes to match the status filter is counted too. Any other change of a
+// root off screen is not shown: it is not new, and its place is where it was.
 import type { Task, TaskEvent, TaskStatus } from "../../typescript/src/types.js";
 import { applyEvent, taskFromEvent } from "./event_task.js";
 
@@ -26,8 +28,10 @@ export class RunsModel {
   private byId = new Map<string, Task>();
   /** Roots on screen with events below them since their progress was last read. */
   readonly stale = new Set<string>();
-  /** Roots not on screen that now match the filters (shown as "N new runs"). */
+  /** New roots that match the filters, not on screen (shown as "N new runs"). */
   readonly unseen = new Set<string>();
+  /** Older roots, not on screen, that came to match the status filter. */
+  readonly nowMatching = new Set<string>();
 
   constructor(
     readonly filters: RunsFilters,
@@ -40,6 +44,7 @@ export class RunsModel {
     this.byId = new Map(tasks.map((task) => [task.id, task]));
     this.stale.clear();
     this.unseen.clear();
+    this.nowMatching.clear();
   }
 
   has(id: string): boolean {
@@ -62,8 +67,8 @@ export class RunsModel {
         }
       } else if (event.parentId) {
         if (this.byId.has(event.rootId)) this.stale.add(event.rootId);
-      } else if (event.type !== "DELETED" && this.matches(event)) {
-        if (this.firstPage && event.type === "CREATED") {
+      } else if (event.type === "CREATED" && this.matches(event)) {
+        if (this.firstPage) {
           const task = taskFromEvent(event);
           this.byId.set(task.id, task);
           this.rows.unshift(task);
@@ -71,6 +76,8 @@ export class RunsModel {
         } else {
           this.unseen.add(event.taskId);
         }
+      } else if (event.type === "STATUS_CHANGED" && this.filters.status && this.matches(event)) {
+        if (!this.unseen.has(event.taskId)) this.nowMatching.add(event.taskId);
       }
     }
     return applied;
