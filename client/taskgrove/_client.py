@@ -189,11 +189,14 @@ class AsyncClient:
         page_size: int = 0,
         page_token: str = "",
         order_by: str = "",
+        name_contains: str = "",
     ) -> tuple[list[Task], str]:
         """One page of tasks and the next page's token ("" on the last page).
-        `order_by`: "create_time" (oldest first, the default) or "create_time desc"."""
+        `order_by`: "create_time" (oldest first, the default) or "create_time desc";
+        `name_contains`: only names containing it, ignoring case, taken literally."""
         request = task_service_pb2.ListTasksRequest(
             order_by=order_by,
+            name_contains=name_contains,
             statuses=[wire.status_to_proto(status) for status in statuses],
             parent_id=parent_id,
             roots_only=roots_only,

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 from google.rpc import status_pb2
 from taskgrove.v1 import task_pb2, task_service_pb2
 from taskgrove_server.app import TaskgroveServer
+from taskgrove_server.console.bridge import Upstream
+from taskgrove_server.console.grpc_web import data_frame
 
 from tests.support import grpc_web
 from tests.support.certificates import CertificateAuthority
@@ -202,17 +204,107 @@ async def test_over_tls_the_bridge_trusts_the_servers_own_certificate(
     assert reply.grpc_status == 0, reply.trailers
 
 
-async def test_text_mode_and_bodies_without_a_length_are_refused(
+async def test_over_tls_a_certificate_naming_only_localhost_serves_the_console(
+    make_server: ServerFactory, tmp_path: Path
+) -> None:
+    """The bridge dials 127.0.0.1 but checks the name the certificate gives; the chain is
+    still checked (another authority's certificate for the same name is refused)."""
+    for name in ("localhost", "*.example.test"):
+        issued = CertificateAuthority(tmp_path).issue_server_for(name)
+        server = await make_server(
+            http_address="127.0.0.1:0",
+            tls_cert_file=str(issued.cert),
+            tls_key_file=str(issued.key),
+        )
+        reply = await grpc_web.call(
+            console_port(server), f"{SERVICE}/ListTasks", task_service_pb2.ListTasksRequest()
+        )
+        assert reply.grpc_status == 0, (name, reply.trailers)
+        await make_server.stop(server)
+    # The same names, but the bridge given another authority's certificate to trust.
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "theirs").mkdir()
+    mine = CertificateAuthority(tmp_path / "mine").issue_server_for("localhost")
+    theirs = CertificateAuthority(tmp_path / "theirs", "other CA").issue_server_for("localhost")
+    server = await make_server(
+        http_address="127.0.0.1:0", tls_cert_file=str(mine.cert), tls_key_file=str(mine.key)
+    )
+    assert server.console is not None
+    upstream = Upstream(server.port, tls_cert_file=str(theirs.cert), max_message_bytes=1 << 20)
+    try:
+        request = task_service_pb2.ListTasksRequest().SerializeToString()
+        reply_bytes, status = await upstream.unary(f"{SERVICE}/ListTasks", request, {})
+        assert reply_bytes is None and status.code == 14  # UNAVAILABLE: not our server
+    finally:
+        await upstream.close()
+
+
+async def test_text_mode_answers_in_base64_from_a_body_of_padded_pieces(
+    make_server: ServerFactory,
+) -> None:
+    server = await make_server(http_address="127.0.0.1:0")
+    client = make_server.client(server)
+    task = await client.create_task(name="in text", user_id="alice")
+    port = console_port(server)
+    request = task_service_pb2.GetTaskRequest(id=task.id)
+    body = grpc_web.text_body(data_frame(request.SerializeToString()), 3)
+    assert b"=" in body.rstrip(b"=")  # padding inside the body, as chunked encoders send
+
+    for pieces in (1, 3):
+        reply = await grpc_web.call(port, f"{SERVICE}/GetTask", request, text_chunks=pieces)
+        assert reply.headers["content-type"] == "application/grpc-web-text+proto"
+        assert reply.grpc_status == 0, reply.trailers
+        [message] = reply.messages
+        assert task_pb2.Task.FromString(message).name == "in text"
+
+    missing = task_service_pb2.GetTaskRequest(id="nope")
+    reply = await grpc_web.call(port, f"{SERVICE}/GetTask", missing, text_chunks=2)
+    assert (reply.messages, reply.grpc_status) == ([], 5)
+    for garbage in (b"not base64!", b"AAAA=AAA", b"AAA"):
+        bad = await grpc_web.call(port, f"{SERVICE}/GetTask", garbage, text_chunks=1)
+        assert bad.grpc_status == 3, garbage
+        assert "base64" in bad.trailers["grpc-message"]
+
+
+async def test_a_text_mode_stream_sends_each_frame_as_its_own_base64_chunk(
+    make_server: ServerFactory,
+) -> None:
+    server = await make_server(http_address="127.0.0.1:0")
+    client = make_server.client(server)
+    root = await client.create_task(name="watched", user_id="alice")
+    request = task_service_pb2.WatchEventsRequest(root_id=root.id, include_snapshot=True)
+    call = grpc_web.Call(console_port(server), f"{SERVICE}/WatchEvents", request, text_chunks=2)
+    await call.open()
+    try:
+        assert call.response_headers["content-type"] == "application/grpc-web-text+proto"
+        frames = call.frames()  # each chunk is decoded alone: padded per chunk
+        snapshot = task_service_pb2.WatchEventsResponse()
+        while not snapshot.snapshot_complete:
+            flags, payload = await anext(frames)
+            assert flags == 0
+            snapshot = task_service_pb2.WatchEventsResponse.FromString(payload)
+        assert [task.id for task in snapshot.snapshot] == [root.id]
+        child = await client.create_task(name="later", parent_id=root.id, user_id="alice")
+        seen: list[str] = []
+        while child.id not in seen:
+            flags, payload = await anext(frames)
+            batch = task_service_pb2.WatchEventsResponse.FromString(payload)
+            seen += [event.task_id for event in batch.events]
+    finally:
+        await call.close()
+
+
+async def test_json_mode_and_bodies_without_a_length_are_refused(
     make_server: ServerFactory,
 ) -> None:
     server = await make_server(http_address="127.0.0.1:0")
     port = console_port(server)
     request = task_service_pb2.ListTasksRequest()
 
-    text = await grpc_web.call(
-        port, f"{SERVICE}/ListTasks", request, **{"content-type": "application/grpc-web-text"}
+    json_mode = await grpc_web.call(
+        port, f"{SERVICE}/ListTasks", request, **{"content-type": "application/grpc-web+json"}
     )
-    assert text.status == 415
+    assert json_mode.status == 415
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(
         f"POST {SERVICE}/ListTasks HTTP/1.1\r\nhost: 127.0.0.1\r\ntransfer-encoding: chunked\r\n"

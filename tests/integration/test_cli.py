@@ -441,6 +441,8 @@ def test_get_tree_ls_and_executors(server_process: ServerProcess, tmp_path: Path
     assert len(lines) == 3
     assert "--limit" in limited.stderr
     assert cli(address, "ls", "--user", "nobody", "--json").json() == []
+    named = cli(address, "ls", "--name", "BOOM", "--user", "cli-fail", "--json").json()
+    assert {task["name"] for task in named} == {"boom", "after boom"}
 
     executors = cli(address, "executors", "--json")
     assert executors.returncode == 0, executors.explain()

@@ -117,5 +117,14 @@ class CertificateAuthority:
             san=[x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")],
         )
 
+    def issue_server_for(self, dns_name: str) -> Issued:
+        """For one DNS name only (no IP address): e.g. "localhost"."""
+        return self._issue(
+            f"server-{dns_name.replace('*', 'any')}",
+            dns_name,
+            ExtendedKeyUsageOID.SERVER_AUTH,
+            san=[x509.DNSName(dns_name)],
+        )
+
     def issue_client(self, common_name: str) -> Issued:
         return self._issue(f"client-{common_name}", common_name, ExtendedKeyUsageOID.CLIENT_AUTH)

@@ -1,9 +1,12 @@
 """A small gRPC-Web client for the console bridge tests: one HTTP/1.1 POST on a fresh
-connection, its frames read as they arrive (a chunked body is decoded incrementally)."""
+connection, its frames read as they arrive (a chunked body is decoded incrementally).
+With `text_chunks`, it speaks text mode (`application/grpc-web-text`): the request
+frame in that many separately padded base64 pieces, each response chunk decoded alone."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -28,7 +31,15 @@ class Reply:
 class Call:
     """One gRPC-Web call on its own connection; `frames()` yields (flags, payload)."""
 
-    def __init__(self, port: int, path: str, request: bytes | Message, **headers: str) -> None:
+    def __init__(
+        self,
+        port: int,
+        path: str,
+        request: bytes | Message,
+        *,
+        text_chunks: int = 0,
+        **headers: str,
+    ) -> None:
         self.port = port
         self.path = path
         self.body = (
@@ -36,7 +47,13 @@ class Call:
             if isinstance(request, bytes)
             else grpc_web.data_frame(request.SerializeToString())
         )
-        self.headers = {"content-type": "application/grpc-web+proto", "x-grpc-web": "1", **headers}
+        kind = "application/grpc-web+proto"
+        if text_chunks:
+            kind = "application/grpc-web-text"
+            if not isinstance(request, bytes):
+                self.body = text_body(self.body, text_chunks)
+        self.text = bool(text_chunks)
+        self.headers = {"content-type": kind, "x-grpc-web": "1", **headers}
         self.status = 0
         self.response_headers: dict[str, str] = {}
         self._reader: asyncio.StreamReader | None = None
@@ -65,10 +82,16 @@ class Call:
                 data = await asyncio.wait_for(self._reader.readexactly(size + 2), READ_S)
                 if size == 0:
                     return
-                yield data[:-2]
+                yield self._decoded(data[:-2])
         else:
             length = int(self.response_headers.get("content-length", "0"))
-            yield await asyncio.wait_for(self._reader.readexactly(length), READ_S)
+            yield self._decoded(await asyncio.wait_for(self._reader.readexactly(length), READ_S))
+
+    def _decoded(self, data: bytes) -> bytes:
+        if not self.text:
+            return data
+        # Each chunk must be valid base64 on its own (padded): a strict b64decode.
+        return base64.b64decode(data, validate=True)
 
     async def frames(self) -> AsyncIterator[tuple[int, bytes]]:
         pending = b""
@@ -87,9 +110,20 @@ class Call:
             await self._writer.wait_closed()
 
 
-async def call(port: int, path: str, request: bytes | Message, **headers: str) -> Reply:
+def text_body(body: bytes, pieces: int) -> bytes:
+    """`body` in base64 as `pieces` separately padded runs (lengths not multiples of 3,
+    so padding falls inside the body), as a client encoding chunk by chunk sends it."""
+    step = max(1, len(body) // pieces)
+    cuts = [index * step + 1 for index in range(pieces)][1:] if pieces > 1 else []
+    parts = [body[start:end] for start, end in zip([0, *cuts], [*cuts, len(body)], strict=True)]
+    return b"".join(base64.b64encode(part) for part in parts if part)
+
+
+async def call(
+    port: int, path: str, request: bytes | Message, *, text_chunks: int = 0, **headers: str
+) -> Reply:
     """The whole reply of a call (unary, or a stream that ends)."""
-    one = Call(port, path, request, **headers)
+    one = Call(port, path, request, text_chunks=text_chunks, **headers)
     await one.open()
     reply = Reply(one.status, one.response_headers)
     try:

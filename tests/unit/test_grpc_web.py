@@ -47,3 +47,18 @@ def test_grpc_timeout(header: str, seconds: float | None) -> None:
 def test_only_the_authorization_header_passes_upstream() -> None:
     headers = {"authorization": "Bearer t", "cookie": "c", "x-user-agent": "connect-web"}
     assert metadata_from(headers) == (("authorization", "Bearer t"),)
+
+
+def test_text_mode_bodies_decode_from_padded_pieces_and_nothing_else() -> None:
+    frame = grpc_web.data_frame(b"hello, text mode")
+    whole = base64.b64encode(frame)
+    pieces = b"".join(base64.b64encode(frame[i : i + 4]) for i in range(0, len(frame), 4))
+    assert b"=" in pieces.rstrip(b"=")
+    for body in (whole, pieces, whole[:8] + b"\r\n" + whole[8:]):
+        assert grpc_web.decode_text(body) == frame
+    assert grpc_web.decode_text(b"") == b""
+    for bad in (b"AAA", b"AAAA=AAA", b"AA==A===", b"not base64!", b"AAAA\x00"):
+        with pytest.raises(grpc_web.FrameError):
+            grpc_web.decode_text(bad)
+    encoded = grpc_web.encode_text(frame)
+    assert base64.b64decode(encoded, validate=True) == frame

@@ -182,7 +182,7 @@ async def show_tree(client: AsyncClient, args: argparse.Namespace) -> int:
 
 async def list_tasks(client: AsyncClient, args: argparse.Namespace) -> int:
     """List tasks, newest first (`--oldest-first`: in creation order), filtered by status,
-    owner, parent or roots only."""
+    owner, parent, name or roots only."""
     limit: int = args.limit
     found: list[Task] = []
     token = ""
@@ -193,6 +193,7 @@ async def list_tasks(client: AsyncClient, args: argparse.Namespace) -> int:
             parent_id=args.parent or "",
             roots_only=args.roots,
             user_id=args.user or "",
+            name_contains=args.name or "",
             page_size=want,
             page_token=token,
             order_by="create_time" if args.oldest_first else "create_time desc",

@@ -256,7 +256,7 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         parents=common,
         help="list tasks, newest first",
         description="List tasks, newest first (--oldest-first: in creation order), "
-        "filtered by status, owner, parent or roots only.",
+        "filtered by status, owner, parent, name or roots only.",
     )
     ls.add_argument(
         "--status",
@@ -273,6 +273,11 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     ls.add_argument("--roots", action="store_true", help="only roots (top tasks of trees)")
     ls.add_argument("--user", help="only tasks of this owner")
     ls.add_argument("--parent", metavar="ID", help="only children of this task")
+    ls.add_argument(
+        "--name",
+        metavar="TEXT",
+        help="only tasks whose name contains TEXT (ignoring case; %% and _ are literal)",
+    )
     ls.add_argument(
         "--limit",
         type=_non_negative_int,

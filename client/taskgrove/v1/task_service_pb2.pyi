@@ -256,6 +256,7 @@ class ListTasksRequest(_message.Message):
     ROOTS_ONLY_FIELD_NUMBER: _builtins.int
     USER_ID_FIELD_NUMBER: _builtins.int
     ORDER_BY_FIELD_NUMBER: _builtins.int
+    NAME_CONTAINS_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """Maximum number of tasks to return (default 100, at most 1000)."""
     page_token: _builtins.str
@@ -271,6 +272,12 @@ class ListTasksRequest(_message.Message):
     "create_time desc" (newest first). Tasks created together keep their creation order.
     A page token continues the order it was made with.
     """
+    name_contains: _builtins.str
+    """Only tasks whose name contains this text, ignoring case (of ASCII letters; on
+    PostgreSQL of every letter); `%`, `_` and `\\` match themselves. At most 255
+    characters (NAME_TOO_LONG beyond), no NUL (INVALID_STRING). Combines with the other
+    filters; a page token continues only the name filter it was made with.
+    """
     @_builtins.property
     def statuses(self) -> _containers.RepeatedScalarFieldContainer[_task_pb2.TaskStatus.ValueType]:
         """Only tasks with one of these statuses."""
@@ -285,10 +292,11 @@ class ListTasksRequest(_message.Message):
         roots_only: _builtins.bool = ...,
         user_id: _builtins.str = ...,
         order_by: _builtins.str = ...,
+        name_contains: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_by", b"order_by", "page_size", b"page_size", "page_token", b"page_token", "parent_id", b"parent_id", "roots_only", b"roots_only", "statuses", b"statuses", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name_contains", b"name_contains", "order_by", b"order_by", "page_size", b"page_size", "page_token", b"page_token", "parent_id", b"parent_id", "roots_only", b"roots_only", "statuses", b"statuses", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -302,8 +310,14 @@ class ListTasksResponse(_message.Message):
 
     TASKS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
     """Token of the next page; empty on the last page."""
+    sequence: _builtins.int
+    """An event sequence this page is at least as new as: WatchEvents with it as
+    `after_sequence` misses no later change of the listed tasks (it may repeat some the
+    page already shows). How a list stays live without a snapshot of every task.
+    """
     @_builtins.property
     def tasks(self) -> _containers.RepeatedCompositeFieldContainer[_task_pb2.Task]:
         """The page of tasks."""
@@ -313,10 +327,11 @@ class ListTasksResponse(_message.Message):
         *,
         tasks: _abc.Iterable[_task_pb2.Task] | None = ...,
         next_page_token: _builtins.str = ...,
+        sequence: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "tasks", b"tasks"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "sequence", b"sequence", "tasks", b"tasks"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

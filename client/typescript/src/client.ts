@@ -27,6 +27,8 @@ export interface ListTasksOptions {
   parentId?: string;
   rootsOnly?: boolean;
   userId?: string;
+  /** Only names containing this, ignoring case; `%` and `_` are literal. */
+  nameContains?: string;
 }
 
 export interface TaskPage {
@@ -127,6 +129,7 @@ export class TaskgroveClient {
           parentId: options.parentId ?? "",
           rootsOnly: options.rootsOnly ?? false,
           userId: options.userId ?? "",
+          nameContains: options.nameContains ?? "",
         },
         o,
       ),

@@ -96,6 +96,22 @@ test("a mistyped status is a TypeError, not a silent UNSPECIFIED", async () => {
   assert.ok(page.tasks.every((t) => t.status === "COMPLETED"));
 });
 
+test("listTasks filters by name on the server, ignoring case, wildcards literal", async () => {
+  const tag = `ts-${Date.now()}`;
+  for (const name of [`${tag} Alpha 50%`, `${tag} alpha 50 tasks`, `${tag} beta`]) {
+    await client.createTask({ name });
+  }
+  const names = async (nameContains: string): Promise<string[]> => {
+    const found: string[] = [];
+    for await (const task of client.allTasks({ nameContains, pageSize: 1 })) found.push(task.name);
+    return found;
+  };
+  assert.deepEqual(await names(`${tag} ALPHA`), [`${tag} Alpha 50%`, `${tag} alpha 50 tasks`]);
+  assert.deepEqual(await names(`${tag} alpha 50%`), [`${tag} Alpha 50%`]);
+  const error = await rejection(client.listTasks({ nameContains: "x".repeat(256) }));
+  assert.equal(error.reason, "NAME_TOO_LONG");
+});
+
 test("listExecutors lists the built-ins with plain input schemas", async () => {
   const executors = await client.listExecutors();
   const sleep = executors.find((e) => e.id === "sleep_executor");

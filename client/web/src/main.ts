@@ -27,7 +27,7 @@ function route(): void {
       (error) => showError(describe(error)),
     );
   } else {
-    runsPage(main);
+    runsPage(main, page.signal);
   }
 }
 

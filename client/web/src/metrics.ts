@@ -11,6 +11,9 @@ export const metrics = {
   events: 0,
   firstEventAt: 0,
   lastEventAt: 0,
+  /** The runs page: events applied, and the frames that applied them. */
+  runsEvents: 0,
+  runsFlushes: 0,
 };
 
 (window as unknown as { taskgroveMetrics: typeof metrics }).taskgroveMetrics = metrics;

@@ -1,14 +1,18 @@
 // The tree page: the live tree of one root (watch.ts) in a virtualised list (vlist.ts),
 // groups collapsible with their counts by status, and the task panel beside it.
+import { describe } from "./api.js";
 import { clear, el, showError } from "./dom.js";
 import { dependencyGraph } from "./graph.js";
 import { attemptsTimeline } from "./timeline.js";
+import { AttemptHistory } from "./attempts.js";
+import { readHistory } from "./history.js";
 import { STATUSES, percent, statusLabel } from "./format.js";
 import { FLASH_KEY, TaskPanel } from "./panel.js";
 import { metrics } from "./metrics.js";
 import { TreeModel, type Row } from "./tree_model.js";
 import { VirtualList } from "./vlist.js";
 import { watchTree } from "./watch.js";
+import type { TaskEvent } from "../../typescript/src/types.js";
 
 export function treePage(root: HTMLElement, rootId: string, selected: string, signal: AbortSignal): void {
   const model = new TreeModel();
@@ -56,10 +60,36 @@ export function treePage(root: HTMLElement, rootId: string, selected: string, si
   let view: View = "list";
   const pane = el("div", { class: "pane" }, list.element);
   const other = el("div", { class: "other", tabindex: 0 });
+  // The attempts' history is read when the timeline is first shown (never otherwise):
+  // the stored events up to what the tree shows, then the live ones (kept aside until the
+  // replay ends, so the history is applied in order).
+  const history = new AttemptHistory();
+  let historyLive: TaskEvent[] | undefined;
+  const loadHistory = (): void => {
+    if (historyLive) return;
+    historyLive = [];
+    readHistory(rootId, model.sequence, (events) => history.apply(events), signal).then(
+      () => {
+        history.apply(historyLive ?? []);
+        historyLive = [];
+        history.loaded = true;
+        drawOther();
+      },
+      (error: unknown) => {
+        if (signal.aborted) return;
+        showError(`the tree's history could not be read: ${describe(error)}`);
+        history.apply(historyLive ?? []);
+        historyLive = [];
+        history.loaded = true; // drawn from the tasks' own fields, marked as pruned
+        drawOther();
+      },
+    );
+  };
   const drawOther = (): void => {
     if (view === "list") return;
     clear(other);
-    other.append(view === "graph" ? dependencyGraph(model, href) : attemptsTimeline(model, href));
+    if (view === "timeline") loadHistory();
+    other.append(view === "graph" ? dependencyGraph(model, href) : attemptsTimeline(model, history, href));
   };
   let otherTimer = 0;
   const otherChanged = (): void => {
@@ -123,10 +153,11 @@ export function treePage(root: HTMLElement, rootId: string, selected: string, si
   void watchTree(
     rootId,
     {
-      snapshot: (tasks) => {
+      snapshot: (tasks, sequence) => {
         metrics.snapshotAt = performance.now();
         metrics.snapshotTasks = tasks.length;
         model.load(tasks);
+        model.sequence = Math.max(model.sequence, sequence);
         title.textContent = model.nodes.get(model.rootId)?.task.name || "Tree";
         list.draw();
         drawOther();
@@ -137,6 +168,8 @@ export function treePage(root: HTMLElement, rootId: string, selected: string, si
       },
       events: (events) => {
         for (const event of events) model.apply(event);
+        if (!history.loaded && historyLive) historyLive.push(...events);
+        else if (history.loaded) history.apply(events);
         if (!metrics.events) metrics.firstEventAt = performance.now();
         metrics.events += events.length;
         metrics.lastEventAt = performance.now();

@@ -2,6 +2,7 @@
 // collapsed. Events change it in place; `rows()` flattens what is visible (O(n), run at
 // most once per animation frame) with each group's counts of descendants by status.
 import type { Task, TaskEvent, TaskStatus } from "../../typescript/src/types.js";
+import { applyEvent, taskFromEvent } from "./event_task.js";
 
 export interface Node {
   task: Task;
@@ -47,19 +48,11 @@ export class TreeModel {
         if (parent) parent.children = parent.children.filter((id) => id !== event.taskId);
       }
     } else if (!node) {
-      const task = fromEvent(event);
+      const task = taskFromEvent(event);
       this.nodes.set(task.id, { task, children: [] });
       this.link(task);
     } else {
-      const task = node.task;
-      task.status = event.status;
-      task.progress = event.progress;
-      task.progressMessage = event.progressMessage;
-      task.attempt = event.attempt;
-      if (event.error) task.error = event.error;
-      if (event.status === "IN_PROGRESS" && !task.startTime) task.startTime = event.time;
-      if (event.status === "COMPLETED" || event.status === "FAILED" || event.status === "CANCELLED") task.endTime = event.time;
-      if (event.status === "PENDING") task.endTime = undefined;
+      applyEvent(node.task, event);
     }
     this.version++;
   }
@@ -122,16 +115,4 @@ export class TreeModel {
     }
     return rows;
   }
-}
-
-function fromEvent(event: TaskEvent): Task {
-  return {
-    id: event.taskId, parentId: event.parentId, rootId: event.rootId, userId: event.userId,
-    name: event.name, executor: "", priority: undefined, dependencies: [], inputs: undefined,
-    params: undefined, status: event.status, result: undefined, error: event.error,
-    progress: event.progress, progressMessage: event.progressMessage, attempt: event.attempt,
-    maxAttempts: 0, retryBackoffMs: undefined, timeoutMs: undefined, originalTaskId: "",
-    hasChildren: false, createTime: event.time, startTime: undefined, updateTime: event.time,
-    endTime: undefined, etag: "", executionRequested: false,
-  };
 }

@@ -7,7 +7,8 @@ import type { Task, TaskEvent } from "../../typescript/src/types.js";
 import { metrics } from "./metrics.js";
 
 export interface WatchHandlers {
-  snapshot(tasks: Task[]): void;
+  /** The tree as of event `sequence` (the stream goes on after it). */
+  snapshot(tasks: Task[], sequence: number): void;
   events(events: TaskEvent[]): void;
   failed(text: string): void;
   connected(): void;
@@ -37,10 +38,10 @@ export async function watchTree(rootId: string, handlers: WatchHandlers, signal:
           pending = pending.concat(reply.snapshot.map(taskFromProto));
         }
         if (reply.snapshotComplete) {
-          handlers.snapshot(pending);
+          after = int64ToNumber(reply.sequence);
+          handlers.snapshot(pending, after);
           pending = [];
           needSnapshot = false;
-          after = int64ToNumber(reply.sequence);
           handlers.connected();
         }
         if (reply.events.length) {

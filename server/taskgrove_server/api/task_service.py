@@ -27,6 +27,7 @@ from taskgrove_server.executors import Executor
 from taskgrove_server.executors.workers import WorkerPool
 from taskgrove_server.identity import Caller
 from taskgrove_server.ids import new_id
+from taskgrove_server.service import limits
 from taskgrove_server.service.idempotency import Idempotency, RequestKey
 from taskgrove_server.service.specs import Created
 from taskgrove_server.service.tasks import Tasks
@@ -55,6 +56,19 @@ def _too_large(what: str, size: int, budget: int, hint: str) -> ServiceError:
         f"{what} would be {size} bytes or more, more than the {budget} a reply may hold; {hint}",
         metadata={"estimated_bytes": str(size), "max_bytes": str(budget)},
     )
+
+
+def _name_contains(text: str) -> str:
+    """ListTasks' name filter, bounded like the names it is compared with."""
+    if len(text) > limits.MAX_NAME_LENGTH:
+        raise invalid_field(
+            "name_contains",
+            reasons.NAME_TOO_LONG,
+            f"at most {limits.MAX_NAME_LENGTH} characters (no task name is longer)",
+        )
+    if "\x00" in text:  # PostgreSQL's text cannot hold one (nor can a task name)
+        raise invalid_field("name_contains", reasons.INVALID_STRING, "contains a NUL character")
+    return text
 
 
 def _map_bytes(entries: dict[str, str]) -> int:
@@ -268,8 +282,14 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         }
         if newest_first:  # oldest-first tokens stay what they were before order_by
             filters["order_by"] = "create_time desc"
+        name_contains = _name_contains(request.name_contains)
+        if name_contains:  # likewise, tokens without it stay what they were
+            filters["name_contains"] = name_contains
         after = page_token.decode(request.page_token, filters)
         size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        # Taken before the read, so the page reflects at least this (a watch from it
+        # misses nothing; the read may see later changes too, which it then repeats).
+        sequence = self._streamer.published_through
         rows = await self._tasks.list_tasks(
             ListFilter(
                 statuses=wanted,
@@ -279,6 +299,7 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
                 after_seq=after,
                 limit=size + 1,
                 newest_first=newest_first,
+                name_contains=name_contains,
             ),
             self._caller(),
         )
@@ -296,6 +317,7 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         return task_service_pb2.ListTasksResponse(
             tasks=page,
             next_page_token=page_token.encode(last_seq, filters) if more else "",
+            sequence=sequence,
         )
 
     @maps_errors

@@ -149,6 +149,12 @@ class EventStreamer:
             if not self._per_caller[caller.user]:
                 del self._per_caller[caller.user]
 
+    @property
+    def published_through(self) -> int:
+        """Every event up to this sequence is committed and published: a read that starts
+        now sees at least their changes (ListTasks' `sequence`)."""
+        return self._hub.last_sequence
+
     def _check_capacity(self, caller: Caller) -> None:
         if self._hub.subscriber_count >= self._max_watchers:
             raise ServiceError(

@@ -13,6 +13,8 @@ from pathlib import Path
 import grpc
 from taskgrove.v1 import task_service_pb2
 
+from taskgrove_server.console.upstream_tls import target_name_override
+
 SERVICE = "taskgrove.v1.TaskService"
 _STATUS_DETAILS = "grpc-status-details-bin"
 _PASSED_METADATA = ("authorization",)
@@ -60,16 +62,19 @@ def timeout_from(headers: dict[str, str]) -> float | None:
 
 class Upstream:
     """The loopback channel to this server's gRPC port (TLS when the port speaks TLS,
-    trusting the server's own certificate)."""
+    trusting the server's own certificate, checked for a name it gives: upstream_tls)."""
 
     def __init__(self, port: int, *, tls_cert_file: str = "", max_message_bytes: int) -> None:
         target = f"127.0.0.1:{port}"
-        options = [
+        options: list[tuple[str, str | int]] = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
         ]
         if tls_cert_file:
             root = Path(tls_cert_file).read_bytes()
+            name = target_name_override(root)
+            if name is not None:
+                options.append(("grpc.ssl_target_name_override", name))
             credentials = grpc.ssl_channel_credentials(root_certificates=root)
             self._channel = grpc.aio.secure_channel(target, credentials, options=options)
         else:

@@ -1,16 +1,24 @@
 """The gRPC-Web wire format (binary, `application/grpc-web+proto`): length-prefixed frames,
 and the trailers frame that carries the call's status in the response body (a browser's
-fetch cannot read HTTP trailers)."""
+fetch cannot read HTTP trailers). Text mode (`application/grpc-web-text`, what Google's
+grpc-web client sends by default) is the same frames in base64: the request body may be
+several separately padded base64 chunks, and each response chunk is encoded on its own."""
 
 from __future__ import annotations
 
 import base64
+import binascii
+import re
 import struct
 import urllib.parse
 from collections.abc import Iterable
 
-CONTENT_TYPES = ("application/grpc-web", "application/grpc-web+proto")
-"""Request content types served; text (base64) mode and JSON are not."""
+BINARY_CONTENT_TYPES = ("application/grpc-web", "application/grpc-web+proto")
+TEXT_CONTENT_TYPES = ("application/grpc-web-text", "application/grpc-web-text+proto")
+CONTENT_TYPES = BINARY_CONTENT_TYPES + TEXT_CONTENT_TYPES
+"""Request content types served (JSON is not)."""
+_BASE64_RUN = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
+_WHITESPACE = re.compile(rb"\s+")
 _DATA = 0x00
 _TRAILERS = 0x80
 _HEADER = struct.Struct(">BI")
@@ -47,6 +55,24 @@ def single_message(body: bytes) -> bytes:
     if flags != _DATA or len(body) != _HEADER.size + length:
         raise FrameError("the request body must be exactly one gRPC-Web data frame")
     return body[_HEADER.size :]
+
+
+def decode_text(body: bytes) -> bytes:
+    """A text-mode body's bytes: base64, possibly several chunks each padded (padding
+    may then appear inside the body, which one b64decode refuses)."""
+    body = _WHITESPACE.sub(b"", body)
+    runs = [run for run in _BASE64_RUN.findall(body) if run]
+    if sum(len(run) for run in runs) != len(body):  # something that is not base64
+        raise FrameError("the request body is not base64 (grpc-web-text)")
+    try:
+        return b"".join(base64.b64decode(run, validate=True) for run in runs)
+    except (binascii.Error, ValueError):
+        raise FrameError("the request body is not base64 (grpc-web-text)") from None
+
+
+def encode_text(data: bytes) -> bytes:
+    """One response chunk in text mode: base64 with its padding, readable on its own."""
+    return base64.b64encode(data)
 
 
 def split_frames(body: bytes) -> Iterable[tuple[int, bytes]]:

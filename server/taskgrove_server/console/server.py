@@ -29,6 +29,7 @@ _SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 _GRPC_WEB_HEADERS = {"Content-Type": "application/grpc-web+proto", "Cache-Control": "no-cache"}
+_GRPC_WEB_TEXT_HEADERS = {**_GRPC_WEB_HEADERS, "Content-Type": "application/grpc-web-text+proto"}
 _UNIMPLEMENTED = 12
 _INVALID_ARGUMENT = 3
 MAX_CONNECTIONS = 256
@@ -173,27 +174,32 @@ class ConsoleServer:
             writer.write(whole_response(415, "text/plain", text))
             await writer.drain()
             return True
+        text_mode = kind in grpc_web.TEXT_CONTENT_TYPES
         streaming = METHODS.get(request.path)
         if streaming is None:
             status = Status(_UNIMPLEMENTED, f"{request.path} is not served over gRPC-Web")
-            return await self._reply(writer, None, status)
+            return await self._reply(writer, None, status, text_mode)
         try:
-            message = grpc_web.single_message(request.body)
+            body = grpc_web.decode_text(request.body) if text_mode else request.body
+            message = grpc_web.single_message(body)
         except grpc_web.FrameError as error:
-            return await self._reply(writer, None, Status(_INVALID_ARGUMENT, str(error)))
+            status = Status(_INVALID_ARGUMENT, str(error))
+            return await self._reply(writer, None, status, text_mode)
         if not streaming:
             reply, status = await self._upstream.unary(request.path, message, request.headers)
-            return await self._reply(writer, reply, status)
-        await self._stream(request, message, reader, writer)
+            return await self._reply(writer, reply, status, text_mode)
+        await self._stream(request, message, reader, writer, text_mode)
         return False
 
     async def _reply(
-        self, writer: asyncio.StreamWriter, reply: bytes | None, status: Status
+        self, writer: asyncio.StreamWriter, reply: bytes | None, status: Status, text_mode: bool
     ) -> bool:
         body = grpc_web.data_frame(reply) if reply is not None else b""
         body += grpc_web.trailers_frame(status.code, status.message, status.details)
-        headers = {**_GRPC_WEB_HEADERS, "Content-Length": str(len(body))}
-        writer.write(response_head(200, headers) + body)
+        if text_mode:
+            body = grpc_web.encode_text(body)
+        kind = _GRPC_WEB_TEXT_HEADERS if text_mode else _GRPC_WEB_HEADERS
+        writer.write(response_head(200, {**kind, "Content-Length": str(len(body))}) + body)
         await writer.drain()
         return True
 
@@ -203,10 +209,14 @@ class ConsoleServer:
         message: bytes,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
+        text_mode: bool,
     ) -> None:
         """Relay a server stream chunk by chunk until it ends or the browser goes away
-        (seen as the connection's end of file), which cancels the upstream call."""
-        headers = {**_GRPC_WEB_HEADERS, "Transfer-Encoding": "chunked", "Connection": "close"}
+        (seen as the connection's end of file), which cancels the upstream call. In text
+        mode each chunk is one frame in base64, padded, so a reader decodes it alone."""
+        kind = _GRPC_WEB_TEXT_HEADERS if text_mode else _GRPC_WEB_HEADERS
+        encode = grpc_web.encode_text if text_mode else bytes
+        headers = {**kind, "Transfer-Encoding": "chunked", "Connection": "close"}
         writer.write(response_head(200, headers))
         messages = self._upstream.stream(request.path, message, request.headers)
         gone = asyncio.ensure_future(reader.read(1))
@@ -220,10 +230,10 @@ class ConsoleServer:
                 item = following.result()
                 if isinstance(item, Status):
                     frame = grpc_web.trailers_frame(item.code, item.message, item.details)
-                    writer.write(chunk(frame) + chunk(b""))
+                    writer.write(chunk(encode(frame)) + chunk(b""))
                     await writer.drain()
                     return
-                writer.write(chunk(grpc_web.data_frame(item)))
+                writer.write(chunk(encode(grpc_web.data_frame(item))))
                 await writer.drain()
         finally:
             gone.cancel()

@@ -282,6 +282,7 @@ class MemoryStore:
             and (not flt.parent_id or row.parent_id == flt.parent_id)
             and (not flt.roots_only or row.parent_id is None)
             and (not flt.user_id or row.user_id == flt.user_id)
+            and (not flt.name_contains or flt.name_contains.lower() in row.name.lower())
         ]
         return found[: flt.limit]
 

@@ -24,6 +24,9 @@ class ListFilter:
     limit: int = 100
     newest_first: bool = False
     """Newest first (descending insertion order, which is creation order)."""
+    name_contains: str = ""
+    """Only tasks whose name contains this, ignoring case; taken literally ("" : every
+    name)."""
 
 
 @dataclass(slots=True)

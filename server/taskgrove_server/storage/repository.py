@@ -14,6 +14,7 @@ from sqlalchemy import Connection, and_, bindparam, func, literal, select, true
 from taskgrove.domain import statuses
 from taskgrove.domain.aggregation import ProgressInput
 
+from taskgrove_server.storage.name_match import name_contains
 from taskgrove_server.storage.queries import Query
 from taskgrove_server.storage.readers import Reader
 from taskgrove_server.storage.reads import ListFilter, Referenced, preorder
@@ -280,6 +281,8 @@ class SqlReads:
             conditions.append(tasks.c.parent_id.is_(None))
         if flt.user_id:
             conditions.append(tasks.c.user_id == flt.user_id)
+        if flt.name_contains:
+            conditions.append(name_contains(tasks.c.name, flt.name_contains))
         order = tasks.c.seq.desc() if flt.newest_first else tasks.c.seq
         query = select(*_COLUMNS).where(and_(true(), *conditions)).order_by(order).limit(flt.limit)
         return await self._reader.run(lambda conn: [_task(row) for row in conn.execute(query)])
