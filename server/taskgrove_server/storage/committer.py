@@ -116,8 +116,9 @@ class _GoneWhileIdle(Exception):
 
 
 class SqliteCommitter:
-    """One connection, kept from batch to batch (checking one out of the pool and back
-    for each commit, with the pool's reset, was a fifth of a CreateTask's commit)."""
+    """One connection, kept from batch to batch: checking one out of the pool and back
+    for each commit, with the pool's reset, was a third of a CreateTask's commit (0.28
+    -> 0.18 ms)."""
 
     def __init__(self, db: Engine) -> None:
         self._db = db
@@ -133,7 +134,8 @@ class SqliteCommitter:
         conn = self._conn
         if conn is None or conn.invalidated:
             if conn is not None:
-                conn.close()
+                with contextlib.suppress(Exception):
+                    conn.close()
             conn = self._conn = self._db.connect()
         return conn
 
