@@ -440,3 +440,9 @@ async def test_listed_group_progress_equals_each_groups_own(client: AsyncClient)
     alone = {task.id: (await client.get_task(task.id)).progress for task in groups}
     assert {task.id: task.progress for task in groups} == alone
     assert len(set(alone.values())) > 1  # the side branch makes the upper groups differ
+    # The mean of each subtree's executable tasks, read from storage: the root's by its
+    # tree, the others' by a walk of their subtree.
+    assert alone[made["g0"].id] == pytest.approx(2 / 3)  # side, done, left
+    assert alone[made["g3"].id] == pytest.approx(2 / 3)
+    assert alone[made["g4"].id] == pytest.approx(1 / 2)  # done, left
+    assert alone[made["g29"].id] == pytest.approx(1 / 2)
