@@ -86,3 +86,27 @@ async def test_a_kept_connection_that_died_is_replaced_unseen(
         assert replaced != first
     finally:
         await reader.close()
+
+
+async def test_a_small_read_cancelled_mid_query_leaves_the_reader_usable(
+    pg: tuple[AsyncEngine, str],
+) -> None:
+    """A request cancelled while its read runs (the client went away) must not leave the
+    kept connection busy with the abandoned query for the next read."""
+    reader = AsyncReader(pg[0])
+
+    def sleeping(conn: Connection) -> int:
+        conn.execute(text("SELECT pg_sleep(5)"))
+        return backend_pid(conn)
+
+    try:
+        first = await reader.run(backend_pid, small=True)
+        read = asyncio.create_task(reader.run(sleeping, small=True))
+        await asyncio.sleep(0.2)
+        read.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await read
+        after = await asyncio.wait_for(reader.run(backend_pid, small=True), timeout=2)
+        assert after != first  # a fresh connection, not the one left mid-query
+    finally:
+        await reader.close()
