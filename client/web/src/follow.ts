@@ -4,8 +4,8 @@
 // the tree's (watch.ts); history compacted meanwhile (OUT_OF_RANGE) asks for a restart.
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { api, describe, isCode } from "./api.js";
-import { eventFromProto, int64ToNumber } from "../../typescript/src/convert.js";
 import type { TaskEvent } from "../../typescript/src/types.js";
+import { advance, FIRST_BACKOFF_MS, pause } from "./resume.js";
 
 export interface FollowHandlers {
   events(events: TaskEvent[]): void;
@@ -15,10 +15,8 @@ export interface FollowHandlers {
   restart(): void;
 }
 
-const MAX_BACKOFF_MS = 5000;
-
 export async function followEvents(userId: string, after: number, handlers: FollowHandlers, signal: AbortSignal): Promise<void> {
-  let backoff = 250;
+  let backoff = FIRST_BACKOFF_MS;
   let broken = false;
   while (!signal.aborted) {
     try {
@@ -31,13 +29,8 @@ export async function followEvents(userId: string, after: number, handlers: Foll
           broken = false;
           handlers.connected();
         }
-        if (reply.events.length) {
-          const events = reply.events.map(eventFromProto);
-          after = Math.max(after, events[events.length - 1]!.sequence);
-          handlers.events(events);
-        }
-        if (reply.heartbeat) after = Math.max(after, int64ToNumber(reply.sequence));
-        backoff = 250;
+        after = advance(after, reply, handlers.events);
+        backoff = FIRST_BACKOFF_MS;
       }
     } catch (error) {
       if (signal.aborted) return;
@@ -52,7 +45,6 @@ export async function followEvents(userId: string, after: number, handlers: Foll
       broken = true;
       handlers.failed(`${describe(error)} — reconnecting`);
     }
-    await new Promise((resolve) => setTimeout(resolve, backoff));
-    backoff = Math.min(MAX_BACKOFF_MS, backoff * 2);
+    backoff = await pause(backoff);
   }
 }

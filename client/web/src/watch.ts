@@ -2,9 +2,10 @@
 // last sequence after a broken stream (backoff); no polling. Stops when `signal` aborts.
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { api, describe, isCode } from "./api.js";
-import { eventFromProto, int64ToNumber, taskFromProto } from "../../typescript/src/convert.js";
+import { int64ToNumber, taskFromProto } from "../../typescript/src/convert.js";
 import type { Task, TaskEvent } from "../../typescript/src/types.js";
 import { metrics } from "./metrics.js";
+import { advance, FIRST_BACKOFF_MS, pause } from "./resume.js";
 
 export interface WatchHandlers {
   /** The tree as of event `sequence` (the stream goes on after it). */
@@ -14,12 +15,10 @@ export interface WatchHandlers {
   connected(): void;
 }
 
-const MAX_BACKOFF_MS = 5000;
-
 export async function watchTree(rootId: string, handlers: WatchHandlers, signal: AbortSignal): Promise<void> {
   let after = 0;
   let needSnapshot = true;
-  let backoff = 250;
+  let backoff = FIRST_BACKOFF_MS;
   for (let round = 0; !signal.aborted; round++) {
     try {
       const stream = api.watchEvents(
@@ -44,13 +43,8 @@ export async function watchTree(rootId: string, handlers: WatchHandlers, signal:
           needSnapshot = false;
           handlers.connected();
         }
-        if (reply.events.length) {
-          const events = reply.events.map(eventFromProto);
-          after = Math.max(after, events[events.length - 1]!.sequence);
-          handlers.events(events);
-        }
-        if (reply.heartbeat) after = Math.max(after, int64ToNumber(reply.sequence));
-        backoff = 250;
+        after = advance(after, reply, handlers.events);
+        backoff = FIRST_BACKOFF_MS;
       }
     } catch (error) {
       if (signal.aborted) return;
@@ -61,7 +55,6 @@ export async function watchTree(rootId: string, handlers: WatchHandlers, signal:
       if (isCode(error, "OUT_OF_RANGE")) needSnapshot = true; // history compacted: start over
       handlers.failed(`${describe(error)} — reconnecting`);
     }
-    await new Promise((resolve) => setTimeout(resolve, backoff));
-    backoff = Math.min(MAX_BACKOFF_MS, backoff * 2);
+    backoff = await pause(backoff);
   }
 }
