@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from taskgrove import AsyncClient
-from taskgrove_server.app import TaskgroveServer
 
+from tests.support.console_url import console_url
 from tests.support.credentials import TOKENS, write_auth_files
 from tests.support.trees import sleeper
 from tests.support.waiting import until_task
@@ -17,11 +17,6 @@ pytest_plugins = ["tests.support.browser"]  # page, artefacts
 
 if TYPE_CHECKING:
     from tests.conftest import ServerFactory
-
-
-def url(server: TaskgroveServer, fragment: str = "") -> str:
-    assert server.console is not None
-    return f"{server.console.url}{fragment}"
 
 
 def row(page: Any, task_id: str) -> Any:
@@ -41,7 +36,7 @@ async def test_the_runs_page_lists_trees_newest_first_and_a_tree_updates_live(
             sleeper("second", 0.3, dependencies=["first"]),
         ]
     )
-    await page.goto(url(server))
+    await page.goto(console_url(server))
 
     names = page.locator("table.runs tbody tr td:first-child")
     await names.nth(1).wait_for()
@@ -73,7 +68,7 @@ async def test_a_task_cancelled_through_the_panel_ends_cancelled(
         execute=True,
     )
     long_id = created["long"].id
-    await page.goto(url(server, f"#/tree/{created['root'].id}"))
+    await page.goto(console_url(server, f"#/tree/{created['root'].id}"))
     await row(page, long_id).locator('[data-status="IN_PROGRESS"]').wait_for()
 
     # Keyboard only: Tab reaches the tree, arrows move, Enter opens the panel.
@@ -102,7 +97,7 @@ async def test_a_confirmation_declined_changes_nothing(
     server = await make_server(http_address="127.0.0.1:0")
     client = make_server.client(server)
     task = await client.create_task(name="kept", user_id="alice")
-    await page.goto(url(server, f"#/tree/{task.id}/{task.id}"))
+    await page.goto(console_url(server, f"#/tree/{task.id}/{task.id}"))
     panel = page.get_by_role("region", name="Task details")
     await panel.get_by_role("button", name="Cancel").click()
     await page.get_by_role("dialog").get_by_role("button", name="Keep it").click()
@@ -119,7 +114,7 @@ async def test_with_auth_on_the_console_asks_for_a_token_and_keeps_owner_rules(
     async with AsyncClient(f"127.0.0.1:{server.port}", token=TOKENS["ada"][0]) as admin:
         for user in ("alice", "bob"):
             await admin.create_task(name=f"{user}'s run", user_id=user)
-    await page.goto(url(server))
+    await page.goto(console_url(server))
 
     token = page.get_by_label("Bearer token")
     await token.wait_for()
@@ -155,11 +150,11 @@ async def test_every_control_has_a_label(make_server: ServerFactory, page: Any) 
         .filter((e) => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
                        && !(e.textContent || '').trim())
         .map((e) => e.outerHTML)"""
-    await page.goto(url(server))
+    await page.goto(console_url(server))
     await page.get_by_role("link", name="labelled").wait_for()
     assert await page.evaluate(unlabelled) == []
     root_id = created["root"].id
-    await page.goto(url(server, f"#/tree/{root_id}/{root_id}"))
+    await page.goto(console_url(server, f"#/tree/{root_id}/{root_id}"))
     await (
         page.get_by_role("region", name="Task details")
         .get_by_role("button", name="Copy")
@@ -185,7 +180,7 @@ async def test_a_failed_task_is_shown_with_its_error_then_retried_and_copied(
     )
     root_id, broken = created["root"].id, created["breaks"].id
     await until_task(client, broken, lambda t: t.status == "failed")
-    await page.goto(url(server, f"#/tree/{root_id}/{broken}"))
+    await page.goto(console_url(server, f"#/tree/{root_id}/{broken}"))
     panel = page.get_by_role("region", name="Task details")
 
     await panel.get_by_label("Error").filter(has_text="disk on fire").wait_for()

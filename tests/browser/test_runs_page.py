@@ -12,6 +12,7 @@ from taskgrove import AsyncClient
 from taskgrove_server.app import TaskgroveServer
 from taskgrove_server.config import ServerConfig
 
+from tests.support.console_url import console_url
 from tests.support.trees import sleeper
 from tests.support.waiting import until
 
@@ -19,11 +20,6 @@ pytest_plugins = ["tests.support.browser"]  # page, artefacts
 
 if TYPE_CHECKING:
     from tests.conftest import ServerFactory
-
-
-def url(server: TaskgroveServer, fragment: str = "") -> str:
-    assert server.console is not None
-    return f"{server.console.url}{fragment}"
 
 
 def run_row(page: Any, task_id: str) -> Any:
@@ -54,7 +50,7 @@ async def test_the_name_filter_runs_on_the_server_and_pages_stay_full(
     for index in range(53):
         matching.append((await client.create_task(name=f"Nightly {index}")).id)
         await client.create_task(name=f"other {index}")
-    await page.goto(url(server))
+    await page.goto(console_url(server))
     await page.locator("table.runs tbody tr").first.wait_for()
     await page.get_by_label("Name contains").fill("NIGHTLY")
     await page.get_by_role("button", name="Apply").click()
@@ -86,7 +82,7 @@ async def test_a_run_started_from_python_appears_and_changes_live(
     client = make_server.client(server)
     older = await client.create_task(name="older run", user_id="alice")
     calls = Calls(page)
-    await page.goto(url(server))
+    await page.goto(console_url(server))
     await run_row(page, older.id).wait_for()
     # No wait for the stream: it starts at the page's ListTasks sequence, so what
     # happens while it connects still arrives.
@@ -123,7 +119,7 @@ async def test_a_run_that_comes_to_match_the_status_filter_is_offered(
     client = make_server.client(server)
     done = await client.create_task_tree([sleeper("finished", 0, parent=None)], execute=True)
     await client.wait(done["finished"].id)
-    await page.goto(url(server))
+    await page.goto(console_url(server))
     await page.get_by_label("Status").select_option("COMPLETED")
     await page.get_by_role("button", name="Apply").click()
     await page.locator("table.runs tbody tr").nth(0).wait_for()
@@ -151,7 +147,7 @@ async def test_after_a_server_restart_the_page_resumes_after_its_last_sequence(
     client = make_server.client(server)
     older = await client.create_task(name="older run")
     calls = Calls(page)
-    await page.goto(url(server))
+    await page.goto(console_url(server))
     await run_row(page, older.id).wait_for()
     await until(lambda: server.hub.subscriber_count == 1)
 
