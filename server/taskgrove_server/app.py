@@ -73,6 +73,7 @@ from taskgrove_server.storage.leases import (
 from taskgrove_server.storage.migrations import migrate
 from taskgrove_server.storage.notifications import Notifications, libpq_dsn
 from taskgrove_server.storage.presence import PRESENCE_CHANNEL, ExecutorPresence
+from taskgrove_server.storage.readers import create_reader
 from taskgrove_server.storage.records import RemoteExecutorRow
 from taskgrove_server.storage.request_locks import RequestLocks
 from taskgrove_server.storage.sql_writes import SqlWrites
@@ -131,14 +132,15 @@ class TaskgroveServer:
         path = sqlite_path(config.db_url)
         self._lock = FileLock(path) if path is not None else None
         self._db = open_database(config.db_url, create_directory=False)
+        self._reader = create_reader(config.db_url, self._db)
         self.hub = EventHub(config.watcher_buffer_events)
         # PostgreSQL: replicas may share the database; every event of each reaches this
         # hub through the feed (NOTIFY, reads, a poll). SQLite: one server, pass-through.
         self.notifications = Notifications.for_url(config.db_url)
         self.feed = EventFeed(
-            self.hub, EventLog(self._db) if self.notifications is not None else None
+            self.hub, EventLog(self._reader) if self.notifications is not None else None
         )
-        self.store = sql_store(self._db, config.db_url, self.feed.local)
+        self.store = sql_store(self._db, config.db_url, self._reader, self.feed.local)
         self.store.writer.on_availability = self._storage_availability
         self.ownership = self._replica_ownership()
         self.request_locks = (
@@ -342,7 +344,7 @@ class TaskgroveServer:
         )
         streamer = EventStreamer(
             self.hub,
-            EventLog(self._db),
+            EventLog(self._reader),
             max_watchers=self.config.max_watchers,
             max_watchers_per_caller=self.config.max_watchers_per_caller,
             min_heartbeat_s=self.config.min_heartbeat_seconds,

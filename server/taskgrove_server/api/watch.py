@@ -184,16 +184,18 @@ class EventStreamer:
             # is known, so the last one can say it completes the snapshot.
             sequence = 0
             pending: task_service_pb2.WatchEventsResponse | None = None
-            async for rows, sequence in self._log.snapshot(flt, SNAPSHOT_CHUNK):
-                if pending is None and not rows:
-                    await self._check_position(flt, 0)  # nothing to show: does it exist?
-                protos = [task_to_proto(row) for row in rows]
-                for tasks in _by_size(protos, self._message_bytes):
-                    if pending is not None:
-                        await self._send(context, subscription, pending)
-                    pending = task_service_pb2.WatchEventsResponse(
-                        snapshot=tasks, sequence=sequence
-                    )
+            # Closed on the way out (a watcher leaving mid-snapshot), not when collected.
+            async with contextlib.aclosing(self._log.snapshot(flt, SNAPSHOT_CHUNK)) as chunks:
+                async for rows, sequence in chunks:
+                    if pending is None and not rows:
+                        await self._check_position(flt, 0)  # nothing to show: does it exist?
+                    protos = [task_to_proto(row) for row in rows]
+                    for tasks in _by_size(protos, self._message_bytes):
+                        if pending is not None:
+                            await self._send(context, subscription, pending)
+                        pending = task_service_pb2.WatchEventsResponse(
+                            snapshot=tasks, sequence=sequence
+                        )
             assert pending is not None
             pending.snapshot_complete = True
             await self._send(context, subscription, pending)

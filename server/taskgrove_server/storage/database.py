@@ -118,13 +118,13 @@ def open_database(url: str, *, create_directory: bool = True) -> AsyncEngine:
     )
 
 
-def sync_sqlite_engine(url: str, *, pool_size: int) -> Engine | None:
+def sync_sqlite_engine(url: str, *, pool_size: int, max_overflow: int = 0) -> Engine | None:
     """A synchronous engine on the SQLite file of `url` (for work run on threads of our
     own), or None when `url` is not an SQLite file."""
     if sqlite_path(url) is None:
         return None
     parsed = make_url(url).set(drivername="sqlite")
-    db = create_engine(parsed, pool_size=pool_size, max_overflow=0)
+    db = create_engine(parsed, pool_size=pool_size, max_overflow=max_overflow)
     event.listen(db, "connect", sqlite_pragmas)
     return db
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncGenerator
 from typing import Any
 
-from sqlalchemy import and_, case, func, select, true
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Connection, and_, case, func, select, true
 
 from taskgrove_server.events.event import Event, EventFilter
+from taskgrove_server.storage.readers import Reader
 from taskgrove_server.storage.records import TASK_COLUMNS, TaskRow
 from taskgrove_server.storage.schema import event_compaction, event_head, task_events, tasks
 
@@ -29,14 +30,17 @@ def _conditions(flt: EventFilter, table: Any, task_column: str) -> list[Any]:
 
 
 class EventLog:
-    def __init__(self, db: AsyncEngine) -> None:
-        self._db = db
+    """Reads through the store's `Reader`: on SQLite its threads, so that a watcher who
+    leaves mid-read (a cancel) never interrupts a statement."""
+
+    def __init__(self, reader: Reader) -> None:
+        self._reader = reader
 
     async def after(
         self, flt: EventFilter, after_sequence: int, limit: int, through: int | None = None
     ) -> list[Event]:
         """Stored events matching `flt` with a sequence above `after_sequence` (and at
-        most `through`), oldest first."""
+        most `through`), oldest first, at most `limit`."""
         conditions = _conditions(flt, task_events, "task_id")
         if through is not None:
             conditions.append(task_events.c.sequence <= through)
@@ -46,14 +50,20 @@ class EventLog:
             .order_by(task_events.c.sequence)
             .limit(limit)
         )
-        async with self._db.connect() as conn:
-            return [_event(row._mapping) for row in await conn.execute(query)]
+
+        def read(conn: Connection) -> list[Event]:
+            return [_event(row._mapping) for row in conn.execute(query)]
+
+        return await self._reader.run(read)
 
     async def head(self) -> int:
         """The counter row: the highest sequence committed (by any replica). Every event
         up to it is committed and visible (sequences follow commit order)."""
-        async with self._db.connect() as conn:
-            return int(await conn.scalar(_HEAD) or 0)
+
+        def read(conn: Connection) -> int:
+            return int(conn.scalar(_HEAD) or 0)
+
+        return await self._reader.run(read, small=True)
 
     async def standing(self, flt: EventFilter) -> tuple[bool, int]:
         """Whether the tree or task `flt` names is known, and the log's head.
@@ -67,8 +77,9 @@ class EventLog:
         pruned = select(
             func.coalesce(func.max(event_compaction.c.compacted_through), 0)
         ).scalar_subquery()
-        async with self._db.connect() as conn:
-            row = (await conn.execute(select(newest, pruned))).one()
+
+        def read(conn: Connection) -> tuple[bool, int]:
+            row = conn.execute(select(newest, pruned)).one()
             head = max(int(row[0]), int(row[1]))
             if not (flt.root_id or flt.task_id):
                 return True, head
@@ -78,38 +89,41 @@ class EventLog:
                 exists = exists.where(tasks.c.root_id == flt.root_id)  # a root is its own
             if flt.user_id:
                 exists = exists.where(tasks.c.user_id == flt.user_id)
-            if await conn.scalar(exists.limit(1)) is not None:
+            if conn.scalar(exists.limit(1)) is not None:
                 return True, head
             logged = select(task_events.c.sequence).where(*_conditions(flt, task_events, "task_id"))
-            return await conn.scalar(logged.limit(1)) is not None, head
+            return conn.scalar(logged.limit(1)) is not None, head
+
+        return await self._reader.run(read)
 
     async def compacted_through(self, flt: EventFilter) -> int:
         """Highest pruned sequence among the trees `flt` can see (0: nothing pruned)."""
-        query = select(func.max(event_compaction.c.compacted_through))
-        if flt.root_id or flt.task_id:
-            root_id = flt.root_id
-            if flt.task_id:
-                async with self._db.connect() as conn:
-                    found = await conn.scalar(
-                        select(tasks.c.root_id).where(tasks.c.id == flt.task_id)
-                    )
-                root_id = found or flt.task_id
-            query = query.where(event_compaction.c.root_id == root_id)
-            if flt.user_id:  # another owner's tree is absent, compacted or not
+
+        def read(conn: Connection) -> int:
+            query = select(func.max(event_compaction.c.compacted_through))
+            if flt.root_id or flt.task_id:
+                root_id = flt.root_id
+                if flt.task_id:
+                    found = conn.scalar(select(tasks.c.root_id).where(tasks.c.id == flt.task_id))
+                    root_id = found or flt.task_id
+                query = query.where(event_compaction.c.root_id == root_id)
+                if flt.user_id:  # another owner's tree is absent, compacted or not
+                    query = query.where(event_compaction.c.user_id == flt.user_id)
+            elif flt.user_id:
                 query = query.where(event_compaction.c.user_id == flt.user_id)
-        elif flt.user_id:
-            query = query.where(event_compaction.c.user_id == flt.user_id)
-        async with self._db.connect() as conn:
-            return int(await conn.scalar(query) or 0)
+            return int(conn.scalar(query) or 0)
+
+        return await self._reader.run(read, small=True)
 
     async def snapshot(
         self, flt: EventFilter, chunk: int
-    ) -> AsyncIterator[tuple[list[TaskRow], int]]:
+    ) -> AsyncGenerator[tuple[list[TaskRow], int], None]:
         """The tasks matching `flt`, `chunk` at a time, with the sequence they reflect.
 
         One statement reads both, so both come from one database snapshot (SQLite runs
         plain SELECTs outside any transaction, each with a snapshot of its own); it is
-        streamed, so a large tree is never all in memory. Yields at least once.
+        streamed, so a large tree is never all in memory. Yields at least once. Close it
+        (`contextlib.aclosing`) when leaving early: that lets the snapshot go.
         """
         newest = func.coalesce(select(func.max(task_events.c.sequence)).scalar_subquery(), 0)
         pruned = func.coalesce(
@@ -123,11 +137,8 @@ class EventLog:
             .select_from(high_water.outerjoin(tasks, and_(true(), *_conditions(flt, tasks, "id"))))
             .order_by(tasks.c.seq)
         )
-        async with self._db.connect() as conn:
-            if conn.dialect.name == "postgresql":  # a server-side cursor needs a transaction
-                await conn.begin()
-            result = await conn.stream(query)
-            async for rows in result.partitions(chunk):
+        async with contextlib.aclosing(self._reader.stream(query, chunk)) as chunks:
+            async for rows in chunks:
                 sequence = int(rows[0][0])
                 yield [TaskRow(*row[1:]) for row in rows if row[1] is not None], sequence
 

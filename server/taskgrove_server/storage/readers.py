@@ -10,6 +10,12 @@ that (create under a parent, p50 1.40 -> 1.23 ms). SQLite interrupts it once it 
 INLINE_BUDGET_S, and it runs again on a thread: the loop never waits long for a read
 that turned out large. Other databases: the async SQLAlchemy engine, the function
 running inside `run_sync` (asyncpg has no threads to hop to).
+
+A read whose caller is cancelled (a client leaving) is never interrupted on SQLite: its
+thread finishes it and the result is dropped. Through aiosqlite a cancel mid-statement
+made SQLAlchemy terminate the connection, and aiosqlite's close could then wait for a
+worker thread that had already stopped: the request's task never ended, nor did the
+server's shutdown (seen in CI as a hung teardown).
 """
 
 from __future__ import annotations
@@ -17,20 +23,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncGenerator, Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, Executable
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from taskgrove_server.storage.database import sync_sqlite_engine
 from taskgrove_server.storage.failures import is_disconnect, is_interrupted
 
 T = TypeVar("T")
+Chunks = AsyncGenerator[Sequence[Sequence[Any]], None]
+"""A streamed read: its rows, a chunk at a time."""
 
 READ_THREADS = 3
 """Concurrent SQLite reads: enough for the reads of one request to run side by side."""
+STREAMS = 64
+"""SQLite connections beyond the threads' for streamed reads (watch snapshots), each held
+while its reader takes the chunks: a slow watcher must not hold one the others need."""
 INLINE_BUDGET_S = 0.0005
 """How long a small read may hold the event loop before it moves to a thread."""
 _PROGRESS_STEPS = 100
@@ -44,6 +55,11 @@ class Reader(Protocol):
         """Run `read` on a connection (no transaction is committed). `small`: a read of
         a few rows, which may run on the event loop (it must be free of side effects:
         it may be interrupted and run again)."""
+        ...
+
+    def stream(self, statement: Executable, chunk: int) -> Chunks:
+        """The rows of one statement (one database snapshot), `chunk` at a time, read as
+        they are asked for. Close it (`contextlib.aclosing`) when done early."""
         ...
 
     async def close(self) -> None: ...
@@ -72,6 +88,13 @@ class AsyncReader:
                 self._kept_busy = False
         async with self._db.connect() as conn:
             return await (await _autocommit(conn)).run_sync(read)
+
+    async def stream(self, statement: Executable, chunk: int) -> Chunks:
+        async with self._db.connect() as conn:
+            await conn.begin()  # a server-side cursor needs a transaction
+            result = await conn.stream(statement)
+            async for rows in result.partitions(chunk):
+                yield rows
 
     async def _run_kept(self, read: Callable[[Connection], T]) -> T:
         reused = self._kept is not None
@@ -124,6 +147,26 @@ class ThreadReader:
                     raise
         return await asyncio.get_running_loop().run_in_executor(self._threads, self._read, read)
 
+    async def stream(self, statement: Executable, chunk: int) -> Chunks:
+        # Each chunk is fetched by a thread; the statement stays open between chunks on
+        # a connection of its own, so every chunk comes from the statement's snapshot.
+        cursor = _StreamCursor(self._db, statement, chunk)
+        step: Future[Sequence[Sequence[Any]]] | None = None
+        try:
+            while True:
+                step = self._threads.submit(cursor.fetch)
+                rows = await asyncio.wrap_future(step)
+                if not rows:
+                    return
+                yield rows
+        finally:
+            # Never awaited (a cancelled stream ends at once): a fetch still running
+            # closes the connection when it is done, on its thread; otherwise now.
+            if step is None:
+                cursor.close()
+            else:
+                step.add_done_callback(lambda _: cursor.close())
+
     def _read_inline(self, read: Callable[[Connection], T]) -> T:
         if self._loop_conn is None:
             self._loop_conn = self._db.connect()
@@ -146,7 +189,31 @@ class ThreadReader:
         self._threads.shutdown(wait=True)
 
 
+class _StreamCursor:
+    """One statement's rows on a connection of its own, fetched a chunk at a time (by
+    one thread at a time: the stream waits for each fetch before the next)."""
+
+    def __init__(self, db: Engine, statement: Executable, chunk: int) -> None:
+        self._db = db
+        self._statement = statement
+        self._chunk = chunk
+        self._conn: Connection | None = None
+        self._result: Any = None
+
+    def fetch(self) -> Sequence[Sequence[Any]]:
+        if self._conn is None:
+            self._conn = self._db.connect()
+            self._result = self._conn.execute(self._statement)
+        rows: Sequence[Sequence[Any]] = self._result.fetchmany(self._chunk)
+        return rows
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()  # rolls back: the snapshot is let go
+
+
 def create_reader(url: str, db: AsyncEngine) -> Reader:
-    # One connection per thread, and the event loop's.
-    sync_db = sync_sqlite_engine(url, pool_size=READ_THREADS + 1)
+    # One connection per thread, the event loop's, and the streams'.
+    sync_db = sync_sqlite_engine(url, pool_size=READ_THREADS + 1, max_overflow=STREAMS)
     return ThreadReader(sync_db) if sync_db is not None else AsyncReader(db)

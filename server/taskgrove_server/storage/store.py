@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from taskgrove_server.events.event import Event
 from taskgrove_server.storage.memory import MemoryStore
-from taskgrove_server.storage.readers import create_reader
+from taskgrove_server.storage.readers import Reader
 from taskgrove_server.storage.reads import TaskReads
 from taskgrove_server.storage.repository import SqlReads
 from taskgrove_server.storage.sql_writes import SqlWrites
@@ -22,8 +22,11 @@ class TaskStore:
     writer: Writer
 
 
-def sql_store(db: AsyncEngine, url: str, publish: Callable[[list[Event]], None]) -> TaskStore:
-    return TaskStore(SqlReads(create_reader(url, db)), Writer(SqlWrites(db, url), publish))
+def sql_store(
+    db: AsyncEngine, url: str, reader: Reader, publish: Callable[[list[Event]], None]
+) -> TaskStore:
+    """The store over `db`; its reads run on `reader`, which closing the reads closes."""
+    return TaskStore(SqlReads(reader), Writer(SqlWrites(db, url), publish))
 
 
 def memory_store(
