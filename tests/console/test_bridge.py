@@ -15,7 +15,7 @@ from taskgrove_server.console.bridge import Upstream
 from taskgrove_server.console.grpc_web import data_frame
 
 from tests.support import grpc_web
-from tests.support.certificates import CertificateAuthority
+from tests.support.certificates import CertificateAuthority, Issued
 from tests.support.credentials import TOKENS, write_auth_files
 from tests.support.status_details import unpack
 from tests.support.trees import sleeper
@@ -189,17 +189,25 @@ async def test_a_running_tree_is_cancelled_through_the_bridge(make_server: Serve
     assert created["long"].id in cancelled.cancelled_task_ids
 
 
-async def test_over_tls_the_bridge_trusts_the_servers_own_certificate(
-    make_server: ServerFactory, tmp_path: Path
-) -> None:
-    issued = CertificateAuthority(tmp_path).issue_server()
-    server = await make_server(
+async def serving_tls(make_server: ServerFactory, issued: Issued) -> TaskgroveServer:
+    """A server with its console, its gRPC port over TLS with `issued`."""
+    return await make_server(
         http_address="127.0.0.1:0", tls_cert_file=str(issued.cert), tls_key_file=str(issued.key)
     )
 
-    reply = await grpc_web.call(
+
+async def list_through_console(server: TaskgroveServer) -> grpc_web.Reply:
+    return await grpc_web.call(
         console_port(server), f"{SERVICE}/ListTasks", task_service_pb2.ListTasksRequest()
     )
+
+
+async def test_over_tls_the_bridge_trusts_the_servers_own_certificate(
+    make_server: ServerFactory, tmp_path: Path
+) -> None:
+    server = await serving_tls(make_server, CertificateAuthority(tmp_path).issue_server())
+
+    reply = await list_through_console(server)
 
     assert reply.grpc_status == 0, reply.trailers
 
@@ -211,14 +219,8 @@ async def test_over_tls_a_certificate_naming_only_localhost_serves_the_console(
     still checked (another authority's certificate for the same name is refused)."""
     for name in ("localhost", "*.example.test"):
         issued = CertificateAuthority(tmp_path).issue_server_for(name)
-        server = await make_server(
-            http_address="127.0.0.1:0",
-            tls_cert_file=str(issued.cert),
-            tls_key_file=str(issued.key),
-        )
-        reply = await grpc_web.call(
-            console_port(server), f"{SERVICE}/ListTasks", task_service_pb2.ListTasksRequest()
-        )
+        server = await serving_tls(make_server, issued)
+        reply = await list_through_console(server)
         assert reply.grpc_status == 0, (name, reply.trailers)
         await make_server.stop(server)
     # The same names, but the bridge given another authority's certificate to trust.
@@ -226,9 +228,7 @@ async def test_over_tls_a_certificate_naming_only_localhost_serves_the_console(
     (tmp_path / "theirs").mkdir()
     mine = CertificateAuthority(tmp_path / "mine").issue_server_for("localhost")
     theirs = CertificateAuthority(tmp_path / "theirs", "other CA").issue_server_for("localhost")
-    server = await make_server(
-        http_address="127.0.0.1:0", tls_cert_file=str(mine.cert), tls_key_file=str(mine.key)
-    )
+    server = await serving_tls(make_server, mine)
     assert server.console is not None
     upstream = Upstream(server.port, tls_cert_file=str(theirs.cert), max_message_bytes=1 << 20)
     try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import grpc
 import pytest
 from google.rpc import status_pb2
+from support.listing import every_page
 from support.status_details import status_trailers, unpack
 from taskgrove import AsyncClient, InvalidArgumentError, statuses
 from taskgrove.v1 import task_service_pb2
@@ -22,21 +23,6 @@ def any_client(request: pytest.FixtureRequest) -> AsyncClient:
 
 async def names(client: AsyncClient, text: str, **filters: object) -> list[str]:
     return [task.name async for task in client.list_tasks(name_contains=text, **filters)]
-
-
-async def every_page(client: AsyncClient, page_size: int, **filters: object) -> list[str]:
-    found: list[str] = []
-    token = ""
-    while True:
-        page, token = await client.list_tasks_page(
-            page_size=page_size,
-            page_token=token,
-            **filters,  # type: ignore[arg-type]
-        )
-        assert len(page) <= page_size
-        found.extend(task.id for task in page)
-        if not token:
-            return found
 
 
 async def test_a_substring_in_any_case_and_wildcards_taken_literally(

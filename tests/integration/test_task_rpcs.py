@@ -20,6 +20,7 @@ from google.protobuf import descriptor_pb2
 from google.rpc import status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
+from support.listing import every_page
 from support.status_details import DOMAIN, status_trailers, unpack
 from taskgrove import AsyncClient, InvalidArgumentError, NotFoundError, Task, statuses
 from taskgrove.v1 import task_pb2, task_service_pb2
@@ -654,21 +655,6 @@ async def test_list_tasks_token_bound_to_filters(client: AsyncClient) -> None:
     assert len(page) == 2
 
 
-async def all_pages(client: AsyncClient, page_size: int, **filters: object) -> list[str]:
-    """Ids of every page of a listing, following its tokens."""
-    ids: list[str] = []
-    token = ""
-    while True:
-        page, token = await client.list_tasks_page(
-            page_size=page_size,
-            page_token=token,
-            **filters,  # type: ignore[arg-type]
-        )
-        ids.extend(task.id for task in page)
-        if not token:
-            return ids
-
-
 async def test_list_tasks_order_by_create_time_both_ways(client: AsyncClient) -> None:
     """`create_time desc` lists newest first; tasks created together keep their order
     (reversed); pages of 1, 2 and 3 give the same listing in both orders."""
@@ -685,11 +671,11 @@ async def test_list_tasks_order_by_create_time_both_ways(client: AsyncClient) ->
     oldest_first = [task.id async for task in client.list_tasks(user_id="order")]
     assert oldest_first == created
     for size in (1, 2, 3, 100):
-        assert await all_pages(client, size, user_id="order") == created
-        assert await all_pages(client, size, user_id="order", order_by="create_time") == created
-        newest = await all_pages(client, size, user_id="order", order_by="create_time desc")
+        assert await every_page(client, size, user_id="order") == created
+        assert await every_page(client, size, user_id="order", order_by="create_time") == created
+        newest = await every_page(client, size, user_id="order", order_by="create_time desc")
         assert newest == created[::-1], size
-    roots = await all_pages(client, 1, roots_only=True, order_by="  create_time   desc ")
+    roots = await every_page(client, 1, roots_only=True, order_by="  create_time   desc ")
     assert roots == created[::3][::-1]
     # The newest tasks come first even when more match than a page holds.
     page, token = await client.list_tasks_page(page_size=2, order_by="create_time desc")
