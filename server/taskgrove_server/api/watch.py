@@ -292,11 +292,21 @@ class EventStreamer:
         # If the stream is cancelled meanwhile, nobody awaits the write: retrieve its
         # outcome so a client leaving mid-write is not logged as an error.
         write.add_done_callback(lambda done: done.cancelled() or done.exception())
-        overflow = asyncio.ensure_future(subscription.overflow.wait())
+        # Woken by whichever comes first, the write or an overflow: one future and two
+        # callbacks (asyncio.wait on the write and a task waiting for an Event cost twice
+        # as much, 25 us a message, in a watched chain's 20,000 messages).
+        woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def wake(_: object = None) -> None:
+            if not woken.done():
+                woken.set_result(None)
+
+        write.add_done_callback(wake)
+        subscription.on_overflow = wake
         try:
-            await asyncio.wait({write, overflow}, return_when=asyncio.FIRST_COMPLETED)
+            await woken
         finally:
-            overflow.cancel()
+            subscription.on_overflow = None
         if write.done():
             write.result()
             return

@@ -32,8 +32,8 @@ class Subscription:
     _batches: deque[list[Event]] = field(default_factory=deque)
     _size: int = 0
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
-    overflow: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set when the buffer overflowed: the stream must end even while a write blocks."""
+    on_overflow: Callable[[], None] | None = None
+    """Called when the buffer overflows: the stream must end even while a write blocks."""
     overflowed: bool = False
     closed: bool = False
 
@@ -44,7 +44,8 @@ class Subscription:
         # watcher that had caught up (the batch list is shared, so it costs no copy).
         if self._size and self._size + len(events) > self.limit:
             self.overflowed = True
-            self.overflow.set()
+            if self.on_overflow is not None:
+                self.on_overflow()
             self._batches.clear()
             self._size = 0
         else:
