@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
 from taskgrove_server.storage.database import sync_sqlite_engine
 from taskgrove_server.storage.readers import ThreadReader
 from taskgrove_server.testing import sqlite_url
+
+from tests.support.waiting import until
 
 ROWS = 10
 SLOW = text(  # counts to 6 million: about a second, to be cancelled while it runs
@@ -35,14 +38,6 @@ async def reader(tmp_path: Path) -> AsyncIterator[tuple[ThreadReader, Engine]]:
 
 def checked_out(db: Engine) -> int:
     return db.pool.checkedout()  # type: ignore[attr-defined, no-any-return]
-
-
-async def given_back(db: Engine) -> bool:
-    for _ in range(500):  # the fetch finishing on its thread gives it back
-        if checked_out(db) == 0:
-            return True
-        await asyncio.sleep(0.01)
-    return False
 
 
 async def test_a_stream_reads_its_statement_in_chunks_from_one_snapshot(
@@ -87,14 +82,24 @@ async def test_a_stream_cancelled_while_its_fetch_runs_ends_at_once_and_gives_ba
 
     consumer = asyncio.ensure_future(consume())
     await started.wait()
-    for _ in range(500):  # until the statement runs on its thread
-        if checked_out(db):
-            break
-        await asyncio.sleep(0.001)
+    await until(lambda: checked_out(db) == 1, poll_s=0.001)  # the statement runs on its thread
     assert checked_out(db) == 1
     consumer.cancel()
     with pytest.raises(asyncio.CancelledError):
         await consumer
     assert checked_out(db) == 1  # ended with the cancel: the statement still runs
-    assert await given_back(db)
+    await until(lambda: checked_out(db) == 0)  # the fetch finishing on its thread gives it back
+    assert checked_out(db) == 0
+    assert await instance.run(lambda conn: conn.scalar(text("SELECT count(*) FROM numbers")))
+
+
+async def test_a_stream_the_database_refuses_raises_and_gives_its_connection_back(
+    reader: tuple[ThreadReader, Engine],
+) -> None:
+    instance, db = reader
+    with pytest.raises(OperationalError, match="no such table"):
+        async with contextlib.aclosing(instance.stream(text("SELECT * FROM missing"), 3)) as stream:
+            await anext(stream)
+    await until(lambda: checked_out(db) == 0)
+    assert checked_out(db) == 0
     assert await instance.run(lambda conn: conn.scalar(text("SELECT count(*) FROM numbers")))

@@ -8,6 +8,7 @@ teardown timing and did not show here in 100 rounds of the old code."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 from taskgrove import AsyncClient
@@ -17,18 +18,23 @@ from taskgrove_server.app import TaskgroveServer
 from taskgrove_server.config import ServerConfig
 from taskgrove_server.testing import sqlite_url
 
+from tests.support.waiting import until
+
 ROUNDS = 20
 TASKS = SNAPSHOT_CHUNK + 300  # a snapshot of two messages
 
 
-async def leftovers(before: set[asyncio.Task[object]], within_s: float = 5.0) -> list[str]:
-    """Tasks started since `before` that have not ended within `within_s`."""
-    deadline = asyncio.get_running_loop().time() + within_s
-    while True:
-        left = asyncio.all_tasks() - before - {asyncio.current_task()}
-        if not left or asyncio.get_running_loop().time() > deadline:
-            return sorted(task.get_name() for task in left)
-        await asyncio.sleep(0.02)
+def started_since(before: set[asyncio.Task[object]]) -> list[str]:
+    """Names of the tasks running now that were not running at `before`."""
+    left = asyncio.all_tasks() - before - {asyncio.current_task()}
+    return sorted(task.get_name() for task in left)
+
+
+async def leftovers(before: set[asyncio.Task[object]]) -> list[str]:
+    """Tasks started since `before` still running after a few seconds' grace."""
+    with contextlib.suppress(TimeoutError):
+        await until(lambda: not started_since(before), limit_s=5)
+    return started_since(before)
 
 
 async def test_a_watch_cancelled_after_its_snapshot_ends_with_the_server(tmp_path: Path) -> None:
