@@ -25,6 +25,7 @@ from taskgrove_server.storage.writer import Writer
 from taskgrove_server.storage.writes import InsertTasks, UpdateState
 
 from tests.conftest import pg_dsn
+from tests.support.wal import wal_state
 
 
 def task_row(task_id: str, name: str | None = None) -> TaskRow:
@@ -302,13 +303,6 @@ async def test_a_refusal_reaches_the_requests_next_flush_in_a_later_batch(
         await writer.flush()  # another request's flush is not concerned
     finally:
         await writer.close()
-
-
-def wal_state(wal: Path) -> tuple[int, int]:
-    """The WAL's size, and its header's checkpoint sequence: SQLite counts each restart
-    of the log from its first frame, which it does only once a checkpoint copied all."""
-    with wal.open("rb") as file:
-        return wal.stat().st_size, int.from_bytes(file.read(16)[12:16], "big")
 
 
 async def test_the_wal_is_checkpointed_and_reused_while_commits_go_on(

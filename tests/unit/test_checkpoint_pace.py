@@ -1,0 +1,58 @@
+"""How often the SQLite writer checkpoints: about every 1,000 pages of WAL, learned from
+the frames each checkpoint finds."""
+
+from __future__ import annotations
+
+from taskgrove_server.storage.checkpoint_pace import (
+    FIRST_AFTER_ITEMS,
+    MAX_ITEMS,
+    MIN_ITEMS,
+    CheckpointPace,
+)
+
+
+def test_the_first_checkpoint_comes_after_a_fixed_count_of_items() -> None:
+    pace = CheckpointPace(target_pages=1000)
+    pace.committed(FIRST_AFTER_ITEMS - 1)
+    assert not pace.due
+    pace.committed(1)
+    assert pace.due
+
+
+def test_items_that_write_many_pages_bring_checkpoints_sooner() -> None:
+    pace = CheckpointPace(target_pages=1000)
+    pace.committed(250)
+    pace.checkpointed(frames=1000)  # 4 pages an item
+    assert pace.after_items == 250
+    pace.committed(250)
+    pace.checkpointed(frames=2000)  # 8 pages an item
+    assert pace.after_items == 125
+    pace.committed(124)
+    assert not pace.due
+    pace.committed(1)
+    assert pace.due
+
+
+def test_the_count_at_most_doubles_at_a_time() -> None:
+    """A bulk insert of few pages an item, then items of many (a tree created, then a
+    chain run): the count learned from the insert would let the log grow far past the
+    target."""
+    pace = CheckpointPace(target_pages=1000)
+    pace.committed(20_000)
+    pace.checkpointed(frames=2_000)  # 0.1 pages an item: 10,000 wanted
+    assert pace.after_items == 2 * FIRST_AFTER_ITEMS
+    for _ in range(10):
+        pace.committed(pace.after_items)
+        pace.checkpointed(frames=pace.after_items // 100)
+    assert pace.after_items == MAX_ITEMS
+
+
+def test_the_count_has_bounds_and_a_failed_checkpoint_teaches_nothing() -> None:
+    pace = CheckpointPace(target_pages=1000)
+    pace.committed(250)
+    pace.checkpointed(frames=1_000_000)
+    assert pace.after_items == MIN_ITEMS
+    pace.committed(64)
+    pace.checkpointed(frames=0)  # failed (or not in WAL mode)
+    assert pace.after_items == MIN_ITEMS
+    assert not pace.due  # the items counted were let go with it
