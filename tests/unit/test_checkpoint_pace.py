@@ -56,3 +56,20 @@ def test_the_count_has_bounds_and_a_failed_checkpoint_teaches_nothing() -> None:
     pace.checkpointed(frames=0)  # failed (or not in WAL mode)
     assert pace.after_items == MIN_ITEMS
     assert not pace.due  # the items counted were let go with it
+
+
+def test_a_copy_is_overdue_once_as_many_items_again_were_committed_meanwhile() -> None:
+    pace = CheckpointPace(target_pages=1000)
+    pace.committed(3 * FIRST_AFTER_ITEMS)  # one large batch: due, not overdue
+    pace.copy_started()
+    assert pace.due and not pace.overdue
+    pace.committed(FIRST_AFTER_ITEMS - 1)
+    assert not pace.overdue
+    pace.committed(1)
+    assert pace.overdue
+    pace.checkpointed(frames=4000)  # 4 pages an item: the count stays
+    assert not pace.due and not pace.overdue
+    pace.committed(FIRST_AFTER_ITEMS)
+    pace.copy_started()
+    pace.committed(FIRST_AFTER_ITEMS)
+    assert pace.overdue

@@ -169,9 +169,11 @@ class SqliteCommitter:
         # then copies what is left, between two batches, and the next commit starts the
         # log over. The batch waits for that second step only: the frames written
         # meanwhile and the fsyncs (2 ms on average in a flat 10,000-task run), not the
-        # whole log (6-10 ms for its 1,000 pages there).
+        # whole log (6-10 ms for its 1,000 pages there). A copy slower than the writer
+        # (a slow disk) holds the batches back once the log has grown by the target.
         loop = asyncio.get_running_loop()
-        if self._copying is not None and self._copying.done():
+        if self._copying is not None and (self._copying.done() or self._pace.overdue):
+            await self._copying  # never raises: a failed copy is logged
             self._copying = None
             self._checkpoint = loop.run_in_executor(self._thread, self._run_checkpoint)
         if self._checkpoint is not None:
@@ -191,6 +193,7 @@ class SqliteCommitter:
             result = await self._on_thread(work)
         self._pace.committed(size)
         if self._pace.due and self._copying is None and self._checkpoint is None:
+            self._pace.copy_started()
             self._copying = loop.run_in_executor(self._copier, self._copy)
         return result
 
