@@ -342,6 +342,36 @@ async def test_the_wal_is_checkpointed_and_reused_while_commits_go_on(
         await writer.close()
 
 
+async def test_what_a_commit_sets_going_joins_the_next_batch(
+    db: tuple[AsyncEngine, str],
+) -> None:
+    """After each commit the loop gets a turn before the writer takes the next batch, so
+    what the commit's callbacks set going (the executors its claims launched) queues its
+    writes beside the callbacks' own (the next claims). A commit on the loop gives it no
+    turn by itself."""
+    recorder = Recorder()
+    writer = await started_writer(db, recorder)
+    launched: list[asyncio.Task[None]] = []
+    try:
+
+        async def executor() -> None:
+            writer.queue(insert("completion"))
+            await writer.flush()
+
+        def after_claim() -> None:
+            writer.queue(insert("next-claim"))
+            launched.append(asyncio.create_task(executor()))
+
+        writer.queue(insert("claim"))
+        writer.after_commit(after_claim)
+        await writer.flush()
+        await asyncio.wait_for(launched[0], 10)
+        batches = [{event.task_id for event in batch} for batch in recorder.published]
+        assert batches == [{"claim"}, {"next-claim", "completion"}]
+    finally:
+        await writer.close()
+
+
 async def test_a_commit_waits_out_another_connections_write_lock(
     db: tuple[AsyncEngine, str],
 ) -> None:

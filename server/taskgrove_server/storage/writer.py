@@ -186,6 +186,12 @@ class Writer:
             batch, self._batch = self._batch, _Batch()
             if batch.writes or batch.callbacks or batch.waiters:
                 await self._commit(batch)
+                # The loop's turn before the next batch: a commit on the loop (a small
+                # batch, committer.py) gives it none, and what the commit's callbacks set
+                # going would miss the batch. Without it a flat tree's claims went to
+                # commits of their own, ahead of the executors they had launched (0 s
+                # tasks recorded 22-30 ms at p99 in a 10,000-task tree, against 7).
+                await asyncio.sleep(0)
             del batch  # let a large batch's rows and events go while idle
             idle = not (self._batch.writes or self._batch.callbacks or self._batch.waiters)
             if self._closing and idle:
