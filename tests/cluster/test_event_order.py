@@ -187,9 +187,24 @@ class Watcher:
         return [(e.sequence, e.task_id, e.type, e.status) for e in self.events]
 
     def seen_through(self, sequence: int) -> bool:
+        """Whether the events, or the snapshot they follow, reach `sequence`: a snapshot
+        taken after the last event is followed by none."""
         if self._task.done():
             self._task.result()  # a failed stream fails the test at once
-        return bool(self.events) and self.events[-1].sequence >= sequence
+        last = self.events[-1].sequence if self.events else 0
+        return max(last, self.snapshot.sequence if self.snapshot else 0) >= sequence
+
+    async def wait_through(self, sequence: int) -> None:
+        """Until `seen_through(sequence)`; failing, says how far the watcher got."""
+        try:
+            await until(lambda: self.seen_through(sequence), limit_s=WAIT_S)
+        except TimeoutError:
+            snapshot = self.snapshot.sequence if self.snapshot else None
+            last = self.events[-1].sequence if self.events else None
+            pytest.fail(
+                f"not seen through {sequence} in {WAIT_S} s: snapshot at {snapshot},"
+                f" {len(self.events)} events, the last at {last}"
+            )
 
     async def close(self) -> None:
         self._task.cancel()
@@ -239,8 +254,10 @@ async def test_every_watcher_on_every_replica_sees_every_event_once_in_order(
                 # Watched on another replica than the one running it, and on its own.
                 for other in (clients[(index + 1) % REPLICAS], client):
                     by_root.append((root_id, Watcher(other, root_id=root_id)))
-                if index == 0:  # taken mid-run, on a replica that runs none of it
+                if index == 0:  # taken on a replica that runs none of it
                     snapshots.append(Watcher(clients[2], include_snapshot=True))
+                    if tree == 0:  # mid-run for sure: this replica's next tree waits
+                        await until(lambda: snapshots[0].snapshot is not None)
             for root_id in roots:
                 await wait_finished(client, root_id, limit_s=60)
             return roots
@@ -262,12 +279,12 @@ async def test_every_watcher_on_every_replica_sees_every_event_once_in_order(
             assert [row[0] for row in rows] == list(range(1, len(rows) + 1))
             head = rows[-1][0]
             for watcher in everything:
-                await until(lambda w=watcher: w.seen_through(head), limit_s=WAIT_S)
+                await watcher.wait_through(head)
                 assert watcher.rows() == rows
             for root_id, watcher in by_root:
                 expected = await stored(pg_db_url, root_id)
                 last = expected[-1][0]
-                await until(lambda w=watcher, s=last: w.seen_through(s), limit_s=WAIT_S)
+                await watcher.wait_through(last)
                 assert watcher.rows() == expected
 
             await until(  # every replica noticed its LISTEN connection end, and made it again
@@ -275,8 +292,10 @@ async def test_every_watcher_on_every_replica_sees_every_event_once_in_order(
             )
 
             # A snapshot taken on the third replica, then the events after it.
+            first = snapshots[0].snapshot
+            assert first is not None and first.sequence < head  # events came after it
             for watcher in snapshots:
-                await until(lambda w=watcher: w.seen_through(head), limit_s=WAIT_S)
+                await watcher.wait_through(head)
                 assert watcher.snapshot is not None
                 after = watcher.snapshot.sequence
                 assert watcher.rows() == [row for row in rows if row[0] > after]
@@ -287,7 +306,7 @@ async def test_every_watcher_on_every_replica_sees_every_event_once_in_order(
             middle = rows[len(rows) // 2][0]
             resumed = Watcher(clients[2], after_sequence=middle)
             try:
-                await until(lambda: resumed.seen_through(head), limit_s=WAIT_S)
+                await resumed.wait_through(head)
                 assert resumed.rows() == [row for row in rows if row[0] > middle]
             finally:
                 await resumed.close()
