@@ -61,6 +61,7 @@ def test_the_count_has_bounds_and_a_failed_checkpoint_teaches_nothing() -> None:
 def test_a_copy_is_overdue_once_as_many_items_again_were_committed_meanwhile() -> None:
     pace = CheckpointPace(target_pages=1000)
     pace.committed(3 * FIRST_AFTER_ITEMS)  # one large batch: due, not overdue
+    assert not pace.overdue  # no copy under way: nothing to wait for
     pace.copy_started()
     assert pace.due and not pace.overdue
     pace.committed(FIRST_AFTER_ITEMS - 1)

@@ -27,7 +27,8 @@ class CheckpointPace:
         self.after_items = FIRST_AFTER_ITEMS
         """Items to commit between two checkpoints, as last learned."""
         self._written = 0
-        self._written_at_copy = 0
+        self._copy_from: int | None = None
+        """Items counted when the copy under way began (None: no copy under way)."""
 
     def committed(self, items: int) -> None:
         self._written += items
@@ -37,7 +38,8 @@ class CheckpointPace:
         return self._written >= self.after_items
 
     def copy_started(self) -> None:
-        self._written_at_copy = self._written
+        """A checkpoint's copy began; `checkpointed` ends it."""
+        self._copy_from = self._written
 
     @property
     def overdue(self) -> bool:
@@ -46,7 +48,8 @@ class CheckpointPace:
         grow without bound (CI, before this: 2,040 frames where 1,000 were due). Counted
         from the copy's start, not from the last checkpoint: one batch of twice the count
         (a 10,000-task tree's insert, 0.1 pages an item) is not a log twice the target."""
-        return self._written - self._written_at_copy >= self.after_items
+        start = self._copy_from
+        return start is not None and self._written - start >= self.after_items
 
     def checkpointed(self, frames: int) -> None:
         """A checkpoint found `frames` pages in the log, written by the items committed
@@ -57,7 +60,7 @@ class CheckpointPace:
         tree's insert writes 0.1 pages an item, the chain run after it 1.6) must not set
         a count that lets the log grow twentyfold past the target."""
         written, self._written = self._written, 0
-        self._written_at_copy = 0
+        self._copy_from = None
         if written <= 0 or frames <= 0:
             return
         wanted = int(self._target_pages * written / frames)
