@@ -10,10 +10,11 @@ import time
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine
+from taskgrove_server.storage.checkpoint_pace import MAX_COPIES
 from taskgrove_server.storage.committer import SqliteCommitter
 from taskgrove_server.storage.database import sync_sqlite_engine
 
-from tests.support.wal import LARGEST_WAL_BYTES, wal_state
+from tests.support.wal import LARGEST_WAL_BYTES, wal_index, wal_state
 
 ROW_BYTES = 6_000
 """Two pages of 4 KiB a row."""
@@ -97,5 +98,64 @@ async def test_a_copy_slower_than_the_writer_holds_its_batches_back(tmp_path: Pa
         assert largest < LARGEST_WAL_BYTES
         assert restarted >= 2
         assert _count(path) == rows  # every row held back was committed, none lost
+    finally:
+        await committer.close()
+
+
+LAGGING_PAGES = 150
+"""Pages the writer writes while the first copy of each checkpoint finishes, below."""
+
+
+class _LaggingCopyCommitter(SqliteCommitter):
+    """The first copy of each checkpoint ends only once the writer wrote LAGGING_PAGES
+    more (as a copy of the whole log does under a busy writer); records, per
+    checkpoint, the pages written during each copy and what the writer's own step found
+    left to copy, read from the WAL index."""
+
+    def __init__(self, db: Engine, shm: Path) -> None:
+        super().__init__(db)
+        self._shm = shm
+        self._written_during: list[int] = []
+        self.checkpoints: list[tuple[list[int], int]] = []
+
+    def _copy(self) -> None:
+        start = wal_index(self._shm).frames
+        super()._copy()
+        if not self._written_during:
+            deadline = time.monotonic() + 10  # bounded; the assertions then tell
+            while wal_index(self._shm).frames < start + LAGGING_PAGES:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.001)
+        self._written_during.append(wal_index(self._shm).frames - start)
+
+    def _run_checkpoint(self) -> int:
+        self.checkpoints.append((self._written_during, wal_index(self._shm).left))
+        self._written_during = []
+        return super()._run_checkpoint()
+
+
+async def test_what_the_writer_wrote_during_a_copy_is_copied_beside_it_too(
+    tmp_path: Path,
+) -> None:
+    """The writer's own step (which its next batch waits for) copies what the copies
+    beside it left. When a copy ends behind by many pages, another copy beside the writer
+    takes them first, so the step finds far fewer left."""
+    path = tmp_path / "l.db"
+    committer = _LaggingCopyCommitter(_database(path), Path(f"{path}-shm"))
+    try:
+        largest, restarted, rows = await _back_to_back(
+            committer, Path(f"{path}-wal"), 4_000, restarts=3
+        )
+        assert restarted >= 3
+        assert largest < LARGEST_WAL_BYTES
+        assert _count(path) == rows
+        finished = committer.checkpoints[:restarted]
+        assert len(finished) >= 3
+        for written_during, left in finished:
+            first = written_during[0]
+            assert first >= LAGGING_PAGES
+            assert 2 <= len(written_during) <= MAX_COPIES
+            assert left < first  # without the catch-up copy, at least `first`
     finally:
         await committer.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from taskgrove_server.storage.checkpoint_pace import TARGET_PAGES
@@ -18,3 +20,27 @@ def wal_state(wal: Path) -> tuple[int, int]:
     of the log from its first frame, which it does only once a checkpoint copied all."""
     with wal.open("rb") as file:
         return wal.stat().st_size, int.from_bytes(file.read(16)[12:16], "big")
+
+
+@dataclass(frozen=True, slots=True)
+class WalIndex:
+    frames: int
+    """The log's last committed frame (`mxFrame`)."""
+    copied: int
+    """Frames checkpoints copied into the database file (`nBackfill`)."""
+
+    @property
+    def left(self) -> int:
+        return self.frames - self.copied
+
+
+def wal_index(shm: Path) -> WalIndex:
+    """What the WAL index (the `-shm` file SQLite maps) says now: its first header's
+    mxFrame (offset 16) and the checkpoint info's nBackfill (offset 96), both in the
+    machine's byte order."""
+    with shm.open("rb") as file:
+        header = file.read(100)
+    return WalIndex(
+        frames=int.from_bytes(header[16:20], sys.byteorder),
+        copied=int.from_bytes(header[96:100], sys.byteorder),
+    )

@@ -4,7 +4,9 @@ the frames each checkpoint finds."""
 from __future__ import annotations
 
 from taskgrove_server.storage.checkpoint_pace import (
+    CATCH_UP_PAGES,
     FIRST_AFTER_ITEMS,
+    MAX_COPIES,
     MAX_ITEMS,
     MIN_ITEMS,
     CheckpointPace,
@@ -74,3 +76,36 @@ def test_a_copy_is_overdue_once_as_many_items_again_were_committed_meanwhile() -
     pace.copy_started()
     pace.committed(FIRST_AFTER_ITEMS)
     assert pace.overdue
+
+
+def test_a_copy_left_behind_by_many_pages_is_followed_by_another() -> None:
+    """Before anything is learned an item is taken for 4 pages (1,000 for 250)."""
+    pace = CheckpointPace(target_pages=1000)
+    assert not pace.copy_again()  # no copy under way
+    pace.committed(FIRST_AFTER_ITEMS)
+    pace.copy_started()
+    pace.committed(CATCH_UP_PAGES // 4)  # 48 pages written during the copy: few
+    assert not pace.copy_again()
+    pace.committed(1)  # 52
+    assert pace.copy_again()
+    pace.committed(CATCH_UP_PAGES // 4)  # counted from the second copy's start
+    assert not pace.copy_again()
+
+
+def test_copies_beside_the_writer_stop_at_a_bound_and_once_overdue() -> None:
+    pace = CheckpointPace(target_pages=1000)
+    pace.committed(FIRST_AFTER_ITEMS)
+    pace.copy_started()
+    for _ in range(MAX_COPIES - 1):
+        pace.committed(20)
+        assert pace.copy_again()
+    pace.committed(20)
+    assert not pace.copy_again()  # MAX_COPIES made: the writer's step copies the rest
+    pace.checkpointed(frames=1000)
+    pace.committed(FIRST_AFTER_ITEMS)
+    pace.copy_started()  # the count of copies starts over with the checkpoint
+    pace.committed(20)
+    assert pace.copy_again()
+    pace.committed(pace.after_items)  # the log grew by the target since the first copy
+    assert pace.overdue
+    assert not pace.copy_again()
