@@ -12,10 +12,10 @@ completions 0.19. The flat run checkpointed every other commit, the chain every 
 A checkpoint's bulk is copied beside the writer; what the writer committed meanwhile is
 copied by the writer's own connection, between two batches, which wait for it. That step
 took 1.7-3.5 ms in a flat 10,000-task run (the 200-300 pages written during a 5-7 ms
-copy; SQLite copies about 7 us a page plus 0.5 ms of syncs), and the 32 tasks whose claims
-waited were the slowest 4% of the run. So when the writer wrote more than
-CATCH_UP_PAGES during a copy, another copy beside it takes those first (up to MAX_COPIES):
-the step then copies about 50 pages, in 1.1-1.5 ms.
+copy; SQLite copies about 7 us a page plus 0.5 ms of syncs), and the tasks whose claims
+waited for it (32 a checkpoint) were the slowest 4 % of the run. So when the writer wrote
+more than CATCH_UP_PAGES during a copy, another copy beside it takes those first (up to
+MAX_COPIES): the step then finds 20-90 pages left and takes 1.1-1.5 ms.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ class CheckpointPace:
         self._latest_from = 0
         """Items counted when its latest copy began."""
         self._copies = 0
+        """Copies made for the checkpoint under way."""
 
     def committed(self, items: int) -> None:
         self._written += items
