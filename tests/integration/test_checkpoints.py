@@ -79,9 +79,9 @@ class _SlowDiskCommitter(SqliteCommitter):
     """Each copy beside the writer takes half a second longer, as on a slow disk: the
     only thing not real here is that disk."""
 
-    def _copy(self) -> None:
+    def _copy(self) -> bool:
         time.sleep(0.5)
-        super()._copy()
+        return super()._copy()
 
 
 async def test_a_copy_slower_than_the_writer_holds_its_batches_back(tmp_path: Path) -> None:
@@ -106,6 +106,13 @@ LAGGING_PAGES = 150
 """Pages the writer writes while the first copy of each checkpoint finishes, below."""
 
 
+def _until_written(shm: Path, start: int, pages: int) -> None:
+    """On the copier's thread: until the log holds `pages` frames past `start`."""
+    deadline = time.monotonic() + 10  # bounded; the assertions then tell
+    while wal_index(shm).frames < start + pages and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
 class _LaggingCopyCommitter(SqliteCommitter):
     """The first copy of each checkpoint ends only once the writer wrote LAGGING_PAGES
     more (as a copy of the whole log does under a busy writer); records, per
@@ -118,16 +125,13 @@ class _LaggingCopyCommitter(SqliteCommitter):
         self._written_during: list[int] = []
         self.checkpoints: list[tuple[list[int], int]] = []
 
-    def _copy(self) -> None:
+    def _copy(self) -> bool:
         start = wal_index(self._shm).frames
-        super()._copy()
+        copied = super()._copy()
         if not self._written_during:
-            deadline = time.monotonic() + 10  # bounded; the assertions then tell
-            while wal_index(self._shm).frames < start + LAGGING_PAGES:
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(0.001)
+            _until_written(self._shm, start, LAGGING_PAGES)
         self._written_during.append(wal_index(self._shm).frames - start)
+        return copied
 
     def _run_checkpoint(self) -> int:
         self.checkpoints.append((self._written_during, wal_index(self._shm).left))
@@ -157,5 +161,44 @@ async def test_what_the_writer_wrote_during_a_copy_is_copied_beside_it_too(
             assert first >= LAGGING_PAGES
             assert 2 <= len(written_during) <= MAX_COPIES
             assert left < first  # without the catch-up copy, at least `first`
+    finally:
+        await committer.close()
+
+
+class _FailingCopyCommitter(SqliteCommitter):
+    """Each copy beside the writer fails once the writer wrote LAGGING_PAGES more (as a
+    full disk refuses a copy's writes): its connection is closed under it, so it takes
+    the copy's own failure path. Counts the copies and the writer's own steps."""
+
+    def __init__(self, db: Engine, shm: Path) -> None:
+        super().__init__(db)
+        self._shm = shm
+        self.copies = self.steps = 0
+
+    def _copy(self) -> bool:
+        self.copies += 1
+        _until_written(self._shm, wal_index(self._shm).frames, LAGGING_PAGES)
+        conn = self._copier_conn = self._db.connect()
+        conn.close()
+        return super()._copy()
+
+    def _run_checkpoint(self) -> int:
+        self.steps += 1
+        return super()._run_checkpoint()
+
+
+async def test_a_failed_copy_leaves_the_log_to_the_writers_own_step(tmp_path: Path) -> None:
+    """Another copy after a failed one would fail too: the writer's own step copies the
+    log (and it still starts over, every row kept)."""
+    path = tmp_path / "f.db"
+    committer = _FailingCopyCommitter(_database(path), Path(f"{path}-shm"))
+    try:
+        largest, restarted, rows = await _back_to_back(
+            committer, Path(f"{path}-wal"), 4_000, restarts=3
+        )
+        assert restarted >= 3
+        assert largest < LARGEST_WAL_BYTES
+        assert _count(path) == rows
+        assert committer.copies == committer.steps  # one copy a checkpoint, however late
     finally:
         await committer.close()

@@ -15,7 +15,7 @@ took 1.7-3.5 ms in a flat 10,000-task run (the 200-300 pages written during a 5-
 copy; SQLite copies about 7 us a page plus 0.5 ms of syncs), and the tasks whose claims
 waited for it (32 a checkpoint) were the slowest 4 % of the run. So when the writer wrote
 more than CATCH_UP_PAGES during a copy, another copy beside it takes those first (up to
-MAX_COPIES): the step then finds 20-90 pages left and takes 1.1-1.5 ms.
+MAX_COPIES): the step then finds 33-75 pages left and takes 1.0-1.8 ms (two traced runs).
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ CATCH_UP_PAGES = 50
 """Pages (estimated) written during a copy above which another copy beside the writer
 pays: fewer cost the writer's own step about 0.35 ms, next to its 0.5 ms of syncs."""
 MAX_COPIES = 3
-"""Copies beside the writer per checkpoint. Each takes about 2 ms under a busy flat run
-whatever it copies, and the writer writes 40-60 pages meanwhile: a fourth gains nothing."""
+"""Copies beside the writer per checkpoint. A catch-up copy took 2-3 ms in a busy flat run
+whatever it copied, the writer writing 40-60 pages meanwhile, so a fourth would leave
+about as many as the third (not measured)."""
 
 
 class CheckpointPace:

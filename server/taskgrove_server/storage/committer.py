@@ -128,8 +128,9 @@ class SqliteCommitter:
         self._pace = CheckpointPace()
         self._copier = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskgrove-checkpoint")
         self._copier_conn: Connection | None = None
-        self._copying: asyncio.Future[None] | None = None
-        """The log's bulk being copied beside the writer (see `run`)."""
+        self._copying: asyncio.Future[bool] | None = None
+        """The log's bulk being copied beside the writer (see `run`); its result: whether
+        it copied."""
         self._checkpoint: asyncio.Future[int] | None = None
         """The finishing checkpoint, on the writer's thread; its result: the log's frames."""
         # On the loop a lock is never waited for (a locked database sends the batch to
@@ -172,13 +173,15 @@ class SqliteCommitter:
         # over (there are always frames newer than the copy), so the writer's own
         # connection then copies what is left, between two batches, and the next commit
         # starts the log over. The batch waits for that second step only: the last frames
-        # and the fsyncs (1.1-1.5 ms in a flat 10,000-task run), not the whole log (5-7 ms
+        # and the fsyncs (1.0-1.8 ms in a flat 10,000-task run), not the whole log (5-7 ms
         # for its 1,000 pages there). A copy slower than the writer (a slow disk) holds
         # the batches back once the log has grown by the target.
         loop = asyncio.get_running_loop()
         if self._copying is not None and (self._copying.done() or self._pace.overdue):
-            await self._copying  # never raises: a failed copy is logged
-            if self._pace.copy_again():
+            copied = await self._copying  # never raises: a failed copy is logged
+            # After a failed copy another would fail too (a full disk): the writer's own
+            # step copies the log, and says again whether it can.
+            if copied and self._pace.copy_again():
                 self._copying = loop.run_in_executor(self._copier, self._copy)
             else:
                 self._copying = None
@@ -204,7 +207,7 @@ class SqliteCommitter:
             self._copying = loop.run_in_executor(self._copier, self._copy)
         return result
 
-    def _copy(self) -> None:
+    def _copy(self) -> bool:
         try:
             if self._copier_conn is None or self._copier_conn.invalidated:
                 self._copier_conn = self._db.connect()
@@ -216,6 +219,8 @@ class SqliteCommitter:
                 with contextlib.suppress(Exception):
                     self._copier_conn.close()
                 self._copier_conn = None
+            return False
+        return True
 
     def _run_checkpoint(self) -> int:
         """Returns the frames the log held (0 when the checkpoint failed)."""
