@@ -18,6 +18,7 @@ import grpc
 from taskgrove.domain import reasons
 
 from taskgrove_server.api.error_mapping import abort
+from taskgrove_server.api.handler_wrapping import WrappedHandlers
 from taskgrove_server.api.peer_certificate import certificate_name
 from taskgrove_server.auth import Authenticator, AuthError
 from taskgrove_server.errors import Code, ServiceError
@@ -68,6 +69,7 @@ def _allowed(caller: Caller, method: str) -> bool:
 class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, authenticator: Authenticator) -> None:
         self._authenticator = authenticator
+        self._handlers = WrappedHandlers(self._guarded)
 
     async def intercept_service(
         self,
@@ -78,13 +80,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         method: str = handler_call_details.method
         if handler is None or method.startswith(OPEN_SERVICES):
             return handler
-        behaviors = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
-        changes = {
-            name: self._guarded(method, getattr(handler, name))
-            for name in behaviors
-            if getattr(handler, name) is not None
-        }
-        return handler._replace(**changes)
+        return self._handlers.of(method, handler)
 
     async def _enter(self, method: str, context: Any) -> None:
         """Authenticate the call and check its role, or end it (UNAUTHENTICATED,

@@ -21,6 +21,7 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 
 from taskgrove_server.api.authentication import current_caller
+from taskgrove_server.api.handler_wrapping import WrappedHandlers
 
 if TYPE_CHECKING:
     from taskgrove_server.observability.metrics import Metrics
@@ -35,12 +36,12 @@ _SERVER_SIDE = frozenset(
         grpc.StatusCode.DATA_LOSS,
     }
 )
-_BEHAVIORS = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
 
 
 class RpcObserver(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, metrics: Metrics | None) -> None:
         self._metrics = metrics
+        self._handlers = WrappedHandlers(self._observed)
 
     async def intercept_service(
         self,
@@ -50,13 +51,7 @@ class RpcObserver(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        method: str = handler_call_details.method
-        changes = {
-            name: self._observed(method, getattr(handler, name))
-            for name in _BEHAVIORS
-            if getattr(handler, name) is not None
-        }
-        return handler._replace(**changes)
+        return self._handlers.of(handler_call_details.method, handler)
 
     def _observed(self, method: str, behavior: Any) -> Any:
         if inspect.isasyncgenfunction(behavior):

@@ -20,12 +20,12 @@ from taskgrove_server.service.validation import (
     validate_new_tasks,
 )
 from taskgrove_server.storage.reads import TaskReads
-from taskgrove_server.storage.records import TaskRow
+from taskgrove_server.storage.records import TaskLinks, TaskRow
 
 DEFAULT_RETRY_BACKOFF_MS = 1000
 
 
-def _existing(row: TaskRow, children: Sequence[str] = ()) -> ExistingTask:
+def _existing(row: TaskRow | TaskLinks, children: Sequence[str] = ()) -> ExistingTask:
     return ExistingTask(
         id=row.id,
         root_id=row.root_id,

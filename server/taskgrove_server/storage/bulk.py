@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import operator
+import sqlite3
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from sqlalchemy import JSON, Connection, Table
 from sqlalchemy.sql.dml import UpdateBase
 
-from taskgrove_server.storage.failures import driver_errors_wrapped
+from taskgrove_server.storage.failures import driver_error
 
 # NaN and infinity are not JSON (PostgreSQL refuses them): refuse them here too. One
 # encoder for every value (json.dumps with options builds a new one per call).
@@ -98,8 +99,10 @@ def _run(conn: Connection, sql: str, params: Iterable[Sequence[Any]]) -> int:
         raw: Any = conn.connection.dbapi_connection
         cursor = raw.cursor()
         try:
-            with driver_errors_wrapped(sql):
+            try:
                 cursor.executemany(sql, params)
+            except sqlite3.Error as error:
+                raise driver_error(sql, error) from error
             return int(cursor.rowcount)
         finally:
             cursor.close()

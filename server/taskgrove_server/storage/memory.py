@@ -17,7 +17,13 @@ from taskgrove.domain.aggregation import ProgressInput
 
 from taskgrove_server.events.event import Event
 from taskgrove_server.storage.reads import ListFilter, Referenced, preorder
-from taskgrove_server.storage.records import LogLineRow, RemoteExecutorRow, StoredResponse, TaskRow
+from taskgrove_server.storage.records import (
+    LogLineRow,
+    RemoteExecutorRow,
+    StoredResponse,
+    TaskLinks,
+    TaskRow,
+)
 from taskgrove_server.storage.writes import (
     AppendTaskLog,
     Applied,
@@ -207,7 +213,8 @@ class MemoryStore:
         lineage = [row.id for row in await self.lineage(parent_id)]
         rows = await self.get_many([*lineage[:1], *ids])
         waiting = await self.waiting_for_new_child(parent_id) if lineage and ids else set()
-        return Referenced(rows, lineage, waiting)
+        links = {task_id: TaskLinks.of(row) for task_id, row in rows.items()}
+        return Referenced(links, lineage, waiting)
 
     async def waiting_for_new_child(self, parent_id: str) -> set[str]:
         # Forwards, as validation sees it: whatever can reach the new child's parent

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, Connection
 from sqlalchemy.sql import Select
 
-from taskgrove_server.storage.failures import driver_errors_wrapped
+from taskgrove_server.storage.failures import driver_error
 
 _EXPANDING = re.compile(r"__\[POSTCOMPILE_(\w+)\]")
 _loads = json.loads
@@ -45,8 +46,10 @@ class Query:
             self._plan = _Plan.of(self.statement, conn)
         sql, values = self._plan.call(params)
         raw: Any = conn.connection.dbapi_connection
-        with driver_errors_wrapped(sql):
+        try:
             fetched: list[Sequence[Any]] = raw.execute(sql, values).fetchall()
+        except sqlite3.Error as error:
+            raise driver_error(sql, error) from error
         if not self._converters:
             return fetched
         converted: list[Sequence[Any]] = []

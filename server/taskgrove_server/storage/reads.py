@@ -9,7 +9,13 @@ from typing import Protocol, TypeVar
 
 from taskgrove.domain.aggregation import ProgressInput
 
-from taskgrove_server.storage.records import LogLineRow, RemoteExecutorRow, StoredResponse, TaskRow
+from taskgrove_server.storage.records import (
+    LogLineRow,
+    RemoteExecutorRow,
+    StoredResponse,
+    TaskLinks,
+    TaskRow,
+)
 
 
 @dataclass(slots=True)
@@ -33,7 +39,7 @@ class ListFilter:
 class Referenced:
     """What creating tasks under a stored parent needs to read (see `TaskReads.referenced`)."""
 
-    rows: dict[str, TaskRow]
+    rows: dict[str, TaskLinks]
     """The parent and the dependencies that exist, by id."""
     lineage: list[str]
     """The parent's id and its ancestors' up to the root (empty: no such parent)."""

@@ -56,6 +56,29 @@ class TaskRow:
         return str(self.version)
 
 
+@dataclass(slots=True, eq=False)
+class TaskLinks:
+    """What creating tasks reads of a stored task they name (their parent, a dependency):
+    where it is, whose, and what it waits for; not its inputs, state or results (decoding
+    their JSON for nothing was a fifth of these reads' time in a profile of creates)."""
+
+    id: str
+    executor: str | None
+    """None: a group."""
+    root_id: str
+    user_id: str
+    dependencies: list[dict[str, Any]]
+    """As `TaskRow.dependencies`."""
+
+    @property
+    def is_group(self) -> bool:
+        return self.executor is None
+
+    @classmethod
+    def of(cls, row: TaskRow) -> TaskLinks:
+        return cls(row.id, row.executor, row.root_id, row.user_id, row.dependencies)
+
+
 TASK_COLUMNS = tuple(f.name for f in fields(TaskRow))
 """Column names, in the order of `TaskRow`'s fields (`seq` last)."""
 INSERTED_COLUMNS = TASK_COLUMNS[:-1]

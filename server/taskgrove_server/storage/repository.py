@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, literal, select, true
+from sqlalchemy import Connection, and_, bindparam, exists, func, literal, select, true
 from taskgrove.domain import statuses
 from taskgrove.domain.aggregation import ProgressInput
 
@@ -23,6 +23,7 @@ from taskgrove_server.storage.records import (
     LogLineRow,
     RemoteExecutorRow,
     StoredResponse,
+    TaskLinks,
     TaskRow,
 )
 from taskgrove_server.storage.schema import (
@@ -55,11 +56,19 @@ def _walk(max_depth: int) -> Any:
     return walk.union_all(step)
 
 
-def _lineage(rows: bool) -> Any:
+_LINKED_REST = (tasks.c.root_id, tasks.c.user_id, tasks.c.dependencies)
+"""After id and executor, the fields of a `TaskLinks`."""
+
+
+def _has_dependents(task_id: Any) -> Any:
+    return exists().where(task_dependencies.c.depends_on == task_id)
+
+
+def _lineage(rows: bool, flagged: bool = False) -> Any:
     """Task `:b_id` and its ancestors up to the root, nearest first: whole rows, or
-    (`rows` False) each one's id, executor and parent id with the whole row of `:b_id`
-    only (the first), which is all creation needs: reading every ancestor's row made a
-    create at level 1,000 cost 11 ms."""
+    (`rows` False) each one's id, executor and parent id, which is all creation needs
+    (reading every ancestor's row made a create at level 1,000 cost 11 ms); `flagged`
+    adds whether anything depends on each one."""
     top = select(tasks.c.id, tasks.c.parent_id, tasks.c.executor, literal(0).label("depth"))
     up = top.where(tasks.c.id == bindparam("b_id")).cte("up", recursive=True)
     up = up.union_all(
@@ -68,13 +77,27 @@ def _lineage(rows: bool) -> Any:
         ).where(tasks.c.id == up.c.parent_id)
     )
     if not rows:
-        first = and_(tasks.c.id == up.c.id, up.c.depth == 0)
-        return (
-            select(up.c.id, up.c.executor, up.c.parent_id, *_COLUMNS)
-            .select_from(up.outerjoin(tasks, first))
-            .order_by(up.c.depth)
-        )
+        flags = [_has_dependents(up.c.id)] if flagged else []
+        return select(up.c.id, up.c.executor, up.c.parent_id, *flags).order_by(up.c.depth)
     return select(*_COLUMNS).join(up, up.c.id == tasks.c.id).order_by(up.c.depth)
+
+
+def _near(flagged: bool) -> Any:
+    """Task `:b_id` and its parent, in one row: the task's id, executor, parent id and the
+    rest of its links, then its parent's id, executor and parent id; `flagged`: then
+    whether anything depends on each. What most creates go under (a root, a root's
+    child) has its whole lineage there, read without a recursive walk: 5.6 us warm
+    against 16, and the first read after a commit costs the server several times that."""
+    task, parent = tasks.alias("task"), tasks.alias("parent")
+    columns = [task.c.id, task.c.executor, task.c.parent_id, *(task.c[c.key] for c in _LINKED_REST)]
+    columns += [parent.c.id, parent.c.executor, parent.c.parent_id]
+    if flagged:
+        columns += [_has_dependents(task.c.id), _has_dependents(parent.c.id)]
+    return (
+        select(*columns)
+        .select_from(task.outerjoin(parent, parent.c.id == task.c.parent_id))
+        .where(task.c.id == bindparam("b_id"))
+    )
 
 
 # Built once: building a statement costs more than SQLite running a point read.
@@ -91,7 +114,10 @@ _DEPENDENTS = Query(
 )
 _LINKS = Query(select(tasks.c.id, tasks.c.executor, tasks.c.parent_id).where(tasks.c.id.in_(_IDS)))
 _LINEAGE = Query(_lineage(rows=True))
-_LINEAGE_IDS = Query(_lineage(rows=False))
+_LINEAGE_IDS = {flagged: Query(_lineage(rows=False, flagged=flagged)) for flagged in (False, True)}
+_NEAR = {flagged: Query(_near(flagged)) for flagged in (False, True)}
+"""By whether they say what has dependents."""
+_LINKS_OF = Query(select(tasks.c.id, tasks.c.executor, *_LINKED_REST).where(tasks.c.id.in_(_IDS)))
 _WHOLE, _LEVELS = _walk(0), _walk(1)
 """The walk of a whole subtree, and of `b_depth` levels of it."""
 _SUBTREE = {
@@ -222,17 +248,32 @@ class SqlReads:
         wanted = [task_id for task_id in dict.fromkeys(ids) if task_id != parent_id]
 
         def read(conn: Connection) -> Referenced:
-            found = _LINEAGE_IDS.rows(conn, {"b_id": parent_id})
-            lineage = [row[0] for row in found]
-            rows = _get_many(conn, wanted) if wanted else {}
-            if found:
-                rows[parent_id] = _task(found[0][3:])
+            flagged = bool(ids)  # dependencies: whether anything waits for the lineage
+            rows = _links_of(conn, wanted) if wanted else {}
+            near = _NEAR[flagged].rows(conn, {"b_id": parent_id})
+            if not near:
+                return Referenced(rows, [], set())
+            row = near[0]
+            rows[parent_id] = TaskLinks(row[0], row[1], *row[3:6])
+            flags = row[9:11] if flagged else (False, False)
+            # Up the lineage: each one's id, executor, parent id, whether it has dependents.
+            up = [(row[0], row[1], row[2], flags[0])]
+            if row[6] is not None:
+                up.append((row[6], row[7], row[8], flags[1]))
+                if row[8] is not None:  # deeper: the rest, walked up from the next one
+                    above = _LINEAGE_IDS[flagged].rows(conn, {"b_id": row[8]})
+                    up += [(r[0], r[1], r[2], flagged and r[3]) for r in above]
             waiting = set()
-            if lineage and ids:
-                # The walk starts at the parent and goes up first: it knows the lineage.
-                known = {row[0]: (row[1] is None, row[2]) for row in found}
-                waiting = _waiting_for_new_child(conn, parent_id, known)
-            return Referenced(rows, lineage, waiting)
+            if ids:
+                groups = [entry for entry in up if entry[1] is None]
+                if not any(entry[3] for entry in groups):
+                    # Nothing waits for a group above (a tutorial's chain): the walk would
+                    # go up the lineage only, and find its groups.
+                    waiting = {entry[0] for entry in groups}
+                else:  # the walk goes up first: it knows the lineage
+                    known = {entry[0]: (entry[1] is None, entry[2]) for entry in up}
+                    waiting = _waiting_for_new_child(conn, parent_id, known)
+            return Referenced(rows, [entry[0] for entry in up], waiting)
 
         return await self._reader.run(read, small=True)
 
@@ -335,6 +376,14 @@ def _get_many(conn: Connection, ids: list[str]) -> dict[str, TaskRow]:
             task = _task(row)
             found[task.id] = task
     return found
+
+
+def _links_of(conn: Connection, ids: list[str]) -> dict[str, TaskLinks]:
+    return {
+        row[0]: TaskLinks(*row)
+        for chunk in _chunks(ids)
+        for row in _LINKS_OF.rows(conn, {"ids": chunk})
+    }
 
 
 def _waiting_for_new_child(
