@@ -23,6 +23,7 @@ from scenarios.create_latency import (
 )
 from scenarios.event_latency import EVENT_LATENCY_SAMPLES, format_event_latency, run_event_latency
 from scenarios.fanout import FANOUT_SUBSCRIBERS, FANOUT_TASKS, FanoutRun, format_fanout, run_fanout
+from scenarios.floor import FLOOR_CALLS, format_floor, run_floor
 from scenarios.replicas import (
     REPLICA_CHAIN_TASKS,
     REPLICA_FLAT_TASKS,
@@ -151,6 +152,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="tutorial path (create_task one by one) sizes (default 100,1000,10000)",
     )
     parser.add_argument("--no-tutorial", action="store_true", help="skip the tutorial path")
+    parser.add_argument("--no-floor", action="store_true", help="skip the floor under a create")
+    parser.add_argument("--floor-calls", type=int, default=FLOOR_CALLS)
     parser.add_argument(
         "--no-system-info", action="store_true", help="skip the system_info cpu line"
     )
@@ -190,6 +193,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.fanout_tasks = min(args.fanout_tasks, 1_000)
         args.fanout_repeats = 1
         args.tutorial_sizes = args.tutorial_sizes or list(QUICK_TUTORIAL_SIZES)
+        args.floor_calls = min(args.floor_calls, 300)
         args.worker_tasks = min(args.worker_tasks, 1_000)
         args.worker_repeats = 1
         args.worker_latency_samples = min(args.worker_latency_samples, 100)
@@ -200,7 +204,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.sizes = list(DEFAULT_SIZES)
     if args.workers_only:
         args.no_pg = True
-        for skip in ("throughput", "tutorial", "system_info", "event_latency", "fanout"):
+        for skip in ("throughput", "tutorial", "floor", "system_info", "event_latency", "fanout"):
             setattr(args, f"no_{skip}", True)
         args.no_latency = True
         args.no_replicas = True
@@ -208,7 +212,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         if args.no_pg:
             parser.error("--replicas-only needs PostgreSQL (not --no-pg)")
         args.pg_only = True
-        for skip in ("throughput", "tutorial", "system_info", "event_latency", "fanout"):
+        for skip in ("throughput", "tutorial", "floor", "system_info", "event_latency", "fanout"):
             setattr(args, f"no_{skip}", True)
         args.no_latency = True
         args.no_workers = True
@@ -248,6 +252,7 @@ class Results:
     event_latency: list[dict[str, Any]] = field(default_factory=list)
     fanout: list[FanoutRun] = field(default_factory=list)
     create_latency: list[dict[str, Any]] = field(default_factory=list)
+    floor: list[dict[str, Any]] = field(default_factory=list)
     tutorial: list[TutorialRun] = field(default_factory=list)
     system_info: list[dict[str, Any]] = field(default_factory=list)
     workers: list[WorkerRun] = field(default_factory=list)
@@ -263,6 +268,7 @@ class Results:
             or any(item["outcome"] != OK for item in self.event_latency)
             or any(run.outcome != OK for run in self.fanout)
             or any(item["outcome"] != OK for item in self.create_latency)
+            or any(item["outcome"] != OK for item in self.floor)
             or any(run.outcome != OK for run in self.workers)
             or any(item["outcome"] != OK for item in self.worker_latency)
             or any(run.outcome != OK for run in self.replicas)
@@ -285,6 +291,10 @@ def run_all(args: argparse.Namespace, chosen: Sequence[Backend], workdir: Path) 
                             f"[bench]   {run.outcome} {num(run.seconds, 3)} s "
                             f"(create {num(run.create_seconds, 3)} s) {run.detail}".rstrip()
                         )
+        if not args.no_floor and backend.name == SQLITE:
+            log(f"[bench] sqlite the floor under a create, {args.floor_calls:,} calls a layer ...")
+            results.floor.append(run_floor(backend, workdir, args))
+            log(f"[bench]   {results.floor[-1]['outcome']}")
         if not args.no_tutorial:
             for shape in TUTORIAL_SHAPES:
                 for size in args.tutorial_sizes:
@@ -328,6 +338,8 @@ def print_results(results: Results) -> None:
     if results.runs:
         print(format_table(results.runs))
         print(format_running(results.runs))
+    for item in results.floor:
+        print(format_floor(item))
     if results.tutorial:
         print(format_tutorial(results.tutorial))
     for latency in results.event_latency:
@@ -385,6 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "event_latency": results.event_latency,
             "fanout": [asdict(run) for run in results.fanout],
             "create_tree_latency": results.create_latency,
+            "floor": results.floor,
             "tutorial": [as_json(run) for run in results.tutorial],
             "system_info_cpu": results.system_info,
             "workers": {
