@@ -5,8 +5,8 @@ GetTask of a leaf (one point read), CreateTask under the root (a read and a comm
 CreateTask chained to the previous one (and a dependency; the GetTask row is measured
 last, on one of the leaves the creates made). Each: `FLOOR_CALLS` sequential calls of
 this process's grpc.aio client after `FLOOR_WARMUP`, p50/p90 and the server's CPU per
-call. The same code ran create p50 at 0.9 ms one day and 1.5 ms another here: the echo
-row says which kind of day a table comes from."""
+call. The same code ran create p50 at 0.9 ms in one run and 1.5-2.5 ms in another two
+hours later on this VM: the echo row says which kind of machine a table comes from."""
 
 from __future__ import annotations
 
