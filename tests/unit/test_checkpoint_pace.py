@@ -81,15 +81,15 @@ def test_a_copy_is_overdue_once_as_many_items_again_were_committed_meanwhile() -
 def test_a_copy_left_behind_by_many_pages_is_followed_by_another() -> None:
     """Before anything is learned an item is taken for 4 pages (1,000 for 250)."""
     pace = CheckpointPace(target_pages=1000)
-    assert not pace.copy_again()  # no copy under way
+    assert not pace.copy_again(frames=500)  # no copy under way
     pace.committed(FIRST_AFTER_ITEMS)
     pace.copy_started()
     pace.committed(CATCH_UP_PAGES // 4)  # 48 pages written during the copy: few
-    assert not pace.copy_again()
+    assert not pace.copy_again(frames=500)
     pace.committed(1)  # 52
-    assert pace.copy_again()
+    assert pace.copy_again(frames=500)
     pace.committed(CATCH_UP_PAGES // 4)  # counted from the second copy's start
-    assert not pace.copy_again()
+    assert not pace.copy_again(frames=500)
 
 
 def test_copies_beside_the_writer_stop_at_a_bound_and_once_overdue() -> None:
@@ -98,14 +98,32 @@ def test_copies_beside_the_writer_stop_at_a_bound_and_once_overdue() -> None:
     pace.copy_started()
     for _ in range(MAX_COPIES - 1):
         pace.committed(20)
-        assert pace.copy_again()
+        assert pace.copy_again(frames=500)
     pace.committed(20)
-    assert not pace.copy_again()  # MAX_COPIES made: the writer's step copies the rest
+    assert not pace.copy_again(frames=500)  # MAX_COPIES made: the writer's step copies the rest
     pace.checkpointed(frames=1000)
     pace.committed(FIRST_AFTER_ITEMS)
     pace.copy_started()  # the count of copies starts over with the checkpoint
     pace.committed(20)
-    assert pace.copy_again()
+    assert pace.copy_again(frames=500)
     pace.committed(pace.after_items)  # the log grew by the target since the first copy
     assert pace.overdue
-    assert not pace.copy_again()
+    assert not pace.copy_again(frames=500)
+
+
+def test_a_log_that_started_over_before_the_step_is_learned_from_its_copies() -> None:
+    """A copy beside the writer copied the whole log (1,000 frames for 250 items), the
+    next commit started it over, and the writer's step found 3 frames: the count is
+    learned from the 1,000, not doubled (which, thrice running, let the log grow past
+    three times the target)."""
+    pace = CheckpointPace(target_pages=1000)
+    pace.committed(FIRST_AFTER_ITEMS)
+    pace.copy_started()
+    assert not pace.copy_again(frames=1000)  # nothing written meanwhile
+    pace.checkpointed(frames=3)
+    assert pace.after_items == FIRST_AFTER_ITEMS
+    # The next checkpoint's step alone counts again (no copy found more).
+    pace.committed(FIRST_AFTER_ITEMS)
+    pace.copy_started()
+    pace.checkpointed(frames=500)
+    assert pace.after_items == 2 * FIRST_AFTER_ITEMS

@@ -48,6 +48,8 @@ class CheckpointPace:
         """Items counted when its latest copy began."""
         self._copies = 0
         """Copies made for the checkpoint under way."""
+        self._copies_found = 0
+        """The most frames a copy of the checkpoint under way found in the log."""
 
     def committed(self, items: int) -> None:
         self._written += items
@@ -61,10 +63,12 @@ class CheckpointPace:
         self._copy_from = self._latest_from = self._written
         self._copies = 1
 
-    def copy_again(self) -> bool:
-        """The latest copy beside the writer ended: whether another should copy what the
-        writer wrote meanwhile (then counted as begun) before the writer's own step. Not
-        once overdue: the log's bound counts from the first copy."""
+    def copy_again(self, frames: int) -> bool:
+        """The latest copy beside the writer ended, having found `frames` in the log:
+        whether another should copy what the writer wrote meanwhile (then counted as
+        begun) before the writer's own step. Not once overdue: the log's bound counts from
+        the first copy."""
+        self._copies_found = max(self._copies_found, frames)
         if self._copy_from is None or self.overdue or self._copies >= MAX_COPIES:
             return False
         pages_per_item = self._target_pages / self.after_items
@@ -91,8 +95,14 @@ class CheckpointPace:
 
         The count at most doubles at a time: one batch unlike the next (a 10,000-task
         tree's insert writes 0.1 pages an item, the chain run after it 1.6) must not set
-        a count that lets the log grow twentyfold past the target."""
+        a count that lets the log grow twentyfold past the target.
+
+        A copy beside the writer may have copied the whole log, which the next commit then
+        started over: the step finds only the frames since (3 for 400 items, seen). So the
+        most a copy of this checkpoint found counts too; else the count doubled thrice
+        running and the log grew past three times the target."""
         written, self._written = self._written, 0
+        frames, self._copies_found = max(frames, self._copies_found), 0
         self._copy_from = None
         if written <= 0 or frames <= 0:
             return

@@ -128,9 +128,9 @@ class SqliteCommitter:
         self._pace = CheckpointPace()
         self._copier = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskgrove-checkpoint")
         self._copier_conn: Connection | None = None
-        self._copying: asyncio.Future[bool] | None = None
-        """The log's bulk being copied beside the writer (see `run`); its result: whether
-        it copied."""
+        self._copying: asyncio.Future[int | None] | None = None
+        """The log's bulk being copied beside the writer (see `run`); its result: the
+        frames the log held (None: the copy failed)."""
         self._checkpoint: asyncio.Future[int] | None = None
         """The finishing checkpoint, on the writer's thread; its result: the log's frames."""
         # On the loop a lock is never waited for (a locked database sends the batch to
@@ -178,10 +178,10 @@ class SqliteCommitter:
         # the batches back once the log has grown by the target.
         loop = asyncio.get_running_loop()
         if self._copying is not None and (self._copying.done() or self._pace.overdue):
-            copied = await self._copying  # never raises: a failed copy is logged
+            found = await self._copying  # never raises: a failed copy is logged
             # After a failed copy another would fail too (a full disk): the writer's own
             # step copies the log, and says again whether it can.
-            if copied and self._pace.copy_again():
+            if found is not None and self._pace.copy_again(found):
                 self._copying = loop.run_in_executor(self._copier, self._copy)
             else:
                 self._copying = None
@@ -207,20 +207,21 @@ class SqliteCommitter:
             self._copying = loop.run_in_executor(self._copier, self._copy)
         return result
 
-    def _copy(self) -> bool:
+    def _copy(self) -> int | None:
+        """Returns the frames the log held (None when the copy failed)."""
         try:
             if self._copier_conn is None or self._copier_conn.invalidated:
                 self._copier_conn = self._db.connect()
             with self._copier_conn.begin():
-                self._copier_conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+                row = self._copier_conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").first()
         except Exception as error:  # the writer's own checkpoint copies it all the same
             log.warning("WAL checkpoint (bulk) failed: %s", error)
             if self._copier_conn is not None:
                 with contextlib.suppress(Exception):
                     self._copier_conn.close()
                 self._copier_conn = None
-            return False
-        return True
+            return None
+        return int(row[1]) if row is not None else 0  # (busy, frames in the log, copied)
 
     def _run_checkpoint(self) -> int:
         """Returns the frames the log held (0 when the checkpoint failed)."""
