@@ -26,33 +26,21 @@ from pathlib import Path
 import psutil
 from connection import open_channel
 from harness import percentile
+from scenarios.floor import leaf_creator
 from taskgrove.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
 from taskgrove_server.testing import ServerProcess, sqlite_url
-from trees import LEAF_EXECUTOR, LEAF_INPUTS
 
 WARMUP = 200
 SIDES = ("old", "new")
 
 
 class Side:
-    """One server and the chain of leaves created on it."""
+    """One server, and the creates timed on it."""
 
     def __init__(self, address: str, pid: int) -> None:
         self.address = address
         self.process = psutil.Process(pid)
-        self.root = ""
-        self.previous = ""
         self.samples: list[float] = []
-
-    async def create(self, stub: task_service_pb2_grpc.TaskServiceStub, chained: bool) -> float:
-        task = task_pb2.Task(name=LEAF_EXECUTOR, user_id="bench", parent_id=self.root)
-        task.inputs.update(LEAF_INPUTS)
-        if chained and self.previous:
-            task.dependencies.add(id=self.previous)
-        request = task_service_pb2.CreateTaskRequest(task=task)
-        start = time.perf_counter()
-        self.previous = (await stub.CreateTask(request)).id
-        return time.perf_counter() - start
 
     def cpu(self) -> float:
         return float(sum(self.process.cpu_times()[:2]))
@@ -64,20 +52,21 @@ async def one_round(
     """Per side: (p50 ms, server CPU us per call)."""
     channels = {name: open_channel(side.address) for name, side in sides.items()}
     try:
-        stubs = {name: task_service_pb2_grpc.TaskServiceStub(ch) for name, ch in channels.items()}
-        for name, side in sides.items():
+        creates = {}
+        for name, channel in channels.items():
+            stub = task_service_pb2_grpc.TaskServiceStub(channel)
             root = task_pb2.Task(name="root_task", user_id="bench")
-            side.root = (
-                await stubs[name].CreateTask(task_service_pb2.CreateTaskRequest(task=root))
-            ).id
-            side.previous, side.samples = "", []
+            root_id = (await stub.CreateTask(task_service_pb2.CreateTaskRequest(task=root))).id
+            creates[name] = leaf_creator(stub, root_id, chained)
         for _ in range(WARMUP):
-            for name, side in sides.items():
-                await side.create(stubs[name], chained)
+            for create in creates.values():
+                await create()
         before = {name: side.cpu() for name, side in sides.items()}
         for call in range(calls):
             for name in SIDES if call % 2 == 0 else reversed(SIDES):
-                sides[name].samples.append(await sides[name].create(stubs[name], chained))
+                start = time.perf_counter()
+                await creates[name]()
+                sides[name].samples.append(time.perf_counter() - start)
         return {
             name: (
                 percentile(side.samples, 50) * 1000,

@@ -77,13 +77,14 @@ async def _echo_row(row: FloorRow, port: int, pid: int, calls: int, limit_s: flo
             await _timed(row, lambda: echo(payload), pid, calls)
 
 
-def _creator(stub: task_service_pb2_grpc.TaskServiceStub, root_id: str, chained: bool) -> Call:
-    """A CreateTask of a leaf under `root_id`; `chained`: depending on the one before."""
+def leaf_creator(stub: task_service_pb2_grpc.TaskServiceStub, root_id: str, chained: bool) -> Call:
+    """A CreateTask of a leaf under `root_id` (its owner's); `chained`: depending on the one
+    created before."""
     previous = ""
 
     async def create() -> None:
         nonlocal previous
-        task = task_pb2.Task(name=LEAF_EXECUTOR, user_id="b", parent_id=root_id)
+        task = task_pb2.Task(name=LEAF_EXECUTOR, parent_id=root_id)  # the root's owner
         task.inputs.update(LEAF_INPUTS)
         if chained and previous:
             task.dependencies.add(id=previous)
@@ -104,8 +105,8 @@ async def _server_rows(
             health = health_pb2_grpc.HealthStub(channel)
             check = health_pb2.HealthCheckRequest()
             await _timed(rows["health"], lambda: health.Check(check), pid, calls)
-            await _timed(rows["flat"], _creator(stub, root.id, chained=False), pid, calls)
-            await _timed(rows["chain"], _creator(stub, root.id, chained=True), pid, calls)
+            await _timed(rows["flat"], leaf_creator(stub, root.id, chained=False), pid, calls)
+            await _timed(rows["chain"], leaf_creator(stub, root.id, chained=True), pid, calls)
             # A leaf: a group's GetTask reads its subtree's progress too.
             leaf = await stub.ListTasks(
                 task_service_pb2.ListTasksRequest(parent_id=root.id, page_size=1)

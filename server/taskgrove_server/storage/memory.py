@@ -212,11 +212,11 @@ class MemoryStore:
     async def referenced(self, parent_id: str, ids: Collection[str]) -> Referenced:
         lineage = [row.id for row in await self.lineage(parent_id)]
         rows = await self.get_many([*lineage[:1], *ids])
-        waiting = await self.waiting_for_new_child(parent_id) if lineage and ids else set()
+        waiting = self._waiting_for_new_child(parent_id) if lineage and ids else set()
         links = {task_id: TaskLinks.of(row) for task_id, row in rows.items()}
         return Referenced(links, lineage, waiting)
 
-    async def waiting_for_new_child(self, parent_id: str) -> set[str]:
+    def _waiting_for_new_child(self, parent_id: str) -> set[str]:
         # Forwards, as validation sees it: whatever can reach the new child's parent
         # vertex along waits-for edges (a plain search from every task: tests are small).
         def vertex(row: TaskRow) -> tuple[str, str]:

@@ -44,7 +44,11 @@ class Referenced:
     lineage: list[str]
     """The parent's id and its ancestors' up to the root (empty: no such parent)."""
     waiting: set[str]
-    """`waiting_for_new_child(parent)`, when dependencies were given (else empty)."""
+    """The stored tasks that could not finish before a task newly created under the parent
+    does: the groups above it and, transitively, whatever waits for one of them (a
+    dependency on a group waits for its subtree). A new task depending on one of these
+    would close a cycle; nothing else stored can (nothing stored depends on a new task).
+    Empty when no dependencies were given."""
 
 
 class TaskReads(Protocol):
@@ -68,14 +72,6 @@ class TaskReads(Protocol):
 
     async def referenced(self, parent_id: str, ids: Collection[str]) -> Referenced:
         """What creating tasks under `parent_id` that depend on `ids` needs, in one read."""
-        ...
-
-    async def waiting_for_new_child(self, parent_id: str) -> set[str]:
-        """The stored tasks that could not finish before a task newly created under
-        `parent_id` does: the groups above it and, transitively, whatever waits for one of
-        them (a dependency on a group waits for its subtree). A new task depending on one
-        of these would close a cycle; nothing else stored can (nothing stored depends on a
-        new task)."""
         ...
 
     async def subtree(self, task_id: str, max_depth: int = 0) -> list[TaskRow]:

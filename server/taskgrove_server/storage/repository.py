@@ -112,12 +112,14 @@ _DEPENDENTS = Query(
         task_dependencies.c.depends_on.in_(_IDS)
     )
 )
-_LINKS = Query(select(tasks.c.id, tasks.c.executor, tasks.c.parent_id).where(tasks.c.id.in_(_IDS)))
+_WALK_LINKS = Query(
+    select(tasks.c.id, tasks.c.executor, tasks.c.parent_id).where(tasks.c.id.in_(_IDS))
+)
 _LINEAGE = Query(_lineage(rows=True))
 _LINEAGE_IDS = {flagged: Query(_lineage(rows=False, flagged=flagged)) for flagged in (False, True)}
 _NEAR = {flagged: Query(_near(flagged)) for flagged in (False, True)}
 """By whether they say what has dependents."""
-_LINKS_OF = Query(select(tasks.c.id, tasks.c.executor, *_LINKED_REST).where(tasks.c.id.in_(_IDS)))
+_TASK_LINKS = Query(select(tasks.c.id, tasks.c.executor, *_LINKED_REST).where(tasks.c.id.in_(_IDS)))
 _WHOLE, _LEVELS = _walk(0), _walk(1)
 """The walk of a whole subtree, and of `b_depth` levels of it."""
 _SUBTREE = {
@@ -239,17 +241,12 @@ class SqlReads:
     async def lineage(self, task_id: str) -> list[TaskRow]:
         return await self._reader.run(_all_tasks(_LINEAGE, {"b_id": task_id}), small=True)
 
-    async def waiting_for_new_child(self, parent_id: str) -> set[str]:
-        return await self._reader.run(
-            lambda conn: _waiting_for_new_child(conn, parent_id), small=True
-        )
-
     async def referenced(self, parent_id: str, ids: Collection[str]) -> Referenced:
         wanted = [task_id for task_id in dict.fromkeys(ids) if task_id != parent_id]
 
         def read(conn: Connection) -> Referenced:
             flagged = bool(ids)  # dependencies: whether anything waits for the lineage
-            rows = _links_of(conn, wanted) if wanted else {}
+            rows = _task_links(conn, wanted) if wanted else {}
             near = _NEAR[flagged].rows(conn, {"b_id": parent_id})
             if not near:
                 return Referenced(rows, [], set())
@@ -378,18 +375,19 @@ def _get_many(conn: Connection, ids: list[str]) -> dict[str, TaskRow]:
     return found
 
 
-def _links_of(conn: Connection, ids: list[str]) -> dict[str, TaskLinks]:
+def _task_links(conn: Connection, ids: list[str]) -> dict[str, TaskLinks]:
     return {
         row[0]: TaskLinks(*row)
         for chunk in _chunks(ids)
-        for row in _LINKS_OF.rows(conn, {"ids": chunk})
+        for row in _TASK_LINKS.rows(conn, {"ids": chunk})
     }
 
 
 def _waiting_for_new_child(
     conn: Connection, parent_id: str, known: dict[str, tuple[bool, str | None]] | None = None
 ) -> set[str]:
-    """See `TaskReads.waiting_for_new_child`: a walk against the waits-for edges.
+    """`Referenced.waiting` for a new child of `parent_id`: a walk against the waits-for
+    edges.
 
     Vertices as in `service.validation.find_cycle`: `run` (the task itself is done) and
     `sub` (its subtree is done); a group has only `run` (it is done when its subtree is).
@@ -403,7 +401,7 @@ def _waiting_for_new_child(
     def learn(ids: Iterable[str]) -> None:
         missing = [task_id for task_id in dict.fromkeys(ids) if task_id not in links]
         for chunk in _chunks(missing):
-            for task_id, executor, parent in _LINKS.rows(conn, {"ids": chunk}):
+            for task_id, executor, parent in _WALK_LINKS.rows(conn, {"ids": chunk}):
                 links[task_id] = (executor is None, parent)
 
     def vertex(task_id: str) -> tuple[str, str]:
